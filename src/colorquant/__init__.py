@@ -1,0 +1,39 @@
+"""colorquant: PyTorch-native color quantization.
+
+Weighted K-means on an image's color histogram in RGB, CIELAB or OKLab; palette images out.
+
+Example:
+    >>> import colorquant as cq
+    >>> import numpy as np
+    >>> res = cq.quantize(np.zeros((8, 8, 3), np.uint8), n_colors=4)
+    >>> res.n_colors, res.psnr
+    (1, inf)
+"""
+
+from __future__ import annotations
+
+from ._checks import InputError
+from .color import COLOR_SPACES, ColorSpace
+from .kmeans import KMeansResult, fit_adam, weighted_kmeans
+from .metrics import ciede2000, mean_delta_e, mse, psnr
+from .quantize import DEFAULT_SPEED, QuantizeResult, Quantizer, quantize
+
+__all__ = [
+    "COLOR_SPACES",
+    "DEFAULT_SPEED",
+    "ColorSpace",
+    "InputError",
+    "KMeansResult",
+    "QuantizeResult",
+    "Quantizer",
+    "__version__",
+    "ciede2000",
+    "fit_adam",
+    "mean_delta_e",
+    "mse",
+    "psnr",
+    "quantize",
+    "weighted_kmeans",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,171 @@
+"""The one place that validates public inputs and turns them into the library's layouts.
+
+Every public entry point calls into this module first, so an error message always names the
+argument, what was expected and what came.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+__all__ = [
+    "InputError",
+    "as_rgb8",
+    "check_choice",
+    "check_int_range",
+    "check_positive",
+    "resolve_device",
+]
+
+T = TypeVar("T", bound=str)
+
+
+class InputError(ValueError):
+    """A public input was of the wrong kind, shape or range. The message says which and why."""
+
+
+def check_choice(name: str, value: Any, choices: Sequence[T]) -> T:
+    """Return ``value`` if it is one of ``choices``, else raise listing the valid ones."""
+    if value not in choices:
+        valid = ", ".join(repr(c) for c in choices)
+        raise InputError(f"{name} must be one of {valid}, got {value!r}")
+    return value  # type: ignore[no-any-return]
+
+
+def check_int_range(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """Return ``value`` as an int if ``low <= value <= high`` (``high=None``: no upper bound)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        span = f"{low}..{high}" if high is not None else f">= {low}"
+        raise InputError(f"{name} must be in {span}, got {value}")
+    return value
+
+
+def check_positive(name: str, value: Any) -> float:
+    """Return ``value`` as a float if it is a finite number > 0."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a positive number, got {value!r}") from None
+    if not np.isfinite(out) or out <= 0:
+        raise InputError(f"{name} must be a positive number, got {value!r}")
+    return out
+
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Turn ``"auto"`` into the best available device (cuda, then mps, then cpu).
+
+    Raises:
+        InputError: the name is unknown, or names a device this machine does not have.
+    """
+    if isinstance(device, torch.device):
+        return device
+    name = str(device)
+    base = name.split(":")[0]
+    check_choice("device", base, DEVICES)
+    if base == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if base == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was asked for, but no CUDA device is available")
+    if base == "mps" and not torch.backends.mps.is_available():
+        raise InputError("device 'mps' was asked for, but no MPS device is available")
+    return torch.device(name)
+
+
+def _float_to_uint8(x: np.ndarray, name: str) -> np.ndarray:
+    if not np.isfinite(x).all():
+        raise InputError(f"{name} holds NaN or infinite values")
+    if x.min() < 0.0 or x.max() > 1.0:
+        raise InputError(
+            f"{name} is floating point, so it must lie in [0, 1], got values in "
+            f"[{x.min():.4g}, {x.max():.4g}]"
+        )
+    return np.rint(x * 255.0).astype(np.uint8)
+
+
+def _pil_to_rgb8(image: Any) -> np.ndarray:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit (or 32-bit integer) grayscale: keep the top 8 of 16 bits, rounded.
+        wide = np.asarray(image, dtype=np.float64)
+        gray = np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode == "F":
+        gray = np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode != "RGB":
+        # L, LA, P, PA, RGBA, CMYK, YCbCr, 1, ...: Pillow's own conversion; alpha is dropped.
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.uint8)
+
+
+def as_rgb8(image: Any, name: str = "image") -> np.ndarray:
+    """Any supported image to a ``(H, W, 3)`` uint8 sRGB array (a copy or a read-only view).
+
+    Accepted:
+        - a PIL image of any mode (alpha is dropped; 16-bit grayscale keeps its top 8 bits);
+        - a NumPy array ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)``, uint8, or float
+          in [0, 1] (rounded to 8 bits); a 4th (alpha) channel is dropped;
+        - a torch tensor ``(3, H, W)``, ``(1, H, W)`` or ``(1, 3, H, W)`` (a batch of one), uint8
+          or float in [0, 1]; channels first, as torchvision has them.
+
+    Raises:
+        InputError: wrong type, shape, dtype or range, or an empty image.
+    """
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        arr = _pil_to_rgb8(image)
+    elif isinstance(image, torch.Tensor):
+        t = image.detach()
+        if t.ndim == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.ndim != 3 or t.shape[0] not in (1, 3):
+            raise InputError(
+                f"{name} tensor must be (3, H, W), (1, H, W) or (1, 3, H, W), got {tuple(t.shape)}"
+            )
+        hwc = t.movedim(0, -1).cpu().numpy()
+        arr = hwc if hwc.dtype == np.uint8 else _float_to_uint8(_float_array(hwc, name), name)
+        if arr.shape[2] == 1:
+            arr = np.repeat(arr, 3, axis=2)
+    elif isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+            raise InputError(
+                f"{name} array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
+                f"got {tuple(image.shape)}"
+            )
+        arr = arr[..., :3] if arr.shape[2] == 4 else arr
+        if arr.dtype != np.uint8:
+            arr = _float_to_uint8(_float_array(arr, name), name)
+        if arr.shape[2] == 1:
+            arr = np.repeat(arr, 3, axis=2)
+    else:
+        raise InputError(
+            f"{name} must be a PIL image, a NumPy array or a torch tensor, "
+            f"got {type(image).__name__}"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"{name} is empty: {arr.shape[0]}x{arr.shape[1]} pixels")
+    return np.ascontiguousarray(arr)
+
+
+def _float_array(arr: np.ndarray, name: str) -> np.ndarray:
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise InputError(f"{name} must be uint8 or floating point in [0, 1], got dtype {arr.dtype}")
+    return arr.astype(np.float64, copy=False)

@@ -1,0 +1,475 @@
+"""The orchestrator: the only module that knows the order of the stages.
+
+    image -> 8-bit pixels -> color histogram -> [coarse cells -> seed -> Lloyd] -> Lloyd on the
+    exact histogram -> 8-bit palette -> exact nearest color of every distinct color -> indices
+
+Quantizing one image is fitting a palette on its histogram and applying it; a palette shared by a
+dataset is fitted on the merged histogram of its images and applied to each one. Every path
+(:func:`quantize`, :class:`Quantizer`, the CLI) runs the same two methods,
+``Quantizer._fit_histogram`` and ``Quantizer._apply_histogram``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from ._checks import (
+    InputError,
+    as_rgb8,
+    check_choice,
+    check_int_range,
+    check_positive,
+    resolve_device,
+)
+from .color import COLOR_SPACES, ColorSpace, encode_colors
+from .color import decode_colors as _decode
+from .histogram import ColorHistogram, bin_colors, color_histogram, merge_histograms
+from .init import INITS, InitMethod, initial_centroids
+from .kmeans import KMeansResult, fit_adam, weighted_kmeans
+from .metrics import mean_delta_e, mse, psnr_from_mse
+from .nearest import nearest
+
+__all__ = [
+    "DEFAULT_SPEED",
+    "METHODS",
+    "FitSettings",
+    "Method",
+    "QuantizeResult",
+    "Quantizer",
+    "quantize",
+    "settings_for_speed",
+]
+
+log = logging.getLogger(__name__)
+
+Method = Literal["kmeans", "adam"]
+METHODS: tuple[Method, ...] = ("kmeans", "adam")
+MAX_COLORS = 65536
+DEFAULT_SPEED = 4
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """What one ``speed`` value sets (libimagequant's one-knob idea).
+
+    Attributes:
+        coarse_bits: bits per channel of the coarse RGB cells of the first stage (8: no
+            coarse stage, every iteration on the exact histogram).
+        n_init: seedings tried on the coarse stage; the lowest objective is kept.
+        coarse_iter: Lloyd iterations at most on the coarse cells.
+        coarse_tol: relative tolerance of the coarse stage.
+        max_iter: Lloyd iterations at most on the exact histogram.
+        tol: relative tolerance of the exact stage.
+    """
+
+    coarse_bits: int
+    n_init: int
+    coarse_iter: int
+    coarse_tol: float
+    max_iter: int
+    tol: float
+
+
+def settings_for_speed(speed: int) -> FitSettings:
+    """Fit settings for ``speed`` in 1 (slowest, best) .. 10 (fastest).
+
+    The default, ``DEFAULT_SPEED``, was chosen by ``benchmarks/compare.py`` (BENCHMARKS.md).
+    """
+    speed = check_int_range("speed", speed, 1, 10)
+    table = {
+        1: FitSettings(8, 4, 0, 0.0, 300, 1e-6),
+        2: FitSettings(6, 3, 300, 1e-6, 100, 1e-6),
+        3: FitSettings(6, 2, 200, 1e-5, 50, 1e-5),
+        4: FitSettings(6, 1, 150, 1e-5, 20, 1e-5),
+        5: FitSettings(6, 1, 100, 1e-4, 10, 1e-4),
+        6: FitSettings(5, 1, 100, 1e-4, 5, 1e-4),
+        7: FitSettings(5, 1, 50, 1e-4, 3, 1e-4),
+        8: FitSettings(5, 1, 30, 1e-3, 2, 1e-3),
+        9: FitSettings(5, 1, 20, 1e-3, 1, 1e-3),
+        10: FitSettings(4, 1, 10, 1e-3, 1, 1e-3),
+    }
+    return table[speed]
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    """A quantized image: indices into a palette, with the fit's record and metrics.
+
+    Attributes:
+        palette: ``(K, 3)`` uint8 sRGB, exactly the colors used, most used first.
+        indices: ``(H, W)`` uint8 (uint16 when K > 256) index of every pixel into ``palette``.
+        counts: ``(K,)`` int64 pixels per palette color.
+        mse: mean squared error over pixels and channels, 8-bit units (see :mod:`metrics`).
+        psnr: ``10 log10(255^2 / mse)`` in dB.
+        delta_e: mean CIEDE2000 over pixels.
+        history: fit objective after each iteration (weighted mean squared distance in the
+            fit's color space); empty for a given palette.
+        n_iter: iterations the fit ran.
+        converged: whether the fit met its tolerance.
+        color_space: the space colors were compared in.
+        method: ``"kmeans"``, ``"adam"`` or ``"palette"`` (a given palette).
+        seconds: wall time of fit + map (not of decoding the image).
+    """
+
+    palette: np.ndarray
+    indices: np.ndarray
+    counts: np.ndarray
+    mse: float
+    psnr: float
+    delta_e: float
+    history: tuple[float, ...]
+    n_iter: int
+    converged: bool
+    color_space: ColorSpace
+    method: str
+    seconds: float
+
+    @property
+    def n_colors(self) -> int:
+        """Number of palette colors (all used)."""
+        return int(self.palette.shape[0])
+
+    def to_numpy(self) -> np.ndarray:
+        """The quantized image as ``(H, W, 3)`` uint8 sRGB."""
+        return self.palette[self.indices]
+
+    def to_tensor(self) -> torch.Tensor:
+        """The quantized image as a ``(3, H, W)`` float32 tensor in [0, 1]."""
+        return torch.from_numpy(self.to_numpy()).permute(2, 0, 1).float().div_(255.0)
+
+    def to_pil(self) -> Any:
+        """A palette-mode (``"P"``) PIL image whose palette is exactly the used colors.
+
+        Raises:
+            ValueError: more than 256 colors, which a ``"P"`` image cannot hold.
+        """
+        from PIL import Image
+
+        if self.n_colors > 256:
+            raise ValueError(f"a palette image holds at most 256 colors, this one has {self.n_colors}")
+        image = Image.fromarray(self.indices.astype(np.uint8), mode="P")
+        image.putpalette(self.palette.reshape(-1).tolist(), rawmode="RGB")
+        return image
+
+
+@dataclass(frozen=True)
+class _Fit:
+    palette: torch.Tensor  # (K, 3) uint8
+    history: tuple[float, ...] = ()
+    n_iter: int = 0
+    converged: bool = True
+    method: str = "palette"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _histogram_of(image: Any, device: torch.device) -> tuple[ColorHistogram, tuple[int, int]]:
+    rgb8 = as_rgb8(image)
+    height, width = rgb8.shape[:2]
+    pixels = torch.from_numpy(rgb8.reshape(-1, 3)).to(device)
+    return color_histogram(pixels), (height, width)
+
+
+class Quantizer:
+    """Two-phase quantizer: fit a palette once, then apply it to any number of images.
+
+    Args:
+        n_colors: palette size K, 1..65536 (palette images hold at most 256).
+        color_space: where distances are measured: ``"rgb"``, ``"lab"`` or ``"oklab"``.
+        method: ``"kmeans"`` (Lloyd) or ``"adam"`` (gradient descent on the same objective).
+        init: ``"k-means++"`` (greedy, weighted) or ``"random"``.
+        speed: 1 (slowest, best) .. 10 (fastest); sets stages and iterations
+            (:func:`settings_for_speed`).
+        max_iter: override the exact stage's iteration cap.
+        tol: override the exact stage's relative tolerance.
+        seed: the only source of randomness: the same seed gives the same palette.
+        device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+
+    Example:
+        >>> import numpy as np
+        >>> img = np.zeros((4, 4, 3), np.uint8); img[:, 2:] = 200
+        >>> q = Quantizer(n_colors=2, color_space="rgb").fit(img)
+        >>> sorted(map(tuple, q.palette.tolist()))
+        [(0, 0, 0), (200, 200, 200)]
+        >>> q.apply(img).mse
+        0.0
+    """
+
+    def __init__(
+        self,
+        n_colors: int = 16,
+        *,
+        color_space: ColorSpace = "oklab",
+        method: Method = "kmeans",
+        init: InitMethod = "k-means++",
+        speed: int = DEFAULT_SPEED,
+        max_iter: int | None = None,
+        tol: float | None = None,
+        seed: int = 0,
+        device: str | torch.device = "auto",
+    ) -> None:
+        self.n_colors = check_int_range("n_colors", n_colors, 1, MAX_COLORS)
+        self.color_space: ColorSpace = check_choice("color_space", color_space, COLOR_SPACES)
+        self.method: Method = check_choice("method", method, METHODS)
+        self.init: InitMethod = check_choice("init", init, INITS)
+        self.settings = settings_for_speed(speed)
+        self.speed = speed
+        self.max_iter = None if max_iter is None else check_int_range("max_iter", max_iter, 1)
+        self.tol = None if tol is None else check_positive("tol", tol)
+        self.seed = check_int_range("seed", seed, 0)
+        self.device = resolve_device(device)
+        self._fit: _Fit | None = None
+
+    # -- public -----------------------------------------------------------------------------
+
+    @classmethod
+    def from_palette(
+        cls,
+        palette: np.ndarray | torch.Tensor | Sequence[Sequence[int]],
+        *,
+        color_space: ColorSpace = "oklab",
+        device: str | torch.device = "auto",
+    ) -> Quantizer:
+        """A quantizer that maps to the given colors instead of fitting.
+
+        Args:
+            palette: ``(K, 3)`` uint8-valued sRGB colors, 1 <= K <= 65536.
+            color_space: where nearest colors are measured.
+            device: as for the constructor.
+        """
+        arr = np.asarray(palette.cpu() if isinstance(palette, torch.Tensor) else palette)
+        if arr.ndim != 2 or arr.shape[1] != 3 or not 1 <= arr.shape[0] <= MAX_COLORS:
+            raise InputError(f"palette must be (K, 3) with 1 <= K <= {MAX_COLORS}, got {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 255:
+            raise InputError("palette colors must be integers in 0..255")
+        q = cls(n_colors=arr.shape[0], color_space=color_space, device=device)
+        q._fit = _Fit(torch.from_numpy(arr.astype(np.uint8)).to(q.device))
+        return q
+
+    def fit(self, images: Any) -> Quantizer:
+        """Fit the palette to one image, or one palette shared by a sequence of images.
+
+        Args:
+            images: an image (see :func:`colorquant._checks.as_rgb8` for the accepted kinds) or a
+                list/tuple of images, whose pixels are pooled.
+
+        Returns:
+            ``self``, fitted.
+        """
+        batch = list(images) if isinstance(images, (list, tuple)) else [images]
+        if not batch:
+            raise InputError("fit needs at least one image")
+        hists = [_histogram_of(img, self.device)[0] for img in batch]
+        self._fit_histogram(merge_histograms(hists))
+        return self
+
+    def apply(self, image: Any) -> QuantizeResult:
+        """Map an image to the fitted palette (nearest color in ``color_space``, exactly)."""
+        start = time.perf_counter()
+        hist, shape = _histogram_of(image, self.device)
+        return self._apply_histogram(hist, shape, start)
+
+    @property
+    def palette(self) -> np.ndarray:
+        """``(K, 3)`` uint8 fitted palette (unused and duplicate colors included)."""
+        return self._fitted().palette.cpu().numpy()
+
+    @property
+    def history(self) -> tuple[float, ...]:
+        """Objective after each iteration of the last fit."""
+        return self._fitted().history
+
+    # -- the pipeline -----------------------------------------------------------------------
+
+    def _fitted(self) -> _Fit:
+        if self._fit is None:
+            raise RuntimeError("this Quantizer has no palette yet: call fit() or from_palette()")
+        return self._fit
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed)
+
+    def _fit_histogram(self, hist: ColorHistogram) -> None:
+        k = self.n_colors
+        if len(hist) <= k:
+            # At most K distinct colors: the palette is the colors themselves, lossless.
+            self._fit = _Fit(hist.colors.clone(), (0.0,), 0, True, self.method)
+            return
+        s = self.settings
+        points = encode_colors(hist.colors, self.color_space)
+        weights = hist.counts.to(points.dtype)
+        generator = self._generator()
+        history: list[float] = []
+        n_iter = 0
+        start_centroids: torch.Tensor | None = None
+        if s.coarse_bits < 8:
+            cell, n_cells = bin_colors(hist.colors, s.coarse_bits)
+            if n_cells >= 4 * k:
+                start_centroids, coarse_hist, coarse_iter = self._coarse_stage(
+                    points, weights, cell, n_cells, generator
+                )
+                history.extend(coarse_hist)
+                n_iter += coarse_iter
+        if start_centroids is None:
+            start_centroids = self._best_seeded_run(points, weights, generator, s.n_init)
+        max_iter = self.max_iter if self.max_iter is not None else s.max_iter
+        tol = self.tol if self.tol is not None else s.tol
+        result: KMeansResult
+        if self.method == "adam":
+            result = fit_adam(points, weights, start_centroids, max_iter=max_iter * 10, tol=tol)
+        else:
+            result = weighted_kmeans(points, weights, start_centroids, max_iter=max_iter, tol=tol)
+        history.extend(result.history)
+        n_iter += result.n_iter
+        palette = _decode(result.centroids, self.color_space)
+        self._fit = _Fit(palette, tuple(history), n_iter, result.converged, self.method)
+        log.debug("fit: %d distinct colors, %d iterations, J=%.6g", len(hist), n_iter, history[-1])
+
+    def _best_seeded_run(
+        self, points: torch.Tensor, weights: torch.Tensor, generator: torch.Generator, n_init: int
+    ) -> torch.Tensor:
+        """Seed on the exact histogram; with ``n_init > 1`` keep the best of several Lloyd runs."""
+        if n_init <= 1:
+            return initial_centroids(self.init, points, weights, self.n_colors, generator=generator)
+        best: KMeansResult | None = None
+        for _ in range(n_init):
+            seed = initial_centroids(self.init, points, weights, self.n_colors, generator=generator)
+            run = weighted_kmeans(points, weights, seed, max_iter=30, tol=1e-4)
+            if best is None or run.inertia < best.inertia:
+                best = run
+        assert best is not None
+        return best.centroids
+
+    def _coarse_stage(
+        self,
+        points: torch.Tensor,
+        weights: torch.Tensor,
+        cell: torch.Tensor,
+        n_cells: int,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, list[float], int]:
+        """Seed and run Lloyd on coarse-cell means; return centroids and the exact-J history.
+
+        A cell's colors share one label here, so the objective on the exact histogram is the
+        cell-mean objective plus the (constant) scatter inside the cells: adding it keeps the
+        history in one unit and non-increasing into the exact stage.
+        """
+        s = self.settings
+        cell_weight = torch.zeros(n_cells, dtype=points.dtype, device=points.device)
+        cell_weight.index_add_(0, cell, weights)
+        cell_sum = torch.zeros(n_cells, 3, dtype=points.dtype, device=points.device)
+        cell_sum.index_add_(0, cell, points * weights[:, None])
+        means = cell_sum / cell_weight[:, None]
+        scatter = float((weights * (points - means[cell]).pow(2).sum(1)).sum() / weights.sum())
+        best: KMeansResult | None = None
+        for _ in range(s.n_init):
+            seed = initial_centroids(self.init, means, cell_weight, self.n_colors, generator=generator)
+            run = weighted_kmeans(means, cell_weight, seed, max_iter=s.coarse_iter, tol=s.coarse_tol)
+            if best is None or run.inertia < best.inertia:
+                best = run
+        assert best is not None
+        return best.centroids, [j + scatter for j in best.history], best.n_iter
+
+    def _apply_histogram(
+        self, hist: ColorHistogram, shape: tuple[int, int], start: float
+    ) -> QuantizeResult:
+        fit = self._fitted()
+        assert hist.inverse is not None
+        palette_points = encode_colors(fit.palette, self.color_space)
+        index, _ = nearest(encode_colors(hist.colors, self.color_space), palette_points, exact=True)
+        k = fit.palette.shape[0]
+        counts = torch.zeros(k, dtype=torch.int64, device=index.device)
+        counts.index_add_(0, index, hist.counts.to(index.device))
+        # Keep the used colors only, most used first (ties: lower palette index first).
+        order = torch.argsort(-counts, stable=True)
+        used = order[counts[order] > 0]
+        remap = torch.full((k,), -1, dtype=torch.int64, device=index.device)
+        remap[used] = torch.arange(used.numel(), device=index.device)
+        color_index = remap[index]
+        palette = fit.palette[used.to(fit.palette.device)].cpu().numpy()
+        dtype = np.uint8 if used.numel() <= 256 else np.uint16
+        pixel_index = color_index.to(hist.inverse.device)[hist.inverse]
+        indices = pixel_index.cpu().numpy().astype(dtype).reshape(shape)
+        seconds = time.perf_counter() - start
+        colors = hist.colors.cpu().numpy()
+        mapped = palette[color_index.cpu().numpy()]
+        weights = hist.counts.cpu().numpy()
+        error = mse(colors, mapped, weights=weights)
+        return QuantizeResult(
+            palette=palette,
+            indices=indices,
+            counts=counts[used].cpu().numpy(),
+            mse=error,
+            psnr=psnr_from_mse(error),
+            delta_e=mean_delta_e(colors, mapped, weights=weights),
+            history=fit.history,
+            n_iter=fit.n_iter,
+            converged=fit.converged,
+            color_space=self.color_space,
+            method=fit.method,
+            seconds=seconds,
+        )
+
+
+def quantize(
+    image: Any,
+    n_colors: int = 16,
+    *,
+    color_space: ColorSpace = "oklab",
+    method: Method = "kmeans",
+    init: InitMethod = "k-means++",
+    speed: int = DEFAULT_SPEED,
+    max_iter: int | None = None,
+    tol: float | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    palette: np.ndarray | torch.Tensor | None = None,
+) -> QuantizeResult:
+    """Reduce an image to at most ``n_colors`` colors.
+
+    Fits a palette by weighted K-means on the image's color histogram (or takes ``palette``),
+    then maps every pixel to its nearest palette color in ``color_space``.
+
+    Args:
+        image: PIL image, ``(H, W, 3)`` uint8 / float [0, 1] ndarray, or ``(3, H, W)`` tensor
+            (uint8 or float in [0, 1]).
+        n_colors: palette size K (ignored with ``palette``).
+        palette: optional ``(K, 3)`` uint8 colors to map to instead of fitting.
+        Others: see :class:`Quantizer`.
+
+    Returns:
+        A :class:`QuantizeResult`.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        >>> res = quantize(img, n_colors=8, color_space="rgb", seed=0)
+        >>> res.palette.shape, res.indices.shape, res.n_colors <= 8
+        ((8, 3), (32, 32), True)
+    """
+    start = time.perf_counter()
+    if palette is not None:
+        q = Quantizer.from_palette(palette, color_space=color_space, device=device)
+    else:
+        q = Quantizer(
+            n_colors,
+            color_space=color_space,
+            method=method,
+            init=init,
+            speed=speed,
+            max_iter=max_iter,
+            tol=tol,
+            seed=seed,
+            device=device,
+        )
+    hist, shape = _histogram_of(image, q.device)
+    if palette is None:
+        q._fit_histogram(hist)
+    return q._apply_histogram(hist, shape, start)
