@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["MEMORY_BUDGET", "nearest"]
+__all__ = ["MEMORY_BUDGET", "nearest", "two_nearest"]
 
 MEMORY_BUDGET = 16 * 2**20
 """Bytes of one ``chunk x K`` float32 distance block."""
@@ -121,3 +121,62 @@ def nearest(
             index[rows] = _brute_force(x[rows], c)
     dist2 = (points - palette[index]).pow(2).sum(1)
     return index, dist2
+
+
+def _two_nearest_numpy(x: np.ndarray, palette: np.ndarray, chunk: int) -> tuple[np.ndarray, ...]:
+    m2 = -2.0 * palette.T
+    cn = (palette * palette).sum(1)
+    index = np.empty(x.shape[0], dtype=np.int64)
+    first = np.empty(x.shape[0], dtype=x.dtype)
+    second = np.empty(x.shape[0], dtype=x.dtype)
+    for start in range(0, x.shape[0], chunk):
+        xc = x[start : start + chunk]
+        d = xc @ m2
+        d += cn
+        idx = d.argmin(axis=1)
+        rows = np.arange(xc.shape[0])
+        xn = (xc * xc).sum(1)
+        index[start : start + chunk] = idx
+        first[start : start + chunk] = d[rows, idx] + xn
+        d[rows, idx] = np.inf
+        second[start : start + chunk] = d.min(axis=1) + xn
+    return index, first, second
+
+
+def two_nearest(
+    points: torch.Tensor, palette: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Nearest palette index with the squared distances to the nearest and second nearest.
+
+    The distances come from the expanded form (float32 rounding, clamped at 0): good for the
+    bounds of the pruned K-means, not for exact decisions (use :func:`nearest` with ``exact``).
+
+    Args:
+        points: ``(N, C)`` float tensor.
+        palette: ``(K, C)`` float tensor, ``K >= 2``.
+
+    Returns:
+        ``(index, first, second)``: ``(N,)`` int64, and two ``(N,)`` float32 squared distances.
+    """
+    if palette.shape[0] < 2:
+        raise ValueError("two_nearest needs a palette of at least 2 colors")
+    k = palette.shape[0]
+    chunk = max(256, MEMORY_BUDGET // (4 * k))
+    x = points.detach().to(torch.float32)
+    c = palette.detach().to(torch.float32)
+    if x.device.type == "cpu":
+        idx, d1, d2 = _two_nearest_numpy(x.numpy(), c.numpy(), chunk)
+        index, first, second = torch.from_numpy(idx), torch.from_numpy(d1), torch.from_numpy(d2)
+    else:
+        cn = (c * c).sum(1)
+        parts = []
+        for start in range(0, x.shape[0], chunk):
+            xc = x[start : start + chunk]
+            d = torch.addmm(cn, xc, -2.0 * c.T)
+            two = d.topk(2, dim=1, largest=False)
+            xn = (xc * xc).sum(1, keepdim=True)
+            parts.append((two.indices[:, 0], two.values + xn))
+        index = torch.cat([p[0] for p in parts])
+        vals = torch.cat([p[1] for p in parts])
+        first, second = vals[:, 0], vals[:, 1]
+    return index, first.clamp_min(0), second.clamp_min(0)

@@ -32,7 +32,7 @@ from .color import COLOR_SPACES, ColorSpace, encode_colors
 from .color import decode_colors as _decode
 from .histogram import ColorHistogram, bin_colors, color_histogram, merge_histograms
 from .init import INITS, InitMethod, initial_centroids
-from .kmeans import KMeansResult, fit_adam, weighted_kmeans
+from .kmeans import KMeansResult, _weighted_kmeans, fit_adam
 from .metrics import mean_delta_e, mse, psnr_from_mse
 from .nearest import nearest
 
@@ -60,16 +60,18 @@ class FitSettings:
     """What one ``speed`` value sets (libimagequant's one-knob idea).
 
     Attributes:
-        coarse_bits: bits per channel of the coarse RGB cells of the first stage (8: no
-            coarse stage, every iteration on the exact histogram).
-        n_init: seedings tried on the coarse stage; the lowest objective is kept.
-        coarse_iter: Lloyd iterations at most on the coarse cells.
-        coarse_tol: relative tolerance of the coarse stage.
+        levels: bits per channel of the RGB cells of the coarse stages, coarsest first. The
+            seeding and the first Lloyd runs work on the weighted means of the cells of the
+            first level that has enough cells; each later level starts from the centroids of the
+            one before; the exact histogram comes last.
+        n_init: seedings tried at the first level; the lowest objective is kept.
+        coarse_iter: Lloyd iterations at most on each coarse level.
+        coarse_tol: relative tolerance of the coarse levels.
         max_iter: Lloyd iterations at most on the exact histogram.
-        tol: relative tolerance of the exact stage.
+        tol: relative tolerance of the exact histogram.
     """
 
-    coarse_bits: int
+    levels: tuple[int, ...]
     n_init: int
     coarse_iter: int
     coarse_tol: float
@@ -84,16 +86,16 @@ def settings_for_speed(speed: int) -> FitSettings:
     """
     speed = check_int_range("speed", speed, 1, 10)
     table = {
-        1: FitSettings(8, 4, 0, 0.0, 300, 1e-6),
-        2: FitSettings(6, 3, 300, 1e-6, 100, 1e-6),
-        3: FitSettings(6, 2, 200, 1e-5, 50, 1e-5),
-        4: FitSettings(6, 1, 150, 1e-5, 20, 1e-5),
-        5: FitSettings(6, 1, 100, 1e-4, 10, 1e-4),
-        6: FitSettings(5, 1, 100, 1e-4, 5, 1e-4),
-        7: FitSettings(5, 1, 50, 1e-4, 3, 1e-4),
-        8: FitSettings(5, 1, 30, 1e-3, 2, 1e-3),
-        9: FitSettings(5, 1, 20, 1e-3, 1, 1e-3),
-        10: FitSettings(4, 1, 10, 1e-3, 1, 1e-3),
+        1: FitSettings((), 4, 300, 1e-6, 300, 1e-6),
+        2: FitSettings((6,), 3, 300, 1e-6, 100, 1e-6),
+        3: FitSettings((6,), 2, 200, 1e-5, 50, 1e-5),
+        4: FitSettings((4, 6), 1, 150, 1e-5, 20, 1e-5),
+        5: FitSettings((4, 6), 1, 100, 1e-4, 10, 1e-4),
+        6: FitSettings((4, 6), 1, 100, 1e-4, 5, 1e-4),
+        7: FitSettings((4, 5), 1, 50, 1e-4, 3, 1e-4),
+        8: FitSettings((4, 5), 1, 30, 1e-3, 2, 1e-3),
+        9: FitSettings((4, 5), 1, 20, 1e-3, 1, 1e-3),
+        10: FitSettings((4,), 1, 10, 1e-3, 1, 1e-3),
     }
     return table[speed]
 
@@ -167,6 +169,40 @@ class _Fit:
     converged: bool = True
     method: str = "palette"
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _cell_means(
+    points: torch.Tensor, weights: torch.Tensor, cell: torch.Tensor, n_cells: int
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Weighted mean and weight of every cell, and the weighted scatter inside the cells."""
+    cell_weight = torch.zeros(n_cells, dtype=points.dtype, device=points.device)
+    cell_weight.index_add_(0, cell, weights)
+    cell_sum = torch.zeros(n_cells, points.shape[1], dtype=points.dtype, device=points.device)
+    cell_sum.index_add_(0, cell, points * weights[:, None])
+    means = cell_sum / cell_weight[:, None]
+    scatter = float((weights * (points - means[cell]).pow(2).sum(1)).sum() / weights.sum())
+    return means, cell_weight, scatter
+
+
+def _inherit(
+    parent: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    cell: torch.Tensor,
+    n_cells: int,
+    cell_points: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels and lower bounds of a finer level from the coarser one (triangle inequality).
+
+    Args:
+        parent: ``(color -> parent cell, parent points, parent labels, parent lower bounds)``.
+        cell: ``(M,)`` color -> cell of the finer level (cells nest inside the parent's).
+        n_cells: number of finer cells.
+        cell_points: ``(n_cells, C)`` finer points.
+    """
+    parent_cell, parent_points, parent_labels, parent_lower = parent
+    parent_of = torch.empty(n_cells, dtype=torch.int64, device=cell.device)
+    parent_of[cell] = parent_cell
+    moved = (cell_points - parent_points[parent_of]).pow(2).sum(1).sqrt()
+    return parent_labels[parent_of], parent_lower[parent_of].to(moved.dtype) - moved
 
 
 def _histogram_of(image: Any, device: torch.device) -> tuple[ColorHistogram, tuple[int, int]]:
@@ -307,24 +343,49 @@ class Quantizer:
         generator = self._generator()
         history: list[float] = []
         n_iter = 0
-        start_centroids: torch.Tensor | None = None
-        if s.coarse_bits < 8:
-            cell, n_cells = bin_colors(hist.colors, s.coarse_bits)
-            if n_cells >= 4 * k:
-                start_centroids, coarse_hist, coarse_iter = self._coarse_stage(
-                    points, weights, cell, n_cells, generator
+        # Coarse-to-fine: Lloyd on the means of ever finer RGB cells, each level starting from
+        # the centroids, labels and bounds of the one before; a level with too few cells for K
+        # (or hardly fewer than the exact histogram) is skipped.
+        parent: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        run: KMeansResult | None = None
+        for bits in s.levels:
+            cell, n_cells = bin_colors(hist.colors, bits)
+            if n_cells < 4 * k or n_cells * 2 > len(hist):
+                continue
+            cell_points, cell_weight, scatter = _cell_means(points, weights, cell, n_cells)
+            if parent is None or run is None:
+                run, lower = self._best_seeded_run(cell_points, cell_weight, generator, s.n_init)
+            else:
+                run, lower = _weighted_kmeans(
+                    cell_points,
+                    cell_weight,
+                    run.centroids,
+                    max_iter=s.coarse_iter,
+                    tol=s.coarse_tol,
+                    warm=_inherit(parent, cell, n_cells, cell_points),
                 )
-                history.extend(coarse_hist)
-                n_iter += coarse_iter
-        if start_centroids is None:
-            start_centroids = self._best_seeded_run(points, weights, generator, s.n_init)
+            parent = (cell, cell_points, run.labels, lower)
+            # A cell's colors share one label at this level, so the objective on the exact
+            # histogram is the cell-mean objective plus the constant scatter inside the cells:
+            # adding it keeps the history in one unit, non-increasing into the next level.
+            history.extend(j + scatter for j in run.history)
+            n_iter += run.n_iter
         max_iter = self.max_iter if self.max_iter is not None else s.max_iter
         tol = self.tol if self.tol is not None else s.tol
+        if run is None:
+            run, _ = self._best_seeded_run(points, weights, generator, s.n_init)
+            history.extend(run.history)
+            n_iter += run.n_iter
+            parent = None
         result: KMeansResult
         if self.method == "adam":
-            result = fit_adam(points, weights, start_centroids, max_iter=max_iter * 10, tol=tol)
+            result = fit_adam(points, weights, run.centroids, max_iter=max_iter * 10, tol=tol)
         else:
-            result = weighted_kmeans(points, weights, start_centroids, max_iter=max_iter, tol=tol)
+            everything = torch.arange(len(hist), device=points.device)
+            warm = None if parent is None else _inherit(parent, everything, len(hist), points)
+            result, _ = _weighted_kmeans(
+                points, weights, run.centroids, max_iter=max_iter, tol=tol, warm=warm
+            )
         history.extend(result.history)
         n_iter += result.n_iter
         palette = _decode(result.centroids, self.color_space)
@@ -333,48 +394,17 @@ class Quantizer:
 
     def _best_seeded_run(
         self, points: torch.Tensor, weights: torch.Tensor, generator: torch.Generator, n_init: int
-    ) -> torch.Tensor:
-        """Seed on the exact histogram; with ``n_init > 1`` keep the best of several Lloyd runs."""
-        if n_init <= 1:
-            return initial_centroids(self.init, points, weights, self.n_colors, generator=generator)
-        best: KMeansResult | None = None
+    ) -> tuple[KMeansResult, torch.Tensor]:
+        """Seed ``n_init`` times, run Lloyd from each, keep the lowest objective."""
+        s = self.settings
+        best: tuple[KMeansResult, torch.Tensor] | None = None
         for _ in range(n_init):
             seed = initial_centroids(self.init, points, weights, self.n_colors, generator=generator)
-            run = weighted_kmeans(points, weights, seed, max_iter=30, tol=1e-4)
-            if best is None or run.inertia < best.inertia:
+            run = _weighted_kmeans(points, weights, seed, max_iter=s.coarse_iter, tol=s.coarse_tol)
+            if best is None or run[0].inertia < best[0].inertia:
                 best = run
         assert best is not None
-        return best.centroids
-
-    def _coarse_stage(
-        self,
-        points: torch.Tensor,
-        weights: torch.Tensor,
-        cell: torch.Tensor,
-        n_cells: int,
-        generator: torch.Generator,
-    ) -> tuple[torch.Tensor, list[float], int]:
-        """Seed and run Lloyd on coarse-cell means; return centroids and the exact-J history.
-
-        A cell's colors share one label here, so the objective on the exact histogram is the
-        cell-mean objective plus the (constant) scatter inside the cells: adding it keeps the
-        history in one unit and non-increasing into the exact stage.
-        """
-        s = self.settings
-        cell_weight = torch.zeros(n_cells, dtype=points.dtype, device=points.device)
-        cell_weight.index_add_(0, cell, weights)
-        cell_sum = torch.zeros(n_cells, 3, dtype=points.dtype, device=points.device)
-        cell_sum.index_add_(0, cell, points * weights[:, None])
-        means = cell_sum / cell_weight[:, None]
-        scatter = float((weights * (points - means[cell]).pow(2).sum(1)).sum() / weights.sum())
-        best: KMeansResult | None = None
-        for _ in range(s.n_init):
-            seed = initial_centroids(self.init, means, cell_weight, self.n_colors, generator=generator)
-            run = weighted_kmeans(means, cell_weight, seed, max_iter=s.coarse_iter, tol=s.coarse_tol)
-            if best is None or run.inertia < best.inertia:
-                best = run
-        assert best is not None
-        return best.centroids, [j + scatter for j in best.history], best.n_iter
+        return best
 
     def _apply_histogram(
         self, hist: ColorHistogram, shape: tuple[int, int], start: float
