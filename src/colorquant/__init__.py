@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from ._checks import InputError
 from .color import COLOR_SPACES, ColorSpace
+from .io import LoadedImage, load_image, load_palette, save_result
 from .kmeans import KMeansResult, fit_adam, weighted_kmeans
 from .metrics import ciede2000, mean_delta_e, mse, psnr
-from .quantize import DEFAULT_SPEED, QuantizeResult, Quantizer, quantize
+from .quantize import DEFAULT_SPEED, Quantizer, QuantizeResult, quantize
 
 __all__ = [
     "COLOR_SPACES",
@@ -24,15 +25,19 @@ __all__ = [
     "ColorSpace",
     "InputError",
     "KMeansResult",
+    "LoadedImage",
     "QuantizeResult",
     "Quantizer",
     "__version__",
     "ciede2000",
     "fit_adam",
+    "load_image",
+    "load_palette",
     "mean_delta_e",
     "mse",
     "psnr",
     "quantize",
+    "save_result",
     "weighted_kmeans",
 ]
 

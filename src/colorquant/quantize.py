@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -34,7 +34,7 @@ from .histogram import ColorHistogram, bin_colors, color_histogram, merge_histog
 from .init import INITS, InitMethod, initial_centroids
 from .kmeans import KMeansResult, _weighted_kmeans, fit_adam
 from .metrics import mean_delta_e, mse, psnr_from_mse
-from .nearest import nearest
+from .nearest import nearest, nearest_from_hint
 
 __all__ = [
     "DEFAULT_SPEED",
@@ -168,7 +168,7 @@ class _Fit:
     n_iter: int = 0
     converged: bool = True
     method: str = "palette"
-    extra: dict[str, Any] = field(default_factory=dict)
+    hint: torch.Tensor | None = None  # (M,) fit labels of the fitted histogram's colors
 
 
 def _cell_means(
@@ -389,7 +389,9 @@ class Quantizer:
         history.extend(result.history)
         n_iter += result.n_iter
         palette = _decode(result.centroids, self.color_space)
-        self._fit = _Fit(palette, tuple(history), n_iter, result.converged, self.method)
+        self._fit = _Fit(
+            palette, tuple(history), n_iter, result.converged, self.method, hint=result.labels
+        )
         log.debug("fit: %d distinct colors, %d iterations, J=%.6g", len(hist), n_iter, history[-1])
 
     def _best_seeded_run(
@@ -412,7 +414,12 @@ class Quantizer:
         fit = self._fitted()
         assert hist.inverse is not None
         palette_points = encode_colors(fit.palette, self.color_space)
-        index, _ = nearest(encode_colors(hist.colors, self.color_space), palette_points, exact=True)
+        points = encode_colors(hist.colors, self.color_space)
+        if fit.hint is not None and fit.hint.shape[0] == len(hist):
+            # The histogram the palette was fitted on: the fit's labels are nearly all right.
+            index = nearest_from_hint(points, palette_points, fit.hint)
+        else:
+            index, _ = nearest(points, palette_points, exact=True)
         k = fit.palette.shape[0]
         counts = torch.zeros(k, dtype=torch.int64, device=index.device)
         counts.index_add_(0, index, hist.counts.to(index.device))

@@ -1,0 +1,613 @@
+"""The ``colorquant`` command: quantize images, plot MSE against K, plot the color cloud.
+
+This is the only module that prints or exits. Every expected failure (a missing or broken
+input, an output that exists, a bad palette file, a K the output format cannot hold, ...) is
+reported as one line ``colorquant: error: <message>`` on stderr with exit status 1 and no
+traceback; click's usage errors (unknown option, bad choice) keep click's exit status 2. With
+several inputs, a failing one is reported and the others are still processed; the exit status
+is then 1. Outputs are written atomically, so a failure never leaves a partial file. Anything
+else that escapes is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import torch
+from PIL import Image, ImageFile
+from tqdm import tqdm
+
+from . import __version__
+from ._checks import DEVICES, InputError, resolve_device
+from .color import COLOR_SPACES, ColorSpace
+from .histogram import color_histogram
+from .io import (
+    MAX_COLORS_BY_SUFFIX,
+    check_output_path,
+    load_image,
+    load_palette,
+    result_suffix,
+    save_result,
+)
+from .quantize import DEFAULT_SPEED, MAX_COLORS, METHODS, Method, Quantizer, QuantizeResult
+from .quantize import quantize as quantize_image
+from .viz import cloud_figure, elbow_figure, figure_suffix, preview_figure
+
+__all__ = ["main"]
+
+PROG = "colorquant"
+DEFAULT_COLORS = 16
+# Failures of the input or the environment, reported in one line. Anything else is a bug.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    InputError,
+    OSError,
+    ValueError,
+    Image.DecompressionBombError,
+    MemoryError,
+    torch.cuda.OutOfMemoryError,
+)
+CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+MSE_HELP = (
+    "MSE is the mean, over all pixels and the 3 channels, of the squared difference of the "
+    "8-bit sRGB values (0..255); PSNR = 10 log10(255^2 / MSE) dB; dE00 is the mean CIEDE2000 "
+    "color difference over pixels."
+)
+
+
+# -- reporting --------------------------------------------------------------------------------
+
+
+def _echo(line: str, *, err: bool = False) -> None:
+    """Print one line, clearing and redrawing any progress bar around it."""
+    stream = sys.stderr if err else sys.stdout
+    with tqdm.external_write_mode(file=stream):
+        click.echo(line, err=err)
+
+
+def _message(error: BaseException) -> str:
+    """One line for an expected error: its message, the file named if the error has one."""
+    if isinstance(error, OSError) and error.strerror and error.filename:
+        text = f"{error.filename}: {error.strerror}"
+    elif isinstance(error, MemoryError | torch.cuda.OutOfMemoryError):
+        text = f"out of memory ({error})" if str(error) else "out of memory"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())  # one line, whatever the message held
+
+
+def _report_error(error: BaseException | str) -> None:
+    text = error if isinstance(error, str) else _message(error)
+    _echo(f"{PROG}: error: {text}", err=True)
+
+
+def _warn(text: str) -> None:
+    _echo(f"{PROG}: warning: {text}", err=True)
+
+
+@contextmanager
+def _fatal_errors() -> Iterator[None]:
+    """Turn an expected error of the set-up (before any image) into one line and exit 1."""
+    try:
+        yield
+    except EXPECTED_ERRORS as error:
+        _report_error(error)
+        raise click.exceptions.Exit(1) from None
+
+
+def _json_number(x: float) -> float | None:
+    """JSON has no infinity: a lossless PSNR is written as null."""
+    return x if math.isfinite(x) else None
+
+
+def _progress(items: Sequence[Any], unit: str) -> Any:
+    """A tqdm bar on stderr for more than one item; tqdm turns it off when stderr is no TTY."""
+    return tqdm(items, unit=unit, file=sys.stderr, disable=None if len(items) > 1 else True)
+
+
+# -- shared checks ----------------------------------------------------------------------------
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file (resolved, or the same inode when both exist)."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _refuse_input(output: Path, inputs: Sequence[Path]) -> None:
+    for source in inputs:
+        if _same_file(output, source):
+            raise InputError(
+                f"{output}: is the input {source}; an input is never overwritten, even with --force"
+            )
+
+
+def _check_colors(n_colors: int, limit: int, where: str) -> None:
+    if not 1 <= n_colors <= limit:
+        hint = f" (up to {MAX_COLORS} for .npz)" if limit < MAX_COLORS else ""
+        raise InputError(f"-k/--colors must be in 1..{limit} for {where}{hint}, got {n_colors}")
+
+
+def _configure_logging(verbose: int) -> None:
+    logger = logging.getLogger("colorquant")
+    for handler in [h for h in logger.handlers if getattr(h, "_colorquant_cli", False)]:
+        logger.removeHandler(handler)
+    if verbose <= 0:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(name)s: %(message)s"))
+    handler._colorquant_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
+
+
+# -- options shared by the commands -----------------------------------------------------------
+
+_space_option = click.option(
+    "--space",
+    "color_space",
+    type=click.Choice(COLOR_SPACES),
+    default="oklab",
+    show_default=True,
+    help="Color space the distances are measured in.",
+)
+_method_option = click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    default="kmeans",
+    show_default=True,
+    help="Palette fit: Lloyd's k-means, or gradient descent (Adam) on the same objective.",
+)
+_seed_option = click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed."
+)
+_speed_option = click.option(
+    "--speed",
+    type=click.IntRange(1, 10),
+    default=DEFAULT_SPEED,
+    show_default=True,
+    help="1 (slowest, best) .. 10 (fastest).",
+)
+_device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help=f"One of {', '.join(DEVICES)} (auto: cuda, then mps, then cpu).",
+)
+_force_option = click.option("--force", is_flag=True, help="Overwrite existing output files.")
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name=PROG)
+@click.option("-v", "--verbose", count=True, help="Log the fit on stderr (-vv: more).")
+def main(verbose: int) -> None:
+    """Color quantization with PyTorch: reduce images to a K-color palette.
+
+    Run 'colorquant COMMAND --help' for each command.
+    """
+    # This process's decoder must fail on truncated files, never pad them.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    _configure_logging(verbose)
+
+
+# -- quantize ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    source: Path
+    output: Path
+    preview: Path | None
+    problem: str | None = None
+
+
+def _plan(
+    inputs: Sequence[Path], output: Path | None, outdir: Path | None, fmt: str, preview: Path | None
+) -> list[_Job]:
+    """One job per input: its output and preview paths; clashes marked as the job's problem."""
+    jobs: list[_Job] = []
+    for source in inputs:
+        if output is not None:
+            out = output
+        else:
+            assert outdir is not None
+            out = outdir / f"{source.stem}.{fmt}"
+        fig = preview
+        if preview is not None and len(inputs) > 1:
+            fig = preview.with_name(f"{preview.stem}-{source.stem}{preview.suffix}")
+        jobs.append(_Job(source, out, fig))
+    claimed: dict[Path, Path] = {}
+    for job in jobs:
+        for path in (job.output, job.preview):
+            if path is None or job.problem is not None:
+                continue
+            key = path.resolve()
+            if key in claimed:
+                job.problem = (
+                    f"{path}: would be written twice (for {claimed[key]} and {job.source}); "
+                    "give the inputs different names or use separate runs"
+                )
+            claimed[key] = job.source
+    return jobs
+
+
+def _quantize_one(
+    job: _Job,
+    *,
+    fit: Any,
+    force: bool,
+    inputs: Sequence[Path],
+) -> tuple[dict[str, Any], str]:
+    """Check, load, quantize, write one image; the JSON record and the human line."""
+    start = time.perf_counter()
+    if job.problem is not None:
+        raise InputError(job.problem)
+    for path in (job.output, job.preview):
+        if path is not None:
+            _refuse_input(path, inputs)
+            check_output_path(path, force=force)
+    loaded = load_image(job.source)
+    if loaded.has_alpha:
+        _warn(f"{job.source}: alpha channel ignored (output is opaque)")
+    result: QuantizeResult = fit(loaded.pixels)
+    bytes_out = save_result(result, job.output, force=force)
+    if job.preview is not None:
+        preview_figure(loaded.pixels, result, path=job.preview, force=force)
+    seconds = time.perf_counter() - start
+    record = {
+        "input": str(job.source),
+        "output": str(job.output),
+        "n_colors": result.n_colors,
+        "color_space": result.color_space,
+        "method": result.method,
+        "mse": result.mse,
+        "psnr": _json_number(result.psnr),
+        "delta_e": result.delta_e,
+        "bytes_in": loaded.size_bytes,
+        "bytes_out": bytes_out,
+        "seconds": round(seconds, 6),
+        "n_iter": result.n_iter,
+        "converged": result.converged,
+    }
+    line = (
+        f"{job.source} -> {job.output}: {result.n_colors} colors  MSE {result.mse:.2f}  "
+        f"PSNR {result.psnr:.2f} dB  dE00 {result.delta_e:.2f}  "
+        f"{loaded.size_bytes:,} -> {bytes_out:,} bytes  {seconds:.2f} s"
+    )
+    return record, line
+
+
+@main.command(context_settings=CONTEXT, epilog=MSE_HELP)
+@click.argument("inputs", metavar="IN...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-k",
+    "--colors",
+    "n_colors",
+    type=int,
+    default=None,
+    metavar="K",
+    help=f"Palette size: 1..256 for .png/.gif, up to 65536 for .npz.  [default: {DEFAULT_COLORS}]",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Output file for one input; .png, .gif or .npz by suffix.",
+)
+@click.option(
+    "-d",
+    "--outdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Output directory (created if missing) for any number of inputs: OUTDIR/<stem>.<format>.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice([s[1:] for s in MAX_COLORS_BY_SUFFIX]),
+    default=None,
+    help="Output format with -d.  [default: png]",
+)
+@_space_option
+@_method_option
+@click.option(
+    "--palette",
+    "palette_file",
+    type=click.Path(path_type=Path),
+    help="Map to the colors of this file instead of fitting (GIMP .gpl, hex list, or an image).",
+)
+@_seed_option
+@_speed_option
+@_device_option
+@click.option(
+    "--preview",
+    type=click.Path(path_type=Path),
+    help="Also write a before/after figure (.png, .pdf, .svg); with several inputs one per "
+    "image, named <FIG stem>-<input stem><FIG suffix>.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout.")
+@_force_option
+def quantize(
+    inputs: tuple[Path, ...],
+    n_colors: int | None,
+    output: Path | None,
+    outdir: Path | None,
+    fmt: str | None,
+    color_space: ColorSpace,
+    method: Method,
+    palette_file: Path | None,
+    seed: int,
+    speed: int,
+    device: str,
+    preview: Path | None,
+    as_json: bool,
+    force: bool,
+) -> None:
+    """Quantize each image IN to a palette of K colors.
+
+    Writes a palette PNG (or GIF, or .npz with `indices` and `palette`) and prints one line per
+    image: input -> output, colors, MSE, PSNR, dE00, bytes in -> bytes out, seconds (load,
+    quantize and write). With --json, one object per line instead, with the keys input, output,
+    n_colors, color_space, method, mse, psnr (null when lossless), delta_e, bytes_in, bytes_out,
+    seconds, n_iter, converged.
+
+    Outputs are never overwritten without --force, and an input never, even with --force.
+    """
+    if (output is None) == (outdir is None):
+        raise click.UsageError("give either -o OUT (one input) or -d OUTDIR (any number of inputs)")
+    if output is not None and len(inputs) > 1:
+        raise click.UsageError(f"-o takes one input, got {len(inputs)}; use -d OUTDIR")
+    if output is not None and fmt is not None:
+        raise click.UsageError("--format goes with -d; with -o the suffix of OUT picks the format")
+    if palette_file is not None and n_colors is not None:
+        raise click.UsageError("give -k/--colors or --palette, not both")
+
+    with _fatal_errors():
+        torch_device = resolve_device(device)
+        if preview is not None:
+            figure_suffix(preview)
+        suffix = result_suffix(output) if output is not None else f".{fmt or 'png'}"
+        limit = MAX_COLORS_BY_SUFFIX[suffix]
+        fit: Any
+        if palette_file is not None:
+            palette = load_palette(palette_file)
+            if palette.shape[0] > limit:
+                raise InputError(
+                    f"{palette_file}: {palette.shape[0]} colors, {suffix} output holds at most "
+                    f"{limit}"
+                )
+            quantizer = Quantizer.from_palette(
+                palette, color_space=color_space, device=torch_device
+            )
+            fit = quantizer.apply
+        else:
+            k = DEFAULT_COLORS if n_colors is None else n_colors
+            _check_colors(k, limit, f"{suffix} output")
+
+            def fit(pixels: np.ndarray) -> QuantizeResult:
+                return quantize_image(
+                    pixels,
+                    k,
+                    color_space=color_space,
+                    method=method,
+                    speed=speed,
+                    seed=seed,
+                    device=torch_device,
+                )
+
+        if outdir is not None:
+            if outdir.exists() and not outdir.is_dir():
+                raise InputError(f"{outdir}: -d/--outdir is not a directory")
+            outdir.mkdir(parents=True, exist_ok=True)
+
+    jobs = _plan(inputs, output, outdir, suffix[1:], preview)
+    failed = 0
+    for job in _progress(jobs, "image"):
+        try:
+            record, line = _quantize_one(job, fit=fit, force=force, inputs=inputs)
+        except EXPECTED_ERRORS as error:
+            failed += 1
+            _report_error(error)
+            continue
+        _echo(json.dumps(record) if as_json else line)
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+# -- elbow ------------------------------------------------------------------------------------
+
+
+def _elbow_ks(max_k: int) -> list[int]:
+    """2, 4, 8, ... up to ``max_k``, and ``max_k`` itself."""
+    ks = [1 << e for e in range(1, max_k.bit_length()) if 1 << e <= max_k]
+    return ks if ks[-1] == max_k else [*ks, max_k]
+
+
+@main.command(context_settings=CONTEXT, epilog=MSE_HELP)
+@click.argument("source", metavar="IN", type=click.Path(path_type=Path))
+@click.option(
+    "--max-k",
+    type=click.IntRange(2, MAX_COLORS),
+    default=64,
+    show_default=True,
+    help="Largest K; K = 2, 4, 8, ... up to it.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Figure file (.png, .pdf, .svg).",
+)
+@_space_option
+@_method_option
+@_seed_option
+@_speed_option
+@_device_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per K on stdout.")
+@_force_option
+def elbow(
+    source: Path,
+    max_k: int,
+    output: Path,
+    color_space: ColorSpace,
+    method: Method,
+    seed: int,
+    speed: int,
+    device: str,
+    as_json: bool,
+    force: bool,
+) -> None:
+    """Plot MSE (and PSNR) against K for image IN, to choose K.
+
+    Quantizes IN with K = 2, 4, 8, ... up to --max-k, prints one line per K (K, colors used, MSE,
+    PSNR, dE00, seconds; or JSON with --json) and writes the figure to -o.
+    """
+    with _fatal_errors():
+        torch_device = resolve_device(device)
+        figure_suffix(output)
+        _refuse_input(output, [source])
+        check_output_path(output, force=force)
+        loaded = load_image(source)
+        if loaded.has_alpha:
+            _warn(f"{source}: alpha channel ignored (output is opaque)")
+        ks = _elbow_ks(max_k)
+        mses: list[float] = []
+        for k in _progress(ks, "K"):
+            start = time.perf_counter()
+            result = quantize_image(
+                loaded.pixels,
+                k,
+                color_space=color_space,
+                method=method,
+                speed=speed,
+                seed=seed,
+                device=torch_device,
+            )
+            seconds = time.perf_counter() - start
+            mses.append(result.mse)
+            record = {
+                "input": str(source),
+                "k": k,
+                "n_colors": result.n_colors,
+                "mse": result.mse,
+                "psnr": _json_number(result.psnr),
+                "delta_e": result.delta_e,
+                "seconds": round(seconds, 6),
+                "n_iter": result.n_iter,
+                "converged": result.converged,
+            }
+            line = (
+                f"K={k:<5d} {result.n_colors:>5d} colors  MSE {result.mse:9.2f}  "
+                f"PSNR {result.psnr:6.2f} dB  dE00 {result.delta_e:6.2f}  {seconds:.2f} s"
+            )
+            _echo(json.dumps(record) if as_json else line)
+        elbow_figure(ks, mses, path=output, force=force)
+    if not as_json:
+        _echo(f"wrote {output}")
+
+
+# -- plot -------------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("source", metavar="IN", type=click.Path(path_type=Path))
+@click.option(
+    "-k",
+    "--colors",
+    "n_colors",
+    type=int,
+    default=DEFAULT_COLORS,
+    show_default=True,
+    metavar="K",
+    help=f"Palette size, 1..{MAX_COLORS}.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Figure file (.png, .pdf, .svg).",
+)
+@_space_option
+@_method_option
+@_seed_option
+@_speed_option
+@_device_option
+@click.option(
+    "--points",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Most colors drawn (sampled by pixel count).",
+)
+@_force_option
+def plot(
+    source: Path,
+    n_colors: int,
+    output: Path,
+    color_space: ColorSpace,
+    method: Method,
+    seed: int,
+    speed: int,
+    device: str,
+    points: int,
+    force: bool,
+) -> None:
+    """Plot the colors of image IN as a 3-D cloud with the K palette centers.
+
+    Coordinates are those of --space (R, G, B; or a, b, L with lightness vertical); each color
+    is drawn in itself, palette centers as large black-edged markers.
+    """
+    with _fatal_errors():
+        torch_device = resolve_device(device)
+        _check_colors(n_colors, MAX_COLORS, "plot")
+        figure_suffix(output)
+        _refuse_input(output, [source])
+        check_output_path(output, force=force)
+        loaded = load_image(source)
+        if loaded.has_alpha:
+            _warn(f"{source}: alpha channel ignored (output is opaque)")
+        result = quantize_image(
+            loaded.pixels,
+            n_colors,
+            color_space=color_space,
+            method=method,
+            speed=speed,
+            seed=seed,
+            device=torch_device,
+        )
+        hist = color_histogram(torch.from_numpy(loaded.pixels.reshape(-1, 3)))
+        colors, counts = hist.colors.cpu().numpy(), hist.counts.cpu().numpy()
+        cloud_figure(
+            colors,
+            counts,
+            result.palette,
+            color_space,
+            max_points=points,
+            seed=seed,
+            path=output,
+            force=force,
+        )
+    _echo(
+        f"wrote {output}: {min(points, len(colors)):,} of {len(colors):,} colors, "
+        f"{result.n_colors} palette centers ({color_space})"
+    )
+
+
+if __name__ == "__main__":
+    main(prog_name=PROG)

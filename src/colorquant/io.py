@@ -1,0 +1,592 @@
+"""Files in and out: Pillow images to 8-bit pixels, palettes, and palette images out.
+
+This is the only module that touches image and palette files. Reading goes through
+:func:`load_image` (any format Pillow decodes, fully decoded so that truncated files fail) and
+:func:`load_palette` (GIMP ``.gpl``, a list of hex colors, or an image's distinct colors).
+Writing goes through :func:`save_result` (palette PNG, GIF or ``.npz``) and, for figures and
+JSON, :func:`atomic_write`, so that no half-written file is ever left under the final name.
+
+Every error names the file: :class:`ImageFileError` (a :class:`colorquant.InputError`) for a file
+that cannot be read as an image or a palette, :class:`FileExistsError` for an output that is
+already there, :class:`WriteError` (an :class:`OSError`) for an output that cannot be written.
+
+Pillow's global ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is never turned on here (the command-line
+tool turns it off); while some other code has it on, Pillow pads truncated files silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import stat
+import struct
+import tempfile
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from ._checks import InputError, as_rgb8
+
+if TYPE_CHECKING:
+    from .quantize import QuantizeResult
+
+__all__ = [
+    "MAX_COLORS_BY_SUFFIX",
+    "RESULT_SUFFIXES",
+    "ImageFileError",
+    "LoadedImage",
+    "WriteError",
+    "atomic_write",
+    "check_output_path",
+    "load_image",
+    "load_palette",
+    "max_colors_for",
+    "result_suffix",
+    "save_result",
+]
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+#: Output suffixes of :func:`save_result` and the most palette colors each can hold.
+MAX_COLORS_BY_SUFFIX: dict[str, int] = {".png": 256, ".gif": 256, ".npz": 65536}
+RESULT_SUFFIXES: tuple[str, ...] = tuple(MAX_COLORS_BY_SUFFIX)
+#: An image used as a palette may have at most this many distinct colors.
+MAX_IMAGE_PALETTE = 256
+#: A text palette may have at most this many colors (the largest palette the core accepts).
+MAX_TEXT_PALETTE = 65536
+
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+# What Pillow raises on a file it identified but cannot decode (truncated, corrupt, unsupported).
+_DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error)
+_BOMB_RE = re.compile(r"\((\d+) pixels\)")
+
+
+class ImageFileError(InputError):
+    """A file could not be read as an image or a palette. The message names the file and why."""
+
+
+class WriteError(OSError):
+    """An output file could not be written. The message names the file and why."""
+
+
+# -- reading images ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded image file.
+
+    Attributes:
+        pixels: ``(H, W, 3)`` uint8 sRGB, C-contiguous; upright (EXIF orientation applied),
+            first frame of an animation or multi-page file, alpha dropped (colors kept).
+        mode: the Pillow mode of the file as stored (``"RGB"``, ``"P"``, ``"I;16"``, ...).
+        has_alpha: whether the file has transparency that some pixel uses (an alpha channel
+            below 255, or a transparent palette entry or color key): the quantized output, which
+            is opaque, then looks different, and the command-line tool warns.
+        size_bytes: size of the file in bytes.
+        path: the path it was read from.
+    """
+
+    pixels: np.ndarray
+    mode: str
+    has_alpha: bool
+    size_bytes: int
+    path: Path
+
+
+@contextlib.contextmanager
+def _decompression_bombs_are_errors() -> Iterator[None]:
+    """Pillow warns above ``MAX_IMAGE_PIXELS`` and raises only above twice that: raise at once."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+def _bomb_error(path: Path, err: Exception) -> ImageFileError:
+    limit = Image.MAX_IMAGE_PIXELS
+    match = _BOMB_RE.search(str(err))
+    count = f"{int(match.group(1)):,} pixels" if match else "its pixel count"
+    return ImageFileError(
+        f"{path}: {count} is over the decompression-bomb limit of {limit:,} pixels "
+        "(PIL.Image.MAX_IMAGE_PIXELS)"
+    )
+
+
+def _file_error(path: Path, err: OSError) -> ImageFileError:
+    if isinstance(err, FileNotFoundError):
+        return ImageFileError(f"{path}: no such file")
+    if isinstance(err, IsADirectoryError):
+        return ImageFileError(f"{path}: is a directory, not a file")
+    if isinstance(err, PermissionError):
+        return ImageFileError(f"{path}: permission denied")
+    return ImageFileError(f"{path}: cannot read: {err.strerror or err}")
+
+
+def _file_size(path: Path) -> int:
+    try:
+        info = path.stat()
+    except OSError as err:
+        raise _file_error(path, err) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageFileError(f"{path}: is a directory, not a file")
+    return info.st_size
+
+
+def _zero_size(head: bytes) -> tuple[int, int] | None:
+    """Width and height from a PNG, GIF or BMP header when one of them is 0, else ``None``.
+
+    Pillow refuses such files as "cannot identify"; this lets the message say what is wrong.
+    """
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR" and len(head) >= 24:
+        width, height = struct.unpack(">II", head[16:24])
+    elif head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        width, height = struct.unpack("<HH", head[6:10])
+    elif head[:2] == b"BM" and len(head) >= 26 and struct.unpack("<I", head[14:18])[0] >= 40:
+        width, height = struct.unpack("<ii", head[18:26])
+    else:
+        return None
+    return (int(width), abs(int(height))) if width == 0 or height == 0 else None
+
+
+def _unidentified_error(path: Path) -> ImageFileError:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(32)
+    except OSError as err:
+        return _file_error(path, err)
+    if not head:
+        return ImageFileError(f"{path}: empty file, not an image")
+    zero = _zero_size(head)
+    if zero is not None:
+        return ImageFileError(f"{path}: zero-size image ({zero[0]}x{zero[1]} pixels)")
+    return ImageFileError(f"{path}: not an image file, or a format Pillow cannot read")
+
+
+def _uses_alpha(image: Image.Image) -> bool:
+    """Whether some pixel of ``image`` is not fully opaque."""
+    if image.mode in _ALPHA_MODES:
+        low = image.getchannel("A").getextrema()[0]
+        return bool(low < 255)  # type: ignore[operator]
+    if "transparency" in image.info:
+        try:
+            low = image.convert("RGBA").getchannel("A").getextrema()[0]
+        except ValueError:  # a mode Pillow cannot convert to RGBA: assume the key is used
+            return True
+        return bool(low < 255)  # type: ignore[operator]
+    return False
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation tag, as viewers do: the output carries no EXIF."""
+    if image.getexif().get(0x0112, 1) in (0, 1):  # 0x0112: Orientation; 1: as stored
+        return image
+    return ImageOps.exif_transpose(image)
+
+
+def load_image(path: PathLike) -> LoadedImage:
+    """Read an image file into ``(H, W, 3)`` uint8 sRGB pixels.
+
+    Any format Pillow reads (PNG, JPEG, WebP, BMP, TIFF, GIF, ...) and mode: ``L``, ``LA``,
+    ``RGB``, ``RGBA``, ``P``, ``CMYK``, 16-bit grayscale ``I;16`` and ``I`` (top 8 of 16 bits,
+    rounded). The whole file is decoded, so a truncated one fails here, not later. Alpha is
+    dropped for now: color channels are kept and the result is opaque (see ``has_alpha``).
+
+    Args:
+        path: the image file.
+
+    Returns:
+        A :class:`LoadedImage`; ``pixels`` is ``(H, W, 3)`` uint8.
+
+    Raises:
+        ImageFileError: no such file, a directory, not an image, truncated or corrupt data, a
+            zero-size image, or more pixels than Pillow's decompression-bomb limit
+            ``PIL.Image.MAX_IMAGE_PIXELS`` (checked before decoding).
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> from PIL import Image
+        >>> name = os.path.join(tempfile.mkdtemp(), "a.png")
+        >>> Image.fromarray(np.zeros((2, 3, 3), np.uint8)).save(name)
+        >>> img = load_image(name)
+        >>> img.pixels.shape, img.pixels.dtype.name, img.mode, img.has_alpha
+        ((2, 3, 3), 'uint8', 'RGB', False)
+    """
+    p = Path(path)
+    size = _file_size(p)
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        log.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on: truncated files load padded")
+    try:
+        with _decompression_bombs_are_errors(), Image.open(p) as opened:
+            opened.load()
+            if opened.width == 0 or opened.height == 0:
+                raise ImageFileError(
+                    f"{p}: zero-size image ({opened.width}x{opened.height} pixels)"
+                )
+            mode = opened.mode
+            image = _upright(opened)
+            has_alpha = _uses_alpha(image)
+            pixels = as_rgb8(image, name=str(p))
+            if not pixels.flags.writeable:
+                # A view of Pillow's buffer; torch.from_numpy warns on read-only arrays.
+                pixels = pixels.copy()
+    except UnidentifiedImageError:
+        raise _unidentified_error(p) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise _bomb_error(p, err) from None
+    except ImageFileError:
+        raise
+    except InputError as err:
+        raise ImageFileError(f"{p}: {err}") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+        raise _file_error(p, err) from None
+    except _DECODE_ERRORS as err:
+        raise ImageFileError(f"{p}: cannot decode (truncated or corrupt file?): {err}") from None
+    return LoadedImage(pixels=pixels, mode=mode, has_alpha=has_alpha, size_bytes=size, path=p)
+
+
+# -- reading palettes -------------------------------------------------------------------------
+
+_HEX_COLOR = re.compile(r"#?([0-9a-fA-F]{6})|#([0-9a-fA-F]{3})")
+_COMMENT = re.compile(r"#(?=\s|$)")  # "#" followed by white space or the end: a comment
+_GPL_KEY = re.compile(r"(Name|Columns|Channels)\s*:(.*)$", re.IGNORECASE)
+
+
+def _as_text(data: bytes) -> str | None:
+    """``data`` as text if it is UTF-8 without NUL bytes (images never are), else ``None``."""
+    if b"\x00" in data:
+        return None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+
+
+def _check_palette_size(path: Path, colors: list[tuple[int, ...]], limit: int) -> np.ndarray:
+    if not colors:
+        raise ImageFileError(f"{path}: no colors found in the palette file")
+    if len(colors) > limit:
+        raise ImageFileError(f"{path}: {len(colors)} colors, a palette holds at most {limit}")
+    return np.array(colors, dtype=np.uint8).reshape(-1, 3)
+
+
+def _parse_gpl(text: str, path: Path) -> np.ndarray:
+    lines = text.splitlines()
+    header = lines[0].strip() if lines else ""
+    if header != "GIMP Palette":
+        raise ImageFileError(f"{path}, line 1: expected the header 'GIMP Palette', got {header!r}")
+    channels = 3
+    colors: list[tuple[int, ...]] = []
+    for lineno, raw in enumerate(lines[1:], start=2):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key = _GPL_KEY.match(line)
+        if key:
+            name, value = key.group(1).lower(), key.group(2).strip()
+            if name == "channels":
+                if value.upper() not in ("RGB", "RGBA"):
+                    raise ImageFileError(
+                        f"{path}, line {lineno}: Channels must be RGB or RGBA, got {value!r}"
+                    )
+                channels = len(value)
+            elif name == "columns" and not value.isdigit():
+                raise ImageFileError(
+                    f"{path}, line {lineno}: Columns must be a whole number, got {value!r}"
+                )
+            continue
+        fields = line.split(None, channels)[:channels]
+        shape = " ".join("RGBA"[:channels])
+        try:
+            values = tuple(int(f) for f in fields)
+        except ValueError:
+            values = ()
+        if len(values) != channels or not all(0 <= v <= 255 for v in values):
+            raise ImageFileError(
+                f"{path}, line {lineno}: expected '{shape} [name]' with integers in 0..255, "
+                f"got {line!r}"
+            )
+        colors.append(values[:3])  # alpha, if any, is dropped like an image's
+    return _check_palette_size(path, colors, MAX_TEXT_PALETTE)
+
+
+def _parse_hex(text: str, path: Path) -> np.ndarray:
+    colors: list[tuple[int, ...]] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        comment = _COMMENT.search(raw)
+        line = raw[: comment.start()] if comment else raw
+        for token in re.split(r"[\s,]+", line.strip()):
+            if not token:
+                continue
+            match = _HEX_COLOR.fullmatch(token)
+            if match is None:
+                raise ImageFileError(
+                    f"{path}, line {lineno}: {token!r} is not a hex color "
+                    "(#rrggbb, rrggbb or #rgb; a comment is '#' then a space)"
+                )
+            digits = match.group(1) or "".join(2 * c for c in match.group(2))
+            colors.append(tuple(bytes.fromhex(digits)))
+    return _check_palette_size(path, colors, MAX_TEXT_PALETTE)
+
+
+def _image_palette(path: Path) -> np.ndarray:
+    pixels = load_image(path).pixels.reshape(-1, 3)
+    colors, first = np.unique(pixels, axis=0, return_index=True)
+    if colors.shape[0] > MAX_IMAGE_PALETTE:
+        raise ImageFileError(
+            f"{path}: an image used as a palette may have at most {MAX_IMAGE_PALETTE} distinct "
+            f"colors, this one has {colors.shape[0]}"
+        )
+    return np.ascontiguousarray(colors[np.argsort(first)], dtype=np.uint8)
+
+
+def load_palette(path: PathLike) -> np.ndarray:
+    """Read a palette file: GIMP ``.gpl``, a text file of hex colors, or an image.
+
+    The kind is told from the content: a first line ``GIMP Palette`` (or the suffix ``.gpl``)
+    is a GIMP palette (``Name:``, ``Columns:``, ``Channels:`` lines and ``#`` comments allowed,
+    then rows ``R G B [name]``, alpha of ``RGBA`` rows dropped); other text is a list of hex
+    colors ``#rrggbb``, ``rrggbb`` or ``#rgb`` separated by white space, commas or new lines, where
+    ``#`` followed by a space (or the end of the line) starts a comment; a binary file is an image,
+    whose distinct colors (at most 256) are the palette, in order of first appearance.
+    Colors are kept in file order, duplicates included.
+
+    Args:
+        path: the palette file.
+
+    Returns:
+        ``(K, 3)`` uint8 sRGB colors, K >= 1.
+
+    Raises:
+        ImageFileError: no such file, empty or malformed (the message gives the line number),
+            too many colors, or an unreadable image.
+
+    Example:
+        >>> import tempfile, os
+        >>> name = os.path.join(tempfile.mkdtemp(), "p.txt")
+        >>> _ = open(name, "w").write("#ff0000, 00ff00  # green\\n#00f\\n")
+        >>> load_palette(name).tolist()
+        [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as err:
+        raise _file_error(p, err) from None
+    text = _as_text(data)
+    if text is None:
+        return _image_palette(p)
+    if p.suffix.lower() == ".gpl" or text.lstrip().startswith("GIMP Palette"):
+        return _parse_gpl(text.lstrip(), p)
+    return _parse_hex(text, p)
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def result_suffix(path: PathLike) -> str:
+    """The lower-case suffix of an output path of :func:`save_result`.
+
+    Raises:
+        InputError: the suffix is not one of ``RESULT_SUFFIXES``; the message lists them.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in MAX_COLORS_BY_SUFFIX:
+        valid = ", ".join(RESULT_SUFFIXES)
+        shown = repr(suffix) if suffix else "(no suffix)"
+        raise InputError(f"{path}: unknown output format {shown}, use one of {valid}")
+    return suffix
+
+
+def max_colors_for(path: PathLike) -> int:
+    """The most palette colors an output at ``path`` can hold (256 for PNG/GIF, 65536 for npz)."""
+    return MAX_COLORS_BY_SUFFIX[result_suffix(path)]
+
+
+def _exists_error(path: Path) -> FileExistsError:
+    return FileExistsError(f"{path}: already exists (overwrite with force=True or --force)")
+
+
+def check_output_path(path: PathLike, *, force: bool = False) -> Path:
+    """Check, before any work, that ``path`` can be written as a new file (or replaced with force).
+
+    Args:
+        path: the output file.
+        force: allow replacing an existing file.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        FileExistsError: the file exists and ``force`` is false.
+        WriteError: ``path`` is a directory, or its directory is missing or not writable.
+    """
+    p = Path(path)
+    parent = p.parent
+    if p.is_dir():
+        raise WriteError(f"{p}: is a directory")
+    if (p.exists() or p.is_symlink()) and not force:
+        raise _exists_error(p)
+    if not parent.exists():
+        raise WriteError(f"{p}: directory {str(parent)!r} does not exist")
+    if not parent.is_dir():
+        raise WriteError(f"{p}: {str(parent)!r} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise WriteError(f"{p}: directory {str(parent)!r} is not writable")
+    return p
+
+
+def _new_file_mode(target: Path) -> int:
+    """Permissions for the new file: the replaced file's, else 0o666 less the umask."""
+    with contextlib.suppress(OSError):
+        return stat.S_IMODE(target.stat().st_mode)
+    umask = os.umask(0o022)  # the only way to read the umask; restored at once
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _commit(tmp: str, target: Path, force: bool) -> None:
+    """Move the finished temporary file to ``target``; without ``force``, never replace one."""
+    if force:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)  # atomic and fails if target exists, even one made meanwhile
+    except FileExistsError:
+        raise _exists_error(target) from None
+    except OSError:  # no hard links on this file system: check, then rename
+        if target.exists() or target.is_symlink():
+            raise _exists_error(target) from None
+        os.replace(tmp, target)
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the new directory entry durable (POSIX); a no-op where directories can't be opened."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write(path: PathLike, writer: Callable[[IO[bytes]], Any], *, force: bool = False) -> int:
+    """Write a file all or nothing: ``writer`` fills a temporary file that then takes the name.
+
+    The temporary file lies in the same directory (so the rename is atomic), hidden
+    (``.<name>.<random>.tmp``); it is flushed and fsynced before the rename, and removed on any
+    error, including an exception raised by ``writer`` or a KeyboardInterrupt. Without ``force``
+    an existing file is never replaced, even one created while ``writer`` ran.
+
+    Args:
+        path: the final file name.
+        writer: called once with the temporary file, open for binary writing.
+        force: allow replacing an existing file.
+
+    Returns:
+        The size in bytes of the written file.
+
+    Raises:
+        FileExistsError: the file exists and ``force`` is false.
+        WriteError: the directory is missing or not writable, or writing failed (disk full...).
+        Exception: whatever ``writer`` raises, other than :class:`OSError`, passes through.
+    """
+    target = check_output_path(path, force=force)
+    tmp_name: str | None = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            mode="w+b", delete=False, dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+        ) as fh:
+            tmp_name = fh.name
+            writer(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp_name, _new_file_mode(target))
+        _commit(tmp_name, target, force)
+        tmp_name = None
+    except FileExistsError:
+        raise
+    except OSError as err:
+        raise WriteError(f"{target}: cannot write: {err.strerror or err}") from None
+    finally:
+        if tmp_name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+    _fsync_directory(target.parent)
+    return target.stat().st_size
+
+
+def _palette_image(indices: np.ndarray, palette: np.ndarray) -> Image.Image:
+    """A ``"P"`` image from ``(H, W)`` indices and a ``(K, 3)`` uint8 palette, K <= 256."""
+    height, width = indices.shape
+    data = np.ascontiguousarray(indices, dtype=np.uint8).tobytes()
+    image = Image.frombytes("P", (width, height), data)
+    image.putpalette(np.ascontiguousarray(palette, dtype=np.uint8).tobytes(), rawmode="RGB")
+    return image
+
+
+def save_result(result: QuantizeResult, path: PathLike, *, force: bool = False) -> int:
+    """Write a quantized image, the format chosen by the suffix of ``path``.
+
+    - ``.png``: a palette-mode PNG whose palette is exactly ``result.palette`` (the used colors,
+      most used first) and whose bit depth is the least that holds it: 1 bit for 2 colors,
+      2 for 4, 4 for 16, else 8;
+    - ``.gif``: a GIF with the same indices (GIF pads its palette to a power of two);
+    - ``.npz``: ``numpy.savez_compressed`` with ``indices`` ``(H, W)`` uint8/uint16 and
+      ``palette`` ``(K, 3)`` uint8; the only format for K > 256.
+
+    The write is atomic (:func:`atomic_write`).
+
+    Args:
+        result: a :class:`colorquant.QuantizeResult`.
+        path: the output file; its suffix picks the format.
+        force: allow replacing an existing file.
+
+    Returns:
+        The size in bytes of the written file.
+
+    Raises:
+        InputError: unknown suffix (the message lists the valid ones), or more colors than the
+            format holds.
+        FileExistsError: the file exists and ``force`` is false.
+        WriteError: the file cannot be written.
+    """
+    suffix = result_suffix(path)
+    limit = MAX_COLORS_BY_SUFFIX[suffix]
+    n_colors = int(result.palette.shape[0])
+    if n_colors > limit:
+        raise InputError(
+            f"{path}: {suffix} holds at most {limit} colors, the result has {n_colors} "
+            "(use .npz for more)"
+        )
+    writer: Callable[[IO[bytes]], Any]
+    if suffix == ".npz":
+
+        def writer(fh: IO[bytes]) -> None:
+            np.savez_compressed(fh, indices=result.indices, palette=result.palette)
+
+    else:
+        image = _palette_image(result.indices, result.palette)
+        if suffix == ".png":
+            # Pillow picks the bit depth from the palette length; optimize = zlib level 9.
+            def writer(fh: IO[bytes]) -> None:
+                image.save(fh, format="PNG", optimize=True)
+
+        else:
+            # optimize=False: keep the indices and palette order as they are.
+            def writer(fh: IO[bytes]) -> None:
+                image.save(fh, format="GIF", optimize=False)
+
+    return atomic_write(path, writer, force=force)
