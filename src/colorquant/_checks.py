@@ -40,11 +40,11 @@ def check_int_range(name: str, value: Any, low: int, high: int | None = None) ->
     """Return ``value`` as an int if ``low <= value <= high`` (``high=None``: no upper bound)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InputError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    value = int(value)
-    if value < low or (high is not None and value > high):
+    out = int(value)
+    if out < low or (high is not None and out > high):
         span = f"{low}..{high}" if high is not None else f">= {low}"
-        raise InputError(f"{name} must be in {span}, got {value}")
-    return value
+        raise InputError(f"{name} must be in {span}, got {out}")
+    return out
 
 
 def check_positive(name: str, value: Any) -> float:

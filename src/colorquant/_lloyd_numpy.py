@@ -2,7 +2,8 @@
 
 The same algorithm as the torch loop in :mod:`colorquant.kmeans` (which serves cuda and mps);
 on a CPU NumPy's kernels for these small gathers, bincounts and skinny matrix products measured
-2-3x faster than torch's (BENCHMARKS.md). Points keep their float dtype; sums and centroids are float64.
+2-3x faster than torch's (BENCHMARKS.md). Points keep their float dtype; sums and centroids
+are float64.
 
 State kept per point: its label, the squared distance to its centroid, and a lower bound on the
 distance to every other centroid. After centroids move, a point is searched again only if the
@@ -34,9 +35,7 @@ class LloydOutput:
     converged: bool
 
 
-def two_nearest(
-    x: np.ndarray, centroids: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def two_nearest(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest index, squared distance to it (direct) and a lower bound on the second distance.
 
     Args:
@@ -67,7 +66,7 @@ def two_nearest(
 
 def _own(xt: np.ndarray, c32: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Squared distance of every point to its centroid, channel by channel (no (N, C) temp)."""
-    d = np.square(xt[0] - c32[labels, 0])
+    d: np.ndarray = np.square(xt[0] - c32[labels, 0])
     for ch in range(1, xt.shape[0]):
         d += np.square(xt[ch] - c32[labels, ch])
     return d
@@ -178,7 +177,9 @@ def lloyd(
             [np.bincount(labels, weights=w * xt[ch], minlength=k) for ch in range(dims)], axis=1
         )
         filled = cluster_weight > 0
-        means = np.where(filled[:, None], sums / np.maximum(cluster_weight, 1e-300)[:, None], centroids)
+        means = np.where(
+            filled[:, None], sums / np.maximum(cluster_weight, 1e-300)[:, None], centroids
+        )
         shift = float(cluster_weight @ np.square(centroids - means).sum(1))
         inertia = max(objective - shift / total, 0.0)
         if not filled.all():
@@ -212,4 +213,5 @@ def _gaps(centroids: np.ndarray) -> np.ndarray:
     cn = np.square(centroids).sum(1)
     sq = cn[:, None] + cn[None, :] - 2.0 * (centroids @ centroids.T)
     np.fill_diagonal(sq, np.inf)
-    return np.sqrt(np.maximum(sq, 0.0))
+    out: np.ndarray = np.sqrt(np.maximum(sq, 0.0))
+    return out

@@ -250,8 +250,6 @@ def decode_colors(points: torch.Tensor, space: ColorSpace) -> torch.Tensor:
     """
     check_choice("color_space", space, COLOR_SPACES)
     x = points.detach().to(torch.float64)
-    if space == "rgb":
-        rgb255 = x
-    else:
-        rgb255 = (lab_to_rgb(x) if space == "lab" else oklab_to_rgb(x)) * 255.0
-    return rgb255.round().clamp(0, 255).to(torch.uint8)
+    if space != "rgb":
+        x = (lab_to_rgb(x) if space == "lab" else oklab_to_rgb(x)) * 255.0
+    return x.round().clamp(0, 255).to(torch.uint8)

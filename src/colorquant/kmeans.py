@@ -330,7 +330,7 @@ def fit_adam(
             if objective < best_j:
                 best_j, best, best_labels = objective, centroids.detach().clone(), labels
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             with torch.no_grad():
                 cluster_weight = torch.zeros(k, dtype=w.dtype, device=w.device)

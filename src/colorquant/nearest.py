@@ -91,7 +91,8 @@ def nearest(
         ``points`` (computed directly from the differences, not the expanded form).
 
     Example:
-        >>> idx, d2 = nearest(torch.tensor([[0.0, 0.0], [9.0, 9.0]]), torch.tensor([[1.0, 0.0], [8.0, 8.0]]))
+        >>> pts = torch.tensor([[0.0, 0.0], [9.0, 9.0]])
+        >>> idx, d2 = nearest(pts, torch.tensor([[1.0, 0.0], [8.0, 8.0]]))
         >>> idx.tolist(), d2.tolist()
         ([0, 1], [1.0, 2.0])
     """

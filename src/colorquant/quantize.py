@@ -140,7 +140,8 @@ class QuantizeResult:
 
     def to_numpy(self) -> np.ndarray:
         """The quantized image as ``(H, W, 3)`` uint8 sRGB."""
-        return self.palette[self.indices]
+        out: np.ndarray = self.palette[self.indices]
+        return out
 
     def to_tensor(self) -> torch.Tensor:
         """The quantized image as a ``(3, H, W)`` float32 tensor in [0, 1]."""
@@ -155,7 +156,9 @@ class QuantizeResult:
         from PIL import Image
 
         if self.n_colors > 256:
-            raise ValueError(f"a palette image holds at most 256 colors, this one has {self.n_colors}")
+            raise ValueError(
+                f"a palette image holds at most 256 colors, this one has {self.n_colors}"
+            )
         image = Image.fromarray(self.indices.astype(np.uint8), mode="P")
         image.putpalette(self.palette.reshape(-1).tolist(), rawmode="RGB")
         return image
