@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -110,7 +111,7 @@ class QuantizeResult:
         counts: ``(K,)`` int64 pixels per palette color.
         mse: mean squared error over pixels and channels, 8-bit units (see :mod:`metrics`).
         psnr: ``10 log10(255^2 / mse)`` in dB.
-        delta_e: mean CIEDE2000 over pixels.
+        delta_e: mean CIEDE2000 over pixels (computed on first access).
         history: fit objective after each iteration (weighted mean squared distance in the
             fit's color space); empty for a given palette.
         n_iter: iterations the fit ran.
@@ -125,13 +126,20 @@ class QuantizeResult:
     counts: np.ndarray
     mse: float
     psnr: float
-    delta_e: float
     history: tuple[float, ...]
     n_iter: int
     converged: bool
     color_space: ColorSpace
     method: str
     seconds: float
+    # (distinct colors, their mapped colors, pixel counts): what delta_e is computed from.
+    _mapping: tuple[np.ndarray, np.ndarray, np.ndarray] = field(repr=False, compare=False)
+
+    @cached_property
+    def delta_e(self) -> float:
+        """Mean CIEDE2000 over pixels, from the distinct colors (same number as per pixel)."""
+        colors, mapped, weights = self._mapping
+        return mean_delta_e(colors, mapped, weights=weights)
 
     @property
     def n_colors(self) -> int:
@@ -211,7 +219,9 @@ def _inherit(
 def _histogram_of(image: Any, device: torch.device) -> tuple[ColorHistogram, tuple[int, int]]:
     rgb8 = as_rgb8(image)
     height, width = rgb8.shape[:2]
-    pixels = torch.from_numpy(rgb8.reshape(-1, 3)).to(device)
+    flat = rgb8.reshape(-1, 3)
+    # torch wants writable memory; Pillow's arrays are read-only views.
+    pixels = torch.from_numpy(flat if flat.flags.writeable else flat.copy()).to(device)
     return color_histogram(pixels), (height, width)
 
 
@@ -447,13 +457,13 @@ class Quantizer:
             counts=counts[used].cpu().numpy(),
             mse=error,
             psnr=psnr_from_mse(error),
-            delta_e=mean_delta_e(colors, mapped, weights=weights),
             history=fit.history,
             n_iter=fit.n_iter,
             converged=fit.converged,
             color_space=self.color_space,
             method=fit.method,
             seconds=seconds,
+            _mapping=(colors, mapped, weights),
         )
 
 
