@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,7 +249,7 @@ def _plan(
 def _quantize_one(
     job: _Job,
     *,
-    fit: Any,
+    fit: Callable[[np.ndarray], QuantizeResult],
     force: bool,
     inputs: Sequence[Path],
 ) -> tuple[dict[str, Any], str]:
@@ -382,7 +382,7 @@ def quantize(
             figure_suffix(preview)
         suffix = result_suffix(output) if output is not None else f".{fmt or 'png'}"
         limit = MAX_COLORS_BY_SUFFIX[suffix]
-        fit: Any
+        fit: Callable[[np.ndarray], QuantizeResult]
         if palette_file is not None:
             palette = load_palette(palette_file)
             if palette.shape[0] > limit:
@@ -398,7 +398,7 @@ def quantize(
             k = DEFAULT_COLORS if n_colors is None else n_colors
             _check_colors(k, limit, f"{suffix} output")
 
-            def fit(pixels: np.ndarray) -> QuantizeResult:
+            def fit_one(pixels: np.ndarray) -> QuantizeResult:
                 return quantize_image(
                     pixels,
                     k,
@@ -408,6 +408,8 @@ def quantize(
                     seed=seed,
                     device=torch_device,
                 )
+
+            fit = fit_one
 
         if outdir is not None:
             if outdir.exists() and not outdir.is_dir():

@@ -235,7 +235,7 @@ def load_image(path: PathLike) -> LoadedImage:
             mode = opened.mode
             image = _upright(opened)
             has_alpha = _uses_alpha(image)
-            pixels = as_rgb8(image, name=str(p))
+            pixels = as_rgb8(image, name="image")
             if not pixels.flags.writeable:
                 # A view of Pillow's buffer; torch.from_numpy warns on read-only arrays.
                 pixels = pixels.copy()
@@ -281,12 +281,15 @@ def _check_palette_size(path: Path, colors: list[tuple[int, ...]], limit: int) -
 
 def _parse_gpl(text: str, path: Path) -> np.ndarray:
     lines = text.splitlines()
-    header = lines[0].strip() if lines else ""
+    first = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
+    header = lines[first].strip() if first < len(lines) else ""
     if header != "GIMP Palette":
-        raise ImageFileError(f"{path}, line 1: expected the header 'GIMP Palette', got {header!r}")
+        raise ImageFileError(
+            f"{path}, line {first + 1}: expected the header 'GIMP Palette', got {header!r}"
+        )
     channels = 3
     colors: list[tuple[int, ...]] = []
-    for lineno, raw in enumerate(lines[1:], start=2):
+    for lineno, raw in enumerate(lines[first + 1 :], start=first + 2):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -371,9 +374,9 @@ def load_palette(path: PathLike) -> np.ndarray:
             too many colors, or an unreadable image.
 
     Example:
-        >>> import tempfile, os
-        >>> name = os.path.join(tempfile.mkdtemp(), "p.txt")
-        >>> _ = open(name, "w").write("#ff0000, 00ff00  # green\\n#00f\\n")
+        >>> import tempfile
+        >>> name = Path(tempfile.mkdtemp()) / "p.txt"
+        >>> _ = name.write_text("#ff0000, 00ff00  # green\\n#00f\\n")
         >>> load_palette(name).tolist()
         [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
     """
@@ -386,7 +389,7 @@ def load_palette(path: PathLike) -> np.ndarray:
     if text is None:
         return _image_palette(p)
     if p.suffix.lower() == ".gpl" or text.lstrip().startswith("GIMP Palette"):
-        return _parse_gpl(text.lstrip(), p)
+        return _parse_gpl(text, p)
     return _parse_hex(text, p)
 
 

@@ -1,0 +1,91 @@
+"""Shared fixtures: devices, float dtypes, a synthetic photo, and a float64 brute-force search.
+
+Nothing here reads a file: every input is built in memory from a fixed seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+DTYPES = [torch.float32, torch.float64]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """Every device the suite can run on here; ``cuda`` is skipped without a GPU."""
+    return torch.device(request.param)
+
+
+@pytest.fixture(params=DTYPES, ids=["float32", "float64"])
+def dtype(request: pytest.FixtureRequest) -> torch.dtype:
+    """Both float dtypes the library promises to keep."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A fresh NumPy generator with a fixed seed, so every test sees the same numbers."""
+    return np.random.default_rng(12345)
+
+
+def make_photo_like(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
+    """A small photo-like ``(height, width, 3)`` uint8 image.
+
+    Smooth gradients (sky, shading), Gaussian sensor noise, and a few flat regions with exact
+    colors (a sign, a wall, a highlight): many distinct colors, some heavily repeated, channels
+    all different from each other (so a channel mix-up changes the result).
+    """
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    u, v = x / (width - 1), y / (height - 1)
+    img = np.stack(
+        (
+            40.0 + 190.0 * u,
+            30.0 + 150.0 * v + 30.0 * np.sin(6.0 * u),
+            200.0 - 120.0 * u * v + 20.0 * np.cos(5.0 * v),
+        ),
+        axis=-1,
+    )
+    img += rng.normal(0.0, 6.0, img.shape)
+    img[4 : height // 4, 4 : width // 3] = (200, 30, 40)
+    img[height // 2 : height - 4, width // 2 : width - 6] = (20, 90, 200)
+    img[height - 10 : height - 2, 2:12] = (250, 250, 240)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def photo_like() -> np.ndarray:
+    """The 64x48 synthetic photo of :func:`make_photo_like` (a fresh copy per test)."""
+    return make_photo_like()
+
+
+def brute_force_nearest(
+    points: torch.Tensor | np.ndarray, palette: torch.Tensor | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 nearest palette row by direct differences; ``argmin`` takes the lowest index on ties.
+
+    Returns ``(index, d2)``: ``(N,)`` int64 and the ``(N,)`` float64 squared distance to it.
+    """
+    x = np.asarray(points.cpu() if isinstance(points, torch.Tensor) else points, np.float64)
+    c = np.asarray(palette.cpu() if isinstance(palette, torch.Tensor) else palette, np.float64)
+    index = np.empty(x.shape[0], np.int64)
+    best = np.empty(x.shape[0], np.float64)
+    rows = max(1, 2**21 // max(1, c.shape[0] * c.shape[1]))  # keep each block to ~16 MB
+    for start in range(0, x.shape[0], rows):
+        d2 = ((x[start : start + rows, None, :] - c[None, :, :]) ** 2).sum(-1)
+        index[start : start + rows] = d2.argmin(axis=1)
+        best[start : start + rows] = d2.min(axis=1)
+    return index, best
+
+
+@pytest.fixture
+def brute_force() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """:func:`brute_force_nearest`, as a fixture so test modules need not import conftest."""
+    return brute_force_nearest

@@ -1,0 +1,432 @@
+"""The ``colorquant`` command end to end: click's CliRunner, and a few real subprocesses.
+
+Every bad input must give exit status 1, exactly one line ``colorquant: error: ...`` on stderr,
+no traceback, and no output file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+from PIL import Image, ImageFile
+
+import colorquant as cq
+from colorquant.cli import main
+
+H, W = 24, 32
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def photo(seed: int = 0, height: int = H, width: int = W) -> np.ndarray:
+    """A small smooth image with noise: many distinct colors."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    base = np.stack([x / width * 220 + 20, y / height * 200 + 30, (x + y) * 2.0 + 40], 2)
+    return np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+
+
+def write_png(path: Path, array: np.ndarray | None = None, seed: int = 0) -> Path:
+    Image.fromarray(photo(seed) if array is None else array).save(path)
+    return path
+
+
+def run(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def files_in(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def assert_one_error(result: Result, *fragments: str) -> str:
+    """Exit 1, one stderr line 'colorquant: error: ...' holding every fragment, no traceback."""
+    assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
+    assert not isinstance(result.exception, Exception) or isinstance(
+        result.exception, SystemExit
+    ), result.exception
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("colorquant: error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    return write_png(tmp_path / "in.png")
+
+
+# -- quantize: success ------------------------------------------------------------------------
+
+
+def test_quantize_one_image(tmp_path: Path, src: Path) -> None:
+    result = run("quantize", src, "-k", "8", "-o", tmp_path / "out.png", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    with Image.open(tmp_path / "out.png") as image:
+        assert image.mode == "P"
+        assert len(image.getpalette() or []) // 3 <= 8
+    (line,) = result.stdout.splitlines()
+    for word in ("in.png", "out.png", "MSE", "PSNR", "dE00", "bytes", " s"):
+        assert word in line
+
+
+def test_json_matches_a_recomputation_from_the_written_file(tmp_path: Path, src: Path) -> None:
+    out = tmp_path / "out.png"
+    result = run("quantize", src, "-k", "6", "-o", out, "--json", "--space", "lab", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    (line,) = result.stdout.splitlines()
+    record = json.loads(line)
+    assert set(record) == {
+        "input",
+        "output",
+        "n_colors",
+        "color_space",
+        "method",
+        "mse",
+        "psnr",
+        "delta_e",
+        "bytes_in",
+        "bytes_out",
+        "seconds",
+        "n_iter",
+        "converged",
+    }
+    original = np.array(Image.open(src).convert("RGB"))
+    with Image.open(out) as image:
+        written = np.array(image.convert("RGB"))
+        n_colors = len(image.getpalette() or []) // 3
+    assert record["input"] == str(src) and record["output"] == str(out)
+    assert record["n_colors"] == n_colors == len(np.unique(written.reshape(-1, 3), axis=0))
+    assert record["color_space"] == "lab" and record["method"] == "kmeans"
+    assert record["mse"] == pytest.approx(cq.mse(original, written), rel=1e-9)
+    assert record["psnr"] == pytest.approx(cq.psnr(original, written), rel=1e-9)
+    assert record["delta_e"] == pytest.approx(cq.mean_delta_e(original, written), rel=1e-6)
+    assert record["bytes_in"] == src.stat().st_size
+    assert record["bytes_out"] == out.stat().st_size
+    assert record["seconds"] > 0 and record["n_iter"] >= 1
+    assert isinstance(record["converged"], bool)
+
+
+def test_lossless_psnr_is_null_in_json(tmp_path: Path) -> None:
+    flat = np.zeros((H, W, 3), np.uint8)
+    flat[:, W // 2 :] = (200, 10, 30)
+    src = write_png(tmp_path / "flat.png", flat)
+    result = run("quantize", src, "-k", "4", "-o", tmp_path / "o.png", "--json")
+    record = json.loads(result.stdout)
+    assert record["mse"] == 0.0 and record["psnr"] is None and record["n_colors"] == 2
+
+
+def test_outdir_with_several_inputs_and_one_bad(tmp_path: Path) -> None:
+    a = write_png(tmp_path / "a.png", seed=1)
+    b = write_png(tmp_path / "b.png", seed=2)
+    out = tmp_path / "out"  # created
+    args = ["quantize", a, tmp_path / "missing.png", b, "-k", "4", "-d", out, "--json"]
+    result = run(*args, "--format", "gif")
+    assert_one_error(result, "missing.png", "no such file")
+    assert files_in(out) == ["a.gif", "b.gif"]
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(r["input"]).name for r in records] == ["a.png", "b.png"]
+    for record in records:
+        with Image.open(record["output"]) as image:
+            assert image.format == "GIF"
+    result = run("quantize", a, b, "-k", "300", "-d", out, "--format", "npz")
+    assert result.exit_code == 0, result.output
+    with np.load(out / "a.npz") as data:
+        assert data["palette"].shape[0] > 256 and data["indices"].dtype == np.uint16
+
+
+def test_fixed_palette_gives_only_those_colors(tmp_path: Path, src: Path) -> None:
+    palette_file = tmp_path / "p.txt"
+    palette_file.write_text("#000000 #ffffff\n#ff0000, #3366cc  # four colors\n")
+    result = run("quantize", src, "--palette", palette_file, "-o", tmp_path / "o.png", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["method"] == "palette"
+    written = np.asarray(Image.open(tmp_path / "o.png").convert("RGB")).reshape(-1, 3)
+    allowed = {(0, 0, 0), (255, 255, 255), (255, 0, 0), (0x33, 0x66, 0xCC)}
+    assert {tuple(c) for c in written.tolist()} <= allowed
+
+
+def test_previews_one_per_image(tmp_path: Path) -> None:
+    a = write_png(tmp_path / "a.png", seed=1)
+    b = write_png(tmp_path / "b.png", seed=2)
+    result = run(
+        "quantize", a, "-k", "4", "-o", tmp_path / "qa.png", "--preview", tmp_path / "f.png"
+    )
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "f.png").size[0] > 100
+    out = tmp_path / "out"
+    result = run("quantize", a, b, "-k", "4", "-d", out, "--preview", tmp_path / "fig.svg")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "fig-a.svg").read_text().lstrip().startswith("<?xml")
+    assert (tmp_path / "fig-b.svg").exists()
+
+
+def test_alpha_warning_once_per_image(tmp_path: Path) -> None:
+    rgba = np.dstack([photo(), np.full((H, W), 128, np.uint8)])
+    src = write_png(tmp_path / "alpha.png", rgba)
+    result = run("quantize", src, "-k", "4", "-o", tmp_path / "o.png")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        f"colorquant: warning: {src}: alpha channel ignored (output is opaque)"
+    ]
+
+
+def test_force_overwrites(tmp_path: Path, src: Path) -> None:
+    out = tmp_path / "o.png"
+    out.write_bytes(b"old")
+    assert_one_error(run("quantize", src, "-o", out), "o.png", "already exists")
+    assert out.read_bytes() == b"old"
+    assert run("quantize", src, "-o", out, "--force").exit_code == 0
+    assert Image.open(out).mode == "P"
+
+
+# -- quantize: bad input ----------------------------------------------------------------------
+
+
+def zero_size_png() -> bytes:
+    """A well-formed PNG whose IHDR says 0 x 5 pixels."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(kind + payload)
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", 0, 5, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def _bad_png_files(tmp_path: Path) -> dict[str, Path]:
+    good = (tmp_path / "good.png").read_bytes()
+    files = {
+        "text.png": b"this is not an image\n",
+        "truncated.png": good[: len(good) // 2],
+        "zero.png": zero_size_png(),
+    }
+    paths = {}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+        paths[name] = tmp_path / name
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("missing.png", "no such file"),
+        ("text.png", "not an image"),
+        ("truncated.png", "truncated"),
+        ("zero.png", "zero-size"),
+    ],
+)
+def test_bad_input_files(tmp_path: Path, name: str, message: str) -> None:
+    write_png(tmp_path / "good.png")
+    _bad_png_files(tmp_path)
+    before = files_in(tmp_path)
+    result = run("quantize", tmp_path / name, "-o", tmp_path / "out.png")
+    assert_one_error(result, name, message)
+    assert files_in(tmp_path) == before
+
+
+def test_truncated_fails_even_if_someone_turned_on_truncated_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_png(tmp_path / "good.png")
+    bad = _bad_png_files(tmp_path)["truncated.png"]
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    assert_one_error(run("quantize", bad, "-o", tmp_path / "out.png"), "truncated")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_decompression_bomb(tmp_path: Path, src: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    result = run("quantize", src, "-o", tmp_path / "out.png")
+    assert_one_error(result, "in.png", f"{H * W} pixels", "limit of 100 pixels")
+    assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("k", "out", "message"),
+    [
+        ("0", "o.png", "-k/--colors must be in 1..256 for .png output"),
+        ("257", "o.png", "got 257"),
+        ("257", "o.gif", "1..256 for .gif output"),
+        ("70000", "o.npz", "1..65536 for .npz output"),
+        ("4", "o.jpg", "unknown output format '.jpg', use one of .png, .gif, .npz"),
+    ],
+)
+def test_bad_k_or_format(tmp_path: Path, src: Path, k: str, out: str, message: str) -> None:
+    assert_one_error(run("quantize", src, "-k", k, "-o", tmp_path / out), message)
+    assert files_in(tmp_path) == ["in.png"]
+
+
+def test_many_colors_allowed_for_npz(tmp_path: Path, src: Path) -> None:
+    result = run("quantize", src, "-k", "400", "-o", tmp_path / "o.npz", "--speed", "10")
+    assert result.exit_code == 0, result.output
+
+
+def test_output_equal_to_input_refused_even_with_force(tmp_path: Path, src: Path) -> None:
+    original = src.read_bytes()
+    for out in (src, tmp_path / "sub" / ".." / "in.png"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        result = run("quantize", src, "-o", out, "--force")
+        assert_one_error(result, "is the input", "never overwritten")
+    result = run("quantize", src, "-d", tmp_path, "--force")  # tmp_path/in.png again
+    assert_one_error(result, "is the input")
+    assert src.read_bytes() == original
+    assert files_in(tmp_path) == ["in.png", "sub"]
+
+
+def test_unwritable_output_directory(tmp_path: Path, src: Path) -> None:
+    assert_one_error(run("quantize", src, "-o", tmp_path / "no" / "o.png"), "does not exist")
+    assert_one_error(run("quantize", src, "-o", src / "o.png"), "not a directory")
+    assert run("quantize", src, "-d", src).exit_code == 2  # -d names a file: click's check
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        try:
+            assert_one_error(run("quantize", src, "-o", locked / "o.png"), "not writable")
+        finally:
+            locked.chmod(0o700)
+
+
+def test_malformed_palette_file(tmp_path: Path, src: Path) -> None:
+    palette_file = tmp_path / "p.gpl"
+    palette_file.write_text("GIMP Palette\n0 0 0\n12 x 7 broken\n")
+    result = run("quantize", src, "--palette", palette_file, "-o", tmp_path / "o.png")
+    assert_one_error(result, "p.gpl, line 3")
+    big = tmp_path / "big.txt"
+    big.write_text("\n".join(f"#{i:06x}" for i in range(300)))
+    result = run("quantize", src, "--palette", big, "-o", tmp_path / "o.png")
+    assert_one_error(result, "big.txt: 300 colors", "at most 256")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_bad_device_and_preview(tmp_path: Path, src: Path) -> None:
+    assert_one_error(run("quantize", src, "-o", tmp_path / "o.png", "--device", "tpu"), "device")
+    result = run("quantize", src, "-o", tmp_path / "o.png", "--preview", tmp_path / "f.gif")
+    assert_one_error(result, "f.gif", "unknown figure format")
+    (tmp_path / "f.png").write_bytes(b"old")
+    result = run("quantize", src, "-o", tmp_path / "o.png", "--preview", tmp_path / "f.png")
+    assert_one_error(result, "f.png", "already exists")
+    assert files_in(tmp_path) == ["f.png", "in.png"]
+
+
+def test_two_inputs_with_one_name(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    a = write_png(tmp_path / "x" / "same.png", seed=1)
+    b = write_png(tmp_path / "y" / "same.png", seed=2)
+    result = run("quantize", a, b, "-k", "3", "-d", tmp_path / "out")
+    assert_one_error(result, "written twice")
+    assert files_in(tmp_path / "out") == ["same.png"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-k", "4"],  # neither -o nor -d
+        ["-k", "4", "-o", "a.png", "-d", "out"],
+        ["-k", "4", "--speed", "11", "-o", "a.png"],
+        ["-k", "4", "--space", "hsv", "-o", "a.png"],
+        ["--palette", "p.gpl", "-k", "4", "-o", "a.png"],
+    ],
+)
+def test_usage_errors_keep_exit_status_2(tmp_path: Path, src: Path, args: list[str]) -> None:
+    result = run("quantize", src, *args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert files_in(tmp_path) == ["in.png"]
+
+
+def test_help_defines_mse() -> None:
+    result = run("quantize", "--help")
+    assert result.exit_code == 0
+    assert "mean, over all pixels and the 3 channels" in " ".join(result.output.split())
+
+
+# -- elbow and plot ---------------------------------------------------------------------------
+
+
+def test_elbow(tmp_path: Path, src: Path) -> None:
+    out = tmp_path / "elbow.png"
+    result = run("elbow", src, "--max-k", "12", "-o", out, "--json", "--speed", "8")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["k"] for r in records] == [2, 4, 8, 12]
+    mses = [r["mse"] for r in records]
+    assert mses == sorted(mses, reverse=True)
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.size[0] > 100
+    assert_one_error(run("elbow", src, "-o", out), "already exists")
+    assert_one_error(run("elbow", src, "-o", src, "--force"), "is the input")
+    assert_one_error(run("elbow", tmp_path / "nope.png", "-o", tmp_path / "e2.png"), "no such")
+
+
+def test_plot(tmp_path: Path, src: Path) -> None:
+    out = tmp_path / "cloud.png"
+    result = run("plot", src, "-k", "5", "-o", out, "--space", "lab", "--points", "200")
+    assert result.exit_code == 0, result.output
+    assert "200 of" in result.stdout
+    with Image.open(out) as image:
+        assert image.format == "PNG"
+    assert_one_error(run("plot", src, "-k", "0", "-o", tmp_path / "c2.png"), "-k/--colors")
+    assert_one_error(run("plot", src, "-o", tmp_path / "c.txt"), "unknown figure format")
+    assert files_in(tmp_path) == ["cloud.png", "in.png"]
+
+
+# -- real processes ---------------------------------------------------------------------------
+
+
+def run_process(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "colorquant.cli", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_process_bad_inputs_one_line_no_traceback(tmp_path: Path, src: Path) -> None:
+    write_png(tmp_path / "good.png")
+    bad = _bad_png_files(tmp_path)
+    done = run_process(
+        "quantize",
+        tmp_path / "missing.png",
+        bad["truncated.png"],
+        src,
+        "-k",
+        "4",
+        "-d",
+        tmp_path / "out",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2, done.stderr  # one line per bad input
+    assert all(line.startswith("colorquant: error: ") for line in lines)
+    assert "missing.png: no such file" in lines[0] and "truncated.png" in lines[1]
+    assert files_in(tmp_path / "out") == ["in.png"]
+    assert "in.png -> " in done.stdout
+
+
+def test_process_existing_output(tmp_path: Path, src: Path) -> None:
+    out = tmp_path / "o.png"
+    out.write_bytes(b"old")
+    done = run_process("quantize", src, "-o", out, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"colorquant: error: {out}: already exists (overwrite with force=True or --force)"
+    ]
+    assert out.read_bytes() == b"old"

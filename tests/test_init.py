@@ -1,0 +1,204 @@
+"""colorquant.init: k-means++ and random seeding: distinct input points, seeded, weight-aware."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from colorquant.init import INITS, initial_centroids, kmeans_plusplus, random_init
+
+Init = Callable[..., torch.Tensor]
+METHODS: list[tuple[str, Init]] = [("k-means++", kmeans_plusplus), ("random", random_init)]
+IDS = [name for name, _ in METHODS]
+
+
+def distinct_points(
+    rng: np.random.Generator, n: int, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """``(n, 3)`` distinct 8-bit-valued points."""
+    keys = rng.choice(256**3, n, replace=False)
+    rgb = np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], axis=1)
+    return torch.from_numpy(rgb.astype(np.float64)).to(dtype)
+
+
+def row_indices(points: torch.Tensor, rows: torch.Tensor) -> list[int]:
+    """Index in ``points`` of each row of ``rows``; fails if a row is not a point."""
+    out = []
+    for r in rows:
+        match = torch.nonzero((points == r).all(1)).flatten()
+        assert match.numel() >= 1, f"{r.tolist()} is not an input point"
+        out.append(int(match[0]))
+    return out
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize(("name", "init"), METHODS, ids=IDS)
+@pytest.mark.parametrize("k", [1, 2, 7, 40])
+def test_k_distinct_input_points(
+    name: str, init: Init, k: int, rng: np.random.Generator, dtype: torch.dtype
+) -> None:
+    points = distinct_points(rng, 40, dtype)
+    weights = torch.from_numpy(rng.integers(1, 10, 40).astype(np.float64)).to(dtype)
+    out = init(points, weights, k, generator=gen(0))
+    assert out.shape == (k, 3)
+    assert out.dtype == dtype
+    chosen = row_indices(points, out)
+    assert len(set(chosen)) == k
+
+
+@pytest.mark.parametrize(("name", "init"), METHODS, ids=IDS)
+def test_same_seed_same_result(name: str, init: Init, rng: np.random.Generator) -> None:
+    points = distinct_points(rng, 200)
+    weights = torch.from_numpy(rng.integers(1, 10, 200).astype(np.float64))
+    a = init(points, weights, 12, generator=gen(7))
+    b = init(points, weights, 12, generator=gen(7))
+    assert torch.equal(a, b)
+    # And the seed is what decides: some other seed gives another palette.
+    others = [init(points, weights, 12, generator=gen(s)) for s in range(1, 6)]
+    assert any(not torch.equal(a, o) for o in others)
+
+
+@pytest.mark.parametrize(("name", "init"), METHODS, ids=IDS)
+def test_global_rng_untouched(name: str, init: Init, rng: np.random.Generator) -> None:
+    points = distinct_points(rng, 50)
+    weights = torch.ones(50, dtype=torch.float64)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    init(points, weights, 5, generator=gen(0))
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize(("name", "init"), METHODS, ids=IDS)
+def test_inputs_not_modified_and_output_is_a_copy(
+    name: str, init: Init, rng: np.random.Generator
+) -> None:
+    points = distinct_points(rng, 30)
+    weights = torch.from_numpy(rng.random(30) + 0.5)
+    p0, w0 = points.clone(), weights.clone()
+    out = init(points, weights, 30, generator=gen(0))
+    assert torch.equal(points, p0) and torch.equal(weights, w0)
+    out += 1000.0
+    assert torch.equal(points, p0)
+
+
+def test_kmeans_plusplus_takes_one_point_per_blob(rng: np.random.Generator) -> None:
+    # Five tight, far-apart blobs: after one blob is hit, D(x)^2 makes the others all but certain.
+    centers = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]])
+    blob = np.repeat(np.arange(5), 40)
+    points = torch.from_numpy(centers[blob] + rng.normal(0, 2.0, (200, 3)))
+    weights = torch.from_numpy(rng.integers(1, 20, 200).astype(np.float64))
+    for seed in range(10):
+        out = kmeans_plusplus(points, weights, 5, generator=gen(seed))
+        assert sorted(blob[row_indices(points, out)].tolist()) == [0, 1, 2, 3, 4], seed
+
+
+def test_greedy_trials_lower_the_potential(photo_like: np.ndarray) -> None:
+    # scikit-learn's greedy variant keeps the best of several D^2 candidates per step: over many
+    # seeds its potential is clearly lower than plain k-means++ (one candidate per step).
+    colors, counts = torch.unique(
+        torch.from_numpy(photo_like.reshape(-1, 3)), dim=0, return_counts=True
+    )
+    points, weights = colors.double(), counts.double()
+
+    def potential(centroids: torch.Tensor) -> float:
+        d2 = torch.cdist(points, centroids).pow(2).min(1).values
+        return float((weights * d2).sum() / weights.sum())
+
+    greedy = [potential(kmeans_plusplus(points, weights, 8, generator=gen(s))) for s in range(20)]
+    plain = [
+        potential(kmeans_plusplus(points, weights, 8, generator=gen(s), n_local_trials=1))
+        for s in range(20)
+    ]
+    assert np.mean(greedy) < 0.9 * np.mean(plain)
+
+
+def test_kmeans_plusplus_k_equals_n_takes_every_point(rng: np.random.Generator) -> None:
+    points = distinct_points(rng, 25)
+    out = kmeans_plusplus(points, torch.ones(25, dtype=torch.float64), 25, generator=gen(3))
+    assert sorted(row_indices(points, out)) == list(range(25))
+
+
+def test_kmeans_plusplus_duplicate_points_not_picked_twice() -> None:
+    # Two distinct colors, one repeated: with k = 2 both must be taken, never one color twice.
+    points = torch.tensor([[0.0, 0.0, 0.0]] * 5 + [[9.0, 9.0, 9.0]], dtype=torch.float64)
+    for seed in range(20):
+        out = kmeans_plusplus(points, torch.ones(6, dtype=torch.float64), 2, generator=gen(seed))
+        assert sorted(out[:, 0].tolist()) == [0.0, 9.0]
+
+
+@pytest.mark.parametrize(("name", "init"), METHODS, ids=IDS)
+def test_first_pick_follows_weight(name: str, init: Init, rng: np.random.Generator) -> None:
+    # One point holds nearly all the weight: with k = 1 it is the pick for every seed.
+    points = distinct_points(rng, 30)
+    weights = torch.full((30,), 1e-9, dtype=torch.float64)
+    weights[17] = 1.0
+    for seed in range(10):
+        out = init(points, weights, 1, generator=gen(seed))
+        assert torch.equal(out[0], points[17])
+
+
+def test_random_init_never_picks_zero_weight(rng: np.random.Generator) -> None:
+    points = distinct_points(rng, 20)
+    weights = torch.zeros(20, dtype=torch.float64)
+    weights[[2, 5, 11, 19]] = 1.0
+    for seed in range(10):
+        out = random_init(points, weights, 4, generator=gen(seed))
+        assert sorted(row_indices(points, out)) == [2, 5, 11, 19]
+
+
+@pytest.mark.parametrize(("name", "init"), METHODS, ids=IDS)
+def test_same_result_on_every_device(
+    name: str, init: Init, device: torch.device, rng: np.random.Generator
+) -> None:
+    points = distinct_points(rng, 100)
+    weights = torch.from_numpy(rng.integers(1, 9, 100).astype(np.float64))
+    on_cpu = init(points, weights, 8, generator=gen(1))
+    here = init(points.to(device), weights.to(device), 8, generator=gen(1))
+    assert here.device.type == device.type
+    assert torch.equal(here.cpu(), on_cpu)
+
+
+@pytest.mark.parametrize(("name", "init"), METHODS, ids=IDS)
+@pytest.mark.parametrize("k", [0, 11, -1])
+def test_bad_k_raises(name: str, init: Init, k: int) -> None:
+    with pytest.raises(ValueError, match=rf"k must be in 1\.\.10 .* got {k}"):
+        init(torch.zeros(10, 3), torch.ones(10), k, generator=gen(0))
+
+
+@pytest.mark.parametrize(("name", "init"), METHODS, ids=IDS)
+@pytest.mark.parametrize(
+    ("points", "weights"),
+    [
+        (torch.zeros(10, 3), torch.ones(9)),
+        (torch.zeros(10), torch.ones(10)),
+        (torch.zeros(10, 3), torch.ones(10, 1)),
+    ],
+)
+def test_bad_shapes_raise(
+    name: str, init: Init, points: torch.Tensor, weights: torch.Tensor
+) -> None:
+    with pytest.raises(ValueError, match=r"points must be \(N, C\) and weights \(N,\)"):
+        init(points, weights, 2, generator=gen(0))
+
+
+def test_initial_centroids_dispatch(rng: np.random.Generator) -> None:
+    points = distinct_points(rng, 60)
+    weights = torch.ones(60, dtype=torch.float64)
+    assert INITS == ("k-means++", "random")
+    assert torch.equal(
+        initial_centroids("k-means++", points, weights, 6, generator=gen(4)),
+        kmeans_plusplus(points, weights, 6, generator=gen(4)),
+    )
+    assert torch.equal(
+        initial_centroids("random", points, weights, 6, generator=gen(4)),
+        random_init(points, weights, 6, generator=gen(4)),
+    )
+    with pytest.raises(ValueError, match=r"init must be one of k-means\+\+, random, got 'wu'"):
+        initial_centroids("wu", points, weights, 6, generator=gen(4))  # type: ignore[arg-type]

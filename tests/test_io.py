@@ -1,0 +1,470 @@
+"""colorquant.io: image and palette files in, palette PNG / GIF / npz out, atomic writes.
+
+Every file is made here, in tmp_path, with NumPy and Pillow.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+import colorquant as cq
+from colorquant.io import (
+    ImageFileError,
+    LoadedImage,
+    WriteError,
+    atomic_write,
+    check_output_path,
+    load_image,
+    load_palette,
+    max_colors_for,
+    result_suffix,
+    save_result,
+)
+
+H, W = 24, 32
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def noise(height: int = H, width: int = W, seed: int = 0) -> np.ndarray:
+    """``(height, width, 3)`` uint8 random colors."""
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def distinct_palette(k: int, seed: int = 0) -> np.ndarray:
+    """``(k, 3)`` uint8 distinct colors."""
+    rng = np.random.default_rng(seed)
+    codes = rng.choice(1 << 24, size=k, replace=False)
+    return np.stack(((codes >> 16) & 255, (codes >> 8) & 255, codes & 255), 1).astype(np.uint8)
+
+
+def exact_result(k: int, seed: int = 0) -> tuple[np.ndarray, cq.QuantizeResult]:
+    """An image made of exactly ``k`` colors and its (lossless) result: the palette is known."""
+    palette = distinct_palette(k, seed)
+    rng = np.random.default_rng(seed)
+    size = max(H * W, k)
+    index = np.concatenate([np.arange(k), rng.integers(0, k, size - k)])
+    rng.shuffle(index)
+    width = W if size == H * W else k
+    image = palette[index.reshape(-1, width)]
+    result = cq.quantize(image, palette=palette, color_space="rgb", device="cpu")
+    assert result.n_colors == k and result.mse == 0.0
+    return image, result
+
+
+def png_chunks(data: bytes) -> dict[bytes, bytes]:
+    """The chunks of a PNG by type (the first of each type)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks: dict[bytes, bytes] = {}
+    pos = 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        chunks.setdefault(kind, data[pos + 8 : pos + 8 + length])
+        pos += 12 + length
+    return chunks
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def zero_size_png(width: int = 0, height: int = 5) -> bytes:
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(kind + payload)
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+# -- save_result ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("k", "bits"), [(1, 1), (2, 1), (3, 2), (4, 2), (16, 4), (17, 8), (200, 8)]
+)
+def test_png_is_palette_mode_with_least_bit_depth_and_exact_palette(
+    tmp_path: Path, k: int, bits: int
+) -> None:
+    _, result = exact_result(k)
+    path = tmp_path / "out.png"
+    size = save_result(result, path)
+    data = path.read_bytes()
+    assert size == len(data)
+    chunks = png_chunks(data)
+    width, height, depth, color_type = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    assert (width, height) == (result.indices.shape[1], result.indices.shape[0])
+    assert color_type == 3  # indexed color
+    assert depth == bits
+    assert chunks[b"PLTE"] == result.palette.tobytes()  # exactly the used colors, no padding
+    with Image.open(path) as image:
+        assert image.mode == "P"
+        np.testing.assert_array_equal(np.asarray(image), result.indices)
+        np.testing.assert_array_equal(np.asarray(image.convert("RGB")), result.to_numpy())
+
+
+def test_png_of_a_fitted_result_round_trips(tmp_path: Path) -> None:
+    image = noise()
+    result = cq.quantize(image, 8, device="cpu")
+    save_result(result, tmp_path / "a.png")
+    reread = load_image(tmp_path / "a.png")
+    np.testing.assert_array_equal(reread.pixels, result.to_numpy())
+    assert reread.mode == "P"
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 200])
+def test_gif_round_trip(tmp_path: Path, k: int) -> None:
+    _, result = exact_result(k)
+    save_result(result, tmp_path / "a.gif")
+    with Image.open(tmp_path / "a.gif") as image:
+        assert image.format == "GIF"
+        np.testing.assert_array_equal(np.asarray(image.convert("RGB")), result.to_numpy())
+
+
+@pytest.mark.parametrize("k", [5, 300])
+def test_npz_round_trip(tmp_path: Path, k: int) -> None:
+    _, result = exact_result(k)
+    save_result(result, tmp_path / "a.npz")
+    with np.load(tmp_path / "a.npz") as data:
+        assert set(data.files) == {"indices", "palette"}
+        np.testing.assert_array_equal(data["indices"], result.indices)
+        np.testing.assert_array_equal(data["palette"], result.palette)
+        assert data["indices"].dtype == (np.uint16 if k > 256 else np.uint8)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".gif"])
+def test_more_than_256_colors_refused_for_palette_images(tmp_path: Path, suffix: str) -> None:
+    _, result = exact_result(300)
+    with pytest.raises(cq.InputError, match="at most 256 colors"):
+        save_result(result, tmp_path / f"a{suffix}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_suffix_lists_the_valid_ones(tmp_path: Path) -> None:
+    _, result = exact_result(4)
+    with pytest.raises(cq.InputError, match=r"\.png, \.gif, \.npz"):
+        save_result(result, tmp_path / "a.jpg")
+    with pytest.raises(cq.InputError, match="no suffix"):
+        result_suffix(tmp_path / "a")
+    assert result_suffix("A.PNG") == ".png"
+    assert (max_colors_for("x.gif"), max_colors_for("x.npz")) == (256, 65536)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_file_kept_without_force_replaced_with_force(tmp_path: Path) -> None:
+    _, result = exact_result(4)
+    path = tmp_path / "a.png"
+    path.write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match="already exists"):
+        save_result(result, path)
+    assert path.read_bytes() == b"precious"
+    save_result(result, path, force=True)
+    with Image.open(path) as image:
+        assert image.mode == "P"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+# -- atomic_write -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), KeyboardInterrupt(), OSError(28, "full")])
+def test_atomic_write_leaves_no_temporary_file_on_error(
+    tmp_path: Path, error: BaseException
+) -> None:
+    def writer(fh: object) -> None:
+        fh.write(b"half of it")  # type: ignore[attr-defined]
+        raise error
+
+    expected = WriteError if isinstance(error, OSError) else type(error)
+    with pytest.raises(expected):
+        atomic_write(tmp_path / "a.json", writer)
+    assert list(tmp_path.iterdir()) == []
+    # An existing file survives a failed forced write untouched.
+    (tmp_path / "a.json").write_text("old")
+    with pytest.raises(expected):
+        atomic_write(tmp_path / "a.json", writer, force=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+    assert (tmp_path / "a.json").read_text() == "old"
+
+
+def test_atomic_write_writes_and_returns_size(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    assert atomic_write(path, lambda fh: fh.write(b"12345")) == 5
+    assert path.read_bytes() == b"12345"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not tempfile's 0o600
+    with pytest.raises(FileExistsError):
+        atomic_write(path, lambda fh: fh.write(b"other"))
+    atomic_write(path, lambda fh: fh.write(b"other"), force=True)
+    assert path.read_bytes() == b"other"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_write_never_replaces_a_file_made_meanwhile(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+
+    def writer(fh: object) -> None:
+        path.write_text("someone else")
+        fh.write(b"mine")  # type: ignore[attr-defined]
+
+    with pytest.raises(FileExistsError):
+        atomic_write(path, writer)
+    assert path.read_text() == "someone else"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_output_checks(tmp_path: Path) -> None:
+    with pytest.raises(WriteError, match="does not exist"):
+        check_output_path(tmp_path / "missing" / "a.png")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WriteError, match="not a directory"):
+        check_output_path(tmp_path / "file" / "a.png")
+    with pytest.raises(WriteError, match="is a directory"):
+        check_output_path(tmp_path, force=True)
+    assert check_output_path(str(tmp_path / "new.png")) == tmp_path / "new.png"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_unwritable_directory(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(WriteError, match="not writable"):
+            atomic_write(locked / "a.txt", lambda fh: fh.write(b"x"))
+    finally:
+        locked.chmod(0o700)
+
+
+# -- load_image: modes and formats ------------------------------------------------------------
+
+
+def gray(height: int = H, width: int = W) -> np.ndarray:
+    return noise(height, width)[..., 0]
+
+
+def _mode_cases() -> dict[str, tuple[Image.Image, np.ndarray, str]]:
+    """mode -> (image, expected (H, W, 3) pixels, file suffix)."""
+    rgb = noise()
+    g = gray()
+    alpha = np.full((H, W), 255, np.uint8)
+    palette = distinct_palette(7)
+    index = np.random.default_rng(1).integers(0, 7, (H, W)).astype(np.uint8)
+    p_image = Image.frombytes("P", (W, H), index.tobytes())
+    p_image.putpalette(palette.tobytes())
+    g3 = np.repeat(g[..., None], 3, axis=2)
+    return {
+        "L": (Image.fromarray(g), g3, ".png"),
+        "LA": (Image.fromarray(np.stack([g, alpha], 2)), g3, ".png"),
+        "RGB": (Image.fromarray(rgb), rgb, ".png"),
+        "RGBA": (Image.fromarray(np.dstack([rgb, alpha])), rgb, ".png"),
+        "P": (p_image, palette[index], ".png"),
+        # 16-bit: v * 257 keeps v in its top 8 bits.
+        "I;16": (Image.fromarray(g.astype(np.uint16) * 257), g3, ".png"),
+        "I": (Image.fromarray(g.astype(np.int32) * 257), g3, ".tif"),
+    }
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P", "I;16", "I"])
+def test_load_every_mode(tmp_path: Path, mode: str) -> None:
+    image, expected, suffix = _mode_cases()[mode]
+    assert image.mode == mode
+    path = tmp_path / f"a{suffix}"
+    image.save(path)
+    with Image.open(path) as reopened:
+        stored_mode = reopened.mode
+    loaded = load_image(path)
+    assert isinstance(loaded, LoadedImage)
+    assert loaded.pixels.dtype == np.uint8 and loaded.pixels.shape == (H, W, 3)
+    np.testing.assert_array_equal(loaded.pixels, expected)
+    assert loaded.mode == stored_mode
+    assert not loaded.has_alpha  # alpha present but opaque everywhere
+    assert loaded.size_bytes == path.stat().st_size
+    assert loaded.path == path
+    assert loaded.pixels.flags.writeable and loaded.pixels.flags.c_contiguous
+
+
+@pytest.mark.parametrize(
+    ("fmt", "suffix", "exact"),
+    [
+        ("PNG", ".png", True),
+        ("JPEG", ".jpg", False),
+        ("WEBP", ".webp", True),
+        ("BMP", ".bmp", True),
+        ("TIFF", ".tiff", True),
+        ("GIF", ".gif", True),
+    ],
+)
+def test_load_every_format(tmp_path: Path, fmt: str, suffix: str, exact: bool) -> None:
+    # A smooth image with few colors: JPEG stays close, GIF holds it exactly.
+    y, x = np.mgrid[0:H, 0:W]
+    rgb = np.stack([x * 8, y * 10, (x + y) * 4], 2).astype(np.uint8) // 32 * 32
+    path = tmp_path / f"a{suffix}"
+    options = {"lossless": True} if fmt == "WEBP" else {}
+    Image.fromarray(rgb).save(path, format=fmt, **options)
+    loaded = load_image(path)
+    assert loaded.pixels.shape == (H, W, 3)
+    if exact:
+        np.testing.assert_array_equal(loaded.pixels, rgb)
+    else:
+        assert np.abs(loaded.pixels.astype(int) - rgb).mean() < 8
+
+
+def test_alpha_is_dropped_and_reported(tmp_path: Path) -> None:
+    rgb = noise()
+    alpha = np.full((H, W), 255, np.uint8)
+    alpha[0, 0] = 0
+    Image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / "a.png")
+    loaded = load_image(tmp_path / "a.png")
+    assert loaded.has_alpha and loaded.mode == "RGBA"
+    np.testing.assert_array_equal(loaded.pixels, rgb)  # color kept under alpha 0
+    # A transparent palette entry counts too.
+    p_image = Image.frombytes("P", (W, H), (np.arange(H * W) % 3).astype(np.uint8).tobytes())
+    p_image.putpalette(bytes(range(9)))
+    p_image.save(tmp_path / "p.png", transparency=1)
+    assert load_image(tmp_path / "p.png").has_alpha
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    rgb = noise()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    Image.fromarray(rgb).save(tmp_path / "a.png", exif=exif)
+    loaded = load_image(tmp_path / "a.png")
+    np.testing.assert_array_equal(loaded.pixels, np.rot90(rgb, k=-1))
+
+
+# -- load_image: errors -----------------------------------------------------------------------
+
+
+def test_truncated_images_are_not_allowed_globally() -> None:
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(ImageFileError, match=r"nope\.png: no such file"):
+        load_image(tmp_path / "nope.png")
+    with pytest.raises(ImageFileError, match="is a directory"):
+        load_image(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"just some text\n", "not an image"),
+        (b"", "empty file"),
+        (zero_size_png(0, 5), r"zero-size image \(0x5 pixels\)"),
+        (zero_size_png(7, 0), r"zero-size image \(7x0 pixels\)"),
+        (png_bytes(noise())[:700], "truncated"),
+        (png_bytes(noise())[:60], "truncated"),
+    ],
+    ids=["text", "empty", "zero-width", "zero-height", "truncated", "truncated-header"],
+)
+def test_bad_files_raise_one_clear_error(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageFileError, match=message) as info:
+        load_image(path)
+    text = str(info.value)
+    assert text.startswith(str(path)) and "\n" not in text
+
+
+@pytest.mark.parametrize("limit", [500, 300])  # a warning (768 > 500) and an error (768 > 2 * 300)
+def test_decompression_bomb_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    Image.fromarray(noise()).save(tmp_path / "a.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with pytest.raises(ImageFileError, match=f"768 pixels .* limit of {limit} pixels"):
+        load_image(tmp_path / "a.png")
+
+
+# -- load_palette -----------------------------------------------------------------------------
+
+GPL = """GIMP Palette
+Name: test
+Columns: 4
+#
+# a comment
+  0   0   0\tBlack
+255 255 255 White
+
+ 18  52 86 Dark blue with spaces in its name
+"""
+
+
+def test_gpl(tmp_path: Path) -> None:
+    path = tmp_path / "p.gpl"
+    path.write_text(GPL)
+    expected = [[0, 0, 0], [255, 255, 255], [18, 52, 86]]
+    palette = load_palette(path)
+    assert palette.dtype == np.uint8 and palette.tolist() == expected
+    # The header tells, not the suffix; RGBA rows lose their alpha.
+    (tmp_path / "p.txt").write_text("GIMP Palette\nChannels: RGBA\n1 2 3 4 x\n5 6 7 255\n")
+    assert load_palette(tmp_path / "p.txt").tolist() == [[1, 2, 3], [5, 6, 7]]
+
+
+def test_hex_list(tmp_path: Path) -> None:
+    path = tmp_path / "p.txt"
+    path.write_text("# my colors\n#FF0000, 00ff00\t#00f  # blue\n\n  #123456,#\n")
+    expected = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [0x12, 0x34, 0x56]]
+    assert load_palette(path).tolist() == expected
+
+
+def test_image_palette_in_order_of_first_appearance(tmp_path: Path) -> None:
+    strip = np.array([[[9, 9, 9], [200, 0, 0], [9, 9, 9], [0, 0, 200]]], np.uint8)
+    Image.fromarray(strip).save(tmp_path / "p.png")
+    assert load_palette(tmp_path / "p.png").tolist() == [[9, 9, 9], [200, 0, 0], [0, 0, 200]]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("p.txt", "", "no colors"),
+        ("p.txt", "# only a comment\n", "no colors"),
+        ("p.txt", "#ff0000\n#ff00zz\n", r"line 2: '#ff00zz' is not a hex color"),
+        ("p.txt", "#ff0000 #comment-without-space\n", "line 1: '#comment-without-space'"),
+        ("p.gpl", "GIMP Palette\n1 2 3\n1 2\n", r"line 3: expected 'R G B \[name\]'"),
+        ("p.gpl", "GIMP Palette\n1 2 300 too bright\n", "line 2: .* 0..255"),
+        ("p.gpl", "not the header\n1 2 3\n", "line 1: expected the header 'GIMP Palette'"),
+        ("p.gpl", "GIMP Palette\nName: empty\n", "no colors"),
+        ("p.gpl", "GIMP Palette\nColumns: many\n", "line 2: Columns"),
+        ("p.gpl", "\n\nGIMP Palette\n1 2 3\n4 5\n", "line 5: expected"),
+    ],
+)
+def test_malformed_palettes(tmp_path: Path, name: str, content: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ImageFileError, match=message) as info:
+        load_palette(path)
+    assert str(info.value).startswith(str(path))
+
+
+def test_palette_errors_for_images_and_missing_files(tmp_path: Path) -> None:
+    Image.fromarray(noise()).save(tmp_path / "many.png")
+    with pytest.raises(ImageFileError, match=r"at most 256 distinct colors, this one has 7\d\d"):
+        load_palette(tmp_path / "many.png")
+    with pytest.raises(ImageFileError, match="no such file"):
+        load_palette(tmp_path / "nope.gpl")
+    (tmp_path / "broken.png").write_bytes(png_bytes(noise(4, 4))[:50])
+    with pytest.raises(ImageFileError, match="truncated"):
+        load_palette(tmp_path / "broken.png")
