@@ -15,12 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from colorquant import InputError
 from colorquant.color import encode_colors
 from colorquant.kmeans import KMeansResult, fit_adam, weighted_kmeans
 from colorquant.nearest import nearest
 
 MONOTONE_RTOL = 1e-9  # float64: relative slack for "never increases"
 INERTIA_RTOL = 1e-9
+# The NumPy CPU kernel and the torch loop (the one cuda and mps run) promise the same results.
+BACKENDS = ["numpy", "torch"]
+with_backends = pytest.mark.parametrize("backend", BACKENDS)
 
 
 def objective(
@@ -59,12 +63,16 @@ def check_result(r: KMeansResult, points: torch.Tensor, weights: torch.Tensor, k
 # -- Lloyd by hand ------------------------------------------------------------------------------
 
 
-def test_two_clusters_by_hand() -> None:
+@with_backends
+def test_two_clusters_by_hand(
+    backend: str,
+) -> None:
     points = torch.tensor([[0.0], [1.0], [10.0], [11.0]], dtype=torch.float64)
     r = weighted_kmeans(
         points,
         torch.ones(4, dtype=torch.float64),
         torch.tensor([[0.0], [1.0]], dtype=torch.float64),
+        backend=backend,
     )
     assert r.centroids.flatten().tolist() == [0.5, 10.5]
     assert r.labels.tolist() == [0, 0, 1, 1]
@@ -74,32 +82,39 @@ def test_two_clusters_by_hand() -> None:
     assert r.history[0] == (81.0 + 100.0) / 4
 
 
-def test_weights_pull_the_mean() -> None:
+@with_backends
+def test_weights_pull_the_mean(
+    backend: str,
+) -> None:
     points = torch.tensor([[0.0, 0.0], [4.0, 0.0]], dtype=torch.float64)
     weights = torch.tensor([3.0, 1.0], dtype=torch.float64)
-    r = weighted_kmeans(points, weights, points[:1])
+    r = weighted_kmeans(points, weights, points[:1], backend=backend)
     assert r.centroids.tolist() == [[1.0, 0.0]]
     assert r.inertia == pytest.approx((3 * 1 + 9) / 4)
 
 
+@with_backends
 @pytest.mark.parametrize("k", [1, 3, 8])
-def test_weights_equal_repeated_points(k: int, rng: np.random.Generator) -> None:
+def test_weights_equal_repeated_points(backend: str, k: int, rng: np.random.Generator) -> None:
     points = distinct_points(rng, 60)
     counts = torch.from_numpy(rng.integers(1, 5, 60))
     init = points[:k].clone()
-    weighted = weighted_kmeans(points, counts.double(), init, tol=0.0)
+    weighted = weighted_kmeans(points, counts.double(), init, tol=0.0, backend=backend)
     repeated = torch.repeat_interleave(points, counts, dim=0)
     plain = weighted_kmeans(
-        repeated, torch.ones(repeated.shape[0], dtype=torch.float64), init, tol=0.0
+        repeated, torch.ones(repeated.shape[0], dtype=torch.float64), init, tol=0.0, backend=backend
     )
     torch.testing.assert_close(weighted.centroids, plain.centroids, rtol=1e-12, atol=1e-9)
     assert weighted.inertia == pytest.approx(plain.inertia, rel=1e-10)
     assert torch.equal(torch.repeat_interleave(weighted.labels, counts), plain.labels)
 
 
-def test_k_equals_n_is_lossless(rng: np.random.Generator) -> None:
+@with_backends
+def test_k_equals_n_is_lossless(backend: str, rng: np.random.Generator) -> None:
     points = distinct_points(rng, 12)
-    r = weighted_kmeans(points, torch.ones(12, dtype=torch.float64), points.flip(0))
+    r = weighted_kmeans(
+        points, torch.ones(12, dtype=torch.float64), points.flip(0), backend=backend
+    )
     assert r.inertia == 0.0
     assert r.converged
     assert torch.equal(r.centroids[r.labels], points)
@@ -131,14 +146,15 @@ def kmeans_problems(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, torch.
     )
 
 
+@with_backends
 @settings(max_examples=50, deadline=None)
 @given(problem=kmeans_problems(), tol=st.sampled_from([0.0, 1e-4]))
 def test_lloyd_properties(
-    problem: tuple[torch.Tensor, torch.Tensor, torch.Tensor], tol: float
+    backend: str, problem: tuple[torch.Tensor, torch.Tensor, torch.Tensor], tol: float
 ) -> None:
     points, weights, init = problem
     p0, w0, i0 = points.clone(), weights.clone(), init.clone()
-    r = weighted_kmeans(points, weights, init, max_iter=50, tol=tol)
+    r = weighted_kmeans(points, weights, init, max_iter=50, tol=tol, backend=backend)
     assert torch.equal(points, p0) and torch.equal(weights, w0) and torch.equal(init, i0)
     check_result(r, points, weights, init.shape[0])
     assert_non_increasing(r.history)
@@ -153,26 +169,61 @@ def test_lloyd_properties(
             torch.testing.assert_close(r.centroids[j], mean, rtol=1e-12, atol=1e-9)
 
 
+@with_backends
+@pytest.mark.parametrize("k", [16, 64])  # 64 > 17: the neighbour-list search is used too
 @pytest.mark.parametrize("space", ["rgb", "lab", "oklab"])
-def test_monotone_on_encoded_colors(space: str, photo_like: np.ndarray) -> None:
+def test_monotone_on_encoded_colors(
+    backend: str, space: str, k: int, photo_like: np.ndarray
+) -> None:
     colors, counts = torch.unique(
         torch.from_numpy(photo_like.reshape(-1, 3)), dim=0, return_counts=True
     )
     points = encode_colors(colors, space, torch.float64)  # type: ignore[arg-type]
-    init = points[torch.randperm(points.shape[0], generator=torch.Generator().manual_seed(0))[:16]]
-    r = weighted_kmeans(points, counts.double(), init, max_iter=200, tol=0.0)
-    check_result(r, points, counts.double(), 16)
+    init = points[torch.randperm(points.shape[0], generator=torch.Generator().manual_seed(0))[:k]]
+    r = weighted_kmeans(points, counts.double(), init, max_iter=200, tol=0.0, backend=backend)
+    check_result(r, points, counts.double(), k)
     assert_non_increasing(r.history)
     assert r.history[-1] < 0.5 * r.history[0]
     assert r.converged and r.n_iter < 200
+    # At the fixed point every point sits with a nearest centroid (the pruning skipped none).
+    d2 = torch.cdist(points, r.centroids).pow(2)
+    own = d2.gather(1, r.labels[:, None]).squeeze(1)
+    torch.testing.assert_close(own, d2.min(1).values, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("space", ["rgb", "lab", "oklab"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_backends_agree(space: str, dtype: torch.dtype, photo_like: np.ndarray) -> None:
+    colors, counts = torch.unique(
+        torch.from_numpy(photo_like.reshape(-1, 3)), dim=0, return_counts=True
+    )
+    points = encode_colors(colors, space, dtype)  # type: ignore[arg-type]
+    weights = counts.to(dtype)
+    init = points[torch.randperm(points.shape[0], generator=torch.Generator().manual_seed(5))[:24]]
+    a = weighted_kmeans(points, weights, init, backend="numpy", max_iter=30)
+    b = weighted_kmeans(points, weights, init, backend="torch", max_iter=30)
+    assert torch.equal(a.labels, b.labels)
+    assert a.n_iter == b.n_iter and a.converged == b.converged
+    rtol = 1e-5 if dtype == torch.float32 else 1e-9
+    torch.testing.assert_close(a.centroids, b.centroids, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(a.history, b.history, rtol=rtol)
+
+
+def test_bad_backend_raises(rng: np.random.Generator) -> None:
+    points = distinct_points(rng, 10)
+    with pytest.raises(InputError, match=r"backend must be one of 'auto', 'torch', 'numpy'"):
+        weighted_kmeans(points, torch.ones(10, dtype=torch.float64), points[:2], backend="jax")  # type: ignore[arg-type]
 
 
 # -- bad starts ---------------------------------------------------------------------------------
 
 
+@with_backends
 @pytest.mark.parametrize("k", [2, 5, 16])
 @pytest.mark.parametrize("start", ["all_equal", "duplicates", "far_away"])
-def test_bad_init_gives_full_clusters(start: str, k: int, rng: np.random.Generator) -> None:
+def test_bad_init_gives_full_clusters(
+    backend: str, start: str, k: int, rng: np.random.Generator
+) -> None:
     points = distinct_points(rng, 50)
     weights = torch.from_numpy(rng.integers(1, 10, 50).astype(np.float64))
     if start == "all_equal":
@@ -184,7 +235,7 @@ def test_bad_init_gives_full_clusters(start: str, k: int, rng: np.random.Generat
             torch.full((k, 3), 1e4, dtype=torch.float64)
             + torch.arange(k, dtype=torch.float64)[:, None]
         )
-    r = weighted_kmeans(points, weights, init)
+    r = weighted_kmeans(points, weights, init, backend=backend)
     check_result(r, points, weights, k)
     assert not torch.isnan(r.centroids).any()
     sizes = torch.bincount(r.labels, minlength=k)
@@ -193,25 +244,31 @@ def test_bad_init_gives_full_clusters(start: str, k: int, rng: np.random.Generat
     assert_non_increasing(r.history)
 
 
-def test_more_centroids_than_distinct_points_no_nan() -> None:
+@with_backends
+def test_more_centroids_than_distinct_points_no_nan(
+    backend: str,
+) -> None:
     # 3 distinct colors, 5 centroids: two must stay empty, but never NaN.
     points = torch.tensor([[0.0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 10, 0]], dtype=torch.float64)
-    r = weighted_kmeans(points, torch.ones(4, dtype=torch.float64), points[:1].repeat(5, 1))
+    r = weighted_kmeans(
+        points, torch.ones(4, dtype=torch.float64), points[:1].repeat(5, 1), backend=backend
+    )
     assert torch.isfinite(r.centroids).all()
     assert r.inertia == 0.0
 
 
-def test_converged_flag_and_max_iter(rng: np.random.Generator) -> None:
+@with_backends
+def test_converged_flag_and_max_iter(backend: str, rng: np.random.Generator) -> None:
     points = distinct_points(rng, 200)
     weights = torch.ones(200, dtype=torch.float64)
     init = points[:1].repeat(8, 1)
-    one = weighted_kmeans(points, weights, init, max_iter=1)
+    one = weighted_kmeans(points, weights, init, max_iter=1, backend=backend)
     assert one.n_iter == 1 and not one.converged
-    full = weighted_kmeans(points, weights, init, max_iter=500, tol=0.0)
+    full = weighted_kmeans(points, weights, init, max_iter=500, tol=0.0, backend=backend)
     assert full.converged and full.n_iter < 500
     # tol = 0 stops only at a fixed point: the labels are the nearest-centroid labels.
     assert torch.equal(full.labels, nearest(points, full.centroids, exact=True)[0])
-    loose = weighted_kmeans(points, weights, init, tol=0.5)
+    loose = weighted_kmeans(points, weights, init, tol=0.5, backend=backend)
     assert loose.converged and loose.n_iter <= full.n_iter
 
 
@@ -222,12 +279,13 @@ def test_result_is_frozen(rng: np.random.Generator) -> None:
         r.inertia = 0.0  # type: ignore[misc]
 
 
+@with_backends
 def test_dtype_and_device(
-    dtype: torch.dtype, device: torch.device, rng: np.random.Generator
+    backend: str, dtype: torch.dtype, device: torch.device, rng: np.random.Generator
 ) -> None:
     points = distinct_points(rng, 80).to(device=device, dtype=dtype)
     weights = torch.ones(80, dtype=dtype, device=device)
-    r = weighted_kmeans(points, weights, points[:4])
+    r = weighted_kmeans(points, weights, points[:4], backend=backend)
     assert r.centroids.dtype == dtype and r.centroids.device.type == device.type
     assert r.labels.device.type == device.type
     assert r.inertia == pytest.approx(objective(points, weights, r.labels, r.centroids), rel=1e-5)
@@ -281,13 +339,32 @@ def test_fit_adam_close_to_lloyd(photo_like: np.ndarray) -> None:
     assert adam.inertia <= adam.history[0] <= lloyd.inertia * (1 + 1e-9)
 
 
-def test_fit_adam_refills_empty_clusters(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("start", ["all_equal", "far_away"])
+def test_fit_adam_refills_empty_clusters(start: str, rng: np.random.Generator) -> None:
     points = distinct_points(rng, 60)
     weights = torch.ones(60, dtype=torch.float64)
-    r = fit_adam(points, weights, points[:1].repeat(6, 1), max_iter=60)
+    if start == "all_equal":
+        init = points[:1].repeat(6, 1)
+    else:  # five centroids no point will ever choose unless they are moved onto the data
+        init = torch.cat([points[:1], torch.full((5, 3), 1e5, dtype=torch.float64)])
+    r = fit_adam(points, weights, init, max_iter=60)
     assert torch.isfinite(r.centroids).all()
     assert r.inertia < r.history[0]
     assert torch.unique(r.labels).numel() == 6
+    assert r.centroids.abs().max() <= 255.0 + 1e-6
+
+
+def test_fit_adam_returns_the_best_seen(rng: np.random.Generator) -> None:
+    # A learning rate far too large makes J jump around: the best step is not the last.
+    points = distinct_points(rng, 80)
+    weights = torch.from_numpy(rng.integers(1, 5, 80).astype(np.float64))
+    r = fit_adam(points, weights, points[:6], max_iter=40, lr=60.0)
+    assert min(r.history) < r.history[-1], "the case must not end on its best step"
+    assert r.inertia == min(r.history)
+    assert r.inertia == pytest.approx(
+        objective(points, weights, r.labels, r.centroids), rel=INERTIA_RTOL
+    )
+    assert torch.equal(r.labels, nearest(points, r.centroids)[0])
 
 
 def test_fit_adam_deterministic(rng: np.random.Generator) -> None:

@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 from ._checks import InputError
-from .color import COLOR_SPACES, ColorSpace
+from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
 from .io import LoadedImage, load_image, load_palette, save_result
 from .kmeans import KMeansResult, fit_adam, weighted_kmeans
 from .metrics import ciede2000, mean_delta_e, mse, psnr
@@ -21,6 +21,7 @@ from .quantize import DEFAULT_SPEED, Quantizer, QuantizeResult, quantize
 
 __all__ = [
     "COLOR_SPACES",
+    "DEFAULT_COLOR_SPACE",
     "DEFAULT_SPEED",
     "ColorSpace",
     "InputError",

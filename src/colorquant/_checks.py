@@ -7,7 +7,7 @@ argument, what was expected and what came.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -59,6 +59,16 @@ def check_positive(name: str, value: Any) -> float:
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+Backend = Literal["auto", "torch", "numpy"]
+"""Kernel choice of the hot loops: ``"auto"`` is NumPy for CPU tensors, torch otherwise."""
+BACKENDS: tuple[Backend, ...] = ("auto", "torch", "numpy")
+
+
+def use_numpy(backend: Backend, tensor: torch.Tensor) -> bool:
+    """Whether the NumPy kernel serves ``tensor`` under ``backend``."""
+    check_choice("backend", backend, BACKENDS)
+    return backend == "numpy" or (backend == "auto" and tensor.device.type == "cpu")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from . import __version__
 from ._checks import DEVICES, InputError, resolve_device
-from .color import COLOR_SPACES, ColorSpace
+from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
 from .histogram import color_histogram
 from .io import (
     MAX_COLORS_BY_SUFFIX,
@@ -162,7 +162,7 @@ _space_option = click.option(
     "--space",
     "color_space",
     type=click.Choice(COLOR_SPACES),
-    default="oklab",
+    default=DEFAULT_COLOR_SPACE,
     show_default=True,
     help="Color space the distances are measured in.",
 )

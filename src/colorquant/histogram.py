@@ -23,7 +23,7 @@ class ColorHistogram:
     Attributes:
         colors: ``(M, 3)`` uint8 sRGB, distinct, sorted by their packed 24-bit value.
         counts: ``(M,)`` int64 pixel count of each color (all >= 1).
-        inverse: ``(N,)`` int64 row of ``colors`` for every input pixel, or ``None`` for a merged
+        inverse: ``(N,)`` int32 row of ``colors`` for every input pixel, or ``None`` for a merged
             histogram that no longer belongs to one image.
     """
 
@@ -42,8 +42,14 @@ class ColorHistogram:
 
 def pack_rgb(colors: torch.Tensor) -> torch.Tensor:
     """Pack ``(..., 3)`` uint8 colors into ``(...)`` int32 keys ``r << 16 | g << 8 | b``."""
-    c = colors.to(torch.int32)
-    return (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
+    keys = colors[..., 0].to(torch.int32) << 16
+    keys |= colors[..., 1].to(torch.int32) << 8
+    keys |= colors[..., 2]
+    return keys
+
+
+BINCOUNT_FROM = 2_000_000
+"""Pixels from which the histogram counts into a 2^24 table instead of sorting."""
 
 
 def _unpack_rgb(keys: torch.Tensor) -> torch.Tensor:
@@ -54,8 +60,9 @@ def _unpack_rgb(keys: torch.Tensor) -> torch.Tensor:
 def color_histogram(pixels: torch.Tensor) -> ColorHistogram:
     """Exact histogram of the colors in ``pixels``, with the pixel -> color map.
 
-    One sort of packed 24-bit keys (``torch.unique``); measured faster on CPU than a 2^24-bin
-    ``bincount`` for images up to tens of megapixels, whose cost is the 128 MiB table.
+    Below ``BINCOUNT_FROM`` pixels: one sort of packed 24-bit keys (``torch.unique``), faster
+    than zeroing a 2^24-bin table; above it, a ``bincount`` into that table, which needs far
+    less memory than the sort (BENCHMARKS.md, memory).
 
     Args:
         pixels: ``(N, 3)`` uint8 sRGB pixels (any device).
@@ -72,10 +79,22 @@ def color_histogram(pixels: torch.Tensor) -> ColorHistogram:
         raise ValueError(
             f"pixels must be a (N, 3) uint8 tensor, got {tuple(pixels.shape)} {pixels.dtype}"
         )
-    keys, inverse, counts = torch.unique(
-        pack_rgb(pixels), sorted=True, return_inverse=True, return_counts=True
-    )
-    return ColorHistogram(_unpack_rgb(keys), counts.to(torch.int64), inverse.to(torch.int64))
+    keys = pack_rgb(pixels)
+    if pixels.shape[0] < BINCOUNT_FROM:
+        unique, inverse, counts = torch.unique(
+            keys, sorted=True, return_inverse=True, return_counts=True
+        )
+        return ColorHistogram(_unpack_rgb(unique), counts.to(torch.int64), inverse.to(torch.int32))
+    # Large images: one counting pass into a fixed 2^24 table (192 MiB with the lookup) instead
+    # of a sort whose temporaries cost ~30 bytes a pixel; the inverse is a table lookup.
+    table = torch.bincount(keys, minlength=1 << 24)
+    unique = torch.nonzero(table).squeeze(1)
+    counts = table[unique]
+    del table
+    lookup = torch.empty(1 << 24, dtype=torch.int32, device=keys.device)
+    lookup[unique] = torch.arange(unique.shape[0], dtype=torch.int32, device=keys.device)
+    inverse = lookup[keys]
+    return ColorHistogram(_unpack_rgb(unique.to(torch.int32)), counts, inverse)
 
 
 def merge_histograms(histograms: Sequence[ColorHistogram]) -> ColorHistogram:

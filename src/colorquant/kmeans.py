@@ -8,11 +8,9 @@ fit worst (largest ``w_i d_i^2``), so a result never holds an empty or NaN centr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
 import torch
 
-from ._checks import check_choice
+from ._checks import Backend, use_numpy
 from ._lloyd_numpy import lloyd
 from .nearest import nearest, two_nearest
 
@@ -137,9 +135,6 @@ def _reassign(
     return changed
 
 
-Backend = Literal["auto", "torch", "numpy"]
-
-
 def weighted_kmeans(
     points: torch.Tensor,
     weights: torch.Tensor,
@@ -203,8 +198,7 @@ def _weighted_kmeans(
     fit passes them from one level to the next so no level starts with a full search.
     """
     _check(points, weights, init)
-    check_choice("backend", backend, ("auto", "torch", "numpy"))
-    if backend == "numpy" or (backend == "auto" and points.device.type == "cpu"):
+    if use_numpy(backend, points):
         out = lloyd(
             points.detach().cpu().numpy(),
             weights.detach().cpu().numpy(),

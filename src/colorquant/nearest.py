@@ -207,6 +207,18 @@ def nearest_from_hint(
     n_nb = min(neighbors, k - 1)
     if n_nb < 1 or n_nb >= k - 1:
         return nearest(points, palette, exact=True)[0]
+    if points.device.type == "cpu":
+        found, rest_np = _from_hint_numpy(
+            points.detach().to(torch.float64).numpy(),
+            palette.detach().to(torch.float64).numpy(),
+            hint.numpy(),
+            n_nb,
+        )
+        index = torch.from_numpy(found)
+        if rest_np.size:
+            rest_t = torch.from_numpy(rest_np)
+            index[rest_t] = nearest(points[rest_t], palette, exact=True)[0]
+        return index
     x = points.detach().to(torch.float64)
     p = palette.detach().to(torch.float64)
     gaps = torch.cdist(p, p)
@@ -227,3 +239,30 @@ def nearest_from_hint(
     if rest.numel() > 0:
         index[rest] = nearest(points[rest], palette, exact=True)[0]
     return index
+
+
+def _from_hint_numpy(
+    x: np.ndarray, p: np.ndarray, hint: np.ndarray, n_nb: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy body of :func:`nearest_from_hint`: indices, and the rows it could not certify."""
+    k = p.shape[0]
+    pn = np.square(p).sum(1)
+    gaps2 = pn[:, None] + pn[None, :] - 2.0 * (p @ p.T)
+    np.fill_diagonal(gaps2, np.inf)
+    nb = np.argpartition(gaps2, n_nb - 1, axis=1)[:, :n_nb]
+    # Squared reach, shrunk a little so rounding in the expanded form never overstates it.
+    reach2 = np.take_along_axis(gaps2, nb, axis=1).max(axis=1) * (1.0 - 1e-9)
+    radius2 = np.square(x - p[hint]).sum(1)
+    local = reach2[hint] > 4.0 * radius2
+    index = hint.copy()
+    rows = np.flatnonzero(local)
+    if rows.size:
+        a = hint[rows]
+        cand = np.concatenate((a[:, None], nb[a]), axis=1)
+        # Same operation order as a float64 brute force: ((x - p) ** 2).sum(-1).
+        d = np.square(x[rows, 0][:, None] - p[cand, 0])
+        for ch in range(1, x.shape[1]):
+            d += np.square(x[rows, ch][:, None] - p[cand, ch])
+        best = d.min(axis=1, keepdims=True)
+        index[rows] = np.where(d == best, cand, k).min(axis=1)
+    return index, np.flatnonzero(~local)

@@ -29,7 +29,7 @@ from ._checks import (
     check_positive,
     resolve_device,
 )
-from .color import COLOR_SPACES, ColorSpace, encode_colors
+from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace, encode_colors
 from .color import decode_colors as _decode
 from .histogram import ColorHistogram, bin_colors, color_histogram, merge_histograms
 from .init import INITS, InitMethod, initial_centroids
@@ -230,7 +230,8 @@ class Quantizer:
 
     Args:
         n_colors: palette size K, 1..65536 (palette images hold at most 256).
-        color_space: where distances are measured: ``"rgb"``, ``"lab"`` or ``"oklab"``.
+        color_space: where distances are measured: ``"rgb"``, ``"lab"`` (CIELAB), ``"oklab"``
+            or ``"din99"`` (DIN99b, the default: its distances approximate CIEDE2000).
         method: ``"kmeans"`` (Lloyd) or ``"adam"`` (gradient descent on the same objective).
         init: ``"k-means++"`` (greedy, weighted) or ``"random"``.
         speed: 1 (slowest, best) .. 10 (fastest); sets stages and iterations
@@ -254,7 +255,7 @@ class Quantizer:
         self,
         n_colors: int = 16,
         *,
-        color_space: ColorSpace = "oklab",
+        color_space: ColorSpace = DEFAULT_COLOR_SPACE,
         method: Method = "kmeans",
         init: InitMethod = "k-means++",
         speed: int = DEFAULT_SPEED,
@@ -282,7 +283,7 @@ class Quantizer:
         cls,
         palette: np.ndarray | torch.Tensor | Sequence[Sequence[int]],
         *,
-        color_space: ColorSpace = "oklab",
+        color_space: ColorSpace = DEFAULT_COLOR_SPACE,
         device: str | torch.device = "auto",
     ) -> Quantizer:
         """A quantizer that maps to the given colors instead of fitting.
@@ -443,9 +444,12 @@ class Quantizer:
         remap[used] = torch.arange(used.numel(), device=index.device)
         color_index = remap[index]
         palette = fit.palette[used.to(fit.palette.device)].cpu().numpy()
-        dtype = np.uint8 if used.numel() <= 256 else np.uint16
-        pixel_index = color_index.to(hist.inverse.device)[hist.inverse]
-        indices = pixel_index.cpu().numpy().astype(dtype).reshape(shape)
+        small = torch.uint8 if used.numel() <= 256 else torch.int32
+        # Gather in the small dtype: one byte a pixel, not eight, for a 24 MP image.
+        pixel_index = color_index.to(small).to(hist.inverse.device)[hist.inverse]
+        indices = pixel_index.cpu().numpy().reshape(shape)
+        if indices.dtype != np.uint8:
+            indices = indices.astype(np.uint16)
         seconds = time.perf_counter() - start
         colors = hist.colors.cpu().numpy()
         mapped = palette[color_index.cpu().numpy()]
@@ -471,7 +475,7 @@ def quantize(
     image: Any,
     n_colors: int = 16,
     *,
-    color_space: ColorSpace = "oklab",
+    color_space: ColorSpace = DEFAULT_COLOR_SPACE,
     method: Method = "kmeans",
     init: InitMethod = "k-means++",
     speed: int = DEFAULT_SPEED,

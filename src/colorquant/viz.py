@@ -42,6 +42,7 @@ _AXIS_LABELS: dict[str, tuple[str, str, str]] = {
     "rgb": ("R", "G", "B"),
     "lab": ("a*", "b*", "L*"),
     "oklab": ("a", "b", "L"),
+    "din99": ("a99", "b99", "L99"),
 }
 _CHUNK = 1 << 20  # color pairs per ΔE00 chunk: bounds the float64 temporaries
 
@@ -281,13 +282,13 @@ def cloud_figure(
     probability proportional to their pixel counts (so the cloud shows where the pixels are);
     palette colors are large black-edged markers. Coordinates are those the clustering works in
     (:func:`colorquant.color.encode_colors`): R, G, B (0..255) for ``"rgb"``; a*, b*, L* for
-    ``"lab"``; a, b, L for ``"oklab"`` (lightness vertical).
+    ``"lab"``; a, b, L for ``"oklab"``; a99, b99, L99 for ``"din99"`` (lightness vertical).
 
     Args:
         colors_rgb8: ``(N, 3)`` uint8 distinct sRGB colors of the image.
         counts: ``(N,)`` pixel count of each color (>= 0).
         palette_rgb8: ``(K, 3)`` uint8 palette.
-        color_space: ``"rgb"``, ``"lab"`` or ``"oklab"``.
+        color_space: one of :data:`colorquant.color.COLOR_SPACES`.
         max_points: most colors drawn, >= 1.
         seed: seed of the sampling.
         path: if given, also save the figure there (PNG, PDF or SVG).
