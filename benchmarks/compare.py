@@ -52,7 +52,7 @@ from colorquant import DEFAULT_SPEED, ColorSpace
 from colorquant.metrics import mean_delta_e, mse, psnr_from_mse
 
 REFERENCE = "imagequant"
-SPACES: tuple[ColorSpace, ...] = ("rgb", "oklab", "lab")
+SPACES: tuple[ColorSpace, ...] = ("rgb", "din99", "lab", "oklab")
 NAIVE_ITERATIONS = 20
 
 
@@ -653,7 +653,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--methods",
         default=None,
         help="comma list (default: all but kmeans-best5): imagequant, colorquant-rgb, "
-        "colorquant-oklab, colorquant-lab, pillow-mediancut, pillow-fastoctree, "
+        "colorquant-din99, colorquant-oklab, colorquant-lab, pillow-mediancut, pillow-fastoctree, "
         "sklearn-kmeans, torch-naive, kmeans-best5",
     )
     p.add_argument(
@@ -663,7 +663,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--speed-spaces",
-        default="rgb,oklab,lab",
+        default="rgb,din99",
         help="color spaces of the --speeds runs",
     )
     p.add_argument("--sklearn-max-k", type=int, default=64, help="skip sklearn-kmeans above")

@@ -10,6 +10,11 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
+
+# No example database: a test reads no file it did not make, and a run depends only on the code.
+settings.register_profile("colorquant", database=None, deadline=None)
+settings.load_profile("colorquant")
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 

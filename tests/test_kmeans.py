@@ -7,6 +7,7 @@ objective of the returned (labels, centroids); no empty or NaN centroid, whateve
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from colorquant import InputError
-from colorquant.color import encode_colors
+from colorquant.color import COLOR_SPACES, encode_colors
 from colorquant.kmeans import KMeansResult, fit_adam, weighted_kmeans
 from colorquant.nearest import nearest
 
@@ -171,7 +172,7 @@ def test_lloyd_properties(
 
 @with_backends
 @pytest.mark.parametrize("k", [16, 64])  # 64 > 17: the neighbour-list search is used too
-@pytest.mark.parametrize("space", ["rgb", "lab", "oklab"])
+@pytest.mark.parametrize("space", COLOR_SPACES)
 def test_monotone_on_encoded_colors(
     backend: str, space: str, k: int, photo_like: np.ndarray
 ) -> None:
@@ -191,7 +192,7 @@ def test_monotone_on_encoded_colors(
     torch.testing.assert_close(own, d2.min(1).values, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("space", ["rgb", "lab", "oklab"])
+@pytest.mark.parametrize("space", COLOR_SPACES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 def test_backends_agree(space: str, dtype: torch.dtype, photo_like: np.ndarray) -> None:
     colors, counts = torch.unique(
@@ -300,7 +301,13 @@ def test_dtype_and_device(
         (torch.zeros(5, 3), torch.ones(4), torch.zeros(2, 3), r"weights must be \(5,\)"),
     ],
 )
-def test_bad_shapes_raise(fit, points, weights, init, match) -> None:  # type: ignore[no-untyped-def]
+def test_bad_shapes_raise(
+    fit: Callable[..., KMeansResult],
+    points: torch.Tensor,
+    weights: torch.Tensor,
+    init: torch.Tensor,
+    match: str,
+) -> None:
     with pytest.raises(ValueError, match=match):
         fit(points, weights, init)
 

@@ -4,6 +4,7 @@ MSE and PSNR from hand-computed numbers; weights equal to repeated rows."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -220,7 +221,7 @@ def test_mean_delta_e_hand_value() -> None:
 
 
 @pytest.mark.parametrize("fn", [mse, psnr, mean_delta_e])
-def test_bad_shapes_raise(fn) -> None:  # type: ignore[no-untyped-def]
+def test_bad_shapes_raise(fn: Callable[..., float]) -> None:
     a = np.zeros((4, 3), np.uint8)
     with pytest.raises(ValueError, match="same"):
         fn(a, np.zeros((5, 3), np.uint8))

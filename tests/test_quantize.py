@@ -9,6 +9,7 @@ and a quality floor against Pillow's median cut.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -101,16 +102,16 @@ def test_palette_colors_map_to_themselves(space: str, photo_like: np.ndarray) ->
 def test_given_palette_colors_map_to_themselves(space: str, rng: np.random.Generator) -> None:
     palette = rng.integers(0, 256, (50, 3), dtype=np.uint8)
     palette[40:] = palette[:10]  # duplicates
-    palette[30:35] = (
-        palette[0] + np.array([1, 0, 0], np.uint8) * np.arange(5)[:, None]
-    )  # near-equal
+    # Near-equal colors: one step apart in red.
+    palette[30:35] = palette[0] + np.array([1, 0, 0], np.uint8) * np.arange(5)[:, None]
     res = cq.quantize(palette[None], palette=palette, color_space=space)  # type: ignore[arg-type]
     np.testing.assert_array_equal(res.to_numpy(), palette[None])
     assert res.method == "palette" and res.history == ()
 
 
 @pytest.mark.parametrize(
-    ("space", "init"), [("rgb", "k-means++"), ("lab", "random"), ("oklab", "k-means++")]
+    ("space", "init"),
+    [("rgb", "k-means++"), ("lab", "random"), ("oklab", "k-means++"), ("din99", "k-means++")],
 )
 def test_same_seed_same_result(space: str, init: str, photo_like: np.ndarray) -> None:
     kwargs: dict[str, Any] = {"color_space": space, "init": init, "seed": 3}
@@ -420,7 +421,11 @@ TINY = np.zeros((4, 4, 3), np.uint8)
         ({"n_colors": 2.5}, "n_colors must be an integer"),
         ({"n_colors": True}, "n_colors must be an integer"),
         ({"n_colors": "16"}, "n_colors must be an integer"),
-        ({"color_space": "hsv"}, r"color_space must be one of 'rgb', 'lab', 'oklab', got 'hsv'"),
+        (
+            {"color_space": "hsv"},
+            "color_space must be one of " + re.escape(", ".join(map(repr, COLOR_SPACES))),
+        ),
+        ({"color_space": "hsv"}, r"color_space must be one of 'rgb', 'lab', 'oklab'.*got 'hsv'"),
         ({"color_space": "RGB"}, "color_space"),
         ({"method": "sgd"}, r"method must be one of 'kmeans', 'adam'"),
         ({"init": "wu"}, r"init must be one of 'k-means\+\+', 'random'"),

@@ -14,13 +14,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["MEMORY_BUDGET", "nearest", "nearest_from_hint", "two_nearest"]
+__all__ = ["MEMORY_BUDGET", "nearest", "two_nearest"]
 
 MEMORY_BUDGET = 16 * 2**20
 """Bytes of one ``chunk x K`` float32 distance block."""
 
-# float32 error of the expanded distance, relative to |x|^2 + |c|^2: a few ulps, taken wide.
-_AMBIGUITY = 1e-5
+# float32 error of the expanded distance, relative to |x|^2 + |c|^2: ~16 ulps, taken wide.
+_AMBIGUITY = 1e-6
 
 
 def _brute_force(x: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
@@ -181,88 +181,3 @@ def two_nearest(
         vals = torch.cat([p[1] for p in parts])
         first, second = vals[:, 0], vals[:, 1]
     return index, first.clamp_min(0), second.clamp_min(0)
-
-
-def nearest_from_hint(
-    points: torch.Tensor, palette: torch.Tensor, hint: torch.Tensor, *, neighbors: int = 16
-) -> torch.Tensor:
-    """Exact nearest palette index, fast when ``hint`` is usually right (as after a fit).
-
-    For a point ``x`` with hinted color ``a``, any color at least as near as ``a`` lies within
-    ``2 |x - p_a|`` of ``p_a``. When ``p_a``'s ``neighbors``-th nearest palette color is farther
-    than that, ``a`` and those neighbours hold the answer: they are compared in float64 with the
-    direct formula (lowest index on ties), the same decision as a float64 brute force. The other
-    points go through :func:`nearest` with ``exact=True``.
-
-    Args:
-        points: ``(N, C)`` float.
-        palette: ``(K, C)`` float.
-        hint: ``(N,)`` int64 guess of each point's nearest palette index.
-        neighbors: size of the candidate lists.
-
-    Returns:
-        ``(N,)`` int64 index, equal to ``nearest(points, palette, exact=True)[0]``.
-    """
-    k = palette.shape[0]
-    n_nb = min(neighbors, k - 1)
-    if n_nb < 1 or n_nb >= k - 1:
-        return nearest(points, palette, exact=True)[0]
-    if points.device.type == "cpu":
-        found, rest_np = _from_hint_numpy(
-            points.detach().to(torch.float64).numpy(),
-            palette.detach().to(torch.float64).numpy(),
-            hint.numpy(),
-            n_nb,
-        )
-        index = torch.from_numpy(found)
-        if rest_np.size:
-            rest_t = torch.from_numpy(rest_np)
-            index[rest_t] = nearest(points[rest_t], palette, exact=True)[0]
-        return index
-    x = points.detach().to(torch.float64)
-    p = palette.detach().to(torch.float64)
-    gaps = torch.cdist(p, p)
-    gaps.fill_diagonal_(float("inf"))
-    nb = torch.topk(gaps, n_nb, dim=1, largest=False)
-    reach = nb.values[:, -1]
-    radius2 = (x - p[hint]).pow(2).sum(1)
-    local = reach[hint].pow(2) > 4.0 * radius2 * (1.0 + 1e-9)
-    index = torch.empty_like(hint)
-    rows = torch.nonzero(local).squeeze(1)
-    if rows.numel() > 0:
-        a = hint[rows]
-        candidates = torch.cat((a[:, None], nb.indices[a]), dim=1)
-        d = (x[rows][:, None, :] - p[candidates]).pow(2).sum(-1)
-        best = d.min(dim=1, keepdim=True).values
-        index[rows] = torch.where(d == best, candidates, k).min(dim=1).values
-    rest = torch.nonzero(~local).squeeze(1)
-    if rest.numel() > 0:
-        index[rest] = nearest(points[rest], palette, exact=True)[0]
-    return index
-
-
-def _from_hint_numpy(
-    x: np.ndarray, p: np.ndarray, hint: np.ndarray, n_nb: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """NumPy body of :func:`nearest_from_hint`: indices, and the rows it could not certify."""
-    k = p.shape[0]
-    pn = np.square(p).sum(1)
-    gaps2 = pn[:, None] + pn[None, :] - 2.0 * (p @ p.T)
-    np.fill_diagonal(gaps2, np.inf)
-    nb = np.argpartition(gaps2, n_nb - 1, axis=1)[:, :n_nb]
-    # Squared reach, shrunk a little so rounding in the expanded form never overstates it.
-    reach2 = np.take_along_axis(gaps2, nb, axis=1).max(axis=1) * (1.0 - 1e-9)
-    radius2 = np.square(x - p[hint]).sum(1)
-    local = reach2[hint] > 4.0 * radius2
-    index = hint.copy()
-    rows = np.flatnonzero(local)
-    if rows.size:
-        a = hint[rows]
-        cand = np.concatenate((a[:, None], nb[a]), axis=1)
-        # Same operation order as a float64 brute force: ((x - p) ** 2).sum(-1).
-        d = np.square(x[rows, 0][:, None] - p[cand, 0])
-        for ch in range(1, x.shape[1]):
-            d += np.square(x[rows, ch][:, None] - p[cand, ch])
-        best = d.min(axis=1, keepdims=True)
-        index[rows] = np.where(d == best, cand, k).min(axis=1)
-    return index, np.flatnonzero(~local)

@@ -35,7 +35,7 @@ from .histogram import ColorHistogram, bin_colors, color_histogram, merge_histog
 from .init import INITS, InitMethod, initial_centroids
 from .kmeans import KMeansResult, _weighted_kmeans, fit_adam
 from .metrics import mean_delta_e, mse, psnr_from_mse
-from .nearest import nearest, nearest_from_hint
+from .nearest import nearest
 
 __all__ = [
     "DEFAULT_SPEED",
@@ -65,7 +65,11 @@ class FitSettings:
             seeding and the first Lloyd runs work on the weighted means of the cells of the
             first level that has enough cells; each later level starts from the centroids of the
             one before; the exact histogram comes last.
-        n_init: seedings tried at the first level; the lowest objective is kept.
+        seed_ratio: the seeding level is the first of ``levels`` with at least
+            ``seed_ratio * K`` cells (coarser levels are skipped): enough cells per centroid
+            for k-means++ to see the image's structure, few enough to be cheap.
+        n_init: seedings tried at K <= 64 (fewer above, down to 1 at K >= 256); the lowest
+            objective is kept.
         coarse_iter: Lloyd iterations at most on each coarse level.
         coarse_tol: relative tolerance of the coarse levels.
         max_iter: Lloyd iterations at most on the exact histogram.
@@ -73,6 +77,7 @@ class FitSettings:
     """
 
     levels: tuple[int, ...]
+    seed_ratio: int
     n_init: int
     coarse_iter: int
     coarse_tol: float
@@ -87,16 +92,16 @@ def settings_for_speed(speed: int) -> FitSettings:
     """
     speed = check_int_range("speed", speed, 1, 10)
     table = {
-        1: FitSettings((), 4, 300, 1e-6, 300, 1e-6),
-        2: FitSettings((6,), 3, 300, 1e-6, 100, 1e-6),
-        3: FitSettings((6,), 2, 200, 1e-5, 50, 1e-5),
-        4: FitSettings((4, 6), 1, 150, 1e-5, 20, 1e-5),
-        5: FitSettings((4, 6), 1, 100, 1e-4, 10, 1e-4),
-        6: FitSettings((4, 6), 1, 100, 1e-4, 5, 1e-4),
-        7: FitSettings((4, 5), 1, 50, 1e-4, 3, 1e-4),
-        8: FitSettings((4, 5), 1, 30, 1e-3, 2, 1e-3),
-        9: FitSettings((4, 5), 1, 20, 1e-3, 1, 1e-3),
-        10: FitSettings((4,), 1, 10, 1e-3, 1, 1e-3),
+        1: FitSettings((), 0, 8, 300, 1e-6, 300, 1e-6),
+        2: FitSettings((6,), 0, 4, 100, 1e-6, 50, 1e-6),
+        3: FitSettings((5, 6), 32, 4, 60, 1e-5, 10, 1e-5),
+        4: FitSettings((4, 5, 6), 32, 4, 40, 1e-4, 5, 1e-4),
+        5: FitSettings((4, 5, 6), 32, 2, 30, 1e-4, 3, 1e-4),
+        6: FitSettings((4, 5, 6), 16, 2, 30, 1e-4, 2, 1e-4),
+        7: FitSettings((4, 5), 16, 1, 30, 1e-4, 2, 1e-3),
+        8: FitSettings((4, 5), 8, 1, 20, 1e-3, 1, 1e-3),
+        9: FitSettings((4, 5), 4, 1, 10, 1e-3, 1, 1e-3),
+        10: FitSettings((4,), 4, 1, 10, 1e-3, 1, 1e-3),
     }
     return table[speed]
 
@@ -179,7 +184,6 @@ class _Fit:
     n_iter: int = 0
     converged: bool = True
     method: str = "palette"
-    hint: torch.Tensor | None = None  # (M,) fit labels of the fitted histogram's colors
 
 
 def _cell_means(
@@ -364,11 +368,16 @@ class Quantizer:
         run: KMeansResult | None = None
         for bits in s.levels:
             cell, n_cells = bin_colors(hist.colors, bits)
-            if n_cells < 4 * k or n_cells * 2 > len(hist):
-                continue
+            if n_cells * 2 > len(hist):
+                break  # hardly fewer points than the exact histogram: go straight there
+            if n_cells < 4 * k:
+                continue  # too few cells to place K centroids in
+            if run is None and n_cells < s.seed_ratio * k and bits != s.levels[-1]:
+                continue  # seed on a finer level, unless this is the last coarse one
             cell_points, cell_weight, scatter = _cell_means(points, weights, cell, n_cells)
             if parent is None or run is None:
-                run, lower = self._best_seeded_run(cell_points, cell_weight, generator, s.n_init)
+                n_init = max(1, min(s.n_init, s.n_init * 64 // k))
+                run, lower = self._best_seeded_run(cell_points, cell_weight, generator, n_init)
             else:
                 run, lower = _weighted_kmeans(
                     cell_points,
@@ -387,7 +396,8 @@ class Quantizer:
         max_iter = self.max_iter if self.max_iter is not None else s.max_iter
         tol = self.tol if self.tol is not None else s.tol
         if run is None:
-            run, _ = self._best_seeded_run(points, weights, generator, s.n_init)
+            n_init = max(1, min(s.n_init, s.n_init * 64 // k))
+            run, _ = self._best_seeded_run(points, weights, generator, n_init)
             history.extend(run.history)
             n_iter += run.n_iter
             parent = None
@@ -403,9 +413,7 @@ class Quantizer:
         history.extend(result.history)
         n_iter += result.n_iter
         palette = _decode(result.centroids, self.color_space)
-        self._fit = _Fit(
-            palette, tuple(history), n_iter, result.converged, self.method, hint=result.labels
-        )
+        self._fit = _Fit(palette, tuple(history), n_iter, result.converged, self.method)
         log.debug("fit: %d distinct colors, %d iterations, J=%.6g", len(hist), n_iter, history[-1])
 
     def _best_seeded_run(
@@ -429,11 +437,7 @@ class Quantizer:
         assert hist.inverse is not None
         palette_points = encode_colors(fit.palette, self.color_space)
         points = encode_colors(hist.colors, self.color_space)
-        if fit.hint is not None and fit.hint.shape[0] == len(hist):
-            # The histogram the palette was fitted on: the fit's labels are nearly all right.
-            index = nearest_from_hint(points, palette_points, fit.hint)
-        else:
-            index, _ = nearest(points, palette_points, exact=True)
+        index, _ = nearest(points, palette_points, exact=True)
         k = fit.palette.shape[0]
         counts = torch.zeros(k, dtype=torch.int64, device=index.device)
         counts.index_add_(0, index, hist.counts.to(index.device))
