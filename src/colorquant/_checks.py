@@ -96,6 +96,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def _float_to_uint8(x: np.ndarray, name: str) -> np.ndarray:
+    if x.size == 0:
+        return np.zeros(x.shape, dtype=np.uint8)  # the caller reports the empty image
     if not np.isfinite(x).all():
         raise InputError(f"{name} holds NaN or infinite values")
     if x.min() < 0.0 or x.max() > 1.0:

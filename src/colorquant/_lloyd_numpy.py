@@ -147,6 +147,7 @@ def lloyd(
     x = np.ascontiguousarray(x)
     xt = np.ascontiguousarray(x.T)
     w = np.asarray(weights, dtype=np.float64)
+    wx = w * xt  # (C, N) weighted coordinates, summed per cluster every iteration
     total = float(w.sum())
     k, dims = init.shape
     centroids = np.array(init, dtype=np.float64)
@@ -174,7 +175,7 @@ def lloyd(
         history.append(objective)
         cluster_weight = np.bincount(labels, weights=w, minlength=k)
         sums = np.stack(
-            [np.bincount(labels, weights=w * xt[ch], minlength=k) for ch in range(dims)], axis=1
+            [np.bincount(labels, weights=wx[ch], minlength=k) for ch in range(dims)], axis=1
         )
         filled = cluster_weight > 0
         means = np.where(

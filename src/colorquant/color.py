@@ -32,12 +32,12 @@ from ._checks import check_choice
 __all__ = [
     "COLOR_SPACES",
     "DEFAULT_COLOR_SPACE",
+    "DIN99_CONSTANTS",
     "LMS_FROM_RGB",
     "OKLAB_FROM_LMS",
     "RGB_FROM_XYZ",
     "WHITE_D65",
     "XYZ_FROM_RGB",
-    "DIN99_CONSTANTS",
     "ColorSpace",
     "decode_colors",
     "din99_to_lab",
@@ -238,14 +238,35 @@ def lab_to_din99(lab: torch.Tensor) -> torch.Tensor:
     c1, c2, angle, squeeze, c5, c6 = DIN99_CONSTANTS
     theta = math.radians(angle)
     light, a, b = lab.unbind(-1)
-    e = a * math.cos(theta) + b * math.sin(theta)
-    f = squeeze * (b * math.cos(theta) - a * math.sin(theta))
-    # hypot has a finite gradient at 0 where sqrt(e^2 + f^2) has none.
-    chroma = c5 * torch.log1p(c6 * torch.hypot(e, f))
-    hue = torch.atan2(f, e) + theta
+    cos_t, sin_t = math.cos(theta), math.sin(theta)
+    e = a * cos_t + b * sin_t
+    f = squeeze * (b * cos_t - a * sin_t)
+    # (a99, b99) = C99 / G * rotate((e, f), theta) with G = |(e, f)|: the ratio C99 / G is smooth
+    # (-> c5 * c6 at G = 0), so neutral colors get a finite gradient (no atan2 or |.| at 0).
+    ratio = _log1p_ratio(e * e + f * f, c5, c6)
     return torch.stack(
-        (c1 * torch.log1p(c2 * light), chroma * torch.cos(hue), chroma * torch.sin(hue)), dim=-1
+        (
+            c1 * torch.log1p(c2 * light),
+            ratio * (e * cos_t - f * sin_t),
+            ratio * (f * cos_t + e * sin_t),
+        ),
+        dim=-1,
     )
+
+
+def _log1p_ratio(g2: torch.Tensor, c5: float, c6: float) -> torch.Tensor:
+    """``c5 * log1p(c6 * g) / g`` for ``g = sqrt(g2)``, with its limit ``c5 * c6`` at 0."""
+    tiny = 1e-24
+    safe = torch.where(g2 > tiny, g2, torch.ones_like(g2)).sqrt()
+    return torch.where(g2 > tiny, c5 * torch.log1p(c6 * safe) / safe, torch.full_like(g2, c5 * c6))
+
+
+def _expm1_ratio(c2: torch.Tensor, c5: float, c6: float) -> torch.Tensor:
+    """``expm1(c / c5) / (c6 * c)`` for ``c = sqrt(c2)``, with its limit ``1 / (c5 c6)`` at 0."""
+    tiny = 1e-24
+    safe = torch.where(c2 > tiny, c2, torch.ones_like(c2)).sqrt()
+    limit = torch.full_like(c2, 1.0 / (c5 * c6))
+    return torch.where(c2 > tiny, torch.expm1(safe / c5) / (c6 * safe), limit)
 
 
 def din99_to_lab(din: torch.Tensor) -> torch.Tensor:
@@ -254,15 +275,13 @@ def din99_to_lab(din: torch.Tensor) -> torch.Tensor:
     c1, c2, angle, squeeze, c5, c6 = DIN99_CONSTANTS
     theta = math.radians(angle)
     light99, a99, b99 = din.unbind(-1)
-    g = torch.expm1(torch.hypot(a99, b99) / c5) / c6
-    hue = torch.atan2(b99, a99) - theta
-    e = g * torch.cos(hue)
-    f = g * torch.sin(hue) / squeeze
+    cos_t, sin_t = math.cos(theta), math.sin(theta)
+    # (e, f) = G / C99 * rotate((a99, b99), -theta); G / C99 is smooth at C99 = 0.
+    ratio = _expm1_ratio(a99 * a99 + b99 * b99, c5, c6)
+    e = ratio * (a99 * cos_t + b99 * sin_t)
+    f = ratio * (b99 * cos_t - a99 * sin_t) / squeeze
     light = torch.expm1(light99 / c1) / c2
-    return torch.stack(
-        (light, e * math.cos(theta) - f * math.sin(theta), e * math.sin(theta) + f * math.cos(theta)),
-        dim=-1,
-    )
+    return torch.stack((light, e * cos_t - f * sin_t, e * sin_t + f * cos_t), dim=-1)
 
 
 def encode_colors(

@@ -118,7 +118,9 @@ def _kmeanspp_numpy(
     pt = np.ascontiguousarray(points.T)
     chosen = np.empty(k, dtype=np.int64)
     cumulative = np.cumsum(weights, dtype=np.float64)
-    chosen[0] = min(int(np.searchsorted(cumulative, u_first.item() * cumulative[-1], "right")), n - 1)
+    chosen[0] = min(
+        int(np.searchsorted(cumulative, u_first.item() * cumulative[-1], "right")), n - 1
+    )
     closest = np.square(pt - pt[:, chosen[0] : chosen[0] + 1]).sum(0)
     draws = u.numpy()
     for i in range(1, k):

@@ -8,6 +8,7 @@ fit worst (largest ``w_i d_i^2``), so a result never holds an empty or NaN centr
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 
 from ._checks import Backend, use_numpy
@@ -319,7 +320,7 @@ def fit_adam(
         for _ in range(max_iter):
             labels, d2 = nearest(points, centroids)
             loss = (w * d2).sum() / total
-            objective = float(loss)
+            objective = float(loss.detach())
             history.append(objective)
             if objective < best_j:
                 best_j, best, best_labels = objective, centroids.detach().clone(), labels

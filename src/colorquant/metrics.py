@@ -25,7 +25,10 @@ __all__ = ["ciede2000", "mean_delta_e", "mse", "psnr", "psnr_from_mse"]
 
 
 def _as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
-    return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+    if isinstance(x, torch.Tensor):
+        return x
+    arr = np.asarray(x)
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
 
 
 def _pair(
