@@ -40,6 +40,7 @@ from _common import (
     DEFAULT_IMAGES,
     RGB8,
     command_line,
+    ensure_passive_omp,
     environment,
     list_images,
     load_average,
@@ -707,6 +708,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    ensure_passive_omp()
     args = parse_args(argv)
     args.load_at_start = load_average()
     set_threads(args.threads)

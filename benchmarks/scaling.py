@@ -49,6 +49,7 @@ from _common import (
     DEFAULT_IMAGES,
     RGB8,
     command_line,
+    ensure_passive_omp,
     environment,
     load_average,
     load_rgb,
@@ -511,6 +512,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    ensure_passive_omp()
     args = parse_args(argv)
     if args.child_memory is not None:
         memory_child(args.child_memory, args.k, args.spaces[0], args.threads, args.device)

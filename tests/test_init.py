@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from colorquant import InputError
 from colorquant.init import INITS, initial_centroids, kmeans_plusplus, random_init
 
 Init = Callable[..., torch.Tensor]
@@ -88,18 +89,39 @@ def test_inputs_not_modified_and_output_is_a_copy(
     assert torch.equal(points, p0)
 
 
-def test_kmeans_plusplus_takes_one_point_per_blob(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("k", [1, 2, 9, 60])
+def test_kmeans_plusplus_backends_agree(
+    k: int, rng: np.random.Generator, dtype: torch.dtype
+) -> None:
+    # The NumPy CPU loop and the torch loop (the one cuda runs) draw the same numbers and must
+    # choose the same points.
+    points = distinct_points(rng, 60, dtype)
+    weights = torch.from_numpy(rng.integers(1, 50, 60).astype(np.float64)).to(dtype)
+    a = kmeans_plusplus(points, weights, k, generator=gen(11), backend="numpy")
+    b = kmeans_plusplus(points, weights, k, generator=gen(11), backend="torch")
+    assert torch.equal(a, b)
+    assert len(set(row_indices(points, b))) == k
+
+
+def test_kmeans_plusplus_bad_backend() -> None:
+    with pytest.raises(InputError, match="backend must be one of"):
+        kmeans_plusplus(torch.zeros(3, 3), torch.ones(3), 2, generator=gen(0), backend="jax")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_kmeans_plusplus_takes_one_point_per_blob(backend: str, rng: np.random.Generator) -> None:
     # Five tight, far-apart blobs: after one blob is hit, D(x)^2 makes the others all but certain.
     centers = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]])
     blob = np.repeat(np.arange(5), 40)
     points = torch.from_numpy(centers[blob] + rng.normal(0, 2.0, (200, 3)))
     weights = torch.from_numpy(rng.integers(1, 20, 200).astype(np.float64))
     for seed in range(10):
-        out = kmeans_plusplus(points, weights, 5, generator=gen(seed))
+        out = kmeans_plusplus(points, weights, 5, generator=gen(seed), backend=backend)  # type: ignore[arg-type]
         assert sorted(blob[row_indices(points, out)].tolist()) == [0, 1, 2, 3, 4], seed
 
 
-def test_greedy_trials_lower_the_potential(photo_like: np.ndarray) -> None:
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_greedy_trials_lower_the_potential(backend: str, photo_like: np.ndarray) -> None:
     # scikit-learn's greedy variant keeps the best of several D^2 candidates per step: over many
     # seeds its potential is clearly lower than plain k-means++ (one candidate per step).
     colors, counts = torch.unique(
@@ -111,11 +133,18 @@ def test_greedy_trials_lower_the_potential(photo_like: np.ndarray) -> None:
         d2 = torch.cdist(points, centroids).pow(2).min(1).values
         return float((weights * d2).sum() / weights.sum())
 
-    greedy = [potential(kmeans_plusplus(points, weights, 8, generator=gen(s))) for s in range(20)]
-    plain = [
-        potential(kmeans_plusplus(points, weights, 8, generator=gen(s), n_local_trials=1))
-        for s in range(20)
-    ]
+    def seeded(seed: int, trials: int | None) -> torch.Tensor:
+        return kmeans_plusplus(
+            points,
+            weights,
+            8,
+            generator=gen(seed),
+            n_local_trials=trials,
+            backend=backend,  # type: ignore[arg-type]
+        )
+
+    greedy = [potential(seeded(s, None)) for s in range(20)]
+    plain = [potential(seeded(s, 1)) for s in range(20)]
     assert np.mean(greedy) < 0.9 * np.mean(plain)
 
 
