@@ -18,13 +18,6 @@ from colorquant.nearest import nearest, two_nearest
 BruteForce = Callable[..., tuple[np.ndarray, np.ndarray]]
 PERCEPTUAL = [s for s in COLOR_SPACES if s != "rgb"]  # spaces with non-integer coordinates
 
-# The hint-certified search is being reworked in src (it comes and goes between commits): its
-# tests run whenever it is there.
-nearest_from_hint = getattr(nearest_module, "nearest_from_hint", None)
-needs_hint = pytest.mark.skipif(
-    nearest_from_hint is None, reason="colorquant.nearest.nearest_from_hint not present"
-)
-
 
 def check_exact(points: torch.Tensor, palette: torch.Tensor, brute_force: BruteForce) -> None:
     """``nearest(..., exact=True)`` gives the brute-force index and the direct distance."""
@@ -321,7 +314,7 @@ def test_bad_input_raises(points: torch.Tensor, palette: torch.Tensor, match: st
         nearest(points, palette)
 
 
-# -- two_nearest and nearest_from_hint ----------------------------------------------------------
+# -- two_nearest ---------------------------------------------------------------------------------
 
 
 def test_two_nearest(rng: np.random.Generator) -> None:
@@ -331,80 +324,12 @@ def test_two_nearest(rng: np.random.Generator) -> None:
     d2 = ((points[:, None, :] - palette[None]) ** 2).sum(-1).numpy()
     two = np.sort(d2, axis=1)[:, :2]
     assert index.dtype == torch.int64 and first.dtype == torch.float32
-    # Expanded-form float32 distances: close, not exact.
-    scale = 1e-4 * (1.0 + two[:, :1])
-    assert (np.abs(first.numpy() - two[:, 0]) <= scale[:, 0]).all()
-    assert (np.abs(second.numpy() - two[:, 1]) <= scale[:, 0] + 1e-4 * two[:, 1]).all()
-    assert (d2[np.arange(700), index.numpy()] <= two[:, 0] + scale[:, 0]).all()
+    # Expanded-form float32 distances: close to the true ones up to float32 rounding of
+    # |x|^2 + |c|^2, not exact.
+    slack = 1e-5 * ((points**2).sum(1) + (palette**2).sum(1).max()).numpy()
+    assert (np.abs(first.numpy() - two[:, 0]) <= slack).all()
+    assert (np.abs(second.numpy() - two[:, 1]) <= slack).all()
+    assert (d2[np.arange(700), index.numpy()] <= two[:, 0] + slack).all()
     assert (first >= 0).all() and (second >= first).all()
     with pytest.raises(ValueError, match="at least 2"):
         two_nearest(points, palette[:1])
-
-
-HINTS = ["exact", "zeros", "random", "worst"]
-
-
-def make_hint(kind: str, points: torch.Tensor, palette: torch.Tensor, seed: int) -> torch.Tensor:
-    """A guess of each point's nearest palette index: right, constant, random or farthest."""
-    d2 = ((points[:, None, :].double() - palette[None].double()) ** 2).sum(-1)
-    if kind == "exact":
-        return d2.argmin(1)
-    if kind == "zeros":
-        return torch.zeros(points.shape[0], dtype=torch.int64)
-    if kind == "random":
-        gen = torch.Generator().manual_seed(seed)
-        return torch.randint(0, palette.shape[0], (points.shape[0],), generator=gen)
-    return d2.argmax(1)
-
-
-@needs_hint
-@pytest.mark.parametrize("hint_kind", HINTS)
-@pytest.mark.parametrize("k", [2, 17, 18, 40, 120])
-def test_nearest_from_hint_equals_brute_force(
-    hint_kind: str, k: int, rng: np.random.Generator, brute_force: BruteForce
-) -> None:
-    # Integer coordinates in a small cube: exact ties, duplicates in the palette, any hint.
-    points = torch.from_numpy(rng.integers(0, 12, (1500, 3)).astype(np.float32))
-    palette = torch.from_numpy(rng.integers(0, 12, (k, 3)).astype(np.float32))
-    hint = make_hint(hint_kind, points, palette, k)
-    index = nearest_from_hint(points, palette, hint)
-    np.testing.assert_array_equal(index.numpy(), brute_force(points, palette)[0])
-
-
-@needs_hint
-@pytest.mark.parametrize("space", PERCEPTUAL)
-@pytest.mark.parametrize("hint_kind", HINTS)
-def test_nearest_from_hint_encoded(
-    space: str, hint_kind: str, rng: np.random.Generator, brute_force: BruteForce
-) -> None:
-    colors = torch.from_numpy(rng.integers(0, 256, (3000, 3), dtype=np.uint8))
-    base = rng.integers(0, 255, (40, 3))
-    near = np.clip(base + rng.integers(-1, 2, (40, 3)), 0, 255)  # near-equal pairs
-    palette8 = torch.from_numpy(np.concatenate([base, near, base[:5]]).astype(np.uint8))
-    points = encode_colors(colors, space)  # type: ignore[arg-type]
-    palette = encode_colors(palette8, space)  # type: ignore[arg-type]
-    hint = make_hint(hint_kind, points, palette, 1)
-    for neighbors in (1, 4, 16):
-        index = nearest_from_hint(points, palette, hint, neighbors=neighbors)
-        np.testing.assert_array_equal(index.numpy(), brute_force(points, palette)[0])
-
-
-@needs_hint
-@pytest.mark.parametrize("space", PERCEPTUAL)
-def test_nearest_from_hint_bisectors(
-    space: str, rng: np.random.Generator, brute_force: BruteForce
-) -> None:
-    """Points a hair off the bisector of near-equal palette colors, hinted to the wrong side."""
-    colors8 = rng.integers(0, 255, (30, 3))
-    partner8 = np.clip(colors8 + rng.integers(-1, 2, (30, 3)), 0, 255)
-    partner8[(partner8 == colors8).all(1), 0] ^= 1
-    p = encode_colors(torch.from_numpy(colors8.astype(np.uint8)), space, torch.float64)  # type: ignore[arg-type]
-    q = encode_colors(torch.from_numpy(partner8.astype(np.uint8)), space, torch.float64)  # type: ignore[arg-type]
-    offsets = torch.tensor([-1e-6, -1e-9, 0.0, 1e-9, 1e-6], dtype=torch.float64)
-    mid = 0.5 * (p + q)
-    points = (mid[:, None, :] + offsets[None, :, None] * (q - p)[:, None, :]).reshape(-1, 3)
-    palette = torch.cat([p, q])
-    expected = brute_force(points, palette)[0]
-    wrong_side = torch.from_numpy(np.where(expected < 30, expected + 30, expected - 30))
-    for hint in (torch.from_numpy(expected), wrong_side):
-        np.testing.assert_array_equal(nearest_from_hint(points, palette, hint).numpy(), expected)
