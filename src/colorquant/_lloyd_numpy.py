@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .nearest import MEMORY_BUDGET, two_nearest_expanded
+
 __all__ = ["LloydOutput", "lloyd", "two_nearest"]
 
 NEIGHBORS = 16
-MEMORY_BUDGET = 16 * 2**20
 _SLACK = 1e-5  # float32 rounding of the expanded distance, relative to |x|^2 + |c|^2
 
 
@@ -43,23 +44,11 @@ def two_nearest(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.nd
         centroids: ``(K, C)``, K >= 2.
     """
     c32 = centroids.astype(x.dtype)
-    m2 = -2.0 * c32.T
-    cn = (c32 * c32).sum(1)
-    k = c32.shape[0]
-    chunk = max(256, MEMORY_BUDGET // (4 * k))
-    index = np.empty(x.shape[0], dtype=np.int64)
-    lower = np.empty(x.shape[0], dtype=x.dtype)
-    for start in range(0, x.shape[0], chunk):
-        xc = x[start : start + chunk]
-        d = xc @ m2
-        d += cn
-        idx = d.argmin(axis=1)
-        rows = np.arange(xc.shape[0])
-        d[rows, idx] = np.inf
-        xn = (xc * xc).sum(1)
-        second = d.min(axis=1) + xn - _SLACK * (xn + cn.max())
-        index[start : start + chunk] = idx
-        lower[start : start + chunk] = np.sqrt(np.maximum(second, 0.0))
+    chunk = max(256, MEMORY_BUDGET // (4 * c32.shape[0]))
+    index, _, second = two_nearest_expanded(x, c32, chunk)
+    # The expanded form rounds: lower the bound by its float32 error so it stays a bound.
+    slack = _SLACK * (np.square(x).sum(1) + np.square(c32).sum(1).max())
+    lower = np.sqrt(np.maximum(second - slack, 0.0)).astype(x.dtype)
     own = np.square(x - c32[index]).sum(1)
     return index, own, lower
 

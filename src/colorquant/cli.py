@@ -190,6 +190,20 @@ _device_option = click.option(
     help=f"One of {', '.join(DEVICES)} (auto: cuda, then mps, then cpu).",
 )
 _force_option = click.option("--force", is_flag=True, help="Overwrite existing output files.")
+_figure_option = click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Figure file (.png, .pdf, .svg).",
+)
+
+
+def _fit_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The fit options elbow and plot share: space, method, seed, speed, device."""
+    for option in (_device_option, _speed_option, _seed_option, _method_option, _space_option):
+        command = option(command)
+    return command
 
 
 @click.group(context_settings=CONTEXT)
@@ -448,18 +462,8 @@ def _elbow_ks(max_k: int) -> list[int]:
     show_default=True,
     help="Largest K; K = 2, 4, 8, ... up to it.",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Figure file (.png, .pdf, .svg).",
-)
-@_space_option
-@_method_option
-@_seed_option
-@_speed_option
-@_device_option
+@_figure_option
+@_fit_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per K on stdout.")
 @_force_option
 def elbow(
@@ -538,18 +542,8 @@ def elbow(
     metavar="K",
     help=f"Palette size, 1..{MAX_COLORS}.",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Figure file (.png, .pdf, .svg).",
-)
-@_space_option
-@_method_option
-@_seed_option
-@_speed_option
-@_device_option
+@_figure_option
+@_fit_options
 @click.option(
     "--points",
     type=click.IntRange(min=1),

@@ -124,7 +124,10 @@ def nearest(
     return index, dist2
 
 
-def _two_nearest_numpy(x: np.ndarray, palette: np.ndarray, chunk: int) -> tuple[np.ndarray, ...]:
+def two_nearest_expanded(
+    x: np.ndarray, palette: np.ndarray, chunk: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NumPy: nearest index and the expanded-form squared distances to the two nearest rows."""
     m2 = -2.0 * palette.T
     cn = (palette * palette).sum(1)
     index = np.empty(x.shape[0], dtype=np.int64)
@@ -166,7 +169,7 @@ def two_nearest(
     x = points.detach().to(torch.float32)
     c = palette.detach().to(torch.float32)
     if x.device.type == "cpu":
-        idx, d1, d2 = _two_nearest_numpy(x.numpy(), c.numpy(), chunk)
+        idx, d1, d2 = two_nearest_expanded(x.numpy(), c.numpy(), chunk)
         index, first, second = torch.from_numpy(idx), torch.from_numpy(d1), torch.from_numpy(d2)
     else:
         cn = (c * c).sum(1)
