@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -126,9 +127,13 @@ def _palette_image(palette: torch.Tensor | npt.NDArray[np.floating], labels: obj
 # -- the methods ------------------------------------------------------------------------------
 
 
-def colorquant_runner(space: ColorSpace, speed: int, device: str) -> Runner:
+def colorquant_runner(
+    space: ColorSpace, speed: int, device: str, method: Literal["kmeans", "adam"] = "kmeans"
+) -> Runner:
     def run(inp: Inputs, k: int) -> Output:
-        res = colorquant.quantize(inp.rgb, k, color_space=space, speed=speed, seed=0, device=device)
+        res = colorquant.quantize(
+            inp.rgb, k, color_space=space, speed=speed, seed=0, device=device, method=method
+        )
         # res.seconds is fit + map (histogram, K-means, nearest color, index map on the host);
         # the metrics the library computes afterwards are not timed, as for the other methods.
         return Output(res.to_numpy(), res.seconds, res.psnr, res.n_iter)
@@ -255,9 +260,21 @@ def build_methods(args: argparse.Namespace) -> list[Method]:
         ),
         Method("kmeans-best5", run_kmeans_best5, quality_only=True),
     ]
+    # Opt-in only (--methods): the palette fitted by Adam instead of Lloyd, same objective.
+    catalog += [
+        Method(
+            f"colorquant-{space}-adam",
+            colorquant_runner(space, DEFAULT_SPEED, device, "adam"),
+            is_colorquant=True,
+        )
+        for space in ("rgb", "din99")
+    ]
+    opt_in = {"colorquant-rgb-adam", "colorquant-din99-adam"}
+    if not args.with_optimum:
+        opt_in.add("kmeans-best5")
     by_name = {m.name: m for m in catalog}
     if args.methods is None:
-        wanted = [m.name for m in catalog if m.name != "kmeans-best5" or args.with_optimum]
+        wanted = [m.name for m in catalog if m.name not in opt_in]
     else:
         wanted = [name.strip() for name in args.methods.split(",") if name.strip()]
         unknown = [name for name in wanted if name not in by_name]

@@ -430,3 +430,16 @@ def test_process_existing_output(tmp_path: Path, src: Path) -> None:
         f"colorquant: error: {out}: already exists (overwrite with force=True or --force)"
     ]
     assert out.read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_init_option_reaches_the_fit(tmp_path: Path, src: Path, init: str) -> None:
+    import colorquant as cq_api
+
+    out = tmp_path / "out.png"
+    result = run("quantize", src, "-k", "6", "-o", out, "--json", "--init", init, "--seed", "2")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    original = np.array(Image.open(src).convert("RGB"))
+    expected = cq_api.quantize(original, 6, init=init, seed=2)  # type: ignore[arg-type]
+    assert record["mse"] == pytest.approx(expected.mse, rel=1e-9)

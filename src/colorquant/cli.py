@@ -33,6 +33,7 @@ from . import __version__
 from ._checks import DEVICES, InputError, resolve_device
 from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
 from .histogram import color_histogram
+from .init import INITS, InitMethod
 from .io import (
     MAX_COLORS_BY_SUFFIX,
     check_output_path,
@@ -173,6 +174,13 @@ _method_option = click.option(
     show_default=True,
     help="Palette fit: Lloyd's k-means, or gradient descent (Adam) on the same objective.",
 )
+_init_option = click.option(
+    "--init",
+    type=click.Choice(INITS),
+    default="k-means++",
+    show_default=True,
+    help="Seeding of the fit: greedy k-means++, or colors drawn at random by pixel count.",
+)
 _seed_option = click.option(
     "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed."
 )
@@ -200,8 +208,9 @@ _figure_option = click.option(
 
 
 def _fit_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The fit options elbow and plot share: space, method, seed, speed, device."""
-    for option in (_device_option, _speed_option, _seed_option, _method_option, _space_option):
+    """The fit options elbow and plot share: space, method, init, seed, speed, device."""
+    options = (_device_option, _speed_option, _seed_option, _init_option, _method_option)
+    for option in (*options, _space_option):
         command = option(command)
     return command
 
@@ -338,6 +347,7 @@ def _quantize_one(
 )
 @_space_option
 @_method_option
+@_init_option
 @click.option(
     "--palette",
     "palette_file",
@@ -363,6 +373,7 @@ def quantize(
     fmt: str | None,
     color_space: ColorSpace,
     method: Method,
+    init: InitMethod,
     palette_file: Path | None,
     seed: int,
     speed: int,
@@ -418,6 +429,7 @@ def quantize(
                     k,
                     color_space=color_space,
                     method=method,
+                    init=init,
                     speed=speed,
                     seed=seed,
                     device=torch_device,
@@ -472,6 +484,7 @@ def elbow(
     output: Path,
     color_space: ColorSpace,
     method: Method,
+    init: InitMethod,
     seed: int,
     speed: int,
     device: str,
@@ -500,6 +513,7 @@ def elbow(
                 k,
                 color_space=color_space,
                 method=method,
+                init=init,
                 speed=speed,
                 seed=seed,
                 device=torch_device,
@@ -558,6 +572,7 @@ def plot(
     output: Path,
     color_space: ColorSpace,
     method: Method,
+    init: InitMethod,
     seed: int,
     speed: int,
     device: str,
@@ -583,6 +598,7 @@ def plot(
             n_colors,
             color_space=color_space,
             method=method,
+            init=init,
             speed=speed,
             seed=seed,
             device=torch_device,

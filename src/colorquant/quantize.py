@@ -54,6 +54,8 @@ Method = Literal["kmeans", "adam"]
 METHODS: tuple[Method, ...] = ("kmeans", "adam")
 MAX_COLORS = 65536
 DEFAULT_SPEED = 4
+ADAM_STEPS = 100
+"""Optimiser steps of ``method="adam"`` unless ``max_iter`` says otherwise."""
 
 
 @dataclass(frozen=True)
@@ -240,7 +242,8 @@ class Quantizer:
         init: ``"k-means++"`` (greedy, weighted) or ``"random"``.
         speed: 1 (slowest, best) .. 10 (fastest); sets stages and iterations
             (:func:`settings_for_speed`).
-        max_iter: override the exact stage's iteration cap.
+        max_iter: override the exact stage's iteration cap (Adam: the number of steps,
+            default ``ADAM_STEPS``).
         tol: override the exact stage's relative tolerance.
         seed: the only source of randomness: the same seed gives the same palette.
         device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"`` or ``"mps"``.
@@ -359,6 +362,14 @@ class Quantizer:
         points = encode_colors(hist.colors, self.color_space)
         weights = hist.counts.to(points.dtype)
         generator = self._generator()
+        if self.method == "adam":
+            # Adam from the seeds alone, no Lloyd step anywhere: the two fits compare cleanly.
+            start = initial_centroids(self.init, points, weights, k, generator=generator)
+            steps = self.max_iter if self.max_iter is not None else ADAM_STEPS
+            adam = fit_adam(points, weights, start, max_iter=steps, tol=self.tol or 1e-5)
+            palette = _decode(adam.centroids, self.color_space)
+            self._fit = _Fit(palette, adam.history, adam.n_iter, adam.converged, self.method)
+            return
         history: list[float] = []
         n_iter = 0
         # Coarse-to-fine: Lloyd on the means of ever finer RGB cells, each level starting from
@@ -401,15 +412,11 @@ class Quantizer:
             history.extend(run.history)
             n_iter += run.n_iter
             parent = None
-        result: KMeansResult
-        if self.method == "adam":
-            result = fit_adam(points, weights, run.centroids, max_iter=max_iter * 10, tol=tol)
-        else:
-            everything = torch.arange(len(hist), device=points.device)
-            warm = None if parent is None else _inherit(parent, everything, len(hist), points)
-            result, _ = _weighted_kmeans(
-                points, weights, run.centroids, max_iter=max_iter, tol=tol, warm=warm
-            )
+        everything = torch.arange(len(hist), device=points.device)
+        warm = None if parent is None else _inherit(parent, everything, len(hist), points)
+        result, _ = _weighted_kmeans(
+            points, weights, run.centroids, max_iter=max_iter, tol=tol, warm=warm
+        )
         history.extend(result.history)
         n_iter += result.n_iter
         palette = _decode(result.centroids, self.color_space)
