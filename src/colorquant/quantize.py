@@ -387,8 +387,7 @@ class Quantizer:
                 continue  # seed on a finer level, unless this is the last coarse one
             cell_points, cell_weight, scatter = _cell_means(points, weights, cell, n_cells)
             if parent is None or run is None:
-                n_init = max(1, min(s.n_init, s.n_init * 64 // k))
-                run, lower = self._best_seeded_run(cell_points, cell_weight, generator, n_init)
+                run, lower = self._best_seeded_run(cell_points, cell_weight, generator)
             else:
                 run, lower = _weighted_kmeans(
                     cell_points,
@@ -407,8 +406,7 @@ class Quantizer:
         max_iter = self.max_iter if self.max_iter is not None else s.max_iter
         tol = self.tol if self.tol is not None else s.tol
         if run is None:
-            n_init = max(1, min(s.n_init, s.n_init * 64 // k))
-            run, _ = self._best_seeded_run(points, weights, generator, n_init)
+            run, _ = self._best_seeded_run(points, weights, generator)
             history.extend(run.history)
             n_iter += run.n_iter
             parent = None
@@ -424,10 +422,11 @@ class Quantizer:
         log.debug("fit: %d distinct colors, %d iterations, J=%.6g", len(hist), n_iter, history[-1])
 
     def _best_seeded_run(
-        self, points: torch.Tensor, weights: torch.Tensor, generator: torch.Generator, n_init: int
+        self, points: torch.Tensor, weights: torch.Tensor, generator: torch.Generator
     ) -> tuple[KMeansResult, torch.Tensor]:
-        """Seed ``n_init`` times, run Lloyd from each, keep the lowest objective."""
+        """Seed several times (``n_init`` at K <= 64, fewer above), keep the lowest objective."""
         s = self.settings
+        n_init = max(1, min(s.n_init, s.n_init * 64 // self.n_colors))
         best: tuple[KMeansResult, torch.Tensor] | None = None
         for _ in range(n_init):
             seed = initial_centroids(self.init, points, weights, self.n_colors, generator=generator)
