@@ -531,15 +531,6 @@ def atomic_write(path: PathLike, writer: Callable[[IO[bytes]], Any], *, force: b
     return target.stat().st_size
 
 
-def _palette_image(indices: np.ndarray, palette: np.ndarray) -> Image.Image:
-    """A ``"P"`` image from ``(H, W)`` indices and a ``(K, 3)`` uint8 palette, K <= 256."""
-    height, width = indices.shape
-    data = np.ascontiguousarray(indices, dtype=np.uint8).tobytes()
-    image = Image.frombytes("P", (width, height), data)
-    image.putpalette(np.ascontiguousarray(palette, dtype=np.uint8).tobytes(), rawmode="RGB")
-    return image
-
-
 def save_result(result: QuantizeResult, path: PathLike, *, force: bool = False) -> int:
     """Write a quantized image, the format chosen by the suffix of ``path``.
 
@@ -581,7 +572,7 @@ def save_result(result: QuantizeResult, path: PathLike, *, force: bool = False) 
             np.savez_compressed(fh, indices=result.indices, palette=result.palette)
 
     else:
-        image = _palette_image(result.indices, result.palette)
+        image = result.to_pil()
         if suffix == ".png":
             # Pillow picks the bit depth from the palette length; optimize = zlib level 9.
             def writer(fh: IO[bytes]) -> None:

@@ -174,8 +174,12 @@ class QuantizeResult:
             raise ValueError(
                 f"a palette image holds at most 256 colors, this one has {self.n_colors}"
             )
-        image = Image.fromarray(self.indices.astype(np.uint8), mode="P")
-        image.putpalette(self.palette.reshape(-1).tolist(), rawmode="RGB")
+        height, width = self.indices.shape
+        data = np.ascontiguousarray(self.indices, dtype=np.uint8).tobytes()
+        image = Image.frombytes("P", (width, height), data)
+        image.putpalette(
+            np.ascontiguousarray(self.palette, dtype=np.uint8).tobytes(), rawmode="RGB"
+        )
         return image
 
 
