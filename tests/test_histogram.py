@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import colorquant.histogram as histogram_module
+import colorquant._torch.histogram as torch_histogram
 from colorquant.histogram import (
     ColorHistogram,
     bin_colors,
@@ -80,7 +80,7 @@ def test_histogram_properties(pixels: np.ndarray) -> None:
 def test_histogram_by_table_properties(pixels: np.ndarray) -> None:
     # Large images count into a 2^24 table instead of sorting: the same histogram.
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(histogram_module, "BINCOUNT_FROM", 0)
+        mp.setattr(torch_histogram, "BINCOUNT_FROM", 0)
         by_table = color_histogram(torch.from_numpy(pixels))
     check_histogram(pixels, by_table)
     by_sort = color_histogram(torch.from_numpy(pixels))

@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import colorquant.nearest as nearest_module
+import colorquant._torch.nearest as nearest_module
+from colorquant._torch.nearest import two_nearest
 from colorquant.color import COLOR_SPACES, encode_colors
-from colorquant.nearest import nearest, two_nearest
+from colorquant.nearest import nearest
 
 BruteForce = Callable[..., tuple[np.ndarray, np.ndarray]]
 PERCEPTUAL = [s for s in COLOR_SPACES if s != "rgb"]  # spaces with non-integer coordinates
@@ -333,3 +334,31 @@ def test_two_nearest(rng: np.random.Generator) -> None:
     assert (first >= 0).all() and (second >= first).all()
     with pytest.raises(ValueError, match="at least 2"):
         two_nearest(points, palette[:1])
+
+
+# -- NumPy arrays: the compiled CPU kernel behind the same function ----------------------------
+
+
+@pytest.mark.parametrize("space", COLOR_SPACES)
+@pytest.mark.parametrize("k", [1, 2, 17, 256])
+def test_numpy_equals_brute_force_and_torch(
+    space: str, k: int, rng: np.random.Generator, brute_force: BruteForce
+) -> None:
+    colors = rng.integers(0, 256, (3000, 3), dtype=np.uint8)
+    palette = rng.integers(0, 256, (k, 3), dtype=np.uint8)
+    points, pal = encode_colors(colors, space), encode_colors(palette, space)  # type: ignore[arg-type]
+    index, d2 = nearest(points, pal)
+    assert isinstance(index, np.ndarray) and index.dtype == np.int64
+    expected, expected_d2 = brute_force(points, pal)
+    np.testing.assert_array_equal(index, expected)
+    np.testing.assert_allclose(d2, expected_d2, rtol=1e-12, atol=0)
+    on_torch, _ = nearest(torch.from_numpy(points), torch.from_numpy(pal), exact=True)
+    np.testing.assert_array_equal(index, on_torch.numpy())
+
+
+def test_numpy_ties_take_lowest_index() -> None:
+    palette = np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    points = np.array([[0.5, 0.0, 0.0], [0.0, 0.0, 0.0], [1.5, 0.0, 0.0], [9.0, 0.0, 0.0]])
+    index, _ = nearest(points, palette)
+    # 0.5 is as far from 0 (row 1) as from 1 (row 3): row 1; 1.5 ties rows 3 and 0: row 0.
+    assert index.tolist() == [1, 1, 0, 0]

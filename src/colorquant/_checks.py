@@ -6,11 +6,14 @@ argument, what was expected and what came.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
-import torch
+
+from ._array import is_tensor
 
 __all__ = [
     "InputError",
@@ -60,39 +63,47 @@ def check_positive(name: str, value: Any) -> float:
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
-Backend = Literal["auto", "torch", "numpy"]
-"""Kernel choice of the hot loops: ``"auto"`` is NumPy for CPU tensors, torch otherwise."""
-BACKENDS: tuple[Backend, ...] = ("auto", "torch", "numpy")
+
+def _gpu_may_exist() -> bool:
+    """Whether a GPU could be here at all, decided without importing torch (about 1 s)."""
+    if sys.platform == "darwin":
+        return True  # Apple silicon: mps
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
 
 
-def use_numpy(backend: Backend, tensor: torch.Tensor) -> bool:
-    """Whether the NumPy kernel serves ``tensor`` under ``backend``."""
-    check_choice("backend", backend, BACKENDS)
-    return backend == "numpy" or (backend == "auto" and tensor.device.type == "cpu")
+def resolve_device(device: Any, like: Any = None) -> str:
+    """Turn a device name into the one the work runs on: ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
 
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """Turn ``"auto"`` into the best available device (cuda, then mps, then cpu).
+    ``"auto"`` is the device of ``like`` when that is a tensor; otherwise cuda, then mps, then
+    cpu. On a machine with no GPU driver, ``"auto"`` and ``"cpu"`` never import torch.
 
     Raises:
         InputError: the name is unknown, or names a device this machine does not have.
     """
-    if isinstance(device, torch.device):
-        return device
     name = str(device)
     base = name.split(":")[0]
     check_choice("device", base, DEVICES)
+    if base == "cpu":
+        return "cpu"
     if base == "auto":
+        if is_tensor(like):
+            return str(like.device)
+        if not _gpu_may_exist():
+            return "cpu"
+        import torch
+
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return "cuda"
         if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+            return "mps"
+        return "cpu"
+    import torch
+
     if base == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' was asked for, but no CUDA device is available")
     if base == "mps" and not torch.backends.mps.is_available():
         raise InputError("device 'mps' was asked for, but no MPS device is available")
-    return torch.device(name)
+    return name
 
 
 def _float_to_uint8(x: np.ndarray, name: str) -> np.ndarray:
@@ -141,7 +152,7 @@ def as_rgb8(image: Any, name: str = "image") -> np.ndarray:
 
     if isinstance(image, Image.Image):
         arr = _pil_to_rgb8(image)
-    elif isinstance(image, torch.Tensor):
+    elif is_tensor(image):
         t = image.detach()
         if t.ndim == 4 and t.shape[0] == 1:
             t = t[0]

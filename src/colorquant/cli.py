@@ -25,7 +25,6 @@ from typing import Any
 
 import click
 import numpy as np
-import torch
 from PIL import Image, ImageFile
 from tqdm import tqdm
 
@@ -57,8 +56,22 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
     Image.DecompressionBombError,
     MemoryError,
-    torch.cuda.OutOfMemoryError,
 )
+
+
+class _OutOfMemory(Exception):
+    """Stands for ``torch.cuda.OutOfMemoryError`` until torch is imported (the file path never)."""
+
+
+def _torch_oom() -> type[BaseException]:
+    torch = sys.modules.get("torch")
+    return torch.cuda.OutOfMemoryError if torch is not None else _OutOfMemory
+
+
+def _expected() -> tuple[type[BaseException], ...]:
+    return (*EXPECTED_ERRORS, _torch_oom())
+
+
 CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 MSE_HELP = (
     "MSE is the mean, over all pixels and the 3 channels, of the squared difference of the "
@@ -81,7 +94,7 @@ def _message(error: BaseException) -> str:
     """One line for an expected error: its message, the file named if the error has one."""
     if isinstance(error, OSError) and error.strerror and error.filename:
         text = f"{error.filename}: {error.strerror}"
-    elif isinstance(error, MemoryError | torch.cuda.OutOfMemoryError):
+    elif isinstance(error, (MemoryError, _torch_oom())):
         text = f"out of memory ({error})" if str(error) else "out of memory"
     else:
         text = str(error) or type(error).__name__
@@ -102,7 +115,7 @@ def _fatal_errors() -> Iterator[None]:
     """Turn an expected error of the set-up (before any image) into one line and exit 1."""
     try:
         yield
-    except EXPECTED_ERRORS as error:
+    except _expected() as error:
         _report_error(error)
         raise click.exceptions.Exit(1) from None
 
@@ -402,7 +415,7 @@ def quantize(
         raise click.UsageError("give -k/--colors or --palette, not both")
 
     with _fatal_errors():
-        torch_device = resolve_device(device)
+        run_device = resolve_device(device)
         if preview is not None:
             figure_suffix(preview)
         suffix = result_suffix(output) if output is not None else f".{fmt or 'png'}"
@@ -415,9 +428,7 @@ def quantize(
                     f"{palette_file}: {palette.shape[0]} colors, {suffix} output holds at most "
                     f"{limit}"
                 )
-            quantizer = Quantizer.from_palette(
-                palette, color_space=color_space, device=torch_device
-            )
+            quantizer = Quantizer.from_palette(palette, color_space=color_space, device=run_device)
             fit = quantizer.apply
         else:
             k = DEFAULT_COLORS if n_colors is None else n_colors
@@ -432,7 +443,7 @@ def quantize(
                     init=init,
                     speed=speed,
                     seed=seed,
-                    device=torch_device,
+                    device=run_device,
                 )
 
             fit = fit_one
@@ -447,7 +458,7 @@ def quantize(
     for job in _progress(jobs, "image"):
         try:
             record, line = _quantize_one(job, fit=fit, force=force, inputs=inputs)
-        except EXPECTED_ERRORS as error:
+        except _expected() as error:
             failed += 1
             _report_error(error)
             continue
@@ -497,7 +508,7 @@ def elbow(
     PSNR, dE00, seconds; or JSON with --json) and writes the figure to -o.
     """
     with _fatal_errors():
-        torch_device = resolve_device(device)
+        run_device = resolve_device(device)
         figure_suffix(output)
         _refuse_input(output, [source])
         check_output_path(output, force=force)
@@ -516,7 +527,7 @@ def elbow(
                 init=init,
                 speed=speed,
                 seed=seed,
-                device=torch_device,
+                device=run_device,
             )
             seconds = time.perf_counter() - start
             mses.append(result.mse)
@@ -585,7 +596,7 @@ def plot(
     is drawn in itself, palette centers as large black-edged markers.
     """
     with _fatal_errors():
-        torch_device = resolve_device(device)
+        run_device = resolve_device(device)
         _check_colors(n_colors, MAX_COLORS, "plot")
         figure_suffix(output)
         _refuse_input(output, [source])
@@ -601,10 +612,10 @@ def plot(
             init=init,
             speed=speed,
             seed=seed,
-            device=torch_device,
+            device=run_device,
         )
-        hist = color_histogram(torch.from_numpy(loaded.pixels.reshape(-1, 3)))
-        colors, counts = hist.colors.cpu().numpy(), hist.counts.cpu().numpy()
+        hist = color_histogram(loaded.pixels.reshape(-1, 3))
+        colors, counts = np.asarray(hist.colors), np.asarray(hist.counts)
         cloud_figure(
             colors,
             counts,

@@ -2,23 +2,38 @@
 
 K-means on the histogram minimises the same objective as K-means on every pixel (each distinct
 color weighs as many pixels as it covers) with far fewer points: a 0.4 MP photo has 20-150 k
-distinct colors. ``bin_colors`` groups distinct colors further into coarse RGB cells, the first,
-cheaper stage of the fit.
+distinct colors. ``bin_colors`` and ``cell_means`` group distinct colors further into coarse RGB
+cells, the first, cheaper stage of the fit.
+
+Every function takes NumPy arrays (served by the compiled CPU kernels of
+:mod:`colorquant._cpu`) or torch tensors (served by :mod:`colorquant._torch.histogram` on the
+tensor's device) and returns the same kind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import torch
+import numpy as np
 
-__all__ = ["ColorHistogram", "bin_colors", "color_histogram", "merge_histograms", "pack_rgb"]
+from . import _cpu
+from ._array import Array, ArrayT, is_tensor
+
+__all__ = [
+    "ColorHistogram",
+    "bin_colors",
+    "cell_means",
+    "color_histogram",
+    "merge_histograms",
+    "pack_rgb",
+]
 
 
 @dataclass(frozen=True)
 class ColorHistogram:
-    """The distinct colors of one or more images.
+    """The distinct colors of one or more images (NumPy arrays, or tensors on one device).
 
     Attributes:
         colors: ``(M, 3)`` uint8 sRGB, distinct, sorted by their packed 24-bit value.
@@ -27,9 +42,9 @@ class ColorHistogram:
             histogram that no longer belongs to one image.
     """
 
-    colors: torch.Tensor
-    counts: torch.Tensor
-    inverse: torch.Tensor | None
+    colors: Any
+    counts: Any
+    inverse: Any
 
     @property
     def n_pixels(self) -> int:
@@ -40,68 +55,59 @@ class ColorHistogram:
         return int(self.colors.shape[0])
 
 
-def pack_rgb(colors: torch.Tensor) -> torch.Tensor:
+def pack_rgb(colors: ArrayT) -> ArrayT:
     """Pack ``(..., 3)`` uint8 colors into ``(...)`` int32 keys ``r << 16 | g << 8 | b``."""
-    keys = colors[..., 0].to(torch.int32) << 16
-    keys |= colors[..., 1].to(torch.int32) << 8
-    keys |= colors[..., 2]
-    return keys
+    if isinstance(colors, np.ndarray):
+        c = colors.astype(np.int32)
+        return (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
+    from ._torch.histogram import pack_rgb as pack
+
+    return pack(colors)
 
 
-BINCOUNT_FROM = 2_000_000
-"""Pixels from which the histogram counts into a 2^24 table instead of sorting."""
+def _check_pixels(pixels: object) -> None:
+    if isinstance(pixels, np.ndarray):
+        ok = pixels.dtype == np.uint8 and pixels.ndim == 2 and pixels.shape[1] == 3
+    elif is_tensor(pixels):
+        import torch
+
+        assert isinstance(pixels, torch.Tensor)
+        ok = pixels.dtype == torch.uint8 and pixels.ndim == 2 and pixels.shape[1] == 3
+    else:
+        raise TypeError(f"pixels must be a NumPy array or a tensor, got {type(pixels).__name__}")
+    if not ok:
+        raise ValueError(f"pixels must be (N, 3) uint8, got {tuple(pixels.shape)} {pixels.dtype}")
 
 
-def _unpack_rgb(keys: torch.Tensor) -> torch.Tensor:
-    shifts = torch.tensor([16, 8, 0], dtype=keys.dtype, device=keys.device)
-    return ((keys.unsqueeze(-1) >> shifts) & 0xFF).to(torch.uint8)
-
-
-def color_histogram(pixels: torch.Tensor) -> ColorHistogram:
+def color_histogram(pixels: Array) -> ColorHistogram:
     """Exact histogram of the colors in ``pixels``, with the pixel -> color map.
 
-    Below ``BINCOUNT_FROM`` pixels: one sort of packed 24-bit keys (``torch.unique``), faster
-    than zeroing a 2^24-bin table; above it, a ``bincount`` into that table, which needs far
-    less memory than the sort (BENCHMARKS.md, memory).
-
     Args:
-        pixels: ``(N, 3)`` uint8 sRGB pixels (any device).
+        pixels: ``(N, 3)`` uint8 sRGB pixels: a NumPy array (the compiled kernel) or a tensor
+            (torch, on its device).
 
     Returns:
-        A :class:`ColorHistogram` with ``inverse`` set, so ``colors[inverse]`` equals ``pixels``.
+        A :class:`ColorHistogram` of the same kind, with ``inverse`` set, so that
+        ``colors[inverse]`` equals ``pixels``.
 
     Example:
-        >>> h = color_histogram(torch.tensor([[1, 2, 3], [0, 0, 0], [1, 2, 3]], dtype=torch.uint8))
+        >>> h = color_histogram(np.array([[1, 2, 3], [0, 0, 0], [1, 2, 3]], np.uint8))
         >>> h.colors.tolist(), h.counts.tolist(), h.inverse.tolist()
         ([[0, 0, 0], [1, 2, 3]], [1, 2], [1, 0, 1])
     """
-    if pixels.dtype != torch.uint8 or pixels.ndim != 2 or pixels.shape[1] != 3:
-        raise ValueError(
-            f"pixels must be a (N, 3) uint8 tensor, got {tuple(pixels.shape)} {pixels.dtype}"
-        )
-    keys = pack_rgb(pixels)
-    if pixels.shape[0] < BINCOUNT_FROM:
-        unique, inverse, counts = torch.unique(
-            keys, sorted=True, return_inverse=True, return_counts=True
-        )
-        return ColorHistogram(_unpack_rgb(unique), counts.to(torch.int64), inverse.to(torch.int32))
-    # Large images: one counting pass into a fixed 2^24 table (192 MiB with the lookup) instead
-    # of a sort whose temporaries cost ~30 bytes a pixel; the inverse is a table lookup.
-    table = torch.bincount(keys, minlength=1 << 24)
-    unique = torch.nonzero(table).squeeze(1)
-    counts = table[unique]
-    del table
-    lookup = torch.empty(1 << 24, dtype=torch.int32, device=keys.device)
-    lookup[unique] = torch.arange(unique.shape[0], dtype=torch.int32, device=keys.device)
-    inverse = lookup[keys]
-    return ColorHistogram(_unpack_rgb(unique.to(torch.int32)), counts, inverse)
+    _check_pixels(pixels)
+    if isinstance(pixels, np.ndarray):
+        return ColorHistogram(*_cpu.histogram(np.ascontiguousarray(pixels)))
+    from ._torch.histogram import color_histogram as torch_histogram
+
+    return ColorHistogram(*torch_histogram(pixels))
 
 
 def merge_histograms(histograms: Sequence[ColorHistogram]) -> ColorHistogram:
     """Sum several histograms into one (a palette shared across images is fitted on this).
 
     Args:
-        histograms: non-empty sequence of histograms on the same device.
+        histograms: non-empty sequence of histograms of one kind (and device).
 
     Returns:
         A histogram with ``inverse=None``.
@@ -111,15 +117,20 @@ def merge_histograms(histograms: Sequence[ColorHistogram]) -> ColorHistogram:
     if len(histograms) == 1:
         h = histograms[0]
         return ColorHistogram(h.colors, h.counts, None)
-    keys = torch.cat([pack_rgb(h.colors) for h in histograms])
-    counts = torch.cat([h.counts for h in histograms])
-    unique, inverse = torch.unique(keys, sorted=True, return_inverse=True)
-    total = torch.zeros(unique.shape[0], dtype=torch.int64, device=keys.device)
-    total.index_add_(0, inverse, counts)
-    return ColorHistogram(_unpack_rgb(unique), total, None)
+    if isinstance(histograms[0].colors, np.ndarray):
+        keys = np.concatenate([pack_rgb(h.colors) for h in histograms])
+        counts = np.concatenate([h.counts for h in histograms])
+        unique, inverse = np.unique(keys, return_inverse=True)
+        total = np.bincount(inverse.ravel(), weights=counts, minlength=unique.size)
+        colors = ((unique[:, None] >> np.array([16, 8, 0])) & 0xFF).astype(np.uint8)
+        return ColorHistogram(colors, total.astype(np.int64), None)
+    from ._torch.histogram import merge
+
+    merged = merge([h.colors for h in histograms], [h.counts for h in histograms])
+    return ColorHistogram(merged[0], merged[1], None)
 
 
-def bin_colors(colors: torch.Tensor, bits: int) -> tuple[torch.Tensor, int]:
+def bin_colors(colors: ArrayT, bits: int) -> tuple[ArrayT, int]:
     """Group colors into cells of a ``2**bits``-per-channel RGB grid.
 
     Args:
@@ -127,10 +138,54 @@ def bin_colors(colors: torch.Tensor, bits: int) -> tuple[torch.Tensor, int]:
         bits: bits kept per channel, 1..8 (8 keeps every color apart).
 
     Returns:
-        ``(cell, n_cells)``: ``(M,)`` int64 index in ``0..n_cells-1`` of each color's occupied cell.
+        ``(cell, n_cells)``: ``(M,)`` int64 index in ``0..n_cells-1`` of each color's occupied
+        cell, cells numbered in the order of their packed coarse key.
     """
     if not 1 <= bits <= 8:
         raise ValueError(f"bits must be in 1..8, got {bits}")
-    coarse = pack_rgb(colors >> (8 - bits))
-    occupied, cell = torch.unique(coarse, return_inverse=True)
-    return cell.to(torch.int64), int(occupied.shape[0])
+    if isinstance(colors, np.ndarray):
+        coarse = pack_rgb(colors >> (8 - bits))
+        if bits <= 7:
+            # A dense table of the 2^(3 bits) cells: no sort (at 6 bits, 262,144 entries).
+            occupied = np.bincount(coarse, minlength=1 << (3 * bits)) > 0
+            number = np.cumsum(occupied) - 1
+            return number[coarse].astype(np.int64), int(number[-1] + 1)
+        unique, cell = np.unique(coarse, return_inverse=True)
+        return cell.ravel().astype(np.int64), int(unique.size)
+    from ._torch.histogram import bin_colors as torch_bin
+
+    return torch_bin(colors, bits)
+
+
+def cell_means(
+    points: ArrayT, weights: ArrayT, cell: ArrayT, n_cells: int
+) -> tuple[ArrayT, ArrayT, float]:
+    """Weighted mean and weight of every cell, and the weighted scatter inside the cells.
+
+    Args:
+        points: ``(M, C)`` float coordinates of the colors.
+        weights: ``(M,)`` their pixel counts, same float dtype.
+        cell: ``(M,)`` int64 cell of every color (:func:`bin_colors`).
+        n_cells: number of cells.
+
+    Returns:
+        ``(means, cell_weight, scatter)``: ``(n_cells, C)``, ``(n_cells,)``, and
+        ``sum_i w_i |x_i - mean_cell(i)|^2 / sum_i w_i``, the part of the objective that no
+        choice of centroids per cell can remove.
+    """
+    if isinstance(points, np.ndarray):
+        w = weights.astype(np.float64)
+        cell_weight = np.bincount(cell, weights=w, minlength=n_cells)
+        sums = np.stack(
+            [
+                np.bincount(cell, weights=w * points[:, c], minlength=n_cells)
+                for c in range(points.shape[1])
+            ],
+            axis=1,
+        )
+        means = sums / cell_weight[:, None]
+        scatter = float(w @ np.square(points - means[cell]).sum(1) / w.sum())
+        return means.astype(points.dtype), cell_weight.astype(points.dtype), scatter
+    from ._torch.histogram import cell_means as torch_means
+
+    return torch_means(points, weights, cell, n_cells)

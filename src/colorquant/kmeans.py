@@ -3,24 +3,28 @@
 Both minimise the weighted mean squared distance of the points to their nearest centroid,
 ``J = sum_i w_i |x_i - c_{a(i)}|^2 / sum_i w_i``. Empty clusters are refilled with the points that
 fit worst (largest ``w_i d_i^2``), so a result never holds an empty or NaN centroid.
+
+NumPy arrays run on the compiled CPU kernel (:func:`colorquant._cpu.lloyd`, float64), tensors on
+torch on their device (:mod:`colorquant._torch.kmeans`); both prune with Hamerly's bounds and give
+the same assignments as a plain Lloyd.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic
 
-import torch
+import numpy as np
 
-from ._checks import Backend, use_numpy
-from ._lloyd_numpy import lloyd
-from .nearest import nearest, two_nearest
+from . import _cpu
+from ._array import Array, ArrayT, to_numpy
 
-__all__ = ["Backend", "KMeansResult", "fit_adam", "weighted_kmeans"]
+__all__ = ["KMeansResult", "fit_adam", "inherit_bounds", "weighted_kmeans"]
 
 
 @dataclass(frozen=True)
-class KMeansResult:
-    """Outcome of a K-means fit.
+class KMeansResult(Generic[ArrayT]):
+    """Outcome of a K-means fit (arrays of the input's kind).
 
     Attributes:
         centroids: ``(K, C)`` float centroids.
@@ -32,119 +36,29 @@ class KMeansResult:
         history: ``J`` after each assignment step; never increases for Lloyd.
     """
 
-    centroids: torch.Tensor
-    labels: torch.Tensor
+    centroids: ArrayT
+    labels: ArrayT
     inertia: float
     n_iter: int
     converged: bool
     history: tuple[float, ...]
 
 
-def _refill_empty(
-    centroids: torch.Tensor,
-    cluster_weight: torch.Tensor,
-    points: torch.Tensor,
-    cost: torch.Tensor,
-) -> None:
-    """Move every centroid with no weight onto a distinct worst-fitting point (in place)."""
-    empty = torch.nonzero(cluster_weight <= 0).squeeze(1)
-    if empty.numel() == 0:
-        return
-    n = min(empty.numel(), points.shape[0])
-    worst = torch.topk(cost, n).indices
-    centroids[empty[:n]] = points[worst].to(centroids.dtype)
-
-
-def _update(
-    points: torch.Tensor, weights: torch.Tensor, labels: torch.Tensor, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted means of the clusters: ``(sums / weight, weight)``; empty clusters give 0/0."""
-    sums = torch.zeros(k, points.shape[1], dtype=points.dtype, device=points.device)
-    sums.index_add_(0, labels, points * weights[:, None])
-    cluster_weight = torch.zeros(k, dtype=points.dtype, device=points.device)
-    cluster_weight.index_add_(0, labels, weights)
-    return sums / cluster_weight.clamp_min(1e-30)[:, None], cluster_weight
-
-
-def _check(points: torch.Tensor, weights: torch.Tensor, init: torch.Tensor) -> None:
+def _check(points: Array, weights: Array, init: Array) -> None:
     if points.ndim != 2 or init.ndim != 2 or points.shape[1] != init.shape[1]:
         raise ValueError(
             f"points (N, C) and init (K, C) must agree in C, got {tuple(points.shape)} and "
             f"{tuple(init.shape)}"
         )
-    if weights.shape != (points.shape[0],):
+    if tuple(weights.shape) != (points.shape[0],):
         raise ValueError(f"weights must be ({points.shape[0]},), got {tuple(weights.shape)}")
-
-
-def _bounded_sqrt(d2: torch.Tensor, points: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """``sqrt`` of an expanded-form squared distance, lowered by its float32 rounding bound."""
-    slack = 1e-5 * (points.pow(2).sum(1) + centroids.pow(2).sum(1).max())
-    return (d2.to(points.dtype) - slack).clamp_min(0).sqrt()
-
-
-_NEIGHBORS = 16
-"""Centroids searched first for an unsettled point: its centroid's nearest neighbours."""
-
-
-def _reassign(
-    points: torch.Tensor,
-    centroids: torch.Tensor,
-    gaps: torch.Tensor,
-    labels: torch.Tensor,
-    lower: torch.Tensor,
-    own: torch.Tensor,
-    unsure: torch.Tensor,
-) -> bool:
-    """Give each ``unsure`` point its nearest centroid; update the state in place.
-
-    A centroid nearer to ``x`` than its own centroid ``a`` lies within ``2 |x - c_a|`` of ``c_a``
-    (triangle inequality). So when ``c_a``'s ``L``-th nearest neighbour is farther than that,
-    ``a`` and its ``L`` neighbours are the only candidates, an exact and ``K / L`` times smaller
-    search; the other points get the full search. Returns whether any label changed.
-    """
-    k = centroids.shape[0]
-    n_nb = min(_NEIGHBORS, k - 1)
-    nb = torch.topk(gaps, n_nb, dim=1, largest=False)
-    reach = nb.values[:, -1]  # (K,) distance to the L-th neighbour
-    a = labels[unsure]
-    radius = own[unsure].sqrt()
-    local = reach[a] >= 2.0 * radius
-    changed = False
-    near = unsure[local]
-    if near.numel() > 0 and n_nb < k - 1:
-        a_near = a[local]
-        candidates = torch.cat((a_near[:, None], nb.indices[a_near]), dim=1)  # (S, L + 1)
-        x = points[near]
-        d2 = (x[:, None, :] - centroids[candidates]).pow(2).sum(-1)
-        two = torch.topk(d2, 2, dim=1, largest=False)
-        index = candidates.gather(1, two.indices[:, :1]).squeeze(1)
-        changed = bool((index != a_near).any())
-        labels[near] = index
-        outside = reach[a_near] - radius[local]  # any centroid off the list is at least this far
-        lower[near] = torch.minimum(two.values[:, 1].clamp_min(0).sqrt(), outside)
-        own[near] = two.values[:, 0]
-        far = unsure[~local]
-    else:
-        far = unsure
-    if far.numel() > 0:
-        sub = points[far]
-        index, _, second = two_nearest(sub, centroids)
-        changed = changed or bool((index != labels[far]).any())
-        labels[far] = index
-        lower[far] = _bounded_sqrt(second, sub, centroids)
-        own[far] = (sub - centroids[index]).pow(2).sum(1)
-    return changed
+    if init.shape[0] < 1:
+        raise ValueError("init must hold at least one centroid")
 
 
 def weighted_kmeans(
-    points: torch.Tensor,
-    weights: torch.Tensor,
-    init: torch.Tensor,
-    *,
-    max_iter: int = 100,
-    tol: float = 1e-4,
-    backend: Backend = "auto",
-) -> KMeansResult:
+    points: ArrayT, weights: ArrayT, init: ArrayT, *, max_iter: int = 100, tol: float = 1e-4
+) -> KMeansResult[ArrayT]:
     """Lloyd's algorithm on weighted points, with Hamerly's bounds to skip settled points.
 
     Every step gives each point its nearest centroid, as plain Lloyd does; a point is only
@@ -158,40 +72,36 @@ def weighted_kmeans(
     whose objective is computed exactly from the one before (parallel-axis theorem).
 
     Args:
-        points: ``(N, C)`` float.
-        weights: ``(N,)`` positive float, same dtype.
+        points: ``(N, C)`` float: a NumPy array (the compiled CPU kernel) or a tensor (torch).
+        weights: ``(N,)`` positive float.
         init: ``(K, C)`` starting centroids; not modified.
         max_iter: at most this many assignment steps (>= 1).
         tol: relative decrease of ``J`` under which the fit counts as converged.
-        backend: ``"numpy"`` (the CPU kernel in :mod:`colorquant._lloyd_numpy`), ``"torch"``
-            (any device), or ``"auto"``: numpy for CPU tensors, torch otherwise. Both give the
-            same assignments.
 
     Returns:
-        A :class:`KMeansResult`.
+        A :class:`KMeansResult` of the input's kind and dtype.
 
     References:
         G. Hamerly, "Making k-means even faster", SIAM SDM 2010.
 
     Example:
-        >>> pts = torch.tensor([[0.0], [1.0], [10.0], [11.0]])
-        >>> r = weighted_kmeans(pts, torch.ones(4), torch.tensor([[0.0], [1.0]]))
-        >>> r.centroids.flatten().tolist(), r.inertia, r.converged
+        >>> pts = np.array([[0.0], [1.0], [10.0], [11.0]])
+        >>> r = weighted_kmeans(pts, np.ones(4), np.array([[0.0], [1.0]]))
+        >>> r.centroids.ravel().tolist(), r.inertia, r.converged
         ([0.5, 10.5], 0.25, True)
     """
-    return _weighted_kmeans(points, weights, init, max_iter=max_iter, tol=tol, backend=backend)[0]
+    return _weighted_kmeans(points, weights, init, max_iter=max_iter, tol=tol)[0]
 
 
 def _weighted_kmeans(
-    points: torch.Tensor,
-    weights: torch.Tensor,
-    init: torch.Tensor,
+    points: ArrayT,
+    weights: ArrayT,
+    init: ArrayT,
     *,
     max_iter: int,
     tol: float,
-    backend: Backend = "auto",
-    warm: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[KMeansResult, torch.Tensor]:
+    warm: tuple[ArrayT, ArrayT] | None = None,
+) -> tuple[KMeansResult[ArrayT], ArrayT]:
     """:func:`weighted_kmeans`, optionally warm-started, also returning the lower bounds.
 
     ``warm`` is ``(labels, lower)``: each point's nearest centroid of ``init`` (where the bound
@@ -199,92 +109,75 @@ def _weighted_kmeans(
     fit passes them from one level to the next so no level starts with a full search.
     """
     _check(points, weights, init)
-    if use_numpy(backend, points):
-        out = lloyd(
-            points.detach().cpu().numpy(),
-            weights.detach().cpu().numpy(),
-            init.detach().cpu().to(torch.float64).numpy(),
+    if isinstance(points, np.ndarray):
+        out = _cpu.lloyd(
+            np.ascontiguousarray(points, dtype=np.float64),
+            np.ascontiguousarray(weights, dtype=np.float64),
+            np.ascontiguousarray(init, dtype=np.float64),
             max_iter=max_iter,
             tol=tol,
-            labels=None if warm is None else warm[0].cpu().numpy(),
-            lower=None if warm is None else warm[1].cpu().numpy(),
+            labels=None if warm is None else np.ascontiguousarray(warm[0], dtype=np.int32),
+            lower=None if warm is None else np.ascontiguousarray(warm[1], dtype=np.float64),
         )
-        device, dtype = points.device, points.dtype
         result = KMeansResult(
-            torch.from_numpy(out.centroids).to(device, dtype),
-            torch.from_numpy(out.labels).to(device),
+            out.centroids.astype(points.dtype, copy=False),
+            out.labels.astype(np.int64),
             out.inertia,
             len(out.history),
             out.converged,
             tuple(out.history),
         )
-        return result, torch.from_numpy(out.lower).to(device)
-    k = init.shape[0]
-    w = weights.to(points.dtype)
-    total = float(w.sum())
-    centroids = init.detach().to(points.dtype).clone()
-    history: list[float] = []
-    converged = False
-    inertia = float("inf")
-    if k == 1:
-        labels = torch.zeros(points.shape[0], dtype=torch.int64, device=points.device)
-        lower = torch.full_like(w, float("inf"))
-    elif warm is None:
-        labels, _, second = two_nearest(points, centroids)
-        lower = _bounded_sqrt(second, points, centroids)
-    else:
-        labels, lower = warm[0].clone(), warm[1].to(points.dtype).clone()
-    own = (points - centroids[labels]).pow(2).sum(1)
-    if warm is not None and k > 1:
-        unsure = torch.nonzero(own > lower.clamp_min(0).pow(2)).squeeze(1)
-        if unsure.numel() > 0:
-            gaps = torch.cdist(centroids, centroids)
-            gaps.fill_diagonal_(float("inf"))
-            _reassign(points, centroids, gaps, labels, lower, own, unsure)
-    changed = True
-    for it in range(max_iter):
-        objective = float((w * own).sum()) / total
-        history.append(objective)
-        means, cluster_weight = _update(points, w, labels, k)
-        # J(labels, means) = J(labels, centroids) - sum_k W_k |c_k - mean_k|^2 / W; a refilled
-        # centroid holds no label, so it leaves this J unchanged.
-        shift = (cluster_weight * (centroids - means).pow(2).sum(1)).sum()
-        inertia = max(objective - float(shift) / total, 0.0)
-        new_centroids = torch.where((cluster_weight > 0)[:, None], means, centroids)
-        _refill_empty(new_centroids, cluster_weight, points, w * own)
-        stop = not changed or (len(history) > 1 and history[-2] - objective <= tol * history[-2])
-        if stop or it == max_iter - 1 or k == 1:
-            centroids = new_centroids
-            converged = stop or k == 1
-            break
-        # Bounds: own distance grows by at most its centroid's move, the lower bound on the
-        # others shrinks by at most the largest move among the other centroids.
-        delta = (new_centroids - centroids).pow(2).sum(1).sqrt()
-        centroids = new_centroids
-        top = torch.topk(delta, 2)
-        lower = lower - torch.where(labels == top.indices[0], top.values[1], top.values[0])
-        own = (points - centroids[labels]).pow(2).sum(1)
-        gaps = torch.cdist(centroids, centroids)
-        gaps.fill_diagonal_(float("inf"))
-        half_gap = 0.5 * gaps.min(1).values
-        unsure = torch.nonzero(own.sqrt() > torch.maximum(half_gap[labels], lower)).squeeze(1)
-        changed = False
-        if unsure.numel() > 0:
-            changed = _reassign(points, centroids, gaps, labels, lower, own, unsure)
-    result = KMeansResult(centroids, labels, inertia, len(history), converged, tuple(history))
-    return result, lower
+        return result, out.lower
+    from ._torch.kmeans import lloyd
+
+    centroids, labels, inertia, n_iter, converged, history, lower = lloyd(
+        points, weights, init, max_iter=max_iter, tol=tol, warm=warm
+    )
+    return KMeansResult(centroids, labels, inertia, n_iter, converged, history), lower
+
+
+def inherit_bounds(
+    parent: tuple[ArrayT, ArrayT, ArrayT, ArrayT], cell: ArrayT, n_cells: int, cell_points: ArrayT
+) -> tuple[ArrayT, ArrayT]:
+    """Labels and lower bounds of a finer level of cells from the coarser one.
+
+    A finer cell inherits its parent's label; its mean lies ``moved`` away from the parent's,
+    so (triangle inequality) its distance to any other centroid is at least the parent's lower
+    bound minus ``moved``.
+
+    Args:
+        parent: ``(color -> parent cell, parent points, parent labels, parent lower bounds)``.
+        cell: ``(M,)`` color -> cell of the finer level (cells nest inside the parent's).
+        n_cells: number of finer cells.
+        cell_points: ``(n_cells, C)`` finer points.
+
+    Returns:
+        ``(labels, lower)`` of the finer points, a warm start for :func:`weighted_kmeans`.
+    """
+    parent_cell, parent_points, parent_labels, parent_lower = parent
+    if isinstance(cell, np.ndarray):
+        parent_of = np.empty(n_cells, dtype=np.int64)
+        parent_of[cell] = parent_cell
+        moved = np.sqrt(np.square(cell_points - parent_points[parent_of]).sum(1))
+        return parent_labels[parent_of], parent_lower[parent_of] - moved
+    import torch
+
+    parent_of = torch.empty(n_cells, dtype=torch.int64, device=cell.device)
+    parent_of[cell] = parent_cell
+    moved = (cell_points - parent_points[parent_of]).pow(2).sum(1).sqrt()
+    return parent_labels[parent_of], parent_lower[parent_of].to(moved.dtype) - moved
 
 
 def fit_adam(
-    points: torch.Tensor,
-    weights: torch.Tensor,
-    init: torch.Tensor,
+    points: ArrayT,
+    weights: ArrayT,
+    init: ArrayT,
     *,
     max_iter: int = 300,
     tol: float = 1e-5,
     lr: float | None = None,
-) -> KMeansResult:
-    """Fit centroids by Adam on ``J``: the palette as a learnable tensor.
+) -> KMeansResult[ArrayT]:
+    """Fit centroids by Adam on ``J``: the palette as a learnable tensor (imports torch).
 
     Every step assigns each point to its nearest centroid (a hard, non-differentiable choice) and
     lets the gradient of ``J`` flow straight through that choice into the chosen centroids. Stops
@@ -292,7 +185,7 @@ def fit_adam(
     the best centroids seen. Empty clusters are refilled every step, as in Lloyd.
 
     Args:
-        points: ``(N, C)`` float.
+        points: ``(N, C)`` float array or tensor (NumPy input runs on CPU tensors).
         weights: ``(N,)`` positive float.
         init: ``(K, C)`` starting centroids; not modified.
         max_iter: at most this many optimiser steps.
@@ -300,40 +193,24 @@ def fit_adam(
         lr: Adam learning rate; default 1% of the points' spread (scale-free across spaces).
 
     Returns:
-        A :class:`KMeansResult` whose ``history`` is ``J`` at every step.
+        A :class:`KMeansResult` of the input's kind whose ``history`` is ``J`` at every step.
     """
     _check(points, weights, init)
-    k = init.shape[0]
-    w = weights.to(points.dtype)
-    total = w.sum()
-    if lr is None:
-        lr = 0.01 * float(points.std(dim=0).mean().clamp_min(1e-12))
-    centroids = init.detach().to(points.dtype).clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([centroids], lr=lr)
-    history: list[float] = []
-    best = centroids.detach().clone()
-    best_j = float("inf")
-    best_labels = torch.zeros(points.shape[0], dtype=torch.int64, device=points.device)
-    converged = False
-    window = 20
-    with torch.enable_grad():
-        for _ in range(max_iter):
-            labels, d2 = nearest(points, centroids)
-            loss = (w * d2).sum() / total
-            objective = float(loss.detach())
-            history.append(objective)
-            if objective < best_j:
-                best_j, best, best_labels = objective, centroids.detach().clone(), labels
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            with torch.no_grad():
-                cluster_weight = torch.zeros(k, dtype=w.dtype, device=w.device)
-                cluster_weight.index_add_(0, labels, w)
-                _refill_empty(centroids, cluster_weight, points, w * d2.detach())
-            if len(history) > window:
-                before = min(history[:-window])
-                if before - best_j <= tol * before:
-                    converged = True
-                    break
-    return KMeansResult(best, best_labels, best_j, len(history), converged, tuple(history))
+    import torch
+
+    from ._torch.kmeans import fit_adam as torch_adam
+
+    if isinstance(points, np.ndarray):
+        out = torch_adam(
+            torch.from_numpy(np.array(points)),
+            torch.from_numpy(np.array(weights, dtype=points.dtype)),
+            torch.from_numpy(np.array(init, dtype=points.dtype)),
+            max_iter=max_iter,
+            tol=tol,
+            lr=lr,
+        )
+        return KMeansResult(to_numpy(out[0]), to_numpy(out[1]), *out[2:6])
+    best, labels, inertia, n_iter, converged, history, _ = torch_adam(
+        points, weights, init, max_iter=max_iter, tol=tol, lr=lr
+    )
+    return KMeansResult(best, labels, inertia, n_iter, converged, history)

@@ -16,11 +16,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
+from ._array import Array, to_numpy
 from ._checks import (
     InputError,
     as_rgb8,
@@ -31,11 +31,14 @@ from ._checks import (
 )
 from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace, encode_colors
 from .color import decode_colors as _decode
-from .histogram import ColorHistogram, bin_colors, color_histogram, merge_histograms
+from .histogram import ColorHistogram, bin_colors, cell_means, color_histogram, merge_histograms
 from .init import INITS, InitMethod, initial_centroids
-from .kmeans import KMeansResult, _weighted_kmeans, fit_adam
+from .kmeans import KMeansResult, _weighted_kmeans, fit_adam, inherit_bounds
 from .metrics import mean_delta_e, mse, psnr_from_mse
 from .nearest import nearest
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "DEFAULT_SPEED",
@@ -159,7 +162,9 @@ class QuantizeResult:
         return out
 
     def to_tensor(self) -> torch.Tensor:
-        """The quantized image as a ``(3, H, W)`` float32 tensor in [0, 1]."""
+        """The quantized image as a ``(3, H, W)`` float32 tensor in [0, 1] (imports torch)."""
+        import torch
+
         return torch.from_numpy(self.to_numpy()).permute(2, 0, 1).float().div_(255.0)
 
     def to_pil(self) -> Any:
@@ -185,54 +190,44 @@ class QuantizeResult:
 
 @dataclass(frozen=True)
 class _Fit:
-    palette: torch.Tensor  # (K, 3) uint8
+    palette: Any  # (K, 3) uint8: NumPy on the CPU, a tensor on other devices
     history: tuple[float, ...] = ()
     n_iter: int = 0
     converged: bool = True
     method: str = "palette"
 
 
-def _cell_means(
-    points: torch.Tensor, weights: torch.Tensor, cell: torch.Tensor, n_cells: int
-) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Weighted mean and weight of every cell, and the weighted scatter inside the cells."""
-    cell_weight = torch.zeros(n_cells, dtype=points.dtype, device=points.device)
-    cell_weight.index_add_(0, cell, weights)
-    cell_sum = torch.zeros(n_cells, points.shape[1], dtype=points.dtype, device=points.device)
-    cell_sum.index_add_(0, cell, points * weights[:, None])
-    means = cell_sum / cell_weight[:, None]
-    scatter = float((weights * (points - means[cell]).pow(2).sum(1)).sum() / weights.sum())
-    return means, cell_weight, scatter
-
-
-def _inherit(
-    parent: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-    cell: torch.Tensor,
-    n_cells: int,
-    cell_points: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Labels and lower bounds of a finer level from the coarser one (triangle inequality).
-
-    Args:
-        parent: ``(color -> parent cell, parent points, parent labels, parent lower bounds)``.
-        cell: ``(M,)`` color -> cell of the finer level (cells nest inside the parent's).
-        n_cells: number of finer cells.
-        cell_points: ``(n_cells, C)`` finer points.
-    """
-    parent_cell, parent_points, parent_labels, parent_lower = parent
-    parent_of = torch.empty(n_cells, dtype=torch.int64, device=cell.device)
-    parent_of[cell] = parent_cell
-    moved = (cell_points - parent_points[parent_of]).pow(2).sum(1).sqrt()
-    return parent_labels[parent_of], parent_lower[parent_of].to(moved.dtype) - moved
-
-
-def _histogram_of(image: Any, device: torch.device) -> tuple[ColorHistogram, tuple[int, int]]:
+def _histogram_of(image: Any, device: str) -> tuple[ColorHistogram, tuple[int, int]]:
     rgb8 = as_rgb8(image)
     height, width = rgb8.shape[:2]
     flat = rgb8.reshape(-1, 3)
+    if device == "cpu":
+        return color_histogram(flat), (height, width)
+    import torch
+
     # torch wants writable memory; Pillow's arrays are read-only views.
     pixels = torch.from_numpy(flat if flat.flags.writeable else flat.copy()).to(device)
     return color_histogram(pixels), (height, width)
+
+
+def _on_device(array: np.ndarray, device: str) -> Array:
+    if device == "cpu":
+        return array
+    import torch
+
+    return torch.from_numpy(array).to(device)
+
+
+def _as_dtype(x: Any, like: Any) -> Any:
+    return x.astype(like.dtype) if isinstance(x, np.ndarray) else x.to(like.dtype)
+
+
+def _arange(n: int, like: Array) -> Array:
+    if isinstance(like, np.ndarray):
+        return np.arange(n)
+    import torch
+
+    return torch.arange(n, device=like.device)
 
 
 class Quantizer:
@@ -273,7 +268,7 @@ class Quantizer:
         max_iter: int | None = None,
         tol: float | None = None,
         seed: int = 0,
-        device: str | torch.device = "auto",
+        device: str = "auto",
     ) -> None:
         self.n_colors = check_int_range("n_colors", n_colors, 1, MAX_COLORS)
         self.color_space: ColorSpace = check_choice("color_space", color_space, COLOR_SPACES)
@@ -295,7 +290,7 @@ class Quantizer:
         palette: np.ndarray | torch.Tensor | Sequence[Sequence[int]],
         *,
         color_space: ColorSpace = DEFAULT_COLOR_SPACE,
-        device: str | torch.device = "auto",
+        device: str = "auto",
     ) -> Quantizer:
         """A quantizer that maps to the given colors instead of fitting.
 
@@ -304,13 +299,13 @@ class Quantizer:
             color_space: where nearest colors are measured.
             device: as for the constructor.
         """
-        arr = np.asarray(palette.cpu() if isinstance(palette, torch.Tensor) else palette)
+        arr = to_numpy(palette)
         if arr.ndim != 2 or arr.shape[1] != 3 or not 1 <= arr.shape[0] <= MAX_COLORS:
             raise InputError(f"palette must be (K, 3) with 1 <= K <= {MAX_COLORS}, got {arr.shape}")
         if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 255:
             raise InputError("palette colors must be integers in 0..255")
         q = cls(n_colors=arr.shape[0], color_space=color_space, device=device)
-        q._fit = _Fit(torch.from_numpy(arr.astype(np.uint8)).to(q.device))
+        q._fit = _Fit(_on_device(arr.astype(np.uint8), q.device))
         return q
 
     def fit(self, images: Any) -> Quantizer:
@@ -339,7 +334,7 @@ class Quantizer:
     @property
     def palette(self) -> np.ndarray:
         """``(K, 3)`` uint8 fitted palette (unused and duplicate colors included)."""
-        return self._fitted().palette.cpu().numpy()
+        return to_numpy(self._fitted().palette)
 
     @property
     def history(self) -> tuple[float, ...]:
@@ -353,22 +348,19 @@ class Quantizer:
             raise RuntimeError("this Quantizer has no palette yet: call fit() or from_palette()")
         return self._fit
 
-    def _generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed)
-
     def _fit_histogram(self, hist: ColorHistogram) -> None:
         k = self.n_colors
         if len(hist) <= k:
             # At most K distinct colors: the palette is the colors themselves, lossless.
-            self._fit = _Fit(hist.colors.clone(), (0.0,), 0, True, self.method)
+            self._fit = _Fit(hist.colors[:], (0.0,), 0, True, self.method)
             return
         s = self.settings
         points = encode_colors(hist.colors, self.color_space)
-        weights = hist.counts.to(points.dtype)
-        generator = self._generator()
+        weights = _as_dtype(hist.counts, points)
+        generator = np.random.default_rng(self.seed)
         if self.method == "adam":
             # Adam from the seeds alone, no Lloyd step anywhere: the two fits compare cleanly.
-            start = initial_centroids(self.init, points, weights, k, generator=generator)
+            start = initial_centroids(self.init, points, weights, k, seed=generator)
             steps = self.max_iter if self.max_iter is not None else ADAM_STEPS
             adam = fit_adam(points, weights, start, max_iter=steps, tol=self.tol or 1e-5)
             palette = _decode(adam.centroids, self.color_space)
@@ -379,8 +371,8 @@ class Quantizer:
         # Coarse-to-fine: Lloyd on the means of ever finer RGB cells, each level starting from
         # the centroids, labels and bounds of the one before; a level with too few cells for K
         # (or hardly fewer than the exact histogram) is skipped.
-        parent: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        run: KMeansResult | None = None
+        parent: tuple[Any, Any, Any, Any] | None = None
+        run: KMeansResult[Any] | None = None
         for bits in s.levels:
             cell, n_cells = bin_colors(hist.colors, bits)
             if n_cells * 2 > len(hist):
@@ -389,7 +381,7 @@ class Quantizer:
                 continue  # too few cells to place K centroids in
             if run is None and n_cells < s.seed_ratio * k and bits != s.levels[-1]:
                 continue  # seed on a finer level, unless this is the last coarse one
-            cell_points, cell_weight, scatter = _cell_means(points, weights, cell, n_cells)
+            cell_points, cell_weight, scatter = cell_means(points, weights, cell, n_cells)
             if parent is None or run is None:
                 run, lower = self._best_seeded_run(cell_points, cell_weight, generator)
             else:
@@ -399,7 +391,7 @@ class Quantizer:
                     run.centroids,
                     max_iter=s.coarse_iter,
                     tol=s.coarse_tol,
-                    warm=_inherit(parent, cell, n_cells, cell_points),
+                    warm=inherit_bounds(parent, cell, n_cells, cell_points),
                 )
             parent = (cell, cell_points, run.labels, lower)
             # A cell's colors share one label at this level, so the objective on the exact
@@ -414,8 +406,8 @@ class Quantizer:
             history.extend(run.history)
             n_iter += run.n_iter
             parent = None
-        everything = torch.arange(len(hist), device=points.device)
-        warm = None if parent is None else _inherit(parent, everything, len(hist), points)
+        everything = _arange(len(hist), points)
+        warm = None if parent is None else inherit_bounds(parent, everything, len(hist), points)
         result, _ = _weighted_kmeans(
             points, weights, run.centroids, max_iter=max_iter, tol=tol, warm=warm
         )
@@ -426,14 +418,14 @@ class Quantizer:
         log.debug("fit: %d distinct colors, %d iterations, J=%.6g", len(hist), n_iter, history[-1])
 
     def _best_seeded_run(
-        self, points: torch.Tensor, weights: torch.Tensor, generator: torch.Generator
-    ) -> tuple[KMeansResult, torch.Tensor]:
+        self, points: Any, weights: Any, generator: np.random.Generator
+    ) -> tuple[KMeansResult[Any], Any]:
         """Seed several times (``n_init`` at K <= 64, fewer above), keep the lowest objective."""
         s = self.settings
         n_init = max(1, min(s.n_init, s.n_init * 64 // self.n_colors))
-        best: tuple[KMeansResult, torch.Tensor] | None = None
+        best: tuple[KMeansResult[Any], Any] | None = None
         for _ in range(n_init):
-            seed = initial_centroids(self.init, points, weights, self.n_colors, generator=generator)
+            seed = initial_centroids(self.init, points, weights, self.n_colors, seed=generator)
             run = _weighted_kmeans(points, weights, seed, max_iter=s.coarse_iter, tol=s.coarse_tol)
             if best is None or run[0].inertia < best[0].inertia:
                 best = run
@@ -447,32 +439,29 @@ class Quantizer:
         assert hist.inverse is not None
         palette_points = encode_colors(fit.palette, self.color_space)
         points = encode_colors(hist.colors, self.color_space)
-        index, _ = nearest(points, palette_points, exact=True)
+        # The search runs where the histogram is; the small bookkeeping after it on the host.
+        index = to_numpy(nearest(points, palette_points)[0])
+        hist_counts = to_numpy(hist.counts)
         k = fit.palette.shape[0]
-        counts = torch.zeros(k, dtype=torch.int64, device=index.device)
-        counts.index_add_(0, index, hist.counts.to(index.device))
+        counts = np.bincount(index, weights=hist_counts, minlength=k).astype(np.int64)
         # Keep the used colors only, most used first (ties: lower palette index first).
-        order = torch.argsort(-counts, stable=True)
+        order = np.argsort(-counts, kind="stable")
         used = order[counts[order] > 0]
-        remap = torch.full((k,), -1, dtype=torch.int64, device=index.device)
-        remap[used] = torch.arange(used.numel(), device=index.device)
+        remap = np.full(k, -1, dtype=np.int64)
+        remap[used] = np.arange(used.size)
         color_index = remap[index]
-        palette = fit.palette[used.to(fit.palette.device)].cpu().numpy()
-        small = torch.uint8 if used.numel() <= 256 else torch.int32
+        palette = to_numpy(fit.palette)[used]
+        small = np.uint8 if used.size <= 256 else np.uint16
         # Gather in the small dtype: one byte a pixel, not eight, for a 24 MP image.
-        pixel_index = color_index.to(small).to(hist.inverse.device)[hist.inverse]
-        indices = pixel_index.cpu().numpy().reshape(shape)
-        if indices.dtype != np.uint8:
-            indices = indices.astype(np.uint16)
+        indices = color_index.astype(small)[to_numpy(hist.inverse)].reshape(shape)
         seconds = time.perf_counter() - start
-        colors = hist.colors.cpu().numpy()
-        mapped = palette[color_index.cpu().numpy()]
-        weights = hist.counts.cpu().numpy()
-        error = mse(colors, mapped, weights=weights)
+        colors = to_numpy(hist.colors)
+        mapped = palette[color_index]
+        error = mse(colors, mapped, weights=hist_counts)
         return QuantizeResult(
             palette=palette,
             indices=indices,
-            counts=counts[used].cpu().numpy(),
+            counts=counts[used],
             mse=error,
             psnr=psnr_from_mse(error),
             history=fit.history,
@@ -481,7 +470,7 @@ class Quantizer:
             color_space=self.color_space,
             method=fit.method,
             seconds=seconds,
-            _mapping=(colors, mapped, weights),
+            _mapping=(colors, mapped, hist_counts),
         )
 
 
@@ -496,7 +485,7 @@ def quantize(
     max_iter: int | None = None,
     tol: float | None = None,
     seed: int = 0,
-    device: str | torch.device = "auto",
+    device: str = "auto",
     palette: np.ndarray | torch.Tensor | None = None,
 ) -> QuantizeResult:
     """Reduce an image to at most ``n_colors`` colors.
@@ -523,6 +512,7 @@ def quantize(
         ((8, 3), (32, 32), True)
     """
     start = time.perf_counter()
+    device = resolve_device(device, like=image)
     if palette is not None:
         q = Quantizer.from_palette(palette, color_space=color_space, device=device)
     else:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ._checks import InputError, as_rgb8, check_choice, check_int_range
 from .color import COLOR_SPACES, ColorSpace, encode_colors, rgb_to_lab
@@ -127,9 +126,9 @@ def delta_e_map(original_rgb8: np.ndarray, quantized_rgb8: np.ndarray) -> np.nda
     channels = ((pairs[:, None] >> shifts) & 255).astype(np.float64) / 255.0  # (P, 6)
     per_pair = np.empty(pairs.shape[0], dtype=np.float32)
     for start in range(0, pairs.shape[0], _CHUNK):
-        chunk = torch.from_numpy(channels[start : start + _CHUNK])
+        chunk = channels[start : start + _CHUNK]
         lab_a, lab_b = rgb_to_lab(chunk[:, :3]), rgb_to_lab(chunk[:, 3:])
-        per_pair[start : start + _CHUNK] = ciede2000(lab_a, lab_b).numpy()
+        per_pair[start : start + _CHUNK] = ciede2000(lab_a, lab_b)
     return per_pair[inverse.reshape(-1)].reshape(a.shape[:2])
 
 
@@ -311,8 +310,8 @@ def cloud_figure(
     if weights.shape != (colors.shape[0],) or (weights < 0).any():
         raise InputError(f"counts must be ({colors.shape[0]},) and >= 0, got shape {weights.shape}")
     shown = _sample(weights, max_points, seed)
-    points = encode_colors(torch.from_numpy(colors[shown]), space, torch.float64).numpy()
-    centers = encode_colors(torch.from_numpy(palette), space, torch.float64).numpy()
+    points = encode_colors(colors[shown], space)
+    centers = encode_colors(palette, space)
     # Lightness on the vertical axis for the Lab spaces: (a, b, L).
     order = [0, 1, 2] if space == "rgb" else [1, 2, 0]
     points, centers = points[:, order], centers[:, order]

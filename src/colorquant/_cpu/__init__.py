@@ -1,0 +1,401 @@
+"""The compiled CPU core: histogram, k-means++, Lloyd and nearest-color search in C + OpenMP.
+
+Every kernel works in float64 with direct distances (the sum over channels ``0..C-1`` of
+``(x - c)^2``), so each nearest-centroid decision equals a float64 brute force, the lowest
+index winning ties. Partial sums are taken over fixed blocks of points and added in block
+order, so results do not depend on the number of threads either.
+
+This module validates every input and allocates every output with NumPy; the C side
+(``_kernels``, built from ``kernels.c``) only checks byte sizes. It imports NumPy alone (no
+torch), so the command-line path can use it cheaply.
+
+Point arrays are ``(N, C)`` float64 with ``1 <= C <= 8``; non-contiguous arrays are copied.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _kernels
+
+__all__ = [
+    "HISTOGRAM_DENSE_FROM",
+    "LloydOutput",
+    "get_num_threads",
+    "histogram",
+    "kmeans_plusplus",
+    "lloyd",
+    "nearest",
+    "set_num_threads",
+]
+
+MAX_CHANNELS = 8
+
+HISTOGRAM_DENSE_FROM = 1_500_000
+"""Pixels from which :func:`histogram` counts into a dense 2^24 table instead of sorting.
+
+Below it an LSD radix sort of the 24-bit keys (16 bytes of scratch a pixel) is faster than
+touching the 64 MiB table; above it the table is faster and needs less memory.
+"""
+
+_TABLE_BLOCKS = 256  # blocks of the 2^24 table counted separately (kernels.c: TABLE_BLOCKS)
+
+
+def _default_threads() -> int:
+    for name in ("COLORQUANT_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").split(",")[0].strip()
+        if value.isdigit() and int(value) >= 1:
+            return int(value)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_threads = _default_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads every kernel of this module uses.
+
+    Args:
+        n: threads, ``>= 1``. Results are identical for any number of threads.
+
+    Raises:
+        ValueError: ``n`` is not an integer >= 1.
+    """
+    global _threads
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    _threads = int(n)
+
+
+def get_num_threads() -> int:
+    """Threads the kernels use: set by :func:`set_num_threads`, else from the environment.
+
+    The default is ``COLORQUANT_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the number of CPUs
+    this process may run on.
+    """
+    return _threads
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def _describe(a: Any) -> str:
+    if isinstance(a, np.ndarray):
+        return f"{a.dtype} array of shape {a.shape}"
+    return type(a).__name__
+
+
+def _points(name: str, a: Any, channels: int | None = None) -> np.ndarray:
+    """``a`` as a C-contiguous ``(N, C)`` float64 array of finite values, ``N >= 1``."""
+    want_c = "C" if channels is None else str(channels)
+    expected = f"a finite float64 array of shape (N, {want_c}) with N >= 1 and 1 <= C <= 8"
+    if (
+        not isinstance(a, np.ndarray)
+        or a.dtype != np.float64
+        or a.ndim != 2
+        or a.shape[0] < 1
+        or not 1 <= a.shape[1] <= MAX_CHANNELS
+        or (channels is not None and a.shape[1] != channels)
+    ):
+        raise ValueError(f"{name} must be {expected}, got {_describe(a)}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} must be {expected}, got NaN or infinite values")
+    return np.ascontiguousarray(a)
+
+
+def _weights(a: Any, n: int) -> np.ndarray:
+    """``a`` as a C-contiguous ``(n,)`` float64 array of finite positive values."""
+    expected = f"a float64 array of shape ({n},) of finite values > 0"
+    if not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.shape != (n,):
+        raise ValueError(f"weights must be {expected}, got {_describe(a)}")
+    if not (np.isfinite(a) & (a > 0)).all():
+        raise ValueError(f"weights must be {expected}, got values in [{a.min()}, {a.max()}]")
+    return np.ascontiguousarray(a)
+
+
+def _integer(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels
+
+
+def histogram(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact color histogram of ``pixels`` with each pixel's row in it.
+
+    Below :data:`HISTOGRAM_DENSE_FROM` pixels the 24-bit keys ``r << 16 | g << 8 | b`` are radix
+    sorted (two passes of 12 bits, carrying pixel ids); from it they are counted into a dense
+    2^24 table. Both give the same result.
+
+    Args:
+        pixels: ``(N, 3)`` uint8 RGB, ``1 <= N < 2^31``.
+
+    Returns:
+        ``(colors, counts, inverse)``: ``(M, 3)`` uint8 distinct colors ascending by key,
+        ``(M,)`` int64 pixels of each color, and ``(N,)`` int32 row of every pixel in
+        ``colors`` (so ``colors[inverse]`` equals ``pixels``).
+
+    Raises:
+        ValueError: ``pixels`` is not a non-empty ``(N, 3)`` uint8 array.
+    """
+    if (
+        not isinstance(pixels, np.ndarray)
+        or pixels.dtype != np.uint8
+        or pixels.ndim != 2
+        or pixels.shape[1] != 3
+        or not 1 <= pixels.shape[0] < 2**31
+    ):
+        raise ValueError(
+            "pixels must be a uint8 array of shape (N, 3) with 1 <= N < 2^31, "
+            f"got {_describe(pixels)}"
+        )
+    px = np.ascontiguousarray(pixels)
+    n = px.shape[0]
+    nt = _threads
+    if n < HISTOGRAM_DENSE_FROM:
+        keys, ids = np.empty(n, np.uint32), np.empty(n, np.uint32)
+        m = _kernels.hist_sort(px, keys, ids, np.empty(n, np.uint32), np.empty(n, np.uint32), nt)
+        colors = np.empty((m, 3), np.uint8)
+        counts = np.empty(m, np.int64)
+        inverse = np.empty(n, np.int32)
+        _kernels.hist_sort_finish(keys, ids, colors, counts, inverse, nt)
+        return colors, counts, inverse
+    table = np.zeros(1 << 24, np.uint32)
+    inverse = np.empty(n, np.int32)
+    blocks = np.empty(_TABLE_BLOCKS, np.int64)
+    m = _kernels.hist_dense_count(px, table, inverse, blocks, nt)
+    colors = np.empty((m, 3), np.uint8)
+    counts = np.empty(m, np.int64)
+    _kernels.hist_dense_finish(table, inverse, blocks, colors, counts, nt)
+    return colors, counts, inverse
+
+
+def kmeans_plusplus(
+    points: np.ndarray, weights: np.ndarray, k: int, u_first: float, u: np.ndarray
+) -> np.ndarray:
+    """Greedy weighted k-means++ from given uniform draws: the rows it picks as centroids.
+
+    The algorithm of ``colorquant.init._kmeanspp_numpy``: the first row is drawn with
+    probability proportional to its weight; each next one is the best of ``trials`` candidates
+    drawn with probability proportional to ``weight * D(x)^2`` (``D``: distance to the nearest
+    chosen row), the one leaving the smallest potential ``sum(weight * min(D^2, d^2))`` (first
+    on ties). Draws use ``searchsorted(cumsum, u * total, side="right")``, clamped to ``N - 1``;
+    the cumulative sums are sequential float64, as NumPy's.
+
+    Args:
+        points: ``(N, C)`` float64.
+        weights: ``(N,)`` float64, all > 0.
+        k: rows to choose, ``1 <= k <= N``.
+        u_first: uniform draw in ``[0, 1]`` for the first row.
+        u: ``(k - 1, trials)`` float64 uniform draws in ``[0, 1]``, ``trials >= 1``.
+
+    Returns:
+        ``(k,)`` int64 row indices into ``points``.
+
+    Raises:
+        ValueError: a shape, dtype or value is out of range (the message names the argument).
+    """
+    x = _points("points", points)
+    n, c = x.shape
+    w = _weights(weights, n)
+    k = _integer("k", k, 1)
+    if k > n:
+        raise ValueError(f"k must be in 1..{n} (the number of points), got {k}")
+    if isinstance(u_first, bool) or not isinstance(u_first, (float, int, np.floating)):
+        raise ValueError(f"u_first must be a float in [0, 1], got {u_first!r}")
+    if not 0.0 <= float(u_first) <= 1.0:
+        raise ValueError(f"u_first must be a float in [0, 1], got {u_first!r}")
+    if (
+        not isinstance(u, np.ndarray)
+        or u.dtype != np.float64
+        or u.ndim != 2
+        or u.shape[0] != k - 1
+        or (k > 1 and u.shape[1] < 1)
+    ):
+        raise ValueError(
+            f"u must be a float64 array of shape ({k - 1}, trials) with trials >= 1, "
+            f"got {_describe(u)}"
+        )
+    if u.size and not ((u >= 0.0) & (u <= 1.0)).all():
+        raise ValueError("u must hold uniform draws in [0, 1], got values outside")
+    draws = np.ascontiguousarray(u)
+    chosen = np.empty(k, np.int64)
+    _kernels.kmeanspp(x, w, n, c, k, draws.shape[1], float(u_first), draws, chosen, _threads)
+    return chosen
+
+
+@dataclass(frozen=True)
+class LloydOutput:
+    """Result of :func:`lloyd`.
+
+    Attributes:
+        centroids: ``(K, C)`` float64, the means of the last assignment (an empty cluster's
+            centroid is refilled with a worst-fitting point).
+        labels: ``(N,)`` int32, the last assignment: each point's nearest centroid of the
+            centroids before the last update (lowest index on ties).
+        lower: ``(N,)`` float64, a lower bound on each point's distance to every returned
+            centroid other than its label (``inf`` for K = 1); with ``labels``, a warm start
+            for another :func:`lloyd` from ``centroids``.
+        inertia: objective ``J`` of ``labels`` with ``centroids`` (weighted mean squared
+            distance), from the parallel-axis theorem.
+        history: ``J`` before each update, one entry per assignment step.
+        converged: stopped by ``tol`` or by a fixed point (no label changed), or K = 1.
+    """
+
+    centroids: np.ndarray
+    labels: np.ndarray
+    lower: np.ndarray
+    inertia: float
+    history: list[float]
+    converged: bool
+
+
+def lloyd(
+    points: np.ndarray,
+    weights: np.ndarray,
+    init: np.ndarray,
+    *,
+    max_iter: int,
+    tol: float,
+    labels: np.ndarray | None = None,
+    lower: np.ndarray | None = None,
+) -> LloydOutput:
+    """Weighted Lloyd iterations with exact float64 assignments, pruned by Hamerly's bounds.
+
+    Each step: ``J = sum(w * own) / sum(w)`` is recorded (``own``: squared distance of each
+    point to its centroid), centroids become the weighted means of their points (an empty
+    cluster takes the point of largest ``w * own``, ties to the lowest index, a distinct point
+    for each empty cluster), then every point gets its exact nearest centroid, lowest index on
+    ties: each step's labels equal a plain float64 brute-force Lloyd's from the same ``init``.
+    Stops when no label changed, when ``J_prev - J <= tol * J_prev``, or after ``max_iter``
+    steps; the returned centroids are the means of the last assignment.
+
+    A point is searched again only when its distance to its centroid is not below
+    ``max(lower bound, half the gap to the centroid's nearest other centroid)``; the search
+    walks the centroid's nearest other centroids in order and stops by the triangle inequality.
+
+    Args:
+        points: ``(N, C)`` float64.
+        weights: ``(N,)`` float64, all > 0.
+        init: ``(K, C)`` float64 starting centroids, ``K >= 1``; not modified.
+        max_iter: assignment steps at most (``>= 0``; 0 returns ``init`` and the first labels).
+        tol: relative decrease of ``J`` under which the fit has converged, ``>= 0``.
+        labels: optional warm start, ``(N,)`` integer labels in ``0..K-1``, given with ``lower``:
+            a label is kept where its distance is below ``lower`` (or half the gap).
+        lower: ``(N,)`` float, a lower bound on each point's distance to every centroid of
+            ``init`` other than its label.
+
+    Returns:
+        A :class:`LloydOutput`.
+
+    Raises:
+        ValueError: a shape, dtype or value is out of range (the message names the argument).
+    """
+    x = _points("points", points)
+    n, c = x.shape
+    w = _weights(weights, n)
+    if (
+        not isinstance(init, np.ndarray)
+        or init.dtype != np.float64
+        or init.ndim != 2
+        or init.shape[0] < 1
+        or init.shape[1] != c
+    ):
+        raise ValueError(
+            f"init must be a float64 array of shape (K, {c}) with K >= 1, got {_describe(init)}"
+        )
+    if not np.isfinite(init).all():
+        raise ValueError("init must be finite, got NaN or infinite values")
+    k = init.shape[0]
+    max_iter = _integer("max_iter", max_iter, 0)
+    if isinstance(tol, bool) or not isinstance(tol, (float, int, np.floating, np.integer)):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    if not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    if (labels is None) != (lower is None):
+        raise ValueError("labels and lower must be given together (a warm start), or neither")
+    warm = labels is not None and lower is not None
+    if labels is not None and lower is not None:
+        if (
+            not isinstance(labels, np.ndarray)
+            or labels.shape != (n,)
+            or not np.issubdtype(labels.dtype, np.integer)
+        ):
+            raise ValueError(
+                f"labels must be an integer array of shape ({n},), got {_describe(labels)}"
+            )
+        if labels.min() < 0 or labels.max() >= k:
+            raise ValueError(
+                f"labels must lie in 0..{k - 1}, got values in [{labels.min()}, {labels.max()}]"
+            )
+        if (
+            not isinstance(lower, np.ndarray)
+            or lower.shape != (n,)
+            or not np.issubdtype(lower.dtype, np.floating)
+        ):
+            raise ValueError(f"lower must be a float array of shape ({n},), got {_describe(lower)}")
+        if np.isnan(lower).any():
+            raise ValueError("lower must not hold NaN")
+        out_labels = labels.astype(np.int32, copy=True)
+        out_lower = lower.astype(np.float64, copy=True)
+    else:
+        out_labels = np.empty(n, np.int32)
+        out_lower = np.empty(n, np.float64)
+    centroids = np.array(init, dtype=np.float64, order="C", copy=True)
+    history = np.empty(max_iter, np.float64)
+    iters, inertia, converged = _kernels.lloyd(
+        x,
+        w,
+        n,
+        c,
+        k,
+        centroids,
+        out_labels,
+        out_lower,
+        int(warm),
+        max_iter,
+        float(tol),
+        history,
+        _threads,
+    )
+    return LloydOutput(
+        centroids, out_labels, out_lower, inertia, history[:iters].tolist(), converged
+    )
+
+
+def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact nearest palette row of every point, and the squared distance to it.
+
+    Equal to the float64 brute force ``argmin(((x[:, None] - c[None]) ** 2).sum(-1), axis=1)``
+    (lowest index on ties). Each point starts from the previous point's answer (points sorted
+    by color are alike) and searches the palette's nearest-neighbour lists (K <= 1024), else a
+    sweep over the palette sorted by one channel.
+
+    Args:
+        points: ``(N, C)`` float64.
+        palette: ``(K, C)`` float64, ``K >= 1``.
+
+    Returns:
+        ``(index, dist2)``: ``(N,)`` int32 and ``(N,)`` float64.
+
+    Raises:
+        ValueError: a shape or dtype is wrong or a value is not finite.
+    """
+    x = _points("points", points)
+    n, c = x.shape
+    pal = _points("palette", palette, channels=c)
+    index = np.empty(n, np.int32)
+    dist2 = np.empty(n, np.float64)
+    _kernels.nearest(x, pal, n, c, pal.shape[0], index, dist2, _threads)
+    return index, dist2

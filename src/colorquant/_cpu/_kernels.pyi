@@ -1,0 +1,72 @@
+"""Types of the compiled module (kernels.c). Use the checked wrappers in ``colorquant._cpu``."""
+
+import numpy as np
+
+Array = np.ndarray
+
+def hist_sort(
+    pixels: Array, keys: Array, ids: Array, keys_tmp: Array, ids_tmp: Array, nthreads: int, /
+) -> int: ...
+def hist_sort_finish(
+    keys: Array,
+    ids: Array,
+    colors: Array,
+    counts: Array,
+    inverse: Array,
+    nthreads: int,
+    /,
+) -> None: ...
+def hist_dense_count(
+    pixels: Array, table: Array, keys: Array, blocks: Array, nthreads: int, /
+) -> int: ...
+def hist_dense_finish(
+    table: Array,
+    keys: Array,
+    blocks: Array,
+    colors: Array,
+    counts: Array,
+    nthreads: int,
+    /,
+) -> None: ...
+def kmeanspp(
+    points: Array,
+    weights: Array,
+    n: int,
+    c: int,
+    k: int,
+    trials: int,
+    u_first: float,
+    u: Array,
+    chosen: Array,
+    nthreads: int,
+    /,
+) -> None: ...
+def nearest(
+    points: Array,
+    palette: Array,
+    n: int,
+    c: int,
+    k: int,
+    index: Array,
+    dist2: Array,
+    nthreads: int,
+    /,
+) -> None: ...
+def lloyd(
+    points: Array,
+    weights: Array,
+    n: int,
+    c: int,
+    k: int,
+    centroids: Array,
+    labels: Array,
+    lower: Array,
+    warm: int,
+    max_iter: int,
+    tol: float,
+    history: Array,
+    nthreads: int,
+    /,
+) -> tuple[int, float, bool]: ...
+def set_parallel_min(value: int, /) -> int: ...
+def openmp() -> bool: ...

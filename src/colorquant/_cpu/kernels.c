@@ -1,0 +1,1860 @@
+/*
+ * colorquant._cpu._kernels: the compiled CPU core of colorquant (C99 + OpenMP).
+ *
+ * Every array comes in through the buffer protocol; the Python wrappers in __init__.py validate
+ * dtypes and shapes and allocate every output, this file only checks byte sizes. All distances
+ * are float64 and computed directly, sum over channels 0..C-1 of (x - c)^2, so every nearest
+ * decision equals a float64 brute force (lowest index on ties). Build with -ffp-contract=off so
+ * that no multiply-add is fused (that would change the rounding of those sums).
+ *
+ * Determinism: partial sums are taken over fixed blocks of points (BLOCK, or a size that only
+ * depends on N, K and C) and merged in block order, so results do not depend on the number of
+ * threads. Parallel regions carry an if() clause: small inputs run on the calling thread.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#define THREAD_ID() omp_get_thread_num()
+#define TEAM_SIZE() omp_get_num_threads()
+#else
+#define THREAD_ID() 0
+#define TEAM_SIZE() 1
+#endif
+
+#define MAX_DIMS 8
+/* Points per block of the fixed-order partial sums. */
+#define BLOCK 4096
+/* At most this many doubles of per-block cluster accumulators in Lloyd (8 MB). */
+#define MAX_ACC_DOUBLES (1 << 20)
+/* Neighbours kept per centroid, and the largest K for which the K x K gaps are computed. */
+#define NB_LIST 24
+#define NB_MAX_K 1024
+/* Relative rounding slack of distances (their float64 error is ~1e-15), and the absolute slack
+   of the drifting Hamerly lower bounds, relative to the diameter of the data. */
+#define REL_SLACK 1e-10
+#define ABS_SLACK 1e-9
+
+/* Work items under which a kernel stays on one thread (tests lower it to exercise threads). */
+static Py_ssize_t g_par_min = 16384;
+#ifdef CQ_PROFILE
+#include <stdio.h>
+#include <time.h>
+static long g_searches = 0, g_sweeps = 0;
+static double now_ms(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e3 + t.tv_nsec * 1e-6; }
+#endif
+
+#define PAR_IF(nt, work) ((nt) > 1 && (Py_ssize_t)(work) >= g_par_min)
+
+/* ------------------------------------------------------------------------------------------ */
+/* Shared helpers                                                                               */
+
+static int check_len(const Py_buffer *b, Py_ssize_t want, const char *name)
+{
+    if (b->len != want) {
+        PyErr_Format(PyExc_ValueError, "%s: expected a buffer of %zd bytes, got %zd", name, want,
+                     b->len);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_threads(int nt)
+{
+    if (nt < 1) {
+        PyErr_Format(PyExc_ValueError, "nthreads must be >= 1, got %d", nt);
+        return -1;
+    }
+    return 0;
+}
+
+/* Hot functions take the channel count as a parameter and are always inlined, so that each is
+   compiled once for C = 3 (the usual case, loops unrolled) and once for any C. */
+#define HOT static inline __attribute__((always_inline))
+
+/* Squared distance, channels summed in order 0..C-1 (as NumPy's .sum(-1) does for C < 8). */
+HOT double dist2(const double *x, const double *c, const int C)
+{
+    if (C == 3) {
+        double t0 = x[0] - c[0], t1 = x[1] - c[1], t2 = x[2] - c[2];
+        double s = t0 * t0;
+        s += t1 * t1;
+        s += t2 * t2;
+        return s;
+    }
+    double s = 0.0;
+    for (int ch = 0; ch < C; ch++) {
+        double t = x[ch] - c[ch];
+        s += t * t;
+    }
+    return s;
+}
+
+static inline Py_ssize_t min_ssize(Py_ssize_t a, Py_ssize_t b) { return a < b ? a : b; }
+/* fmin and fmax are library calls without -ffast-math (NaN rules); no NaN reaches these. */
+static inline double min_d(double a, double b) { return a < b ? a : b; }
+static inline double max_d(double a, double b) { return a > b ? a : b; }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Histogram                                                                                    */
+
+#define RADIX_BITS 12
+#define RADIX (1 << RADIX_BITS)
+#define RADIX_MASK (RADIX - 1)
+#define TABLE_SIZE (1 << 24)
+#define TABLE_BLOCKS 256
+#define TABLE_BLOCK (TABLE_SIZE / TABLE_BLOCKS)
+
+static inline uint32_t pixel_key(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 16) | ((uint32_t)p[1] << 8) | (uint32_t)p[2];
+}
+
+/* One stable counting-sort pass on RADIX_BITS bits of the keys. With kin == NULL the keys come
+   from the pixels and the ids are 0..n-1. cnt holds nt * RADIX counters. */
+static void radix_pass(const uint8_t *px, const uint32_t *kin, const uint32_t *iin,
+                       uint32_t *kout, uint32_t *iout, Py_ssize_t n, int shift, int nt,
+                       Py_ssize_t *cnt)
+{
+#pragma omp parallel num_threads(nt) if (PAR_IF(nt, n / 4))
+    {
+        int t = THREAD_ID(), team = TEAM_SIZE();
+        Py_ssize_t lo = n * t / team, hi = n * (t + 1) / team;
+        Py_ssize_t *c = cnt + (size_t)t * RADIX;
+        memset(c, 0, RADIX * sizeof *c);
+        if (kin) {
+            for (Py_ssize_t i = lo; i < hi; i++)
+                c[(kin[i] >> shift) & RADIX_MASK]++;
+        } else {
+            for (Py_ssize_t i = lo; i < hi; i++)
+                c[(pixel_key(px + 3 * i) >> shift) & RADIX_MASK]++;
+        }
+#pragma omp barrier
+#pragma omp single
+        {
+            Py_ssize_t run = 0;
+            for (int b = 0; b < RADIX; b++) {
+                for (int u = 0; u < team; u++) {
+                    Py_ssize_t v = cnt[(size_t)u * RADIX + b];
+                    cnt[(size_t)u * RADIX + b] = run;
+                    run += v;
+                }
+            }
+        }
+        if (kin) {
+            for (Py_ssize_t i = lo; i < hi; i++) {
+                uint32_t k = kin[i];
+                Py_ssize_t p = c[(k >> shift) & RADIX_MASK]++;
+                kout[p] = k;
+                iout[p] = iin[i];
+            }
+        } else {
+            for (Py_ssize_t i = lo; i < hi; i++) {
+                uint32_t k = pixel_key(px + 3 * i);
+                Py_ssize_t p = c[(k >> shift) & RADIX_MASK]++;
+                kout[p] = k;
+                iout[p] = (uint32_t)i;
+            }
+        }
+    }
+}
+
+/* hist_sort(pixels, keys, ids, keys_tmp, ids_tmp, nthreads) -> number of distinct colors.
+   Sorts the 24-bit keys of the pixels (LSD radix, two passes of 12 bits), carrying pixel ids;
+   the sorted keys and ids end in keys and ids. */
+static PyObject *py_hist_sort(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer px, ka, ia, kb, ib;
+    int nt;
+    if (!PyArg_ParseTuple(args, "y*w*w*w*w*i", &px, &ka, &ia, &kb, &ib, &nt))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = px.len / 3;
+    if (check_threads(nt) < 0)
+        goto done;
+    if (px.len % 3 != 0 || n < 1 || n > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "pixels: expected 3 * N bytes with 1 <= N < 2^31, got %zd",
+                     px.len);
+        goto done;
+    }
+    if (check_len(&ka, 4 * n, "keys") < 0 || check_len(&ia, 4 * n, "ids") < 0 ||
+        check_len(&kb, 4 * n, "keys_tmp") < 0 || check_len(&ib, 4 * n, "ids_tmp") < 0)
+        goto done;
+    Py_ssize_t *cnt = malloc((size_t)nt * RADIX * sizeof *cnt);
+    if (!cnt) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t m = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const uint8_t *p = px.buf;
+    uint32_t *k1 = ka.buf, *i1 = ia.buf, *k2 = kb.buf, *i2 = ib.buf;
+    radix_pass(p, NULL, NULL, k2, i2, n, 0, nt, cnt);
+    radix_pass(p, k2, i2, k1, i1, n, RADIX_BITS, nt, cnt);
+    Py_ssize_t distinct = 1;
+#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n / 4)) reduction(+ : distinct)
+    for (Py_ssize_t i = 1; i < n; i++)
+        distinct += k1[i] != k1[i - 1];
+    m = distinct;
+    Py_END_ALLOW_THREADS
+    free(cnt);
+    result = PyLong_FromSsize_t(m);
+done:
+    PyBuffer_Release(&px);
+    PyBuffer_Release(&ka);
+    PyBuffer_Release(&ia);
+    PyBuffer_Release(&kb);
+    PyBuffer_Release(&ib);
+    return result;
+}
+
+static inline void put_color(uint8_t *colors, Py_ssize_t r, uint32_t k)
+{
+    colors[3 * r] = (uint8_t)(k >> 16);
+    colors[3 * r + 1] = (uint8_t)(k >> 8);
+    colors[3 * r + 2] = (uint8_t)k;
+}
+
+/* hist_sort_finish(keys, ids, colors, counts, inverse, nthreads): from the sorted keys and ids,
+   the distinct colors, their counts and every pixel's row. */
+static PyObject *py_hist_sort_finish(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer kb, ib, cb, nb, vb;
+    int nt;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*w*i", &kb, &ib, &cb, &nb, &vb, &nt))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = kb.len / 4, m = nb.len / 8;
+    if (check_threads(nt) < 0 || check_len(&kb, 4 * n, "keys") < 0 ||
+        check_len(&ib, 4 * n, "ids") < 0 || check_len(&vb, 4 * n, "inverse") < 0 ||
+        check_len(&nb, 8 * m, "counts") < 0 || check_len(&cb, 3 * m, "colors") < 0)
+        goto done;
+    if (n < 1) {
+        PyErr_SetString(PyExc_ValueError, "keys: expected at least one key");
+        goto done;
+    }
+    const uint32_t *keys = kb.buf, *ids = ib.buf;
+    uint8_t *colors = cb.buf;
+    int64_t *counts = nb.buf;
+    int32_t *inverse = vb.buf;
+    int team_max = nt;
+    Py_ssize_t *starts = calloc((size_t)team_max + 1, sizeof *starts);
+    if (!starts) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel num_threads(nt) if (PAR_IF(nt, n / 4))
+    {
+        int t = THREAD_ID(), team = TEAM_SIZE();
+        Py_ssize_t lo = n * t / team, hi = n * (t + 1) / team, runs = 0;
+        for (Py_ssize_t i = lo; i < hi; i++)
+            runs += i == 0 || keys[i] != keys[i - 1];
+        starts[t + 1] = runs;
+#pragma omp barrier
+#pragma omp single
+        {
+            for (int u = 0; u < team; u++)
+                starts[u + 1] += starts[u];
+            bad = starts[team] != m;
+        }
+        if (!bad) {
+            Py_ssize_t r = starts[t] - 1;
+            for (Py_ssize_t i = lo; i < hi; i++) {
+                uint32_t k = keys[i];
+                if (i == 0 || k != keys[i - 1]) {
+                    r++;
+                    put_color(colors, r, k);
+                    counts[r] = i;
+                }
+                uint32_t id = ids[i];
+                if (id < (uint32_t)n)
+                    inverse[id] = (int32_t)r;
+            }
+        }
+    }
+    if (!bad) {
+        for (Py_ssize_t r = 0; r + 1 < m; r++)
+            counts[r] = counts[r + 1] - counts[r];
+        counts[m - 1] = n - counts[m - 1];
+    }
+    Py_END_ALLOW_THREADS
+    free(starts);
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "counts: its length is not the number of distinct keys");
+        goto done;
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyBuffer_Release(&kb);
+    PyBuffer_Release(&ib);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&nb);
+    PyBuffer_Release(&vb);
+    return result;
+}
+
+/* hist_dense_count(pixels, table, keys, blocks, nthreads) -> number of distinct colors.
+   table: 2^24 uint32, zero on entry, the pixel count of every key on exit; keys: N uint32, each
+   pixel's key; blocks: TABLE_BLOCKS int64, the distinct keys in each block of the table. */
+static PyObject *py_hist_dense_count(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer px, tb, kb, bb;
+    int nt;
+    if (!PyArg_ParseTuple(args, "y*w*w*w*i", &px, &tb, &kb, &bb, &nt))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = px.len / 3;
+    if (check_threads(nt) < 0)
+        goto done;
+    if (px.len % 3 != 0 || n < 1 || n > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "pixels: expected 3 * N bytes with 1 <= N < 2^31, got %zd",
+                     px.len);
+        goto done;
+    }
+    if (check_len(&tb, 4 * (Py_ssize_t)TABLE_SIZE, "table") < 0 ||
+        check_len(&kb, 4 * n, "keys") < 0 || check_len(&bb, 8 * TABLE_BLOCKS, "blocks") < 0)
+        goto done;
+    Py_ssize_t m = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const uint8_t *p = px.buf;
+    uint32_t *table = tb.buf, *keys = kb.buf;
+    int64_t *blocks = bb.buf;
+    if (PAR_IF(nt, n / 4)) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint32_t k = pixel_key(p + 3 * i);
+            keys[i] = k;
+#pragma omp atomic update
+            table[k]++;
+        }
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint32_t k = pixel_key(p + 3 * i);
+            keys[i] = k;
+            table[k]++;
+        }
+    }
+    Py_ssize_t distinct = 0;
+#pragma omp parallel for num_threads(nt) if (nt > 1) reduction(+ : distinct) schedule(static)
+    for (int b = 0; b < TABLE_BLOCKS; b++) {
+        const uint32_t *t = table + (size_t)b * TABLE_BLOCK;
+        int64_t c = 0;
+        for (int j = 0; j < TABLE_BLOCK; j++)
+            c += t[j] != 0;
+        blocks[b] = c;
+        distinct += c;
+    }
+    m = distinct;
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromSsize_t(m);
+done:
+    PyBuffer_Release(&px);
+    PyBuffer_Release(&tb);
+    PyBuffer_Release(&kb);
+    PyBuffer_Release(&bb);
+    return result;
+}
+
+/* hist_dense_finish(table, keys, blocks, colors, counts, nthreads): the colors and counts in key
+   order; keys (N) become each pixel's row (the buffer is the int32 inverse). */
+static PyObject *py_hist_dense_finish(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer tb, kb, bb, cb, nb;
+    int nt;
+    if (!PyArg_ParseTuple(args, "w*w*y*w*w*i", &tb, &kb, &bb, &cb, &nb, &nt))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = kb.len / 4, m = nb.len / 8;
+    if (check_threads(nt) < 0 || check_len(&tb, 4 * (Py_ssize_t)TABLE_SIZE, "table") < 0 ||
+        check_len(&kb, 4 * n, "keys") < 0 || check_len(&bb, 8 * TABLE_BLOCKS, "blocks") < 0 ||
+        check_len(&nb, 8 * m, "counts") < 0 || check_len(&cb, 3 * m, "colors") < 0)
+        goto done;
+    uint32_t *table = tb.buf, *keys = kb.buf;
+    const int64_t *blocks = bb.buf;
+    uint8_t *colors = cb.buf;
+    int64_t *counts = nb.buf;
+    int64_t start[TABLE_BLOCKS + 1];
+    start[0] = 0;
+    for (int b = 0; b < TABLE_BLOCKS; b++)
+        start[b + 1] = start[b] + (blocks[b] >= 0 ? blocks[b] : 0);
+    if (start[TABLE_BLOCKS] != m) {
+        PyErr_SetString(PyExc_ValueError, "counts: its length is not the sum of blocks");
+        goto done;
+    }
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel for num_threads(nt) if (nt > 1) reduction(| : bad) schedule(static)
+    for (int b = 0; b < TABLE_BLOCKS; b++) {
+        int64_t r = start[b], end = start[b + 1];
+        uint32_t k0 = (uint32_t)b * TABLE_BLOCK;
+        for (uint32_t k = k0; k < k0 + TABLE_BLOCK; k++) {
+            uint32_t c = table[k];
+            if (c == 0)
+                continue;
+            if (r >= end) {
+                bad = 1;
+                break;
+            }
+            put_color(colors, r, k);
+            counts[r] = c;
+            table[k] = (uint32_t)r;
+            r++;
+        }
+    }
+    if (!bad) {
+#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n / 4)) schedule(static)
+        for (Py_ssize_t i = 0; i < n; i++)
+            keys[i] = table[keys[i] & (TABLE_SIZE - 1)];
+    }
+    Py_END_ALLOW_THREADS
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "blocks: not the counts of this table");
+        goto done;
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyBuffer_Release(&tb);
+    PyBuffer_Release(&kb);
+    PyBuffer_Release(&bb);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&nb);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* k-means++                                                                                    */
+
+/* First index i with a[i] > v (numpy.searchsorted side="right"). */
+static Py_ssize_t search_right(const double *a, Py_ssize_t n, double v)
+{
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (a[mid] <= v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+#define KPP_GROUP 16
+
+/* kmeanspp(points, weights, n, c, k, trials, u_first, u, chosen, nthreads) */
+static PyObject *py_kmeanspp(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer pb, wb, ub, ob;
+    Py_ssize_t n, k, trials;
+    int C, nt;
+    double u_first;
+    if (!PyArg_ParseTuple(args, "y*y*ninndy*w*i", &pb, &wb, &n, &C, &k, &trials, &u_first, &ub,
+                          &ob, &nt))
+        return NULL;
+    PyObject *result = NULL;
+    double *closest = NULL, *cum = NULL, *part = NULL;
+    Py_ssize_t *cand = NULL;
+    if (check_threads(nt) < 0)
+        goto done;
+    if (n < 1 || C < 1 || C > MAX_DIMS || k < 1 || trials < (k > 1 ? 1 : 0)) {
+        PyErr_Format(PyExc_ValueError,
+                     "expected n >= 1, 1 <= c <= %d, k >= 1, trials >= 1, got n=%zd c=%d k=%zd "
+                     "trials=%zd",
+                     MAX_DIMS, n, C, k, trials);
+        goto done;
+    }
+    if (check_len(&pb, 8 * n * C, "points") < 0 || check_len(&wb, 8 * n, "weights") < 0 ||
+        check_len(&ub, 8 * (k - 1) * trials, "u") < 0 || check_len(&ob, 8 * k, "chosen") < 0)
+        goto done;
+    Py_ssize_t nblocks = (n + BLOCK - 1) / BLOCK;
+    closest = malloc((size_t)n * sizeof *closest);
+    cum = malloc((size_t)n * sizeof *cum);
+    part = malloc((size_t)nblocks * (trials > 0 ? trials : 1) * sizeof *part);
+    cand = malloc((size_t)(trials > 0 ? trials : 1) * sizeof *cand);
+    if (!closest || !cum || !part || !cand) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    const double *x = pb.buf, *w = wb.buf, *u = ub.buf;
+    int64_t *chosen = ob.buf;
+    double s = 0.0;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        s += w[j];
+        cum[j] = s;
+    }
+    Py_ssize_t first = search_right(cum, n, u_first * cum[n - 1]);
+    if (first > n - 1)
+        first = n - 1;
+    chosen[0] = first;
+    const double *xf = x + first * C;
+#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) schedule(static)
+    for (Py_ssize_t j = 0; j < n; j++)
+        closest[j] = dist2(x + j * C, xf, C);
+    for (Py_ssize_t i = 1; i < k; i++) {
+        s = 0.0;
+        for (Py_ssize_t j = 0; j < n; j++) {
+            s += w[j] * closest[j];
+            cum[j] = s;
+        }
+        double total = cum[n - 1];
+        const double *draw = u + (i - 1) * trials;
+        for (Py_ssize_t t = 0; t < trials; t++) {
+            Py_ssize_t c = search_right(cum, n, draw[t] * total);
+            cand[t] = c > n - 1 ? n - 1 : c;
+        }
+        /* Potential of every candidate, block by block (fixed order), candidates in groups. */
+#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n * trials)) schedule(static)
+        for (Py_ssize_t b = 0; b < nblocks; b++) {
+            Py_ssize_t lo = b * BLOCK, hi = min_ssize(n, lo + BLOCK);
+            for (Py_ssize_t g0 = 0; g0 < trials; g0 += KPP_GROUP) {
+                int gn = (int)min_ssize(KPP_GROUP, trials - g0);
+                const double *cx[KPP_GROUP];
+                double acc[KPP_GROUP];
+                for (int g = 0; g < gn; g++) {
+                    cx[g] = x + cand[g0 + g] * C;
+                    acc[g] = 0.0;
+                }
+                for (Py_ssize_t j = lo; j < hi; j++) {
+                    const double *xj = x + j * C;
+                    double cj = closest[j], wj = w[j];
+                    for (int g = 0; g < gn; g++) {
+                        double d = dist2(xj, cx[g], C);
+                        acc[g] += wj * (d < cj ? d : cj);
+                    }
+                }
+                for (int g = 0; g < gn; g++)
+                    part[b * trials + g0 + g] = acc[g];
+            }
+        }
+        Py_ssize_t best = 0;
+        double best_pot = INFINITY;
+        for (Py_ssize_t t = 0; t < trials; t++) {
+            double pot = part[t];
+            for (Py_ssize_t b = 1; b < nblocks; b++)
+                pot += part[b * trials + t];
+            if (pot < best_pot || t == 0) {
+                best_pot = pot;
+                best = t;
+            }
+        }
+        chosen[i] = cand[best];
+        const double *xb = x + cand[best] * C;
+#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) schedule(static)
+        for (Py_ssize_t j = 0; j < n; j++) {
+            double d = dist2(x + j * C, xb, C);
+            if (d < closest[j])
+                closest[j] = d;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    free(closest);
+    free(cum);
+    free(part);
+    free(cand);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&wb);
+    PyBuffer_Release(&ub);
+    PyBuffer_Release(&ob);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Exact nearest-centroid search                                                                */
+
+/*
+ * Two structures over the K centroids:
+ *  - neighbour lists (K <= NB_MAX_K): for every centroid a its L nearest other centroids,
+ *    ascending by distance ("gap"), ties by index. A centroid j can beat or tie the best so far
+ *    b only if gap(a, j) <= d(x, a) + d(x, b) (triangle inequality), so a scan of a's list stops
+ *    at the first gap beyond that (plus a relative rounding slack);
+ *  - a sweep over the centroids sorted by one coordinate ("axis"): |x_axis - c_axis|^2 is, after
+ *    rounding too, at most the computed squared distance, so walking outwards from x_axis in
+ *    order of |x_axis - c_axis| can stop as soon as that square exceeds the best distance. Exact
+ *    without any slack; used when a list runs out and for large K.
+ */
+typedef struct {
+    int K, C;
+    const double *cent; /* K x C */
+    int L;              /* neighbours per centroid; 0: no lists */
+    int32_t *nb;        /* K x L */
+    double *nbgap;      /* K x L, the gaps when the lists were built */
+    const double *drift; /* K: how far each centroid moved since the lists were built, or NULL */
+    double dmax;         /* the largest drift: any gap shrank by at most drift[a] + dmax */
+    double eps;          /* absolute slack of the list tests (Lloyd's drifting bounds) */
+    int axis;
+    int32_t *order; /* K: centroids ascending by coordinate `axis`, ties by index */
+    double *skey;   /* K: that coordinate, in that order */
+    double *sc;     /* K x C: the centroids in that order */
+    int sorted;     /* order holds a previous sort (insertion sort refreshes it) */
+} Search;
+
+static void search_free(Search *s)
+{
+    free(s->nb);
+    free(s->nbgap);
+    free(s->order);
+    free(s->skey);
+    free(s->sc);
+    memset(s, 0, sizeof *s);
+}
+
+/* Allocates the arrays for K centroids of C channels; 0 on success. */
+static int search_alloc(Search *s, int K, int C)
+{
+    memset(s, 0, sizeof *s);
+    s->K = K;
+    s->C = C;
+    s->L = (K >= 2 && K <= NB_MAX_K) ? (K - 1 < NB_LIST ? K - 1 : NB_LIST) : 0;
+    if (s->L > 0) {
+        s->nb = malloc((size_t)K * s->L * sizeof *s->nb);
+        s->nbgap = malloc((size_t)K * s->L * sizeof *s->nbgap);
+        if (!s->nb || !s->nbgap)
+            return -1;
+    }
+    s->order = malloc((size_t)K * sizeof *s->order);
+    s->skey = malloc((size_t)K * sizeof *s->skey);
+    s->sc = malloc((size_t)K * C * sizeof *s->sc);
+    if (!s->order || !s->skey || !s->sc)
+        return -1;
+    return 0;
+}
+
+typedef struct {
+    double v;
+    int32_t i;
+} KeyIndex;
+
+static int cmp_key_index(const void *pa, const void *pb)
+{
+    const KeyIndex *a = pa, *b = pb;
+    if (a->v < b->v)
+        return -1;
+    if (a->v > b->v)
+        return 1;
+    return (a->i > b->i) - (a->i < b->i);
+}
+
+/* The L nearest other centroids of every centroid (insertion into a sorted list). */
+static void build_lists(Search *s, int nt)
+{
+    int K = s->K, C = s->C, L = s->L;
+    const double *cent = s->cent;
+#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, (Py_ssize_t)K * K / 4)) schedule(static)
+    for (int a = 0; a < K; a++) {
+        int32_t *nb = s->nb + (size_t)a * L;
+        double *g = s->nbgap + (size_t)a * L;
+        const double *ca = cent + (size_t)a * C;
+        int cnt = 0;
+        for (int j = 0; j < K; j++) {
+            if (j == a)
+                continue;
+            double d = dist2(ca, cent + (size_t)j * C, C);
+            if (cnt == L && !(d < g[L - 1]))
+                continue;
+            int p = cnt < L ? cnt++ : L - 1;
+            while (p > 0 && g[p - 1] > d) {
+                g[p] = g[p - 1];
+                nb[p] = nb[p - 1];
+                p--;
+            }
+            g[p] = d;
+            nb[p] = j;
+        }
+        for (int p = 0; p < L; p++)
+            g[p] = sqrt(g[p]);
+    }
+}
+
+/* Sort the centroids by coordinate `axis` (insertion sort from the previous order when there is
+   one: centroids move little between Lloyd steps), then copy them in that order. */
+static int build_sweep(Search *s)
+{
+    int K = s->K, C = s->C, axis = s->axis;
+    const double *cent = s->cent;
+    if (!s->sorted) {
+        KeyIndex *tmp = malloc((size_t)K * sizeof *tmp);
+        if (!tmp)
+            return -1;
+        for (int j = 0; j < K; j++) {
+            tmp[j].v = cent[(size_t)j * C + axis];
+            tmp[j].i = j;
+        }
+        qsort(tmp, (size_t)K, sizeof *tmp, cmp_key_index);
+        for (int p = 0; p < K; p++) {
+            s->order[p] = tmp[p].i;
+            s->skey[p] = tmp[p].v;
+        }
+        free(tmp);
+        s->sorted = 1;
+    } else {
+        for (int p = 0; p < K; p++) {
+            int32_t j = s->order[p];
+            double v = cent[(size_t)j * C + axis];
+            int q = p;
+            while (q > 0 && (s->skey[q - 1] > v || (s->skey[q - 1] == v && s->order[q - 1] > j))) {
+                s->skey[q] = s->skey[q - 1];
+                s->order[q] = s->order[q - 1];
+                q--;
+            }
+            s->skey[q] = v;
+            s->order[q] = j;
+        }
+    }
+    for (int p = 0; p < K; p++)
+        memcpy(s->sc + (size_t)p * C, cent + (size_t)s->order[p] * C, (size_t)C * sizeof(double));
+    return 0;
+}
+
+/* The channel of largest spread among n rows of C channels. */
+static int widest_axis(const double *x, Py_ssize_t n, int C)
+{
+    double lo[MAX_DIMS], hi[MAX_DIMS];
+    for (int ch = 0; ch < C; ch++)
+        lo[ch] = hi[ch] = x[ch];
+    for (Py_ssize_t i = 1; i < n; i++)
+        for (int ch = 0; ch < C; ch++) {
+            double v = x[i * C + ch];
+            if (v < lo[ch])
+                lo[ch] = v;
+            if (v > hi[ch])
+                hi[ch] = v;
+        }
+    int axis = 0;
+    for (int ch = 1; ch < C; ch++)
+        if (hi[ch] - lo[ch] > hi[axis] - lo[axis])
+            axis = ch;
+    return axis;
+}
+
+typedef struct {
+    int32_t best;  /* nearest centroid, lowest index on ties */
+    int32_t sidx;  /* the runner-up among the centroids scanned, or -1 */
+    double bd2;    /* squared distance to best */
+    double second; /* squared distance to sidx */
+    double third;  /* smallest squared distance of the other centroids scanned */
+    double rest;   /* lower bound on the distance to the centroids not scanned */
+} Found;
+
+/* Take centroid j at squared distance d2 into account; returns whether best or second changed.
+   Invariant: bd2 <= second <= third. */
+HOT int consider(Found *f, int32_t j, double d2)
+{
+    if (d2 > f->third)
+        return 0;
+    if (d2 < f->bd2 || (d2 == f->bd2 && j < f->best)) {
+        f->third = f->second;
+        f->second = f->bd2;
+        f->sidx = f->best;
+        f->best = j;
+        f->bd2 = d2;
+        return 1;
+    }
+    if (d2 < f->second) {
+        f->third = f->second;
+        f->second = d2;
+        f->sidx = j;
+        return 1;
+    }
+    if (d2 < f->third)
+        f->third = d2;
+    return 0;
+}
+
+/* The squared distance a scan must confirm: the nearest (tight 0), the runner-up (1), the third
+   (2). */
+#define LIMIT(f, tight) ((tight) == 2 ? (f)->third : (tight) == 1 ? (f)->second : (f)->bd2)
+
+/* Sweep over all centroids, except `exclude`, from f's state. With tight, it runs until the
+   second nearest is exact too (Lloyd's lower bounds); otherwise until the nearest is. */
+HOT void sweep_impl(const Search *s, const double *x, int32_t exclude, int tight, Found *f,
+                   const int C)
+{
+    int K = s->K;
+    double xa = x[s->axis];
+    const double *skey = s->skey;
+    int lo = 0, hi = K;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (skey[mid] < xa)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int r = lo, l = lo - 1;
+    f->rest = INFINITY;
+    for (;;) {
+        double tr = r < K ? skey[r] - xa : INFINITY;
+        double tl = l >= 0 ? xa - skey[l] : INFINITY;
+        int p;
+        double t;
+        if (tr <= tl) {
+            t = tr;
+            p = r;
+        } else {
+            t = tl;
+            p = l;
+        }
+        if (p < 0 || p >= K)
+            break;
+        double limit = LIMIT(f, tight);
+        if (t * t > limit) {
+            f->rest = t;
+            break;
+        }
+        if (p == r)
+            r++;
+        else
+            l--;
+        int32_t j = s->order[p];
+        if (j == exclude || j == f->best || j == f->sidx)
+            continue;
+        consider(f, j, dist2(x, s->sc + (size_t)p * C, C));
+    }
+}
+
+/* Exact nearest centroid of x, starting from centroid a (at squared distance d2a). With tight,
+   f->second and f->rest make a good lower bound on the distance to every other centroid. */
+HOT void search_impl(const Search *s, const double *x, int32_t a, double d2a, int tight, Found *f,
+                    const int C)
+{
+    f->best = a;
+    f->sidx = -1;
+    f->bd2 = d2a;
+    f->second = INFINITY;
+    f->third = INFINITY;
+    f->rest = INFINITY;
+    int K = s->K, L = s->L;
+    if (K == 1)
+        return;
+    if (L > 0) {
+        int32_t center = a;
+        for (int round = 0; round < 2; round++) {
+            const int32_t *nb = s->nb + (size_t)center * L;
+            const double *g = s->nbgap + (size_t)center * L;
+            /* The lists may predate the last moves: every gap shrank by at most corr. */
+            double corr = (s->drift ? s->drift[center] + s->dmax : 0.0) + s->eps;
+            double dc = sqrt(f->bd2);
+            /* Stop at the first g with (g - corr) / (1 + slack) - dc > sqrt(lim2), compared
+               squared: no square root in the loop. */
+            double lim2 = LIMIT(f, tight);
+            int p;
+            for (p = 0; p < L; p++) {
+                double h = (g[p] - corr) * (1.0 - REL_SLACK) - dc;
+                if (h > 0.0 && h * h > lim2)
+                    break;
+                int32_t j = nb[p];
+                if (j == f->best || j == f->sidx)
+                    continue;
+                consider(f, j, dist2(x, s->cent + (size_t)j * C, C));
+                lim2 = LIMIT(f, tight);
+            }
+            if (p < L) {
+                f->rest = g[p] - corr - dc;
+                return;
+            }
+            if (L == K - 1) {
+                f->rest = INFINITY;
+                return;
+            }
+            /* Out of neighbours: the centroids beyond lie at least g[L-1] - corr - dc away. */
+            double last = g[L - 1] - corr;
+            if (last > (dc + sqrt(f->bd2)) * (1.0 + REL_SLACK)) {
+                f->rest = last - dc;
+                return;
+            }
+            if (f->best == center)
+                break;
+            center = f->best;
+        }
+    }
+    sweep_impl(s, x, -1, tight, f, C);
+}
+
+static void sweep(const Search *s, const double *x, int32_t exclude, int tight, Found *f)
+{
+    if (s->C == 3)
+        sweep_impl(s, x, exclude, tight, f, 3);
+    else
+        sweep_impl(s, x, exclude, tight, f, s->C);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Processing order                                                                             */
+
+/* Searches start from the previous point's answer, which is only a good start when consecutive
+   points are alike: they are visited along a Morton (Z-order) curve of their coordinates,
+   quantized to 24 bits in all (3 x 8 for C = 3), one scale for every channel. Fills order (n)
+   with the point indices in that order; 0, or -1 when out of memory. */
+#define MORTON_FROM 1024
+
+static int morton_order(const double *x, Py_ssize_t n, int C, uint32_t *order, int nt)
+{
+    uint32_t *code = malloc((size_t)n * sizeof *code), *code2 = malloc((size_t)n * sizeof *code2);
+    uint32_t *ids = malloc((size_t)n * sizeof *ids);
+    Py_ssize_t *cnt = malloc((size_t)nt * RADIX * sizeof *cnt);
+    if (!code || !code2 || !ids || !cnt) {
+        free(code);
+        free(code2);
+        free(ids);
+        free(cnt);
+        return -1;
+    }
+    double lo[MAX_DIMS], hi[MAX_DIMS], extent = 0.0;
+    for (int ch = 0; ch < C; ch++)
+        lo[ch] = hi[ch] = x[ch];
+    for (Py_ssize_t i = 1; i < n; i++)
+        for (int ch = 0; ch < C; ch++) {
+            double v = x[i * C + ch];
+            lo[ch] = v < lo[ch] ? v : lo[ch];
+            hi[ch] = v > hi[ch] ? v : hi[ch];
+        }
+    for (int ch = 0; ch < C; ch++)
+        extent = hi[ch] - lo[ch] > extent ? hi[ch] - lo[ch] : extent;
+    int bits = 24 / C;
+    double top = (double)((1u << bits) - 1), scale = extent > 0.0 ? top / extent : 0.0;
+#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) schedule(static)
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t q[MAX_DIMS], c = 0;
+        for (int ch = 0; ch < C; ch++) {
+            double v = (x[i * C + ch] - lo[ch]) * scale;
+            q[ch] = v <= 0.0 ? 0u : v >= top ? (uint32_t)top : (uint32_t)v;
+        }
+        for (int b = bits - 1; b >= 0; b--)
+            for (int ch = 0; ch < C; ch++)
+                c = (c << 1) | ((q[ch] >> b) & 1u);
+        code[i] = c;
+        ids[i] = (uint32_t)i;
+    }
+    radix_pass(NULL, code, ids, code2, order, n, 0, nt, cnt);
+    radix_pass(NULL, code2, order, code, ids, n, RADIX_BITS, nt, cnt);
+    memcpy(order, ids, (size_t)n * sizeof *order);
+    free(code);
+    free(code2);
+    free(ids);
+    free(cnt);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* nearest                                                                                      */
+
+/* Positions lo..hi of the visiting order (NULL: index order), each point searched from the
+   previous one's answer; a point equal to the previous one takes its answer. */
+HOT void nearest_block(const Search *s, const double *x, const uint32_t *order, Py_ssize_t lo,
+                       Py_ssize_t hi, int32_t *index, double *out, const int C)
+{
+    int32_t prev = 0;
+    const double *xp = NULL;
+    double prev_d2 = 0.0;
+    Found f;
+    for (Py_ssize_t q = lo; q < hi; q++) {
+        Py_ssize_t i = order ? (Py_ssize_t)order[q] : q;
+        const double *xi = x + i * C;
+        int same = xp != NULL;
+        for (int ch = 0; same && ch < C; ch++)
+            same = xi[ch] == xp[ch];
+        if (!same) {
+            search_impl(s, xi, prev, dist2(xi, s->cent + (size_t)prev * C, C), 0, &f, C);
+            prev = f.best;
+            prev_d2 = f.bd2;
+        }
+        index[i] = prev;
+        out[i] = prev_d2;
+        xp = xi;
+    }
+}
+
+/* nearest(points, palette, n, c, k, index, dist2, nthreads) */
+static PyObject *py_nearest(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer pb, cb, ib, db;
+    Py_ssize_t n;
+    int C, K, nt;
+    if (!PyArg_ParseTuple(args, "y*y*niiw*w*i", &pb, &cb, &n, &C, &K, &ib, &db, &nt))
+        return NULL;
+    PyObject *result = NULL;
+    Search s;
+    memset(&s, 0, sizeof s);
+    if (check_threads(nt) < 0)
+        goto done;
+    if (n < 0 || C < 1 || C > MAX_DIMS || K < 1) {
+        PyErr_Format(PyExc_ValueError, "expected n >= 0, 1 <= c <= %d, k >= 1, got %zd %d %d",
+                     MAX_DIMS, n, C, K);
+        goto done;
+    }
+    if (check_len(&pb, 8 * n * C, "points") < 0 ||
+        check_len(&cb, 8 * (Py_ssize_t)K * C, "palette") < 0 ||
+        check_len(&ib, 4 * n, "index") < 0 || check_len(&db, 8 * n, "dist2") < 0)
+        goto done;
+    if (search_alloc(&s, K, C) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const double *x = pb.buf, *pal = cb.buf;
+    int failed = 0;
+    s.cent = pal;
+    s.axis = widest_axis(pal, K, C);
+    if (build_sweep(&s) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    int32_t *index = ib.buf;
+    double *out = db.buf;
+    if (s.L > 0)
+        build_lists(&s, nt);
+    uint32_t *order = NULL;
+    if (K > 1 && n >= MORTON_FROM) {
+        order = malloc((size_t)n * sizeof *order);
+        if (!order || morton_order(x, n, C, order, nt) < 0) {
+            free(order);
+            order = NULL;
+            failed = 1;
+        }
+    }
+    Py_ssize_t nblocks = (n + BLOCK - 1) / BLOCK;
+    if (!failed) {
+#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) schedule(dynamic, 1)
+        for (Py_ssize_t b = 0; b < nblocks; b++) {
+            Py_ssize_t lo = b * BLOCK, hi = min_ssize(n, lo + BLOCK);
+            if (C == 3)
+                nearest_block(&s, x, order, lo, hi, index, out, 3);
+            else
+                nearest_block(&s, x, order, lo, hi, index, out, C);
+        }
+    }
+    free(order);
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    search_free(&s);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&ib);
+    PyBuffer_Release(&db);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Lloyd                                                                                        */
+
+/*
+ * Bounds per point (Hamerly): `own`, its exact squared distance to its centroid a (recomputed
+ * every step: the objective needs it), and `lower`, a lower bound on its distance to every other
+ * centroid. A point is sure of its label when sqrt(own) < max(lower, half the gap from a to
+ * its nearest other centroid), with slack for rounding; otherwise it is searched (exactly).
+ *
+ * After a step moves the centroids, Hamerly lowers every bound by the largest move. Late in a
+ * fit a few centroids still move while most stand still, so here the MOVERS largest movers B
+ * are taken apart: a bound drops by the largest move outside B, and a centroid j in B is at
+ * least gap(a, j) - d(x, a) away, with that gap fresh. The neighbour lists are rebuilt only
+ * once the centroids have drifted by a fraction of their gaps since the last build; in between
+ * the search lowers the listed gaps by the drift.
+ */
+#ifndef TIGHT
+#define TIGHT 2
+#endif
+#ifndef MOVERS
+#define MOVERS 8
+#endif
+#ifndef REBUILD_FRACTION
+#define REBUILD_FRACTION 0.3
+#endif
+
+typedef struct {
+    Py_ssize_t n;
+    int C, K, nt;
+    const double *x, *w;
+    double *cent;  /* K x C, the centroids of the current assignment */
+    double *means; /* K x C */
+    double *cw;    /* K: cluster weights */
+    double *sums;  /* K x C */
+    int32_t *labels;
+    int32_t *sec;  /* N: runner-up centroid at the point's last search, or -1 */
+    double *l2;    /* N: lower bound on the distance to sec */
+    double *lower; /* N: lower bound on the distance to every centroid but label and sec */
+    double *own;
+    double *halfgap; /* K: half the gap to the nearest other centroid, a lower bound */
+    double *hg0;     /* K: that half gap when the lists were built */
+    double *delta;   /* K: last move of each centroid */
+    double *drift;   /* K: moves since the lists were built */
+    double *beta;    /* K: gap to the nearest centroid of the big movers B */
+    double *mgap;    /* K x m: gap from every centroid to the movers, ascending */
+    int32_t *mid;    /* K x m: those movers (-1 past the end) */
+    int m;           /* size of B, the largest movers of the last step */
+    double rest; /* largest move outside B */
+    double rebuild_at;
+    Search s;
+    Py_ssize_t bs, nblocks;
+    double *acc; /* nblocks x K x (C + 1): per-block weight and weighted coordinates */
+    double *bj;  /* nblocks: per-block sum of w * own */
+    double eps;  /* absolute slack of the bounds */
+} Lloyd;
+
+enum { PASS_WARM, PASS_STEP };
+
+/* Exact half gaps (hg0) for the current centroids, from the lists or by sweeps. */
+static void exact_halfgap(Lloyd *ll)
+{
+    Search *s = &ll->s;
+    int K = ll->K, C = ll->C, nt = ll->nt;
+    if (s->L > 0) {
+        for (int a = 0; a < K; a++)
+            ll->hg0[a] = 0.5 * s->nbgap[(size_t)a * s->L];
+        return;
+    }
+#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, (Py_ssize_t)K * 16)) schedule(dynamic, 64)
+    for (int a = 0; a < K; a++) {
+        Found f = {-1, -1, INFINITY, INFINITY, INFINITY, INFINITY};
+        sweep(s, s->cent + (size_t)a * C, a, 0, &f);
+        ll->hg0[a] = 0.5 * sqrt(f.bd2);
+    }
+}
+
+/* Search structures and half gaps for the current centroids; `fresh` forces new lists. */
+static int lloyd_prepare(Lloyd *ll, int fresh)
+{
+    int K = ll->K;
+    if (K == 1) {
+        ll->halfgap[0] = INFINITY;
+        return 0;
+    }
+    if (build_sweep(&ll->s) < 0)
+        return -1;
+    if (fresh || ll->s.dmax > ll->rebuild_at) {
+        if (ll->s.L > 0)
+            build_lists(&ll->s, ll->nt);
+        exact_halfgap(ll);
+        memset(ll->drift, 0, (size_t)K * sizeof *ll->drift);
+        ll->s.dmax = 0.0;
+        double sum = 0.0;
+        int cnt = 0;
+        for (int a = 0; a < K; a++)
+            if (isfinite(ll->hg0[a])) {
+                sum += ll->hg0[a];
+                cnt++;
+            }
+        ll->rebuild_at = cnt ? REBUILD_FRACTION * sum / cnt : 0.0;
+    }
+    for (int a = 0; a < K; a++)
+        ll->halfgap[a] = ll->hg0[a] - 0.5 * (ll->drift[a] + ll->s.dmax);
+    return 0;
+}
+
+/* After a step moved the centroids by delta: drifts, the big movers' gaps and the rest's move. */
+static void lloyd_movers(Lloyd *ll)
+{
+    int K = ll->K, C = ll->C;
+    double dmax = ll->s.dmax;
+    for (int k = 0; k < K; k++) {
+        ll->drift[k] += ll->delta[k];
+        if (ll->drift[k] > dmax)
+            dmax = ll->drift[k];
+    }
+    ll->s.dmax = dmax;
+    int m = K - 1 < MOVERS ? K - 1 : MOVERS, cnt = 0;
+    int32_t top[MOVERS];
+    double tv[MOVERS], rest = 0.0;
+    for (int k = 0; k < K; k++) {
+        double v = ll->delta[k];
+        if (cnt == m) {
+            if (!(v > tv[m - 1])) {
+                if (v > rest)
+                    rest = v;
+                continue;
+            }
+            if (tv[m - 1] > rest)
+                rest = tv[m - 1];
+        }
+        int p = cnt < m ? cnt++ : m - 1;
+        while (p > 0 && tv[p - 1] < v) {
+            tv[p] = tv[p - 1];
+            top[p] = top[p - 1];
+            p--;
+        }
+        tv[p] = v;
+        top[p] = k;
+    }
+    /* A mover that moved no more than the rest needs no bound of its own. */
+    while (m > 0 && !(tv[m - 1] > rest))
+        m--;
+    ll->rest = rest;
+    ll->m = m;
+    const double *cent = ll->cent;
+#pragma omp parallel for num_threads(ll->nt) if (PAR_IF(ll->nt, (Py_ssize_t)K * m)) \
+    schedule(static)
+    for (int a = 0; a < K; a++) {
+        /* a's movers ascending by gap (insertion sort of at most MOVERS), a itself left out */
+        double *gq = ll->mgap + (size_t)a * m;
+        int32_t *jq = ll->mid + (size_t)a * m;
+        int cnt_a = 0;
+        for (int q = 0; q < m; q++) {
+            if (top[q] == a)
+                continue;
+            double g = sqrt(dist2(cent + (size_t)a * C, cent + (size_t)top[q] * C, C));
+            int p = cnt_a++;
+            while (p > 0 && gq[p - 1] > g) {
+                gq[p] = gq[p - 1];
+                jq[p] = jq[p - 1];
+                p--;
+            }
+            gq[p] = g;
+            jq[p] = top[q];
+        }
+        for (int p = cnt_a; p < m; p++) {
+            gq[p] = INFINITY;
+            jq[p] = -1;
+        }
+        ll->beta[a] = m > 0 ? gq[0] : INFINITY;
+    }
+}
+
+/* The search, out of line: it is the rare path of a pass, and kept apart the pass's loop stays
+   small. */
+static __attribute__((noinline)) void search3(const Search *s, const double *x, int32_t a,
+                                              double d2a, Found *f)
+{
+    search_impl(s, x, a, d2a, TIGHT, f, 3);
+}
+
+static __attribute__((noinline)) void search_any(const Search *s, const double *x, int32_t a,
+                                                 double d2a, Found *f)
+{
+    search_impl(s, x, a, d2a, TIGHT, f, s->C);
+}
+
+/* Lower `low` (the old bound `old` less rest) for the big movers other than a and sec: mover j
+   is at least max(gap(a, j) - sqrt(own), old - delta_j) away. Movers come by ascending gap, so
+   the first whose gap term cannot lower the bound ends the loop. */
+static __attribute__((noinline)) double movers_bound(const Lloyd *ll, int32_t a, int32_t sec,
+                                                     double own, double old, double low)
+{
+    double od = sqrt(own);
+    const double *gq = ll->mgap + (size_t)a * ll->m;
+    const int32_t *jq = ll->mid + (size_t)a * ll->m;
+    for (int q = 0; q < ll->m; q++) {
+        double gt = gq[q] - od;
+        if (!(gt < low))
+            break;
+        int32_t j = jq[q];
+        if (j == sec)
+            continue;
+        double v = max_d(gt, old - ll->delta[j]);
+        if (v < low)
+            low = v;
+    }
+    return low;
+}
+
+/* One assignment pass over block b; accumulates the block's sums. Returns whether a label
+   changed. */
+HOT int lloyd_block_impl(Lloyd *ll, Py_ssize_t b, int mode, const int C)
+{
+    const int K = ll->K, stride = C + 1;
+    const Py_ssize_t lo = b * ll->bs, hi = min_ssize(ll->n, lo + ll->bs);
+    double *restrict acc = ll->acc + (size_t)b * K * stride;
+    memset(acc, 0, (size_t)K * stride * sizeof *acc);
+    const double *restrict x = ll->x;
+    const double *restrict w = ll->w;
+    const double *restrict cent = ll->cent;
+    const double *restrict halfgap = ll->halfgap;
+    const double *restrict beta = ll->beta;
+    const double *restrict delta = ll->delta;
+    int32_t *restrict labels = ll->labels;
+    int32_t *restrict secs = ll->sec;
+    double *restrict l2s = ll->l2;
+    double *restrict lower = ll->lower;
+    double *restrict owns = ll->own;
+    const Search *s = &ll->s;
+    const double eps = ll->eps, rest = ll->rest, grow = 1.0 + 4.0 * REL_SLACK;
+    double jsum = 0.0;
+    int changed = 0;
+    Found f;
+    for (Py_ssize_t i = lo; i < hi; i++) {
+        const double *xi = x + i * C;
+        const double wi = w[i];
+        int32_t label, sec;
+        double own, l2, low;
+        if (K == 1) {
+            label = 0;
+            own = dist2(xi, cent, C);
+            sec = -1;
+            l2 = low = INFINITY;
+        } else {
+            int searched = 0;
+            {
+                label = labels[i];
+                own = dist2(xi, cent + (size_t)label * C, C);
+                sec = secs[i];
+                l2 = l2s[i];
+                low = lower[i];
+                if (mode == PASS_STEP) {
+                    if (sec >= 0)
+                        l2 -= delta[sec];
+                    /* Centroids outside the big movers moved at most `rest`; beta[a], the
+                       smallest gap from a to them, tells when the movers need a look. */
+                    double old = low;
+                    low -= rest;
+                    double t = beta[label] - low;
+                    if (!(t > 0.0 && t * t >= own))
+                        low = movers_bound(ll, label, sec, own, old, low);
+                }
+                double hg = halfgap[label];
+                double bound = max_d(hg, min_d(l2, low)) - eps;
+                if (!(bound > 0.0 && own * grow < bound * bound)) {
+                    /* The runner-up exactly, the others by their bound; else a search. */
+                    searched = 1;
+                    if (sec >= 0) {
+                        double d2s = dist2(xi, cent + (size_t)sec * C, C);
+                        double b3 = max_d(hg, low) - eps;
+                        if ((own < d2s || (own == d2s && label < sec)) && b3 > 0.0 &&
+                            own * grow < b3 * b3) {
+                            searched = 0;
+                            l2 = sqrt(d2s);
+                        }
+                    }
+                }
+            }
+            if (searched) {
+                int32_t a = label;
+                if (C == 3)
+                    search3(s, xi, a, own, &f);
+                else
+                    search_any(s, xi, a, own, &f);
+#ifdef CQ_PROFILE
+                __atomic_fetch_add(&g_searches, 1, __ATOMIC_RELAXED);
+#endif
+                label = f.best;
+                own = f.bd2;
+                sec = f.sidx;
+                l2 = sqrt(f.second);
+                low = min_d(sqrt(f.third), f.rest);
+                changed |= label != a;
+            }
+        }
+        secs[i] = sec;
+        l2s[i] = l2;
+        labels[i] = label;
+        lower[i] = low;
+        owns[i] = own;
+        jsum += wi * own;
+        double *row = acc + (size_t)label * stride;
+        row[0] += wi;
+        for (int ch = 0; ch < C; ch++)
+            row[1 + ch] += wi * xi[ch];
+    }
+    ll->bj[b] = jsum;
+    return changed;
+}
+
+static int lloyd_block(Lloyd *ll, Py_ssize_t b, int mode)
+{
+    if (ll->C == 3)
+        return lloyd_block_impl(ll, b, mode, 3);
+    return lloyd_block_impl(ll, b, mode, ll->C);
+}
+
+/* First assignment without labels: positions lo..hi of the visiting order searched, each from
+   the previous point's answer. */
+HOT void lloyd_cold_impl(Lloyd *ll, const uint32_t *order, Py_ssize_t lo, Py_ssize_t hi,
+                         const int C)
+{
+    int32_t prev = 0;
+    Found f;
+    for (Py_ssize_t q = lo; q < hi; q++) {
+        Py_ssize_t i = order ? (Py_ssize_t)order[q] : q;
+        const double *xi = ll->x + i * C;
+        if (ll->K == 1) {
+            ll->labels[i] = 0;
+            ll->own[i] = dist2(xi, ll->cent, C);
+            ll->sec[i] = -1;
+            ll->l2[i] = ll->lower[i] = INFINITY;
+            continue;
+        }
+        search_impl(&ll->s, xi, prev, dist2(xi, ll->cent + (size_t)prev * C, C), TIGHT, &f, C);
+        prev = f.best;
+        ll->labels[i] = f.best;
+        ll->own[i] = f.bd2;
+        ll->sec[i] = f.sidx;
+        ll->l2[i] = sqrt(f.second);
+        ll->lower[i] = min_d(sqrt(f.third), f.rest);
+    }
+}
+
+/* Block b's weighted sums and objective from the labels and own distances, in index order. */
+HOT void lloyd_sum_impl(Lloyd *ll, Py_ssize_t b, const int C)
+{
+    const int K = ll->K, stride = C + 1;
+    const Py_ssize_t lo = b * ll->bs, hi = min_ssize(ll->n, lo + ll->bs);
+    double *restrict acc = ll->acc + (size_t)b * K * stride;
+    memset(acc, 0, (size_t)K * stride * sizeof *acc);
+    double jsum = 0.0;
+    for (Py_ssize_t i = lo; i < hi; i++) {
+        const double *xi = ll->x + i * C;
+        const double wi = ll->w[i];
+        jsum += wi * ll->own[i];
+        double *row = acc + (size_t)ll->labels[i] * stride;
+        row[0] += wi;
+        for (int ch = 0; ch < C; ch++)
+            row[1 + ch] += wi * xi[ch];
+    }
+    ll->bj[b] = jsum;
+}
+
+/* The first assignment without a warm start; 0, or -1 when out of memory. */
+static int lloyd_cold(Lloyd *ll)
+{
+    Py_ssize_t n = ll->n;
+    int nt = ll->nt, C = ll->C;
+    uint32_t *order = NULL;
+    if (ll->K > 1 && n >= MORTON_FROM) {
+        order = malloc((size_t)n * sizeof *order);
+        if (!order || morton_order(ll->x, n, C, order, nt) < 0) {
+            free(order);
+            return -1;
+        }
+    }
+    Py_ssize_t nblocks = (n + BLOCK - 1) / BLOCK;
+#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) schedule(dynamic, 1)
+    for (Py_ssize_t b = 0; b < nblocks; b++) {
+        Py_ssize_t lo = b * BLOCK, hi = min_ssize(n, lo + BLOCK);
+        if (C == 3)
+            lloyd_cold_impl(ll, order, lo, hi, 3);
+        else
+            lloyd_cold_impl(ll, order, lo, hi, C);
+    }
+    free(order);
+#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) schedule(static)
+    for (Py_ssize_t b = 0; b < ll->nblocks; b++) {
+        if (C == 3)
+            lloyd_sum_impl(ll, b, 3);
+        else
+            lloyd_sum_impl(ll, b, C);
+    }
+    return 0;
+}
+
+static int lloyd_pass(Lloyd *ll, int mode)
+{
+    int changed = 0;
+#pragma omp parallel for num_threads(ll->nt) if (PAR_IF(ll->nt, ll->n)) schedule(dynamic, 1) \
+    reduction(| : changed)
+    for (Py_ssize_t b = 0; b < ll->nblocks; b++)
+        changed |= lloyd_block(ll, b, mode);
+    return changed;
+}
+
+/* Cluster weights and sums: the blocks' accumulators added in block order. */
+static void lloyd_merge(Lloyd *ll)
+{
+    int K = ll->K, C = ll->C, stride = C + 1;
+    Py_ssize_t nb = ll->nblocks;
+#pragma omp parallel for num_threads(ll->nt) if (PAR_IF(ll->nt, (Py_ssize_t)K * stride * nb)) \
+    schedule(static)
+    for (int k = 0; k < K; k++) {
+        double row[MAX_DIMS + 1];
+        const double *src = ll->acc + (size_t)k * stride;
+        for (int q = 0; q < stride; q++)
+            row[q] = src[q];
+        for (Py_ssize_t b = 1; b < nb; b++) {
+            src = ll->acc + ((size_t)b * K + k) * stride;
+            for (int q = 0; q < stride; q++)
+                row[q] += src[q];
+        }
+        ll->cw[k] = row[0];
+        for (int ch = 0; ch < C; ch++)
+            ll->sums[(size_t)k * C + ch] = row[1 + ch];
+    }
+}
+
+typedef struct {
+    double v;
+    Py_ssize_t i;
+} Worst;
+
+static int cmp_worst(const void *pa, const void *pb)
+{
+    const Worst *a = pa, *b = pb;
+    if (a->v > b->v)
+        return -1;
+    if (a->v < b->v)
+        return 1;
+    return (a->i > b->i) - (a->i < b->i);
+}
+
+/* Indices of the `e` points of largest w * own (ties: lowest index first), in that order. */
+static int worst_points(const Lloyd *ll, Py_ssize_t e, Py_ssize_t *out)
+{
+    Py_ssize_t n = ll->n;
+    if (e <= 32) {
+        Worst top[32];
+        Py_ssize_t cnt = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double v = ll->w[i] * ll->own[i];
+            if (cnt == e && !(v > top[e - 1].v))
+                continue;
+            Py_ssize_t p = cnt < e ? cnt++ : e - 1;
+            while (p > 0 && top[p - 1].v < v) {
+                top[p] = top[p - 1];
+                p--;
+            }
+            top[p].v = v;
+            top[p].i = i;
+        }
+        for (Py_ssize_t r = 0; r < e; r++)
+            out[r] = top[r].i;
+        return 0;
+    }
+    Worst *all = malloc((size_t)n * sizeof *all);
+    if (!all)
+        return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        all[i].v = ll->w[i] * ll->own[i];
+        all[i].i = i;
+    }
+    qsort(all, (size_t)n, sizeof *all, cmp_worst);
+    for (Py_ssize_t r = 0; r < e; r++)
+        out[r] = all[r].i;
+    free(all);
+    return 0;
+}
+
+static void lloyd_free(Lloyd *ll)
+{
+    free(ll->means);
+    free(ll->cw);
+    free(ll->sums);
+    free(ll->own);
+    free(ll->sec);
+    free(ll->l2);
+    free(ll->halfgap);
+    free(ll->hg0);
+    free(ll->delta);
+    free(ll->drift);
+    free(ll->beta);
+    free(ll->mgap);
+    free(ll->mid);
+    free(ll->acc);
+    free(ll->bj);
+    search_free(&ll->s);
+}
+
+/* The steps after the first assignment; returns 0, or -1 when out of memory. */
+static int lloyd_run(Lloyd *ll, Py_ssize_t max_iter, double tol, double total, double *history,
+                     Py_ssize_t *worst, int32_t *empty, Py_ssize_t *iters, double *inertia,
+                     int *converged)
+{
+    int K = ll->K, C = ll->C, nt = ll->nt;
+    Py_ssize_t n = ll->n;
+    int changed = 1;
+    if (max_iter == 0) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            ll->lower[i] = min_d(ll->l2[i], ll->lower[i]);
+        return 0;
+    }
+    for (Py_ssize_t it = 0; it < max_iter; it++) {
+        double jsum = 0.0;
+        for (Py_ssize_t b = 0; b < ll->nblocks; b++)
+            jsum += ll->bj[b];
+        double objective = jsum / total;
+        history[it] = objective;
+        *iters = it + 1;
+        lloyd_merge(ll);
+        double shift = 0.0;
+        Py_ssize_t n_empty = 0;
+        for (int k = 0; k < K; k++) {
+            double *m = ll->means + (size_t)k * C;
+            const double *c = ll->cent + (size_t)k * C;
+            if (ll->cw[k] > 0.0) {
+                for (int ch = 0; ch < C; ch++)
+                    m[ch] = ll->sums[(size_t)k * C + ch] / ll->cw[k];
+                shift += ll->cw[k] * dist2(c, m, C);
+            } else {
+                memcpy(m, c, (size_t)C * sizeof(double));
+                empty[n_empty++] = k;
+            }
+        }
+        *inertia = objective - shift / total;
+        if (*inertia < 0.0)
+            *inertia = 0.0;
+        if (n_empty > 0) {
+            Py_ssize_t e = n_empty < n ? n_empty : n;
+            if (worst_points(ll, e, worst) < 0)
+                return -1;
+            for (Py_ssize_t r = 0; r < e; r++)
+                memcpy(ll->means + (size_t)empty[r] * C, ll->x + worst[r] * C,
+                       (size_t)C * sizeof(double));
+        }
+        int stop = !changed || (it > 0 && history[it - 1] - objective <= tol * history[it - 1]);
+        for (int k = 0; k < K; k++)
+            ll->delta[k] = sqrt(dist2(ll->means + (size_t)k * C, ll->cent + (size_t)k * C, C));
+        memcpy(ll->cent, ll->means, (size_t)K * C * sizeof(double));
+        if (stop || it == max_iter - 1 || K == 1) {
+            *converged = stop || K == 1;
+            if (K == 1) {
+                for (Py_ssize_t i = 0; i < n; i++)
+                    ll->lower[i] = INFINITY;
+            } else {
+                /* Keep the lower bounds valid for the returned centroids (Hamerly's update). */
+                int32_t top = 0;
+                for (int k = 1; k < K; k++)
+                    if (ll->delta[k] > ll->delta[top])
+                        top = k;
+                double biggest = ll->delta[top], runner = 0.0;
+                for (int k = 0; k < K; k++)
+                    if (k != top && ll->delta[k] > runner)
+                        runner = ll->delta[k];
+#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) schedule(static)
+                for (Py_ssize_t i = 0; i < n; i++)
+                    ll->lower[i] = min_d(ll->l2[i], ll->lower[i]) -
+                                   (ll->labels[i] == top ? runner : biggest);
+            }
+            return 0;
+        }
+#ifdef CQ_PROFILE
+        double t0 = now_ms();
+#endif
+        lloyd_movers(ll);
+        if (lloyd_prepare(ll, 0) < 0)
+            return -1;
+#ifdef CQ_PROFILE
+        double t1 = now_ms();
+        g_searches = g_sweeps = 0;
+#endif
+        changed = lloyd_pass(ll, PASS_STEP);
+#ifdef CQ_PROFILE
+        double t2 = now_ms();
+        fprintf(stderr, "it %zd prepare %.3f pass %.3f searches %ld sweeps %ld\n", it, t1 - t0,
+                t2 - t1, g_searches, g_sweeps);
+#endif
+    }
+    return 0;
+}
+
+/* lloyd(points, weights, n, c, k, centroids, labels, lower, warm, max_iter, tol, history,
+         nthreads) -> (iterations, inertia, converged).
+   centroids: init on entry, the means of the last assignment on exit. labels, lower: the warm
+   start on entry when warm, the last assignment and its lower bounds (valid for the returned
+   centroids) on exit. history: max_iter doubles, the objective before each update. */
+static PyObject *py_lloyd(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer pb, wb, cb, lb, ob, hb;
+    Py_ssize_t n, max_iter;
+    int C, K, warm, nt;
+    double tol;
+    if (!PyArg_ParseTuple(args, "y*y*niiw*w*w*indw*i", &pb, &wb, &n, &C, &K, &cb, &lb, &ob,
+                          &warm, &max_iter, &tol, &hb, &nt))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t *worst = NULL;
+    int32_t *empty = NULL;
+    Lloyd ll;
+    memset(&ll, 0, sizeof ll);
+    if (check_threads(nt) < 0)
+        goto done;
+    if (n < 1 || n > INT32_MAX || C < 1 || C > MAX_DIMS || K < 1 || max_iter < 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "expected 1 <= n < 2^31, 1 <= c <= %d, k >= 1, max_iter >= 0, got %zd %d %d "
+                     "%zd",
+                     MAX_DIMS, n, C, K, max_iter);
+        goto done;
+    }
+    if (check_len(&pb, 8 * n * C, "points") < 0 || check_len(&wb, 8 * n, "weights") < 0 ||
+        check_len(&cb, 8 * (Py_ssize_t)K * C, "centroids") < 0 ||
+        check_len(&lb, 4 * n, "labels") < 0 || check_len(&ob, 8 * n, "lower") < 0 ||
+        check_len(&hb, 8 * max_iter, "history") < 0)
+        goto done;
+    ll.n = n;
+    ll.C = C;
+    ll.K = K;
+    ll.nt = nt;
+    ll.x = pb.buf;
+    ll.w = wb.buf;
+    ll.cent = cb.buf;
+    ll.labels = lb.buf;
+    ll.lower = ob.buf;
+    if (warm) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (ll.labels[i] < 0 || ll.labels[i] >= K) {
+                PyErr_Format(PyExc_ValueError, "labels: expected values in 0..%d, got %d at %zd",
+                             K - 1, (int)ll.labels[i], i);
+                goto done;
+            }
+    }
+    /* Blocks: BLOCK points, fewer blocks when their accumulators would pass MAX_ACC_DOUBLES. */
+    Py_ssize_t per_block = (Py_ssize_t)K * (C + 1);
+    Py_ssize_t nblocks = (n + BLOCK - 1) / BLOCK;
+    Py_ssize_t cap = MAX_ACC_DOUBLES / per_block;
+    if (cap < 1)
+        cap = 1;
+    if (nblocks > cap)
+        nblocks = cap;
+    ll.bs = (n + nblocks - 1) / nblocks;
+    ll.nblocks = (n + ll.bs - 1) / ll.bs;
+    size_t kd = (size_t)K * sizeof(double);
+    ll.means = malloc(kd * C);
+    ll.cw = malloc(kd);
+    ll.sums = malloc(kd * C);
+    ll.own = malloc((size_t)n * sizeof(double));
+    ll.sec = malloc((size_t)n * sizeof(int32_t));
+    ll.l2 = malloc((size_t)n * sizeof(double));
+    ll.halfgap = malloc(kd);
+    ll.hg0 = malloc(kd);
+    ll.delta = malloc(kd);
+    ll.drift = calloc((size_t)K, sizeof(double));
+    ll.beta = malloc(kd);
+    ll.mgap = malloc(kd * MOVERS);
+    ll.mid = malloc((size_t)K * MOVERS * sizeof(int32_t));
+    ll.acc = malloc((size_t)ll.nblocks * per_block * sizeof(double));
+    ll.bj = malloc((size_t)ll.nblocks * sizeof(double));
+    worst = malloc((size_t)K * sizeof *worst);
+    empty = malloc((size_t)K * sizeof *empty);
+    if (!ll.means || !ll.cw || !ll.sums || !ll.own || !ll.sec || !ll.l2 || !ll.halfgap || !ll.hg0 || !ll.delta ||
+        !ll.drift || !ll.beta || !ll.mgap || !ll.mid || !ll.acc || !ll.bj || !worst || !empty ||
+        search_alloc(&ll.s, K, C) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    ll.s.cent = ll.cent;
+    ll.s.drift = ll.drift;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        ll.sec[i] = -1;
+        ll.l2[i] = INFINITY;
+    }
+    double *history = hb.buf;
+    Py_ssize_t iters = 0;
+    double inertia = INFINITY;
+    int converged = 0, failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    /* Sweep axis and bound slack from the extent of the points and the initial centroids. */
+    double lo[MAX_DIMS], hi[MAX_DIMS], diam = 0.0;
+    for (int ch = 0; ch < C; ch++)
+        lo[ch] = hi[ch] = ll.x[ch];
+    for (Py_ssize_t i = 0; i < n + K; i++) {
+        const double *v = i < n ? ll.x + i * C : ll.cent + (i - n) * C;
+        for (int ch = 0; ch < C; ch++) {
+            if (v[ch] < lo[ch])
+                lo[ch] = v[ch];
+            if (v[ch] > hi[ch])
+                hi[ch] = v[ch];
+        }
+    }
+    int axis = 0;
+    for (int ch = 0; ch < C; ch++) {
+        diam += (hi[ch] - lo[ch]) * (hi[ch] - lo[ch]);
+        if (hi[ch] - lo[ch] > hi[axis] - lo[axis])
+            axis = ch;
+    }
+    ll.s.axis = axis;
+    ll.eps = ll.s.eps = ABS_SLACK * sqrt(diam);
+    double total = 0.0;
+    for (Py_ssize_t b = 0; b < ll.nblocks; b++) {
+        double part = 0.0;
+        for (Py_ssize_t i = b * ll.bs; i < min_ssize(n, (b + 1) * ll.bs); i++)
+            part += ll.w[i];
+        total += part;
+    }
+    if (lloyd_prepare(&ll, 1) < 0) {
+        failed = 1;
+    } else {
+        if (warm)
+            lloyd_pass(&ll, PASS_WARM);
+        else
+            failed = lloyd_cold(&ll) < 0;
+        if (!failed)
+            failed = lloyd_run(&ll, max_iter, tol, total, history, worst, empty, &iters, &inertia,
+                           &converged) < 0;
+    }
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    result = Py_BuildValue("ndO", iters, inertia, converged ? Py_True : Py_False);
+done:
+    free(worst);
+    free(empty);
+    lloyd_free(&ll);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&wb);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&lb);
+    PyBuffer_Release(&ob);
+    PyBuffer_Release(&hb);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Module                                                                                       */
+
+static PyObject *py_set_parallel_min(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_ssize_t v;
+    if (!PyArg_ParseTuple(args, "n", &v))
+        return NULL;
+    if (v < 1) {
+        PyErr_Format(PyExc_ValueError, "parallel_min must be >= 1, got %zd", v);
+        return NULL;
+    }
+    Py_ssize_t old = g_par_min;
+    g_par_min = v;
+    return PyLong_FromSsize_t(old);
+}
+
+static PyObject *py_openmp(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+#ifdef _OPENMP
+    Py_RETURN_TRUE;
+#else
+    Py_RETURN_FALSE;
+#endif
+}
+
+static PyMethodDef methods[] = {
+    {"hist_sort", py_hist_sort, METH_VARARGS, "Radix sort of the pixels' 24-bit keys."},
+    {"hist_sort_finish", py_hist_sort_finish, METH_VARARGS, "Histogram from sorted keys."},
+    {"hist_dense_count", py_hist_dense_count, METH_VARARGS, "Count pixels into a 2^24 table."},
+    {"hist_dense_finish", py_hist_dense_finish, METH_VARARGS, "Histogram from the table."},
+    {"kmeanspp", py_kmeanspp, METH_VARARGS, "Greedy weighted k-means++."},
+    {"nearest", py_nearest, METH_VARARGS, "Exact nearest palette row."},
+    {"lloyd", py_lloyd, METH_VARARGS, "Weighted Lloyd iterations with exact assignments."},
+    {"set_parallel_min", py_set_parallel_min, METH_VARARGS,
+     "Work size from which kernels use threads; returns the previous value."},
+    {"openmp", py_openmp, METH_NOARGS, "Whether the module was built with OpenMP."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_kernels", "colorquant's compiled CPU kernels.", -1, methods,
+    NULL,                  NULL,       NULL,                                  NULL,
+};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
