@@ -13,6 +13,7 @@ import colorquant._torch.histogram as torch_histogram
 from colorquant.histogram import (
     ColorHistogram,
     bin_colors,
+    cell_means,
     color_histogram,
     merge_histograms,
     pack_rgb,
@@ -159,13 +160,17 @@ def test_merge_nothing_raises() -> None:
 
 
 @PROPERTY
-@given(pixels=pixel_arrays(), bits=st.integers(1, 8))
-def test_bin_colors_groups_by_top_bits(pixels: np.ndarray, bits: int) -> None:
-    colors = color_histogram(torch.from_numpy(pixels)).colors
+@given(pixels=pixel_arrays(), bits=st.integers(1, 8), on_numpy=st.booleans())
+def test_bin_colors_groups_by_top_bits(pixels: np.ndarray, bits: int, on_numpy: bool) -> None:
+    colors = color_histogram(pixels if on_numpy else torch.from_numpy(pixels)).colors
     cell, n_cells = bin_colors(colors, bits)
-    assert cell.dtype == torch.int64 and cell.shape == (colors.shape[0],)
-    cell_np = cell.numpy()
-    coarse = colors.numpy() >> (8 - bits)
+    assert cell.dtype == (np.int64 if on_numpy else torch.int64)
+    assert cell.shape == (colors.shape[0],)
+    cell_np = np.asarray(cell)
+    coarse = np.asarray(colors) >> (8 - bits)
+    # Cells are numbered in the order of their packed coarse key, on both kernels.
+    keys = (coarse.astype(np.int64) << np.array([2 * bits, bits, 0])).sum(1)
+    np.testing.assert_array_equal(cell_np, np.unique(keys, return_inverse=True)[1].ravel())
     assert n_cells == len(np.unique(coarse, axis=0))
     assert set(cell_np.tolist()) == set(range(n_cells))  # every cell index is occupied
     # Two colors share a cell exactly when their top `bits` bits agree in every channel.
@@ -193,6 +198,31 @@ def test_bin_colors_eight_bits_keeps_colors_apart(photo_like: np.ndarray) -> Non
     assert n == colors.shape[0]
     # Sorted distinct colors are sorted distinct cells: the identity map.
     assert torch.equal(cell, torch.arange(n))
+
+
+@pytest.mark.parametrize("on_numpy", [True, False], ids=["numpy", "torch"])
+def test_cell_means_equal_float64_reference(on_numpy: bool, photo_like: np.ndarray) -> None:
+    hist = color_histogram(photo_like.reshape(-1, 3))
+    points = hist.colors.astype(np.float64) / 7.0
+    weights = hist.counts.astype(np.float64)
+    cell, n = bin_colors(hist.colors, 4)
+    # Reference: every cell's weighted mean by a Python loop over the cells.
+    ref_means = np.array(
+        [np.average(points[cell == q], axis=0, weights=weights[cell == q]) for q in range(n)]
+    )
+    ref_weight = np.array([weights[cell == q].sum() for q in range(n)])
+    ref_scatter = (weights * ((points - ref_means[cell]) ** 2).sum(1)).sum() / weights.sum()
+    if on_numpy:
+        means, cell_weight, scatter = cell_means(points, weights, cell, n)
+    else:
+        t_means, t_weight, scatter = cell_means(
+            torch.from_numpy(points), torch.from_numpy(weights), torch.from_numpy(cell), n
+        )
+        means, cell_weight = t_means.numpy(), t_weight.numpy()
+    np.testing.assert_allclose(means, ref_means, rtol=1e-12)
+    np.testing.assert_allclose(cell_weight, ref_weight, rtol=1e-12)
+    assert scatter == pytest.approx(ref_scatter, rel=1e-10)
+    assert scatter > 0  # 4-bit cells of a noisy photo hold several colors
 
 
 @pytest.mark.parametrize("bits", [0, 9, -1])

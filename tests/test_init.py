@@ -228,3 +228,44 @@ def test_initial_centroids_dispatch(rng: np.random.Generator) -> None:
     )
     with pytest.raises(ValueError, match=r"init must be one of k-means\+\+, random, got 'wu'"):
         initial_centroids("wu", points, weights, 6, seed=4)  # type: ignore[arg-type]
+
+
+def _kmeanspp_brute_force(
+    points: np.ndarray, weights: np.ndarray, k: int, u_first: float, u: np.ndarray
+) -> list[int]:
+    """Greedy k-means++ as written in the docstring: every distance, every step, float64."""
+    cum = np.cumsum(weights)
+    chosen = [min(int(np.searchsorted(cum, u_first * cum[-1], side="right")), len(points) - 1)]
+    closest = ((points - points[chosen[0]]) ** 2).sum(1)
+    for i in range(1, k):
+        cum = np.cumsum(weights * closest)
+        cand = np.minimum(np.searchsorted(cum, u[i - 1] * cum[-1], side="right"), len(points) - 1)
+        d2 = np.minimum(((points[None, :, :] - points[cand][:, None, :]) ** 2).sum(-1), closest)
+        best = int(np.argmin((d2 * weights).sum(1)))
+        chosen.append(int(cand[best]))
+        closest = d2[best]
+    return chosen
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("k", [2, 40, 150])
+def test_compiled_kmeans_plusplus_equals_brute_force(threads: int, k: int) -> None:
+    # Thousands of clustered points: the compiled kernel's triangle-inequality pruning skips most
+    # of them, and must still choose exactly what the unpruned float64 algorithm chooses.
+    from colorquant import _cpu
+    from colorquant._cpu import _kernels
+
+    rng = np.random.default_rng(k)
+    centers = rng.uniform(0, 100, (30, 3))
+    points = centers[rng.integers(0, 30, 3000)] + rng.normal(0, 4.0, (3000, 3))
+    weights = rng.integers(1, 30, 3000).astype(np.float64)
+    u = rng.random((k - 1, 2 + int(np.log(k))))
+    expected = _kmeanspp_brute_force(points, weights, k, 0.37, u)
+    old_threads, old_min = _cpu.get_num_threads(), _kernels.set_parallel_min(1)
+    try:
+        _cpu.set_num_threads(threads)
+        got = _cpu.kmeans_plusplus(points, weights, k, 0.37, u)
+    finally:
+        _cpu.set_num_threads(old_threads)
+        _kernels.set_parallel_min(old_min)
+    assert got.tolist() == expected

@@ -144,14 +144,8 @@ def bin_colors(colors: ArrayT, bits: int) -> tuple[ArrayT, int]:
     if not 1 <= bits <= 8:
         raise ValueError(f"bits must be in 1..8, got {bits}")
     if isinstance(colors, np.ndarray):
-        coarse = pack_rgb(colors >> (8 - bits))
-        if bits <= 7:
-            # A dense table of the 2^(3 bits) cells: no sort (at 6 bits, 262,144 entries).
-            occupied = np.bincount(coarse, minlength=1 << (3 * bits)) > 0
-            number = np.cumsum(occupied) - 1
-            return number[coarse].astype(np.int64), int(number[-1] + 1)
-        unique, cell = np.unique(coarse, return_inverse=True)
-        return cell.ravel().astype(np.int64), int(unique.size)
+        cell, n_cells = _cpu.bin_colors(colors, bits)
+        return cell.astype(np.int64), n_cells
     from ._torch.histogram import bin_colors as torch_bin
 
     return torch_bin(colors, bits)
@@ -174,17 +168,12 @@ def cell_means(
         choice of centroids per cell can remove.
     """
     if isinstance(points, np.ndarray):
-        w = weights.astype(np.float64)
-        cell_weight = np.bincount(cell, weights=w, minlength=n_cells)
-        sums = np.stack(
-            [
-                np.bincount(cell, weights=w * points[:, c], minlength=n_cells)
-                for c in range(points.shape[1])
-            ],
-            axis=1,
+        means, cell_weight, scatter = _cpu.cell_means(
+            np.ascontiguousarray(points, dtype=np.float64),
+            np.ascontiguousarray(weights, dtype=np.float64),
+            cell,
+            n_cells,
         )
-        means = sums / cell_weight[:, None]
-        scatter = float(w @ np.square(points - means[cell]).sum(1) / w.sum())
         return means.astype(points.dtype), cell_weight.astype(points.dtype), scatter
     from ._torch.histogram import cell_means as torch_means
 

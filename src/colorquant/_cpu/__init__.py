@@ -25,6 +25,8 @@ from . import _kernels
 __all__ = [
     "HISTOGRAM_DENSE_FROM",
     "LloydOutput",
+    "bin_colors",
+    "cell_means",
     "get_num_threads",
     "histogram",
     "kmeans_plusplus",
@@ -179,6 +181,74 @@ def histogram(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     counts = np.empty(m, np.int64)
     _kernels.hist_dense_finish(table, inverse, blocks, colors, counts, nt)
     return colors, counts, inverse
+
+
+def bin_colors(colors: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
+    """The occupied cells of the ``2**bits``-per-channel RGB grid, and each color's cell.
+
+    Args:
+        colors: ``(M, 3)`` uint8 sRGB, ``M < 2^31``.
+        bits: bits kept per channel, 1..8.
+
+    Returns:
+        ``(cell, n_cells)``: ``(M,)`` int32 cell of every color in ``0..n_cells-1``, cells
+        numbered in the order of their packed key ``r << 2b | g << b | b``.
+
+    Raises:
+        ValueError: ``colors`` is not an ``(M, 3)`` uint8 array, or ``bits`` is out of range.
+    """
+    if (
+        not isinstance(colors, np.ndarray)
+        or colors.dtype != np.uint8
+        or colors.ndim != 2
+        or colors.shape[1] != 3
+        or colors.shape[0] >= 2**31
+    ):
+        raise ValueError(
+            f"colors must be a uint8 array of shape (M, 3) with M < 2^31, got {_describe(colors)}"
+        )
+    bits = _integer("bits", bits, 1)
+    if bits > 8:
+        raise ValueError(f"bits must be an integer in 1..8, got {bits}")
+    c = np.ascontiguousarray(colors)
+    cell = np.empty(c.shape[0], np.int32)
+    n_cells = _kernels.bin_cells(c, c.shape[0], bits, np.empty(1 << (3 * bits), np.int32), cell)
+    return cell, n_cells
+
+
+def cell_means(
+    points: np.ndarray, weights: np.ndarray, cell: np.ndarray, n_cells: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Weighted mean and weight of every cell, and the weighted scatter inside the cells.
+
+    Args:
+        points: ``(M, C)`` float64.
+        weights: ``(M,)`` float64, all > 0.
+        cell: ``(M,)`` integer cell of every point, in ``0..n_cells-1``, every cell occupied.
+        n_cells: number of cells, ``>= 1``.
+
+    Returns:
+        ``(means, cell_weight, scatter)``: ``(n_cells, C)`` float64 weighted means (sums in
+        index order), ``(n_cells,)`` float64 weights, and
+        ``sum_i w_i |x_i - mean_cell(i)|^2 / sum_i w_i``.
+
+    Raises:
+        ValueError: a shape, dtype or value is out of range (the message names the argument).
+    """
+    x = _points("points", points)
+    m, c = x.shape
+    w = _weights(weights, m)
+    n_cells = _integer("n_cells", n_cells, 1)
+    if not isinstance(cell, np.ndarray) or cell.shape != (m,) or cell.dtype.kind not in "iu":
+        raise ValueError(f"cell must be an integer array of shape ({m},), got {_describe(cell)}")
+    means = np.empty((n_cells, c), np.float64)
+    cell_weight = np.empty(n_cells, np.float64)
+    scatter = _kernels.cell_means(
+        x, w, np.ascontiguousarray(cell, dtype=np.int32), m, c, n_cells, means, cell_weight
+    )
+    if not (cell_weight > 0).all():
+        raise ValueError("cell must leave no cell in 0..n_cells-1 empty")
+    return means, cell_weight, scatter
 
 
 def kmeans_plusplus(

@@ -28,6 +28,18 @@ def hist_dense_finish(
     nthreads: int,
     /,
 ) -> None: ...
+def bin_cells(colors: Array, m: int, bits: int, table: Array, cell: Array, /) -> int: ...
+def cell_means(
+    points: Array,
+    weights: Array,
+    cell: Array,
+    m: int,
+    c: int,
+    n_cells: int,
+    means: Array,
+    cell_weight: Array,
+    /,
+) -> float: ...
 def kmeanspp(
     points: Array,
     weights: Array,

@@ -96,6 +96,12 @@ HOT double dist2(const double *x, const double *c, const int C)
     return s;
 }
 
+/* A key and the index of what it belongs to (sorting). */
+typedef struct {
+    double v;
+    int32_t i;
+} KeyIndex;
+
 static inline Py_ssize_t min_ssize(Py_ssize_t a, Py_ssize_t b) { return a < b ? a : b; }
 /* fmin and fmax are library calls without -ffast-math (NaN rules); no NaN reaches these. */
 static inline double min_d(double a, double b) { return a < b ? a : b; }
@@ -435,6 +441,112 @@ done:
     return result;
 }
 
+/* bin_cells(colors, m, bits, table, cell) -> n_cells: the occupied cells of the 2^bits-per-
+   channel RGB grid numbered in the order of their packed key, and each color's cell. `table`
+   holds 2^(3 bits) int32 of scratch. */
+static PyObject *py_bin_cells(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer cb, tb, ob;
+    Py_ssize_t m;
+    int bits;
+    if (!PyArg_ParseTuple(args, "y*niw*w*", &cb, &m, &bits, &tb, &ob))
+        return NULL;
+    PyObject *result = NULL;
+    if (m < 0 || m > INT32_MAX || bits < 1 || bits > 8) {
+        PyErr_Format(PyExc_ValueError, "expected 0 <= m < 2^31 and 1 <= bits <= 8, got %zd %d", m,
+                     bits);
+        goto done;
+    }
+    Py_ssize_t size = (Py_ssize_t)1 << (3 * bits);
+    if (check_len(&cb, 3 * m, "colors") < 0 || check_len(&tb, 4 * size, "table") < 0 ||
+        check_len(&ob, 4 * m, "cell") < 0)
+        goto done;
+    int32_t n_cells = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const uint8_t *c = cb.buf;
+    int32_t *table = tb.buf, *cell = ob.buf;
+    const int shift = 8 - bits;
+    memset(table, 0, (size_t)size * sizeof *table);
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const uint8_t *p = c + 3 * i;
+        cell[i] = ((int32_t)(p[0] >> shift) << (2 * bits)) | ((int32_t)(p[1] >> shift) << bits) |
+                  (int32_t)(p[2] >> shift);
+        table[cell[i]] = 1;
+    }
+    for (Py_ssize_t q = 0; q < size; q++)
+        if (table[q])
+            table[q] = n_cells++;
+    for (Py_ssize_t i = 0; i < m; i++)
+        cell[i] = table[cell[i]];
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromLong(n_cells);
+done:
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&tb);
+    PyBuffer_Release(&ob);
+    return result;
+}
+
+/* cell_means(points, weights, cell, m, c, n_cells, means, cell_weight) -> scatter: weighted
+   mean and weight of every cell (sums in index order, as numpy.bincount), and the weighted
+   mean squared distance of the points to their cell's mean. */
+static PyObject *py_cell_means(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer pb, wb, cb, mb, gb;
+    Py_ssize_t m, n_cells;
+    int C;
+    if (!PyArg_ParseTuple(args, "y*y*y*ninw*w*", &pb, &wb, &cb, &m, &C, &n_cells, &mb, &gb))
+        return NULL;
+    PyObject *result = NULL;
+    if (m < 1 || C < 1 || C > MAX_DIMS || n_cells < 1) {
+        PyErr_Format(PyExc_ValueError, "expected m >= 1, 1 <= c <= %d, n_cells >= 1, got %zd %d %zd",
+                     MAX_DIMS, m, C, n_cells);
+        goto done;
+    }
+    if (check_len(&pb, 8 * m * C, "points") < 0 || check_len(&wb, 8 * m, "weights") < 0 ||
+        check_len(&cb, 4 * m, "cell") < 0 || check_len(&mb, 8 * n_cells * C, "means") < 0 ||
+        check_len(&gb, 8 * n_cells, "cell_weight") < 0)
+        goto done;
+    const int32_t *cell = cb.buf;
+    for (Py_ssize_t i = 0; i < m; i++)
+        if (cell[i] < 0 || cell[i] >= n_cells) {
+            PyErr_Format(PyExc_ValueError, "cell[%zd] = %d is outside 0..%zd", i, cell[i],
+                         n_cells - 1);
+            goto done;
+        }
+    double scatter = 0.0;
+    Py_BEGIN_ALLOW_THREADS
+    const double *x = pb.buf, *w = wb.buf;
+    double *means = mb.buf, *cw = gb.buf, total = 0.0;
+    memset(means, 0, (size_t)n_cells * C * sizeof *means);
+    memset(cw, 0, (size_t)n_cells * sizeof *cw);
+    for (Py_ssize_t i = 0; i < m; i++) {
+        double *row = means + (size_t)cell[i] * C;
+        cw[cell[i]] += w[i];
+        for (int ch = 0; ch < C; ch++)
+            row[ch] += w[i] * x[i * C + ch];
+    }
+    for (Py_ssize_t q = 0; q < n_cells; q++)
+        for (int ch = 0; ch < C; ch++)
+            means[q * C + ch] /= cw[q];
+    for (Py_ssize_t i = 0; i < m; i++) {
+        scatter += w[i] * dist2(x + i * C, means + (size_t)cell[i] * C, C);
+        total += w[i];
+    }
+    scatter /= total;
+    Py_END_ALLOW_THREADS
+    result = PyFloat_FromDouble(scatter);
+done:
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&wb);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&mb);
+    PyBuffer_Release(&gb);
+    return result;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* k-means++                                                                                    */
 
@@ -452,7 +564,213 @@ static Py_ssize_t search_right(const double *a, Py_ssize_t n, double v)
     return lo;
 }
 
-#define KPP_GROUP 16
+/*
+ * Greedy k-means++ pruned by the triangle inequality. Every point sits in the member list of its
+ * nearest chosen centroid o, at squared distance closest[j]; each list is sorted by closest[],
+ * largest first. A candidate c can bring a member j of o closer only if d(x_j, c) < d(x_j, o),
+ * which needs d(c, o) < 2 d(x_j, o): the scan of o's list stops at the first member with
+ * 4 closest[j] <= d(c, o)^2 (empty for most clusters). A candidate's score is its reduction of
+ * the potential, sum over the points it brings closer of w (closest - d); the largest wins (the
+ * smallest potential), the first on ties. closest[] equals what a brute force computes (the
+ * slack only makes the stop conservative), and so do the draws made from it.
+ */
+#define KPP_SKIP_SLACK (1.0 + 1e-9)
+
+/* Whether a member at squared distance `own` from its centroid may come closer to a candidate
+   at squared distance `dco2` from that centroid. */
+static inline int kpp_reachable(double dco2, double own) { return dco2 < 4.0 * own * KPP_SKIP_SLACK; }
+
+/* Reduction of the potential by candidate cx. */
+HOT double kpp_reduction(const double *x, const double *w, const double *closest,
+                         const int32_t *head, const int32_t *next, const int64_t *chosen,
+                         Py_ssize_t m, const double *cx, const int C)
+{
+    double red = 0.0;
+    for (Py_ssize_t o = 0; o < m; o++) {
+        int32_t j = head[o];
+        if (j < 0)
+            continue;
+        double dco2 = dist2(cx, x + chosen[o] * C, C);
+        for (; j >= 0 && kpp_reachable(dco2, closest[j]); j = next[j]) {
+            double d = dist2(x + (Py_ssize_t)j * C, cx, C);
+            if (d < closest[j])
+                red += w[j] * (closest[j] - d);
+        }
+    }
+    return red;
+}
+
+/* k-means++ sorts its points by key descending, index ascending on ties. */
+static inline int ki_before(KeyIndex a, KeyIndex b) { return a.v > b.v || (a.v == b.v && a.i < b.i); }
+
+/* Quicksort (median of three, insertion sort below 16) of a[0..n-1] by ki_before. */
+static void ki_sort(KeyIndex *a, Py_ssize_t n)
+{
+    while (n > 16) {
+        Py_ssize_t mid = n / 2;
+        KeyIndex t;
+        if (ki_before(a[mid], a[0])) { t = a[mid]; a[mid] = a[0]; a[0] = t; }
+        if (ki_before(a[n - 1], a[0])) { t = a[n - 1]; a[n - 1] = a[0]; a[0] = t; }
+        if (ki_before(a[n - 1], a[mid])) { t = a[n - 1]; a[n - 1] = a[mid]; a[mid] = t; }
+        KeyIndex pivot = a[mid];
+        Py_ssize_t i = 0, j = n - 1;
+        for (;;) {
+            while (ki_before(a[i], pivot))
+                i++;
+            while (ki_before(pivot, a[j]))
+                j--;
+            if (i >= j)
+                break;
+            t = a[i]; a[i] = a[j]; a[j] = t;
+            i++;
+            j--;
+        }
+        /* Recurse into the smaller part, loop on the larger. */
+        if (j + 1 < n - j - 1) {
+            ki_sort(a, j + 1);
+            a += j + 1;
+            n -= j + 1;
+        } else {
+            ki_sort(a + j + 1, n - j - 1);
+            n = j + 1;
+        }
+    }
+    for (Py_ssize_t i = 1; i < n; i++) {
+        KeyIndex t = a[i];
+        Py_ssize_t q = i;
+        for (; q > 0 && ki_before(t, a[q - 1]); q--)
+            a[q] = a[q - 1];
+        a[q] = t;
+    }
+}
+
+/* Link the sorted points of `moved` as one list; its head. */
+static int32_t ki_link(const KeyIndex *moved, Py_ssize_t count, int32_t *next)
+{
+    for (Py_ssize_t q = 0; q < count; q++)
+        next[moved[q].i] = q + 1 < count ? moved[q + 1].i : -1;
+    return count ? moved[0].i : -1;
+}
+
+/* Add the m-th centroid: the points it brings closer leave their lists for list m, which is
+   sorted like the others (`moved`: scratch of n entries). */
+HOT Py_ssize_t kpp_commit(const double *x, double *closest, int32_t *head, int32_t *next,
+                    const int64_t *chosen, Py_ssize_t m, KeyIndex *moved, const int C)
+{
+    const double *bx = x + chosen[m] * C;
+    Py_ssize_t count = 0;
+    for (Py_ssize_t o = 0; o < m; o++) {
+        int32_t *link = &head[o];
+        if (*link < 0)
+            continue;
+        double dco2 = dist2(bx, x + chosen[o] * C, C);
+        for (int32_t j = *link; j >= 0 && kpp_reachable(dco2, closest[j]); j = *link) {
+            double d = dist2(x + (Py_ssize_t)j * C, bx, C);
+            if (d < closest[j]) {
+                closest[j] = d;
+                *link = next[j];
+                moved[count++] = (KeyIndex){d, j};
+            } else {
+                link = &next[j];
+            }
+        }
+    }
+    ki_sort(moved, count);
+    head[m] = ki_link(moved, count, next);
+    return count;
+}
+
+/* The potential w * closest is drawn from in two levels: blocks of KPP_BLOCK points (their
+   sums, kept up to date for the blocks whose points moved), then a point in the block. The
+   result is searchsorted(cumsum(w * closest), u * total, side="right") up to rounding: a point
+   of zero potential (a chosen centroid) is never drawn. */
+#define KPP_BLOCK 128
+
+static Py_ssize_t kpp_draw(const double *w, const double *closest, Py_ssize_t n,
+                           const double *bsum, Py_ssize_t nb, double total, double u)
+{
+    double target = u * total, run = 0.0;
+    Py_ssize_t b = 0, last = -1;
+    for (; b < nb; b++) {
+        if (bsum[b] > 0.0)
+            last = b;
+        if (run + bsum[b] > target)
+            break;
+        run += bsum[b];
+    }
+    if (b == nb) /* rounding: the last block with any potential */
+        b = last < 0 ? 0 : last;
+    Py_ssize_t lo = b * KPP_BLOCK, hi = min_ssize(n, lo + KPP_BLOCK), found = -1;
+    double r = target - run, acc = 0.0;
+    for (Py_ssize_t j = lo; j < hi; j++) {
+        double p = w[j] * closest[j];
+        acc += p;
+        if (p > 0.0) {
+            found = j;
+            if (acc > r)
+                break;
+        }
+    }
+    return found < 0 ? lo : found;
+}
+
+static double kpp_block_sum(const double *w, const double *closest, Py_ssize_t n, Py_ssize_t b)
+{
+    Py_ssize_t lo = b * KPP_BLOCK, hi = min_ssize(n, lo + KPP_BLOCK);
+    double acc = 0.0;
+    for (Py_ssize_t j = lo; j < hi; j++)
+        acc += w[j] * closest[j];
+    return acc;
+}
+
+HOT void kpp_run(const double *x, const double *w, Py_ssize_t n, Py_ssize_t k, Py_ssize_t trials,
+                 double u_first, const double *u, int64_t *chosen, double *closest, double *cum,
+                 int32_t *head, int32_t *next, KeyIndex *moved, Py_ssize_t *cand, double *red,
+                 double *bsum, uint8_t *dirty, int nt, const int C)
+{
+    double s = 0.0;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        s += w[j];
+        cum[j] = s;
+    }
+    Py_ssize_t first = search_right(cum, n, u_first * cum[n - 1]);
+    chosen[0] = first > n - 1 ? n - 1 : first;
+    const double *xf = x + chosen[0] * C;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        closest[j] = dist2(x + j * C, xf, C);
+        moved[j] = (KeyIndex){closest[j], (int32_t)j};
+    }
+    ki_sort(moved, n);
+    head[0] = ki_link(moved, n, next);
+    Py_ssize_t nb = (n + KPP_BLOCK - 1) / KPP_BLOCK;
+    for (Py_ssize_t b = 0; b < nb; b++)
+        bsum[b] = kpp_block_sum(w, closest, n, b);
+    for (Py_ssize_t i = 1; i < k; i++) {
+        double total = 0.0;
+        for (Py_ssize_t b = 0; b < nb; b++)
+            total += bsum[b];
+        const double *draw = u + (i - 1) * trials;
+        for (Py_ssize_t t = 0; t < trials; t++)
+            cand[t] = kpp_draw(w, closest, n, bsum, nb, total, draw[t]);
+        /* Early on every candidate scans most points; later only a few members. */
+#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n * trials / i)) schedule(dynamic, 1)
+        for (Py_ssize_t t = 0; t < trials; t++)
+            red[t] = kpp_reduction(x, w, closest, head, next, chosen, i, x + cand[t] * C, C);
+        Py_ssize_t best = 0;
+        for (Py_ssize_t t = 1; t < trials; t++)
+            if (red[t] > red[best])
+                best = t;
+        chosen[i] = cand[best];
+        Py_ssize_t count = kpp_commit(x, closest, head, next, chosen, i, moved, C);
+        for (Py_ssize_t q = 0; q < count; q++)
+            dirty[moved[q].i / KPP_BLOCK] = 1;
+        for (Py_ssize_t b = 0; b < nb; b++)
+            if (dirty[b]) {
+                bsum[b] = kpp_block_sum(w, closest, n, b);
+                dirty[b] = 0;
+            }
+    }
+}
 
 /* kmeanspp(points, weights, n, c, k, trials, u_first, u, chosen, nthreads) */
 static PyObject *py_kmeanspp(PyObject *self, PyObject *args)
@@ -466,108 +784,57 @@ static PyObject *py_kmeanspp(PyObject *self, PyObject *args)
                           &ob, &nt))
         return NULL;
     PyObject *result = NULL;
-    double *closest = NULL, *cum = NULL, *part = NULL;
+    double *closest = NULL, *cum = NULL, *red = NULL, *bsum = NULL;
+    uint8_t *dirty = NULL;
+    int32_t *head = NULL, *next = NULL;
+    KeyIndex *moved = NULL;
     Py_ssize_t *cand = NULL;
     if (check_threads(nt) < 0)
         goto done;
-    if (n < 1 || C < 1 || C > MAX_DIMS || k < 1 || trials < (k > 1 ? 1 : 0)) {
+    if (n < 1 || n > INT32_MAX || C < 1 || C > MAX_DIMS || k < 1 || k > n ||
+        trials < (k > 1 ? 1 : 0)) {
         PyErr_Format(PyExc_ValueError,
-                     "expected n >= 1, 1 <= c <= %d, k >= 1, trials >= 1, got n=%zd c=%d k=%zd "
-                     "trials=%zd",
+                     "expected 1 <= n < 2^31, 1 <= c <= %d, 1 <= k <= n, trials >= 1, got n=%zd "
+                     "c=%d k=%zd trials=%zd",
                      MAX_DIMS, n, C, k, trials);
         goto done;
     }
     if (check_len(&pb, 8 * n * C, "points") < 0 || check_len(&wb, 8 * n, "weights") < 0 ||
         check_len(&ub, 8 * (k - 1) * trials, "u") < 0 || check_len(&ob, 8 * k, "chosen") < 0)
         goto done;
-    Py_ssize_t nblocks = (n + BLOCK - 1) / BLOCK;
+    Py_ssize_t tr = trials > 0 ? trials : 1;
     closest = malloc((size_t)n * sizeof *closest);
     cum = malloc((size_t)n * sizeof *cum);
-    part = malloc((size_t)nblocks * (trials > 0 ? trials : 1) * sizeof *part);
-    cand = malloc((size_t)(trials > 0 ? trials : 1) * sizeof *cand);
-    if (!closest || !cum || !part || !cand) {
+    next = malloc((size_t)n * sizeof *next);
+    head = malloc((size_t)k * sizeof *head);
+    moved = malloc((size_t)n * sizeof *moved);
+    bsum = malloc((size_t)(n / KPP_BLOCK + 1) * sizeof *bsum);
+    dirty = calloc((size_t)(n / KPP_BLOCK + 1), 1);
+    red = malloc((size_t)tr * sizeof *red);
+    cand = malloc((size_t)tr * sizeof *cand);
+    if (!closest || !cum || !next || !head || !moved || !bsum || !dirty || !red || !cand) {
         PyErr_NoMemory();
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    const double *x = pb.buf, *w = wb.buf, *u = ub.buf;
-    int64_t *chosen = ob.buf;
-    double s = 0.0;
-    for (Py_ssize_t j = 0; j < n; j++) {
-        s += w[j];
-        cum[j] = s;
-    }
-    Py_ssize_t first = search_right(cum, n, u_first * cum[n - 1]);
-    if (first > n - 1)
-        first = n - 1;
-    chosen[0] = first;
-    const double *xf = x + first * C;
-#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) schedule(static)
-    for (Py_ssize_t j = 0; j < n; j++)
-        closest[j] = dist2(x + j * C, xf, C);
-    for (Py_ssize_t i = 1; i < k; i++) {
-        s = 0.0;
-        for (Py_ssize_t j = 0; j < n; j++) {
-            s += w[j] * closest[j];
-            cum[j] = s;
-        }
-        double total = cum[n - 1];
-        const double *draw = u + (i - 1) * trials;
-        for (Py_ssize_t t = 0; t < trials; t++) {
-            Py_ssize_t c = search_right(cum, n, draw[t] * total);
-            cand[t] = c > n - 1 ? n - 1 : c;
-        }
-        /* Potential of every candidate, block by block (fixed order), candidates in groups. */
-#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n * trials)) schedule(static)
-        for (Py_ssize_t b = 0; b < nblocks; b++) {
-            Py_ssize_t lo = b * BLOCK, hi = min_ssize(n, lo + BLOCK);
-            for (Py_ssize_t g0 = 0; g0 < trials; g0 += KPP_GROUP) {
-                int gn = (int)min_ssize(KPP_GROUP, trials - g0);
-                const double *cx[KPP_GROUP];
-                double acc[KPP_GROUP];
-                for (int g = 0; g < gn; g++) {
-                    cx[g] = x + cand[g0 + g] * C;
-                    acc[g] = 0.0;
-                }
-                for (Py_ssize_t j = lo; j < hi; j++) {
-                    const double *xj = x + j * C;
-                    double cj = closest[j], wj = w[j];
-                    for (int g = 0; g < gn; g++) {
-                        double d = dist2(xj, cx[g], C);
-                        acc[g] += wj * (d < cj ? d : cj);
-                    }
-                }
-                for (int g = 0; g < gn; g++)
-                    part[b * trials + g0 + g] = acc[g];
-            }
-        }
-        Py_ssize_t best = 0;
-        double best_pot = INFINITY;
-        for (Py_ssize_t t = 0; t < trials; t++) {
-            double pot = part[t];
-            for (Py_ssize_t b = 1; b < nblocks; b++)
-                pot += part[b * trials + t];
-            if (pot < best_pot || t == 0) {
-                best_pot = pot;
-                best = t;
-            }
-        }
-        chosen[i] = cand[best];
-        const double *xb = x + cand[best] * C;
-#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) schedule(static)
-        for (Py_ssize_t j = 0; j < n; j++) {
-            double d = dist2(x + j * C, xb, C);
-            if (d < closest[j])
-                closest[j] = d;
-        }
-    }
+    if (C == 3)
+        kpp_run(pb.buf, wb.buf, n, k, trials, u_first, ub.buf, ob.buf, closest, cum, head, next,
+                moved, cand, red, bsum, dirty, nt, 3);
+    else
+        kpp_run(pb.buf, wb.buf, n, k, trials, u_first, ub.buf, ob.buf, closest, cum, head, next,
+                moved, cand, red, bsum, dirty, nt, C);
     Py_END_ALLOW_THREADS
     Py_INCREF(Py_None);
     result = Py_None;
 done:
     free(closest);
     free(cum);
-    free(part);
+    free(next);
+    free(head);
+    free(moved);
+    free(bsum);
+    free(dirty);
+    free(red);
     free(cand);
     PyBuffer_Release(&pb);
     PyBuffer_Release(&wb);
@@ -636,11 +903,6 @@ static int search_alloc(Search *s, int K, int C)
         return -1;
     return 0;
 }
-
-typedef struct {
-    double v;
-    int32_t i;
-} KeyIndex;
 
 static int cmp_key_index(const void *pa, const void *pb)
 {
@@ -1843,6 +2105,8 @@ static PyMethodDef methods[] = {
     {"hist_sort_finish", py_hist_sort_finish, METH_VARARGS, "Histogram from sorted keys."},
     {"hist_dense_count", py_hist_dense_count, METH_VARARGS, "Count pixels into a 2^24 table."},
     {"hist_dense_finish", py_hist_dense_finish, METH_VARARGS, "Histogram from the table."},
+    {"bin_cells", py_bin_cells, METH_VARARGS, "Occupied cells of a coarse RGB grid."},
+    {"cell_means", py_cell_means, METH_VARARGS, "Weighted means and scatter of cells."},
     {"kmeanspp", py_kmeanspp, METH_VARARGS, "Greedy weighted k-means++."},
     {"nearest", py_nearest, METH_VARARGS, "Exact nearest palette row."},
     {"lloyd", py_lloyd, METH_VARARGS, "Weighted Lloyd iterations with exact assignments."},
