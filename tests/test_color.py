@@ -372,7 +372,7 @@ def test_encode_decode_round_trip_exact(
 def test_encode_decode_device_and_batch(space: str, device: torch.device) -> None:
     colors = torch.arange(2 * 4 * 3, dtype=torch.uint8).reshape(2, 4, 3).to(device) * 10
     points = encode_colors(colors, space)  # type: ignore[arg-type]
-    assert points.shape == (2, 4, 3)
+    assert points.shape == (2, 4, 6 if space == "hybrid" else 3)
     assert points.device.type == device.type
     back = decode_colors(points, space)  # type: ignore[arg-type]
     assert back.device.type == device.type
@@ -434,3 +434,26 @@ def test_input_not_modified(rng: np.random.Generator) -> None:
     for fn in (rgb_to_lab, rgb_to_oklab, srgb_to_linear, rgb_to_xyz):
         fn(rgb)
     assert torch.equal(rgb, before)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_hybrid_distance_is_rgb_plus_weighted_din99(kind: str, rng: np.random.Generator) -> None:
+    from colorquant.color import HYBRID_DIN99_WEIGHT
+
+    colors = rng.integers(0, 256, (50, 2, 3), dtype=np.uint8)
+    x = colors if kind == "numpy" else torch.from_numpy(colors)
+    hybrid = np.asarray(
+        encode_colors(x, "hybrid", np.float64 if kind == "numpy" else torch.float64)
+    )
+    rgb = colors.astype(np.float64)
+    din = np.asarray(encode_colors(colors, "din99"))
+    assert hybrid.shape == (50, 2, 6)
+    d2 = ((hybrid[:, 0] - hybrid[:, 1]) ** 2).sum(-1)
+    expected = ((rgb[:, 0] - rgb[:, 1]) ** 2).sum(-1) + HYBRID_DIN99_WEIGHT**2 * (
+        (din[:, 0] - din[:, 1]) ** 2
+    ).sum(-1)
+    np.testing.assert_allclose(d2, expected, rtol=1e-12)
+    # Decoding reads the RGB half: the colors come back exactly.
+    np.testing.assert_array_equal(
+        np.asarray(decode_colors(encode_colors(x, "hybrid"), "hybrid")), colors
+    )

@@ -523,3 +523,19 @@ def test_max_iter_and_tol_overrides(photo_like: np.ndarray) -> None:
     full = cq.quantize(photo_like, 16, color_space="rgb", speed=1, tol=1e-9)
     assert short.n_iter < full.n_iter
     assert full.history[-1] <= short.history[-1]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hybrid_default_takes_the_best_of_rgb_and_din99(seed: int) -> None:
+    # The default space keeps nearly all of rgb's PSNR and nearly all of din99's ΔE00 gain.
+    from conftest import make_photo_like
+
+    img = make_photo_like(96, 128, seed)
+    assert cq.DEFAULT_COLOR_SPACE == "hybrid"
+    rgb, hybrid, din99 = (cq.quantize(img, 16, color_space=s) for s in ("rgb", "hybrid", "din99"))
+    default = cq.quantize(img, 16)
+    assert default.psnr == hybrid.psnr and default.color_space == "hybrid"
+    assert din99.psnr + 1.5 < hybrid.psnr <= rgb.psnr + 0.01
+    assert hybrid.psnr > rgb.psnr - 0.3
+    assert din99.delta_e < hybrid.delta_e < rgb.delta_e
+    assert hybrid.delta_e < din99.delta_e * 1.06

@@ -178,7 +178,8 @@ _space_option = click.option(
     type=click.Choice(COLOR_SPACES),
     default=DEFAULT_COLOR_SPACE,
     show_default=True,
-    help="Color space the distances are measured in.",
+    help="Color space the distances are measured in: hybrid (RGB + DIN99b, beats libimagequant "
+    "on PSNR and CIEDE2000), rgb (best PSNR), din99 (best CIEDE2000), lab, oklab.",
 )
 _method_option = click.option(
     "--method",

@@ -38,6 +38,7 @@ __all__ = [
     "COLOR_SPACES",
     "DEFAULT_COLOR_SPACE",
     "DIN99_CONSTANTS",
+    "HYBRID_DIN99_WEIGHT",
     "LMS_FROM_RGB",
     "OKLAB_FROM_LMS",
     "RGB_FROM_XYZ",
@@ -60,10 +61,17 @@ __all__ = [
     "xyz_to_rgb",
 ]
 
-ColorSpace = Literal["rgb", "lab", "oklab", "din99"]
-COLOR_SPACES: tuple[ColorSpace, ...] = ("rgb", "lab", "oklab", "din99")
-DEFAULT_COLOR_SPACE: ColorSpace = "din99"
-"""The default: K-means in DIN99b measured the lowest mean CIEDE2000 (BENCHMARKS.md)."""
+ColorSpace = Literal["rgb", "lab", "oklab", "din99", "hybrid"]
+COLOR_SPACES: tuple[ColorSpace, ...] = ("rgb", "lab", "oklab", "din99", "hybrid")
+DEFAULT_COLOR_SPACE: ColorSpace = "hybrid"
+"""The default: RGB and DIN99b together, better than libimagequant in PSNR and CIEDE2000 at once
+(BENCHMARKS.md, "The default color space")."""
+
+HYBRID_DIN99_WEIGHT = 1.5
+"""Scale of the DIN99b coordinates in the ``hybrid`` space, whose squared distance is
+``|ΔRGB|^2 + (1.5 |ΔDIN99b|)^2`` (RGB in 8-bit units). 0 is ``rgb`` (best PSNR); large values
+approach ``din99`` (best CIEDE2000). 1.5 was chosen on Kodak (``benchmarks/spaces.py``): the
+largest weight whose mean PSNR stays clearly above libimagequant's at K = 16, 64 and 256."""
 
 # Linear sRGB -> XYZ (D65), Lindbloom / scikit-image values. The inverse is computed, not typed.
 XYZ_FROM_RGB = np.array(
@@ -299,7 +307,8 @@ def encode_colors(colors: ArrayT, space: ColorSpace, dtype: Any = None) -> Array
     """8-bit sRGB colors to the coordinates the clustering works in.
 
     ``rgb`` keeps the 0..255 scale (so distances are exact integers and the objective is in 8-bit
-    units); ``lab`` is CIELAB; ``oklab`` is OKLab; ``din99`` is DIN99b.
+    units); ``lab`` is CIELAB; ``oklab`` is OKLab; ``din99`` is DIN99b; ``hybrid`` is six
+    coordinates, the ``rgb`` ones followed by ``HYBRID_DIN99_WEIGHT`` times the ``din99`` ones.
 
     Args:
         colors: ``(..., 3)`` uint8 sRGB, a NumPy array or a tensor.
@@ -308,9 +317,15 @@ def encode_colors(colors: ArrayT, space: ColorSpace, dtype: Any = None) -> Array
             the compiled CPU kernels take), float32 for tensors.
 
     Returns:
-        ``(..., 3)`` float array of the input's kind, on its device.
+        ``(..., 3)`` float array (``(..., 6)`` for ``hybrid``) of the input's kind, on its device.
     """
     check_choice("color_space", space, COLOR_SPACES)
+    if space == "hybrid":
+        rgb8 = encode_colors(colors, "rgb", dtype)
+        din = encode_colors(colors, "din99", dtype) * HYBRID_DIN99_WEIGHT
+        if isinstance(rgb8, np.ndarray):
+            return np.concatenate((rgb8, din), axis=-1)
+        return sys.modules["torch"].cat((rgb8, din), dim=-1)
     tensor = is_tensor(colors)
     if dtype is None:
         dtype = sys.modules["torch"].float32 if tensor else np.float64
@@ -333,14 +348,20 @@ def encode_colors(colors: ArrayT, space: ColorSpace, dtype: Any = None) -> Array
 def decode_colors(points: ArrayT, space: ColorSpace) -> ArrayT:
     """Coordinates of ``space`` back to 8-bit sRGB: the nearest representable color, clipped.
 
+    ``hybrid`` decodes its RGB coordinates: a K-means centroid's are the mean RGB of its
+    colors, the color that minimises their squared RGB error (PSNR).
+
     Args:
-        points: ``(..., 3)`` float array or tensor in the coordinates of :func:`encode_colors`.
+        points: ``(..., 3)`` (``(..., 6)`` for ``hybrid``) float array or tensor in the
+            coordinates of :func:`encode_colors`.
         space: one of ``COLOR_SPACES``.
 
     Returns:
         ``(..., 3)`` uint8, of the input's kind and on its device.
     """
     check_choice("color_space", space, COLOR_SPACES)
+    if space == "hybrid":
+        return decode_colors(points[..., :3], "rgb")
     if isinstance(points, np.ndarray):
         x = points.astype(np.float64)
     else:

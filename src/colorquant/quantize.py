@@ -235,8 +235,10 @@ class Quantizer:
 
     Args:
         n_colors: palette size K, 1..65536 (palette images hold at most 256).
-        color_space: where distances are measured: ``"rgb"``, ``"lab"`` (CIELAB), ``"oklab"``
-            or ``"din99"`` (DIN99b, the default: its distances approximate CIEDE2000).
+        color_space: where distances are measured: ``"hybrid"`` (the default: RGB and DIN99b
+            together, see :data:`colorquant.color.HYBRID_DIN99_WEIGHT`), ``"rgb"`` (best
+            PSNR), ``"lab"`` (CIELAB), ``"oklab"`` or ``"din99"`` (DIN99b, whose distances
+            approximate CIEDE2000: best mean ΔE00).
         method: ``"kmeans"`` (Lloyd) or ``"adam"`` (gradient descent on the same objective).
         init: ``"k-means++"`` (greedy, weighted) or ``"random"``.
         speed: 1 (slowest, best) .. 10 (fastest); sets stages and iterations

@@ -42,6 +42,7 @@ _AXIS_LABELS: dict[str, tuple[str, str, str]] = {
     "lab": ("a*", "b*", "L*"),
     "oklab": ("a", "b", "L"),
     "din99": ("a99", "b99", "L99"),
+    "hybrid": ("a99", "b99", "L99"),
 }
 _CHUNK = 1 << 20  # color pairs per ΔE00 chunk: bounds the float64 temporaries
 
@@ -310,8 +311,10 @@ def cloud_figure(
     if weights.shape != (colors.shape[0],) or (weights < 0).any():
         raise InputError(f"counts must be ({colors.shape[0]},) and >= 0, got shape {weights.shape}")
     shown = _sample(weights, max_points, seed)
-    points = encode_colors(colors[shown], space)
-    centers = encode_colors(palette, space)
+    # hybrid's six coordinates are drawn as its perceptual half, DIN99b.
+    drawn: ColorSpace = "din99" if space == "hybrid" else space
+    points = encode_colors(colors[shown], drawn)
+    centers = encode_colors(palette, drawn)
     # Lightness on the vertical axis for the Lab spaces: (a, b, L).
     order = [0, 1, 2] if space == "rgb" else [1, 2, 0]
     points, centers = points[:, order], centers[:, order]
