@@ -443,3 +443,22 @@ def test_init_option_reaches_the_fit(tmp_path: Path, src: Path, init: str) -> No
     original = np.array(Image.open(src).convert("RGB"))
     expected = cq_api.quantize(original, 6, init=init, seed=2)  # type: ignore[arg-type]
     assert record["mse"] == pytest.approx(expected.mse, rel=1e-9)
+
+
+def test_file_path_imports_neither_torch_nor_matplotlib(tmp_path: Path) -> None:
+    # A script calls the command once per file: its start-up must not pay for torch (about 1 s),
+    # matplotlib or tqdm. Run it in a fresh interpreter and look at what was imported.
+    src = write_png(tmp_path / "in.png")
+    out = tmp_path / "out.png"
+    code = (
+        "import sys\n"
+        "from colorquant.cli import main\n"
+        f"sys.argv = ['colorquant', 'quantize', {str(src)!r}, '-k', '8', '-o', {str(out)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(sorted(m for m in ('torch', 'matplotlib', 'tqdm') if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
+    assert Image.open(out).mode == "P"

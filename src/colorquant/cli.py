@@ -26,7 +26,6 @@ from typing import Any
 import click
 import numpy as np
 from PIL import Image, ImageFile
-from tqdm import tqdm
 
 from . import __version__
 from ._checks import DEVICES, InputError, resolve_device
@@ -86,7 +85,11 @@ MSE_HELP = (
 def _echo(line: str, *, err: bool = False) -> None:
     """Print one line, clearing and redrawing any progress bar around it."""
     stream = sys.stderr if err else sys.stdout
-    with tqdm.external_write_mode(file=stream):
+    tqdm_module = sys.modules.get("tqdm")  # imported only when a bar was shown
+    if tqdm_module is None:
+        click.echo(line, err=err)
+        return
+    with tqdm_module.tqdm.external_write_mode(file=stream):
         click.echo(line, err=err)
 
 
@@ -127,7 +130,11 @@ def _json_number(x: float) -> float | None:
 
 def _progress(items: Sequence[Any], unit: str) -> Any:
     """A tqdm bar on stderr for more than one item; tqdm turns it off when stderr is no TTY."""
-    return tqdm(items, unit=unit, file=sys.stderr, disable=None if len(items) > 1 else True)
+    if len(items) <= 1:
+        return items  # one file, as scripts call it: no bar, and no import of tqdm (25 ms)
+    from tqdm import tqdm
+
+    return tqdm(items, unit=unit, file=sys.stderr, disable=None)
 
 
 # -- shared checks ----------------------------------------------------------------------------

@@ -350,14 +350,16 @@ class Quantizer:
             raise RuntimeError("this Quantizer has no palette yet: call fit() or from_palette()")
         return self._fit
 
-    def _fit_histogram(self, hist: ColorHistogram) -> None:
+    def _fit_histogram(self, hist: ColorHistogram, points: Any = None) -> None:
+        """Fit the palette to ``hist`` (``points``: its colors encoded, when already known)."""
         k = self.n_colors
         if len(hist) <= k:
             # At most K distinct colors: the palette is the colors themselves, lossless.
             self._fit = _Fit(hist.colors[:], (0.0,), 0, True, self.method)
             return
         s = self.settings
-        points = encode_colors(hist.colors, self.color_space)
+        if points is None:
+            points = encode_colors(hist.colors, self.color_space)
         weights = _as_dtype(hist.counts, points)
         generator = np.random.default_rng(self.seed)
         if self.method == "adam":
@@ -435,12 +437,14 @@ class Quantizer:
         return best
 
     def _apply_histogram(
-        self, hist: ColorHistogram, shape: tuple[int, int], start: float
+        self, hist: ColorHistogram, shape: tuple[int, int], start: float, points: Any = None
     ) -> QuantizeResult:
+        """Map the image of ``hist`` to the palette (``points`` as for ``_fit_histogram``)."""
         fit = self._fitted()
         assert hist.inverse is not None
         palette_points = encode_colors(fit.palette, self.color_space)
-        points = encode_colors(hist.colors, self.color_space)
+        if points is None:
+            points = encode_colors(hist.colors, self.color_space)
         # The search runs where the histogram is; the small bookkeeping after it on the host.
         index = to_numpy(nearest(points, palette_points)[0])
         hist_counts = to_numpy(hist.counts)
@@ -530,6 +534,7 @@ def quantize(
             device=device,
         )
     hist, shape = _histogram_of(image, q.device)
+    points = encode_colors(hist.colors, q.color_space)  # once, for the fit and the map
     if palette is None:
-        q._fit_histogram(hist)
-    return q._apply_histogram(hist, shape, start)
+        q._fit_histogram(hist, points)
+    return q._apply_histogram(hist, shape, start, points)

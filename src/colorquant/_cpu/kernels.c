@@ -75,8 +75,11 @@ static int check_threads(int nt)
 }
 
 /* Hot functions take the channel count as a parameter and are always inlined, so that each is
-   compiled once for C = 3 (the usual case, loops unrolled) and once for any C. */
+   compiled for C = 3 (rgb and the perceptual spaces) and C = 6 (hybrid) with unrolled loops,
+   and once for any C. BY_CHANNELS(C, f, args...) calls f(args..., C) with C a constant. */
 #define HOT static inline __attribute__((always_inline))
+#define BY_CHANNELS(C, f, ...)                                                                   \
+    ((C) == 3 ? f(__VA_ARGS__, 3) : (C) == 6 ? f(__VA_ARGS__, 6) : f(__VA_ARGS__, (C)))
 
 /* Squared distance, channels summed in order 0..C-1 (as NumPy's .sum(-1) does for C < 8). */
 HOT double dist2(const double *x, const double *c, const int C)
@@ -817,12 +820,8 @@ static PyObject *py_kmeanspp(PyObject *self, PyObject *args)
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    if (C == 3)
-        kpp_run(pb.buf, wb.buf, n, k, trials, u_first, ub.buf, ob.buf, closest, cum, head, next,
-                moved, cand, red, bsum, dirty, nt, 3);
-    else
-        kpp_run(pb.buf, wb.buf, n, k, trials, u_first, ub.buf, ob.buf, closest, cum, head, next,
-                moved, cand, red, bsum, dirty, nt, C);
+    BY_CHANNELS(C, kpp_run, pb.buf, wb.buf, n, k, trials, u_first, ub.buf, ob.buf, closest, cum,
+                head, next, moved, cand, red, bsum, dirty, nt);
     Py_END_ALLOW_THREADS
     Py_INCREF(Py_None);
     result = Py_None;
@@ -1152,10 +1151,7 @@ HOT void search_impl(const Search *s, const double *x, int32_t a, double d2a, in
 
 static void sweep(const Search *s, const double *x, int32_t exclude, int tight, Found *f)
 {
-    if (s->C == 3)
-        sweep_impl(s, x, exclude, tight, f, 3);
-    else
-        sweep_impl(s, x, exclude, tight, f, s->C);
+    BY_CHANNELS(s->C, sweep_impl, s, x, exclude, tight, f);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1298,10 +1294,7 @@ static PyObject *py_nearest(PyObject *self, PyObject *args)
 #pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) schedule(dynamic, 1)
         for (Py_ssize_t b = 0; b < nblocks; b++) {
             Py_ssize_t lo = b * BLOCK, hi = min_ssize(n, lo + BLOCK);
-            if (C == 3)
-                nearest_block(&s, x, order, lo, hi, index, out, 3);
-            else
-                nearest_block(&s, x, order, lo, hi, index, out, C);
+            BY_CHANNELS(C, nearest_block, &s, x, order, lo, hi, index, out);
         }
     }
     free(order);
@@ -1497,16 +1490,10 @@ static void lloyd_movers(Lloyd *ll)
 
 /* The search, out of line: it is the rare path of a pass, and kept apart the pass's loop stays
    small. */
-static __attribute__((noinline)) void search3(const Search *s, const double *x, int32_t a,
-                                              double d2a, Found *f)
-{
-    search_impl(s, x, a, d2a, TIGHT, f, 3);
-}
-
-static __attribute__((noinline)) void search_any(const Search *s, const double *x, int32_t a,
+static __attribute__((noinline)) void search_out(const Search *s, const double *x, int32_t a,
                                                  double d2a, Found *f)
 {
-    search_impl(s, x, a, d2a, TIGHT, f, s->C);
+    BY_CHANNELS(s->C, search_impl, s, x, a, d2a, TIGHT, f);
 }
 
 /* Lower `low` (the old bound `old` less rest) for the big movers other than a and sec: mover j
@@ -1603,10 +1590,7 @@ HOT int lloyd_block_impl(Lloyd *ll, Py_ssize_t b, int mode, const int C)
             }
             if (searched) {
                 int32_t a = label;
-                if (C == 3)
-                    search3(s, xi, a, own, &f);
-                else
-                    search_any(s, xi, a, own, &f);
+                search_out(s, xi, a, own, &f);
 #ifdef CQ_PROFILE
                 __atomic_fetch_add(&g_searches, 1, __ATOMIC_RELAXED);
 #endif
@@ -1635,9 +1619,7 @@ HOT int lloyd_block_impl(Lloyd *ll, Py_ssize_t b, int mode, const int C)
 
 static int lloyd_block(Lloyd *ll, Py_ssize_t b, int mode)
 {
-    if (ll->C == 3)
-        return lloyd_block_impl(ll, b, mode, 3);
-    return lloyd_block_impl(ll, b, mode, ll->C);
+    return BY_CHANNELS(ll->C, lloyd_block_impl, ll, b, mode);
 }
 
 /* First assignment without labels: positions lo..hi of the visiting order searched, each from
@@ -1704,18 +1686,12 @@ static int lloyd_cold(Lloyd *ll)
 #pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) schedule(dynamic, 1)
     for (Py_ssize_t b = 0; b < nblocks; b++) {
         Py_ssize_t lo = b * BLOCK, hi = min_ssize(n, lo + BLOCK);
-        if (C == 3)
-            lloyd_cold_impl(ll, order, lo, hi, 3);
-        else
-            lloyd_cold_impl(ll, order, lo, hi, C);
+        BY_CHANNELS(C, lloyd_cold_impl, ll, order, lo, hi);
     }
     free(order);
 #pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) schedule(static)
     for (Py_ssize_t b = 0; b < ll->nblocks; b++) {
-        if (C == 3)
-            lloyd_sum_impl(ll, b, 3);
-        else
-            lloyd_sum_impl(ll, b, C);
+        BY_CHANNELS(C, lloyd_sum_impl, ll, b);
     }
     return 0;
 }
