@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import click
 import numpy as np
 from PIL import Image, ImageFile
 
-from . import __version__
+from . import __version__, _cpu
 from ._checks import DEVICES, InputError, resolve_device
 from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
 from .histogram import color_histogram
@@ -462,15 +463,30 @@ def quantize(
             outdir.mkdir(parents=True, exist_ok=True)
 
     jobs = _plan(inputs, output, outdir, suffix[1:], preview)
+    # Several files on the CPU: one image per core at a time, each on one kernel thread (decoding,
+    # encoding and the kernels release the GIL), so that the cores are never oversubscribed.
+    # Figures (matplotlib is not thread-safe) and GPUs take the files one by one.
+    budget = _cpu.get_num_threads()
+    workers = min(len(jobs), budget) if run_device == "cpu" and preview is None else 1
     failed = 0
-    for job in _progress(jobs, "image"):
-        try:
-            record, line = _quantize_one(job, fit=fit, force=force, inputs=inputs)
-        except _expected() as error:
-            failed += 1
-            _report_error(error)
-            continue
-        _echo(json.dumps(record) if as_json else line)
+    kernel_threads = budget
+    try:
+        if workers > 1:
+            _cpu.set_num_threads(max(1, budget // workers))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending = [
+                pool.submit(_quantize_one, job, fit=fit, force=force, inputs=inputs) for job in jobs
+            ]
+            for future in _progress(pending, "image"):
+                try:
+                    record, line = future.result()
+                except _expected() as error:
+                    failed += 1
+                    _report_error(error)
+                    continue
+                _echo(json.dumps(record) if as_json else line)
+    finally:
+        _cpu.set_num_threads(kernel_threads)
     if failed:
         raise click.exceptions.Exit(1)
 

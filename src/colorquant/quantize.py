@@ -29,12 +29,12 @@ from ._checks import (
     check_positive,
     resolve_device,
 )
-from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace, encode_colors
+from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace, encode_colors, rgb_to_lab
 from .color import decode_colors as _decode
 from .histogram import ColorHistogram, bin_colors, cell_means, color_histogram, merge_histograms
 from .init import INITS, InitMethod, initial_centroids
 from .kmeans import KMeansResult, _weighted_kmeans, fit_adam, inherit_bounds
-from .metrics import mean_delta_e, mse, psnr_from_mse
+from .metrics import ciede2000, mse, psnr_from_mse
 from .nearest import nearest
 
 if TYPE_CHECKING:
@@ -142,14 +142,16 @@ class QuantizeResult:
     color_space: ColorSpace
     method: str
     seconds: float
-    # (distinct colors, their mapped colors, pixel counts): what delta_e is computed from.
+    # (distinct colors, the palette row of each, pixel counts): what delta_e is computed from.
     _mapping: tuple[np.ndarray, np.ndarray, np.ndarray] = field(repr=False, compare=False)
 
     @cached_property
     def delta_e(self) -> float:
         """Mean CIEDE2000 over pixels, from the distinct colors (same number as per pixel)."""
-        colors, mapped, weights = self._mapping
-        return mean_delta_e(colors, mapped, weights=weights)
+        colors, color_index, weights = self._mapping
+        # CIELAB of the K palette colors, gathered, rather than of M mapped colors.
+        lab = rgb_to_lab(self.palette / 255.0)[color_index]
+        return float(weights @ ciede2000(rgb_to_lab(colors / 255.0), lab) / weights.sum())
 
     @property
     def n_colors(self) -> int:
@@ -462,8 +464,7 @@ class Quantizer:
         indices = color_index.astype(small)[to_numpy(hist.inverse)].reshape(shape)
         seconds = time.perf_counter() - start
         colors = to_numpy(hist.colors)
-        mapped = palette[color_index]
-        error = mse(colors, mapped, weights=hist_counts)
+        error = mse(colors, palette[color_index], weights=hist_counts)
         return QuantizeResult(
             palette=palette,
             indices=indices,
@@ -476,7 +477,7 @@ class Quantizer:
             color_space=self.color_space,
             method=fit.method,
             seconds=seconds,
-            _mapping=(colors, mapped, hist_counts),
+            _mapping=(colors, color_index, hist_counts.astype(np.float64)),
         )
 
 
