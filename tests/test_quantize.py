@@ -535,7 +535,7 @@ def test_hybrid_default_takes_the_best_of_rgb_and_din99(seed: int) -> None:
     rgb, hybrid, din99 = (cq.quantize(img, 16, color_space=s) for s in ("rgb", "hybrid", "din99"))
     default = cq.quantize(img, 16)
     assert default.psnr == hybrid.psnr and default.color_space == "hybrid"
-    assert din99.psnr + 1.5 < hybrid.psnr <= rgb.psnr + 0.01
+    assert din99.psnr + 1.5 < hybrid.psnr  # (rgb may land in a worse local optimum)
     assert hybrid.psnr > rgb.psnr - 0.3
     assert din99.delta_e < hybrid.delta_e < rgb.delta_e
     assert hybrid.delta_e < din99.delta_e * 1.06

@@ -100,7 +100,7 @@ def settings_for_speed(speed: int) -> FitSettings:
         1: FitSettings((), 0, 8, 300, 1e-6, 300, 1e-6),
         2: FitSettings((6,), 0, 4, 100, 1e-6, 50, 1e-6),
         3: FitSettings((5, 6), 32, 4, 60, 1e-5, 10, 1e-5),
-        4: FitSettings((4, 5, 6), 32, 4, 40, 1e-4, 5, 1e-4),
+        4: FitSettings((4, 5, 6), 16, 4, 40, 1e-4, 5, 1e-4),
         5: FitSettings((4, 5, 6), 32, 2, 30, 1e-4, 3, 1e-4),
         6: FitSettings((4, 5, 6), 16, 2, 30, 1e-4, 2, 1e-4),
         7: FitSettings((4, 5), 16, 1, 30, 1e-4, 2, 1e-3),
