@@ -70,15 +70,19 @@ def ensure_passive_omp() -> None:
 def set_threads(n: int) -> None:
     """Limit every thread pool this process (and its children) may start to ``n`` threads.
 
-    torch gets ``torch.set_num_threads``; OpenMP/BLAS runtimes already loaded are limited by the
-    caller with ``threadpoolctl.threadpool_limits`` (scikit-learn's own OpenMP is loaded lazily,
-    after the environment variables set here, so it reads them too).
+    colorquant's compiled kernels get ``colorquant._cpu.set_num_threads``; torch, when it is
+    imported (this never imports it), ``torch.set_num_threads``; OpenMP/BLAS runtimes already
+    loaded are limited by the caller with ``threadpoolctl.threadpool_limits`` (scikit-learn's own
+    OpenMP is loaded lazily, after the environment variables set here, so it reads them too).
     """
-    import torch
+    from colorquant import _cpu
 
     for name in _THREAD_ENV:
         os.environ[name] = str(n)
-    torch.set_num_threads(n)
+    _cpu.set_num_threads(n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
 
 
 def parse_int_list(name: str, text: str, low: int, high: int) -> list[int]:

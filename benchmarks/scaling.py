@@ -1,9 +1,10 @@
 """How colorquant's time grows with image size and with K, and its peak memory on a large image.
 
 Three measurements, all with colorquant's default settings (speed, seed 0) in ``--spaces``
-(rgb and din99, the default space, by default):
+(rgb and hybrid, the default space, by default):
 
-1. time against megapixels at ``--k`` (256): one Kodak image resized with Pillow LANCZOS to
+1. time against megapixels at ``--k`` (256), beside libimagequant's (``imagequant``, no
+   dithering, same image, same K): one Kodak image resized with Pillow LANCZOS to
    0.5 .. 24 MP. Upsampling smooths an image and leaves it far fewer distinct colors than a real
    photo of that size, and colorquant's work grows with the distinct colors; so light Gaussian
    noise (σ = ``--noise`` 8-bit levels, fixed seed) is added at every size to keep it photo-like.
@@ -12,7 +13,7 @@ Three measurements, all with colorquant's default settings (speed, seed 0) in ``
 3. peak resident memory of one run at ``--memory-mp`` (24) MP and K = ``--k``, in a fresh child
    process: the child's VmHWM (``/proc/self/status``) and ``getrusage(RUSAGE_CHILDREN).ru_maxrss``
    of a bare wrapper process that started it, beside the child's resident memory just before the
-   call (interpreter, torch, the image).
+   call (interpreter, NumPy, the image; torch too on CUDA).
 
 Times are in-process (``QuantizeResult.seconds``: fit + map), the median of ``--repeat`` runs
 after a warm-up call. Usage::
@@ -32,13 +33,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
@@ -59,7 +60,8 @@ from _common import (
 )
 from colorquant import ColorSpace
 
-SPACES: tuple[ColorSpace, ...] = ("rgb", "din99", "oklab", "lab")
+SPACES: tuple[ColorSpace, ...] = ("rgb", "hybrid", "din99", "oklab", "lab")
+REFERENCE = "imagequant"
 DEFAULT_MPS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 24.0)
 
 
@@ -139,6 +141,31 @@ def time_quantize(
     )
 
 
+def time_imagequant(image: RGB8, k: int, repeat: int, distinct: int) -> Timing:
+    """libimagequant on the same image (RGBA, as its wrapper takes), no dithering: the reference."""
+    import imagequant
+
+    pil = Image.fromarray(image).convert("RGBA")
+    imagequant.quantize_pil_image(pil, dithering_level=0.0, max_colors=k)  # warm-up
+    runs, out = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = imagequant.quantize_pil_image(pil, dithering_level=0.0, max_colors=k)
+        runs.append(time.perf_counter() - start)
+    assert out is not None
+    quantized = np.asarray(out.convert("RGB"))
+    return Timing(
+        space=REFERENCE,
+        k=k,
+        megapixels=image.shape[0] * image.shape[1] / 1e6,
+        distinct=distinct,
+        seconds=statistics.median(runs),
+        runs=tuple(runs),
+        psnr=colorquant.psnr(image, quantized),
+        n_iter=0,
+    )
+
+
 def log_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     """Least-squares slope of log y against log x (1: linear, 2: quadratic)."""
     if len(xs) < 2:
@@ -180,7 +207,7 @@ def memory_child(npy: Path, k: int, space: ColorSpace, threads: int, device: str
             "ru_maxrss_self_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "seconds": res.seconds,
             "cuda_peak_bytes": (
-                torch.cuda.max_memory_allocated() if device.startswith("cuda") else 0
+                sys.modules["torch"].cuda.max_memory_allocated() if device.startswith("cuda") else 0
             ),
         }
     print(json.dumps(report))
@@ -267,8 +294,15 @@ def plot(path: Path, by_mp: list[Timing], by_k: list[Timing], spaces: list[Color
     import matplotlib.pyplot as plt
 
     fig, (ax_mp, ax_k) = plt.subplots(1, 2, figsize=(12, 4.8))
-    colors = {"rgb": "tab:red", "din99": "tab:purple", "oklab": "tab:blue", "lab": "tab:green"}
-    for space in spaces:
+    colors = {
+        "rgb": "tab:red",
+        "hybrid": "tab:orange",
+        "din99": "tab:purple",
+        "oklab": "tab:blue",
+        "lab": "tab:green",
+        REFERENCE: "black",
+    }
+    for space in (*spaces, REFERENCE):
         pts = [t for t in by_mp if t.space == space]
         if pts:
             ax_mp.plot(
@@ -381,7 +415,19 @@ def report(
         headers = ["MP", "distinct colors"]
         for space in spaces:
             headers += [f"{space} ms", f"{space} ms/MP", f"{space} iters", f"{space} PSNR"]
-        slopes = ", ".join(f"{space} {size_slope(by_mp, space):.2f}" for space in spaces)
+        headers += [f"{REFERENCE} ms", f"{REFERENCE} PSNR"]
+        headers += [f"{space} time / {REFERENCE}" for space in spaces]
+        for row, mp in zip(rows, mps, strict=True):
+            at = {t.space: t for t in by_mp if t.megapixels == mp}
+            ref = at.get(REFERENCE)
+            row += [_fmt_s(ref.seconds), f"{ref.psnr:.2f}"] if ref else ["—"] * 2
+            row += [
+                f"{at[space].seconds / ref.seconds:.2f}" if ref and space in at else "—"
+                for space in spaces
+            ]
+        slopes = ", ".join(
+            f"{space} {size_slope(by_mp, space):.2f}" for space in (*spaces, REFERENCE)
+        )
         lines += [
             f"### Time against image size (K = {args.k})",
             "",
@@ -442,8 +488,8 @@ def report(
             "",
             markdown_table(headers, rows),
             "",
-            "RSS before: the child's resident memory after importing torch and loading the image "
-            "(3 bytes/pixel), just before `quantize`; peak RSS: its VmHWM afterwards; "
+            "RSS before: the child's resident memory after importing colorquant and loading the "
+            "image (3 bytes/pixel), just before `quantize`; peak RSS: its VmHWM afterwards; "
             "ru_maxrss: the same peak as its parent sees it, `getrusage(RUSAGE_CHILDREN)` "
             "in a bare wrapper process. "
             "bytes/pixel = (peak - before) / pixels: the working memory of one call.",
@@ -460,6 +506,12 @@ def report(
 # -- the command ------------------------------------------------------------------------------
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] if __doc__ else None,
@@ -474,7 +526,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-mp", type=float, default=24.0, help="skip sizes above this")
     p.add_argument("--k", type=int, default=256, help="K of the size sweep and the memory run")
     p.add_argument("--ks", default="2,4,8,16,32,64,128,256", help="K sweep at the native size")
-    p.add_argument("--spaces", default="rgb,din99", help="color spaces, comma separated")
+    p.add_argument("--spaces", default="rgb,hybrid", help="color spaces, comma separated")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per point (median kept)")
     p.add_argument("--threads", type=int, default=2, help="threads for torch/OpenMP/BLAS")
     p.add_argument("--device", default="cpu", help="colorquant device: cpu or cuda")
@@ -504,7 +556,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         for name in ("repeat", "threads", "k"):
             if getattr(args, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
-        if args.device.startswith("cuda") and not torch.cuda.is_available():
+        if args.device.startswith("cuda") and not _cuda_available():
             raise ValueError("--device cuda: torch sees no CUDA device here")
     except ValueError as exc:
         p.error(str(exc))
@@ -537,6 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 by_mp.append(
                     time_quantize(image, args.k, space, args.repeat, args.device, distinct)
                 )
+            by_mp.append(time_imagequant(image, args.k, args.repeat, distinct))
             del image
         distinct = distinct_colors(native)
         for k in tqdm(args.ks, desc="K", unit="K"):
