@@ -54,7 +54,7 @@ from colorquant import DEFAULT_SPEED, ColorSpace
 from colorquant.metrics import mean_delta_e, mse, psnr_from_mse
 
 REFERENCE = "imagequant"
-SPACES: tuple[ColorSpace, ...] = ("rgb", "din99", "lab", "oklab")
+SPACES: tuple[ColorSpace, ...] = ("rgb", "hybrid", "din99", "lab", "oklab")
 NAIVE_ITERATIONS = 20
 
 
@@ -671,8 +671,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--methods",
         default=None,
         help="comma list (default: all but kmeans-best5): imagequant, colorquant-rgb, "
-        "colorquant-din99, colorquant-oklab, colorquant-lab, pillow-mediancut, pillow-fastoctree, "
-        "sklearn-kmeans, torch-naive, kmeans-best5",
+        "colorquant-hybrid, colorquant-din99, colorquant-oklab, colorquant-lab, "
+        "pillow-mediancut, pillow-fastoctree, sklearn-kmeans, torch-naive, kmeans-best5",
     )
     p.add_argument(
         "--speeds",
@@ -681,7 +681,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--speed-spaces",
-        default="rgb,din99",
+        default="rgb,hybrid",
         help="color spaces of the --speeds runs",
     )
     p.add_argument("--sklearn-max-k", type=int, default=64, help="skip sklearn-kmeans above")

@@ -47,6 +47,7 @@ __all__ = [
     "ColorSpace",
     "decode_colors",
     "din99_to_lab",
+    "embed",
     "encode_colors",
     "lab_to_din99",
     "lab_to_rgb",
@@ -303,12 +304,45 @@ def din99_to_lab(din: ArrayT) -> ArrayT:
     return stack_last((light, e * cos_t - f * sin_t, e * sin_t + f * cos_t))
 
 
-def encode_colors(colors: ArrayT, space: ColorSpace, dtype: Any = None) -> ArrayT:
-    """8-bit sRGB colors to the coordinates the clustering works in.
+def embed(rgb: ArrayT, space: ColorSpace) -> ArrayT:
+    """sRGB floats in [0, 1] to the coordinates the clustering works in (differentiable).
 
-    ``rgb`` keeps the 0..255 scale (so distances are exact integers and the objective is in 8-bit
-    units); ``lab`` is CIELAB; ``oklab`` is OKLab; ``din99`` is DIN99b; ``hybrid`` is six
-    coordinates, the ``rgb`` ones followed by ``HYBRID_DIN99_WEIGHT`` times the ``din99`` ones.
+    ``rgb`` is the 0..255 scale (distances in 8-bit units); ``lab`` is CIELAB; ``oklab`` is
+    OKLab; ``din99`` is DIN99b; ``hybrid`` is six coordinates, the ``rgb`` ones followed by
+    ``HYBRID_DIN99_WEIGHT`` times the ``din99`` ones.
+
+    Args:
+        rgb: ``(..., 3)`` float sRGB in [0, 1], a NumPy array or a tensor (dtype and device are
+            kept; on tensors the result is differentiable, finite gradients included at black).
+        space: one of ``COLOR_SPACES``.
+
+    Returns:
+        ``(..., 3)`` (``(..., 6)`` for ``hybrid``) coordinates of the input's kind.
+
+    Example:
+        >>> embed(np.array([0.0, 0.5, 1.0]), "rgb").tolist()
+        [0.0, 127.5, 255.0]
+    """
+    check_choice("color_space", space, COLOR_SPACES)
+    _check_points(rgb, "rgb")
+    if space == "rgb":
+        return rgb * 255.0
+    if space == "oklab":
+        return rgb_to_oklab(rgb)
+    lab = rgb_to_lab(rgb)
+    if space == "lab":
+        return lab
+    din = lab_to_din99(lab)
+    if space == "din99":
+        return din
+    if isinstance(rgb, np.ndarray):
+        return np.concatenate((rgb * 255.0, din * HYBRID_DIN99_WEIGHT), axis=-1)
+    return namespace(rgb).cat((rgb * 255.0, din * HYBRID_DIN99_WEIGHT), dim=-1)
+
+
+def encode_colors(colors: ArrayT, space: ColorSpace, dtype: Any = None) -> ArrayT:
+    """8-bit sRGB colors to the coordinates the clustering works in: :func:`embed` of
+    ``colors / 255``, computed in float64 (the RGB coordinates are exact integers).
 
     Args:
         colors: ``(..., 3)`` uint8 sRGB, a NumPy array or a tensor.
@@ -320,29 +354,15 @@ def encode_colors(colors: ArrayT, space: ColorSpace, dtype: Any = None) -> Array
         ``(..., 3)`` float array (``(..., 6)`` for ``hybrid``) of the input's kind, on its device.
     """
     check_choice("color_space", space, COLOR_SPACES)
-    if space == "hybrid":
-        rgb8 = encode_colors(colors, "rgb", dtype)
-        din = encode_colors(colors, "din99", dtype) * HYBRID_DIN99_WEIGHT
-        if isinstance(rgb8, np.ndarray):
-            return np.concatenate((rgb8, din), axis=-1)
-        return sys.modules["torch"].cat((rgb8, din), dim=-1)
-    tensor = is_tensor(colors)
     if dtype is None:
-        dtype = sys.modules["torch"].float32 if tensor else np.float64
+        dtype = sys.modules["torch"].float32 if is_tensor(colors) else np.float64
     if space == "rgb":
         return colors.astype(dtype) if isinstance(colors, np.ndarray) else colors.to(dtype)
     # Convert in float64 then cast: cheap (colors are distinct colors, not pixels) and exact.
     if isinstance(colors, np.ndarray):
-        rgb = colors.astype(np.float64) / 255.0
-    else:
-        rgb = colors.to(sys.modules["torch"].float64) / 255.0
-    if space == "oklab":
-        out = rgb_to_oklab(rgb)
-    else:
-        out = rgb_to_lab(rgb)
-        if space == "din99":
-            out = lab_to_din99(out)
-    return out.astype(dtype) if isinstance(out, np.ndarray) else out.to(dtype)
+        out = embed(colors.astype(np.float64) / 255.0, space)
+        return out.astype(dtype, copy=False)
+    return embed(colors.to(sys.modules["torch"].float64) / 255.0, space).to(dtype)
 
 
 def decode_colors(points: ArrayT, space: ColorSpace) -> ArrayT:
