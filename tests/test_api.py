@@ -94,3 +94,22 @@ def test_doctests(name: str) -> None:
     assert result.failed == 0, f"{result.failed} of {result.attempted} doctests failed in {name}"
     if name in WITH_EXAMPLES:
         assert result.attempted > 0, f"no doctest examples found in {name}"
+
+
+def test_torch_modules_load_on_first_use_only() -> None:
+    # `import colorquant` stays free of torch; colorquant.nn (which needs it) loads when used.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, colorquant as cq\n"
+        "before = 'torch' in sys.modules\n"
+        "layer = cq.nn.PaletteQuantize(palette=[[0, 0, 0], [255, 255, 255]])\n"
+        "print(before, 'torch' in sys.modules, type(cq.transforms.Quantize(4)).__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.split() == ["False", "True", "Quantize"]
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = colorquant.nope  # type: ignore[attr-defined]

@@ -484,8 +484,19 @@ def test_n_colors_range_accepted(n_colors: int) -> None:
 def test_bad_images_raise(image: Any, match: str) -> None:
     with pytest.raises(cq.InputError, match=match):
         cq.quantize(image, 4)
+    if isinstance(image, torch.Tensor) and image.ndim == 4 and image.shape[1] == 3:
+        return  # fit takes a (B, 3, H, W) batch as B images (test_fit_takes_a_tensor_batch)
     with pytest.raises(cq.InputError, match=match):
         cq.Quantizer(4).fit(image)
+
+
+def test_fit_takes_a_tensor_batch() -> None:
+    from conftest import make_photo_like
+
+    a, b = make_photo_like(16, 20, 1), make_photo_like(16, 20, 2)
+    batch = torch.from_numpy(np.stack([a, b])).permute(0, 3, 1, 2)
+    from_batch = cq.Quantizer(6, seed=1).fit(batch)
+    np.testing.assert_array_equal(from_batch.palette, cq.Quantizer(6, seed=1).fit([a, b]).palette)
 
 
 def test_input_error_is_a_value_error() -> None:
@@ -539,3 +550,49 @@ def test_hybrid_default_takes_the_best_of_rgb_and_din99(seed: int) -> None:
     assert hybrid.psnr > rgb.psnr - 0.3
     assert din99.delta_e < hybrid.delta_e < rgb.delta_e
     assert hybrid.delta_e < din99.delta_e * 1.06
+
+
+def test_partial_fit_equals_fit_on_everything_seen() -> None:
+    from conftest import make_photo_like
+
+    a, b, c = (make_photo_like(24, 32, seed) for seed in (1, 2, 3))
+    whole = cq.Quantizer(10, seed=5).fit([a, b, c])
+    stream = cq.Quantizer(10, seed=5).partial_fit(a).partial_fit([b, c])
+    np.testing.assert_array_equal(stream.palette, whole.palette)
+    np.testing.assert_array_equal(stream.apply(a).to_numpy(), whole.apply(a).to_numpy())
+    # A (B, 3, H, W) tensor batch is a list of images.
+    batch = torch.from_numpy(np.stack([b, c])).permute(0, 3, 1, 2)
+    tensors = cq.Quantizer(10, seed=5, device="cpu").partial_fit(a).partial_fit(batch)
+    np.testing.assert_array_equal(tensors.palette, whole.palette)
+
+
+def test_partial_fit_refits_when_more_colors_arrive_and_fit_starts_over() -> None:
+    black, white = np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 255, np.uint8)
+    q = cq.Quantizer(2, color_space="rgb").partial_fit(black)
+    assert q.palette.tolist() == [[0, 0, 0]]
+    q.partial_fit(white)  # the palette is refitted on the next use
+    assert sorted(q.palette.tolist()) == [[0, 0, 0], [255, 255, 255]]
+    q.fit(white)  # fit forgets what partial_fit saw
+    assert q.palette.tolist() == [[255, 255, 255]]
+    q.partial_fit(black)
+    assert q.palette.tolist() == [[0, 0, 0]]
+
+
+def test_partial_fit_memory_is_one_entry_per_distinct_color() -> None:
+    from conftest import make_photo_like
+
+    img = make_photo_like(24, 32, 1)
+    q = cq.Quantizer(4)
+    for _ in range(5):
+        q.partial_fit(img)
+    seen = q._seen
+    assert seen is not None
+    distinct = len(np.unique(img.reshape(-1, 3), axis=0))
+    assert len(seen) == distinct and seen.n_pixels == 5 * 24 * 32
+
+
+def test_partial_fit_needs_an_image() -> None:
+    with pytest.raises(cq.InputError, match="partial_fit needs at least one image"):
+        cq.Quantizer(4).partial_fit([])
+    with pytest.raises(RuntimeError, match="partial_fit"):
+        _ = cq.Quantizer(4).palette

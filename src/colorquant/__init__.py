@@ -51,3 +51,15 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+_LAZY_MODULES = ("nn", "transforms")
+"""Submodules reached as ``colorquant.nn`` on first use: ``nn`` imports torch, which ``import
+colorquant`` never does."""
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

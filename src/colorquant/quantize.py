@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ._array import Array, to_numpy
+from ._array import Array, is_tensor, to_numpy
 from ._checks import (
     InputError,
     as_rgb8,
@@ -285,6 +285,9 @@ class Quantizer:
         self.seed = check_int_range("seed", seed, 0)
         self.device = resolve_device(device)
         self._fit: _Fit | None = None
+        # partial_fit's merged histogram, and whether the palette is older than it.
+        self._seen: ColorHistogram | None = None
+        self._stale = False
 
     # -- public -----------------------------------------------------------------------------
 
@@ -316,18 +319,54 @@ class Quantizer:
         """Fit the palette to one image, or one palette shared by a sequence of images.
 
         Args:
-            images: an image (see :func:`colorquant._checks.as_rgb8` for the accepted kinds) or a
-                list/tuple of images, whose pixels are pooled.
+            images: an image (see :func:`colorquant._checks.as_rgb8` for the accepted kinds), a
+                list/tuple of images or a ``(B, 3, H, W)`` tensor batch, whose pixels are pooled.
 
         Returns:
             ``self``, fitted.
         """
-        batch = list(images) if isinstance(images, (list, tuple)) else [images]
-        if not batch:
-            raise InputError("fit needs at least one image")
-        hists = [_histogram_of(img, self.device)[0] for img in batch]
-        self._fit_histogram(merge_histograms(hists))
+        self._seen, self._stale = None, False
+        self._fit_histogram(self._merged(images, "fit"))
         return self
+
+    def partial_fit(self, images: Any) -> Quantizer:
+        """Add images to the colors the palette is fitted on; fit when the palette is next used.
+
+        Every call merges the images' color histograms into one (at most one entry per distinct
+        color: bounded memory, however many images). The palette is fitted on everything seen so
+        far when it is next needed (:attr:`palette`, :meth:`apply`), and equals what :meth:`fit`
+        on all those images at once gives with the same seed. A later :meth:`fit` starts over.
+
+        Args:
+            images: an image, a list/tuple of images, or a ``(B, 3, H, W)`` tensor batch.
+
+        Returns:
+            ``self``.
+
+        Example:
+            >>> import numpy as np
+            >>> a, b = np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 200, np.uint8)
+            >>> q = Quantizer(2, color_space="rgb").partial_fit(a).partial_fit(b)
+            >>> q.palette.tolist()
+            [[0, 0, 0], [200, 200, 200]]
+        """
+        new = self._merged(images, "partial_fit")
+        if self._seen is not None:
+            new = merge_histograms([self._seen, new])
+        self._seen, self._stale = ColorHistogram(new.colors, new.counts, None), True
+        return self
+
+    def _merged(self, images: Any, name: str) -> ColorHistogram:
+        """The merged color histogram of an image, a list of images or a tensor batch."""
+        if isinstance(images, (list, tuple)):
+            batch = list(images)
+        elif is_tensor(images) and images.ndim == 4:
+            batch = list(images.unbind(0))
+        else:
+            batch = [images]
+        if not batch:
+            raise InputError(f"{name} needs at least one image")
+        return merge_histograms([_histogram_of(img, self.device)[0] for img in batch])
 
     def apply(self, image: Any) -> QuantizeResult:
         """Map an image to the fitted palette (nearest color in ``color_space``, exactly)."""
@@ -348,8 +387,13 @@ class Quantizer:
     # -- the pipeline -----------------------------------------------------------------------
 
     def _fitted(self) -> _Fit:
+        if self._stale and self._seen is not None:
+            self._fit_histogram(self._seen)
+            self._stale = False
         if self._fit is None:
-            raise RuntimeError("this Quantizer has no palette yet: call fit() or from_palette()")
+            raise RuntimeError(
+                "this Quantizer has no palette yet: call fit(), partial_fit() or from_palette()"
+            )
         return self._fit
 
     def _fit_histogram(self, hist: ColorHistogram, points: Any = None) -> None:

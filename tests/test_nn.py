@@ -1,0 +1,189 @@
+"""colorquant.nn.PaletteQuantize: forward values, gradients, lazy fit, dtypes, devices, compile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import colorquant as cq
+from colorquant import InputError
+from colorquant.color import COLOR_SPACES, encode_colors
+from colorquant.nn import PaletteQuantize, palette_quantize
+from conftest import make_photo_like
+
+PALETTE8 = torch.tensor(
+    [[0, 0, 0], [255, 255, 255], [200, 30, 40], [20, 90, 200], [120, 160, 60], [90, 90, 90]],
+    dtype=torch.uint8,
+)
+
+
+def images(batch: int = 2, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``(batch, 3, 24, 32)`` photo-like images in [0, 1]."""
+    photos = [make_photo_like(24, 32, seed + i) for i in range(batch)]
+    return torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2).to(dtype) / 255.0
+
+
+def brute_force_map(x: torch.Tensor, palette8: torch.Tensor, space: str) -> torch.Tensor:
+    """Every pixel's nearest palette color by float64 brute force on the encoded 8-bit colors."""
+    rgb8 = (x.movedim(-3, -1) * 255).round().to(torch.uint8).reshape(-1, 3)
+    pts = encode_colors(rgb8, space, torch.float64)  # type: ignore[arg-type]
+    pal = encode_colors(palette8, space, torch.float64)  # type: ignore[arg-type]
+    index = ((pts[:, None, :] - pal[None]) ** 2).sum(-1).argmin(1)
+    out = palette8[index].to(torch.float64) / 255.0
+    return out.reshape(*x.movedim(-3, -1).shape).movedim(-1, -3)
+
+
+@pytest.mark.parametrize("space", COLOR_SPACES)
+def test_ste_forward_is_the_exact_nearest_color(space: str) -> None:
+    # Pixels on the 8-bit grid, so the layer (float input) and the brute force (8-bit) agree.
+    x = images()
+    layer = PaletteQuantize(palette=PALETTE8, color_space=space)  # type: ignore[arg-type]
+    torch.testing.assert_close(layer(x), brute_force_map(x, PALETTE8, space), rtol=0, atol=1e-12)
+
+
+def test_ste_matches_quantize_with_the_same_palette() -> None:
+    x = images(1)
+    rgb8 = (x[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    expected = cq.quantize(rgb8, palette=PALETTE8.numpy()).to_numpy()
+    out = PaletteQuantize(palette=PALETTE8)(x)[0].permute(1, 2, 0)
+    np.testing.assert_array_equal((out * 255).round().to(torch.uint8).numpy(), expected)
+
+
+def test_ste_gradient_is_identity_for_the_input_and_flows_into_the_palette() -> None:
+    x = images().requires_grad_(True)
+    layer = PaletteQuantize(palette=PALETTE8, learnable=True)
+    upstream = torch.randn_like(x)
+    (layer(x) * upstream).sum().backward()
+    assert x.grad is not None and torch.equal(x.grad, upstream)
+    grad = layer.palette.grad
+    assert grad is not None
+    # Each palette color's gradient is the sum of the upstream gradients of its pixels.
+    with torch.no_grad():
+        out = layer(x).movedim(-3, -1).reshape(-1, 3)
+        index = (out[:, None, :] - layer.palette[None].to(out.dtype)).abs().sum(-1).argmin(1)
+    expected = torch.zeros(6, 3, dtype=torch.float64).index_add_(
+        0, index, upstream.movedim(-3, -1).reshape(-1, 3)
+    )
+    torch.testing.assert_close(grad.to(torch.float64), expected)
+
+
+@pytest.mark.parametrize("space", ["rgb", "hybrid", "lab"])
+def test_soft_mode_gradcheck(space: str) -> None:
+    torch.manual_seed(0)
+    palette = torch.rand(4, 3, dtype=torch.float64)
+    layer = PaletteQuantize(
+        palette=palette, learnable=True, mode="soft", temperature=200.0, color_space=space
+    )  # type: ignore[arg-type]
+    x = torch.rand(1, 3, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(layer, (x,), eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradcheck(
+        lambda p: palette_quantize(
+            x.detach(), p, mode="soft", temperature=200.0, color_space=space
+        ),  # type: ignore[arg-type]
+        (palette.clone().requires_grad_(True),),
+        eps=1e-6,
+        atol=1e-5,
+    )
+
+
+def test_soft_mode_approaches_hard_as_temperature_falls() -> None:
+    x = images(1)
+    hard = PaletteQuantize(palette=PALETTE8, color_space="rgb")(x)
+    errors = []
+    for t in (1000.0, 100.0, 1e-3):
+        soft = PaletteQuantize(palette=PALETTE8, mode="soft", temperature=t, color_space="rgb")
+        errors.append(float((soft(x) - hard).abs().max()))
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-6
+
+
+def test_lazy_fit_equals_quantizer_fit_on_the_first_batch() -> None:
+    x = images(2, dtype=torch.float32)
+    layer = PaletteQuantize(12, seed=3)
+    assert layer.has_uninitialized_params()
+    y = layer(x)
+    assert not layer.has_uninitialized_params() and layer.palette.shape == (12, 3)
+    q = cq.Quantizer(12, seed=3).fit([img for img in x])
+    np.testing.assert_array_equal((layer.palette * 255).round().to(torch.uint8).numpy(), q.palette)
+    assert y.dtype == torch.float32 and y.shape == x.shape
+    # The palette stays put on later batches.
+    before = layer.palette.clone()
+    layer(images(2, seed=7, dtype=torch.float32))
+    assert torch.equal(layer.palette, before)
+
+
+def test_learnable_palette_trains_with_an_optimizer() -> None:
+    # The README's example: a palette fitted to a batch by gradient descent on the MSE, here
+    # from a poor start (grays), which Adam must move toward the image's colors.
+    x = images(2, dtype=torch.float32)
+    start_palette = torch.linspace(0.2, 0.8, 8)[:, None].repeat(1, 3)
+    layer = PaletteQuantize(palette=start_palette, learnable=True, color_space="rgb")
+    assert isinstance(layer.palette, torch.nn.Parameter)
+    optimizer = torch.optim.Adam(layer.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(60):
+        loss = torch.nn.functional.mse_loss(layer(x), x)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.6 * losses[0]
+    assert not torch.equal(layer.palette.detach().to(torch.float64), start_palette.double())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dtype_shape_and_leading_dims_kept(dtype: torch.dtype) -> None:
+    layer = PaletteQuantize(palette=PALETTE8)
+    x = images(2, dtype=dtype)
+    video = x.reshape(1, 2, 3, 24, 32)  # (B, T, 3, H, W)
+    for inp in (x, x[0], video):
+        y = layer(inp)
+        assert y.shape == inp.shape and y.dtype == dtype
+    torch.testing.assert_close(layer(video)[0], layer(x))
+
+
+def test_inputs_not_modified() -> None:
+    x = images()
+    copy = x.clone()
+    PaletteQuantize(palette=PALETTE8, mode="soft", temperature=10.0)(x)
+    assert torch.equal(x, copy)
+
+
+def test_under_torch_compile() -> None:
+    layer = PaletteQuantize(palette=PALETTE8)
+    compiled = torch.compile(layer, backend="aot_eager")
+    x = images(2, dtype=torch.float32)
+    torch.testing.assert_close(compiled(x), layer(x))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({}, "give n_colors"),
+        ({"n_colors": 4, "palette": PALETTE8}, "give n_colors"),
+        ({"n_colors": 0}, "n_colors must be"),
+        ({"n_colors": 4, "mode": "hard"}, "mode must be one of 'ste', 'soft'"),
+        ({"n_colors": 4, "temperature": 0.0}, "temperature"),
+        ({"palette": torch.zeros(4, 2)}, r"palette must have shape \(K, 3\)"),
+        ({"palette": torch.full((2, 3), 1.5)}, r"lie in \[0, 1\]"),
+        ({"palette": torch.full((2, 3), 300)}, "0..255"),
+    ],
+)
+def test_bad_options_raise(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        PaletteQuantize(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "x", [torch.zeros(3, 4), torch.zeros(1, 4, 4, 4), torch.zeros(1, 3, 4, 4, dtype=torch.uint8)]
+)
+def test_bad_input_raises(x: torch.Tensor) -> None:
+    with pytest.raises(InputError, match=r"float tensor of shape \(\*, 3, H, W\)"):
+        PaletteQuantize(palette=PALETTE8)(x)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu() -> None:
+    layer = PaletteQuantize(palette=PALETTE8)
+    x = images(2, dtype=torch.float32)
+    torch.testing.assert_close(layer.to("cuda")(x.to("cuda")).cpu(), layer.to("cpu")(x))
