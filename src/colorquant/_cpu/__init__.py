@@ -256,12 +256,14 @@ def kmeans_plusplus(
 ) -> np.ndarray:
     """Greedy weighted k-means++ from given uniform draws: the rows it picks as centroids.
 
-    The algorithm of ``colorquant.init._kmeanspp_numpy``: the first row is drawn with
-    probability proportional to its weight; each next one is the best of ``trials`` candidates
-    drawn with probability proportional to ``weight * D(x)^2`` (``D``: distance to the nearest
-    chosen row), the one leaving the smallest potential ``sum(weight * min(D^2, d^2))`` (first
-    on ties). Draws use ``searchsorted(cumsum, u * total, side="right")``, clamped to ``N - 1``;
-    the cumulative sums are sequential float64, as NumPy's.
+    The first row is drawn with probability proportional to its weight; each next one is the
+    best of ``trials`` candidates drawn with probability proportional to ``weight * D(x)^2``
+    (``D``: distance to the nearest chosen row), the one leaving the smallest potential
+    ``sum(weight * min(D^2, d^2))`` (first on ties). A draw ``u`` takes the first point whose
+    cumulative potential exceeds ``u * total``, as ``searchsorted(cumsum, u * total,
+    side="right")`` does, up to rounding (the sums are taken in blocks of 128 points), and never
+    a point of zero potential. The triangle inequality spares most distance evaluations; the
+    choices are those of the plain algorithm (tested against it).
 
     Args:
         points: ``(N, C)`` float64.

@@ -65,6 +65,17 @@ static int check_len(const Py_buffer *b, Py_ssize_t want, const char *name)
     return 0;
 }
 
+/* An (N, 3) uint8 pixel buffer with 1 <= N < 2^31. */
+static int check_pixels(const Py_buffer *px)
+{
+    if (px->len % 3 != 0 || px->len < 3 || px->len / 3 > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "pixels: expected 3 * N bytes with 1 <= N < 2^31, got %zd",
+                     px->len);
+        return -1;
+    }
+    return 0;
+}
+
 static int check_threads(int nt)
 {
     if (nt < 1) {
@@ -188,11 +199,8 @@ static PyObject *py_hist_sort(PyObject *self, PyObject *args)
     Py_ssize_t n = px.len / 3;
     if (check_threads(nt) < 0)
         goto done;
-    if (px.len % 3 != 0 || n < 1 || n > INT32_MAX) {
-        PyErr_Format(PyExc_ValueError, "pixels: expected 3 * N bytes with 1 <= N < 2^31, got %zd",
-                     px.len);
+    if (check_pixels(&px) < 0)
         goto done;
-    }
     if (check_len(&ka, 4 * n, "keys") < 0 || check_len(&ia, 4 * n, "ids") < 0 ||
         check_len(&kb, 4 * n, "keys_tmp") < 0 || check_len(&ib, 4 * n, "ids_tmp") < 0)
         goto done;
@@ -327,11 +335,8 @@ static PyObject *py_hist_dense_count(PyObject *self, PyObject *args)
     Py_ssize_t n = px.len / 3;
     if (check_threads(nt) < 0)
         goto done;
-    if (px.len % 3 != 0 || n < 1 || n > INT32_MAX) {
-        PyErr_Format(PyExc_ValueError, "pixels: expected 3 * N bytes with 1 <= N < 2^31, got %zd",
-                     px.len);
+    if (check_pixels(&px) < 0)
         goto done;
-    }
     if (check_len(&tb, 4 * (Py_ssize_t)TABLE_SIZE, "table") < 0 ||
         check_len(&kb, 4 * n, "keys") < 0 || check_len(&bb, 8 * TABLE_BLOCKS, "blocks") < 0)
         goto done;

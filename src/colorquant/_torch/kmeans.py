@@ -177,20 +177,7 @@ def fit_adam(
     tol: float = 1e-5,
     lr: float | None = None,
 ) -> LloydOut:
-    """Fit centroids by Adam on ``J``: the palette as a learnable tensor.
-
-    Every step assigns each point to its nearest centroid (a hard, non-differentiable choice) and
-    lets the gradient of ``J`` flow straight through that choice into the chosen centroids. Stops
-    when the best ``J`` improved by less than ``tol`` (relative) over the last 20 steps. Returns
-    the best centroids seen. Empty clusters are refilled every step, as in Lloyd.
-
-    Args:
-        points: ``(N, C)`` float.
-        weights: ``(N,)`` positive float.
-        init: ``(K, C)`` starting centroids; not modified.
-        max_iter: at most this many optimiser steps.
-        tol: relative improvement over 20 steps under which the fit counts as converged.
-        lr: Adam learning rate; default 1% of the points' spread (scale-free across spaces).
+    """Fit centroids by Adam on ``J`` (``colorquant.kmeans.fit_adam`` documents the method).
 
     Returns:
         ``(centroids, labels, J, n_iter, converged, history, lower)``; ``history`` is ``J`` at
