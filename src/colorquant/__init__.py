@@ -25,12 +25,20 @@ from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
 from .io import LoadedImage, load_image, load_palette, save_result
 from .kmeans import KMeansResult, fit_adam, weighted_kmeans
 from .metrics import ciede2000, mean_delta_e, mse, psnr
-from .quantize import DEFAULT_SPEED, Quantizer, QuantizeResult, quantize
+from .quantize import (
+    DEFAULT_SPEED,
+    BatchResult,
+    Quantizer,
+    QuantizeResult,
+    quantize,
+    quantize_batch,
+)
 
 __all__ = [
     "COLOR_SPACES",
     "DEFAULT_COLOR_SPACE",
     "DEFAULT_SPEED",
+    "BatchResult",
     "ColorSpace",
     "InputError",
     "KMeansResult",
@@ -46,6 +54,7 @@ __all__ = [
     "mse",
     "psnr",
     "quantize",
+    "quantize_batch",
     "save_result",
     "weighted_kmeans",
 ]

@@ -466,27 +466,20 @@ def quantize(
     # Several files on the CPU: one image per core at a time, each on one kernel thread (decoding,
     # encoding and the kernels release the GIL), so that the cores are never oversubscribed.
     # Figures (matplotlib is not thread-safe) and GPUs take the files one by one.
-    budget = _cpu.get_num_threads()
-    workers = min(len(jobs), budget) if run_device == "cpu" and preview is None else 1
+    parallel = len(jobs) if run_device == "cpu" and preview is None else 1
     failed = 0
-    kernel_threads = budget
-    try:
-        if workers > 1:
-            _cpu.set_num_threads(max(1, budget // workers))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            pending = [
-                pool.submit(_quantize_one, job, fit=fit, force=force, inputs=inputs) for job in jobs
-            ]
-            for future in _progress(pending, "image"):
-                try:
-                    record, line = future.result()
-                except _expected() as error:
-                    failed += 1
-                    _report_error(error)
-                    continue
-                _echo(json.dumps(record) if as_json else line)
-    finally:
-        _cpu.set_num_threads(kernel_threads)
+    with _cpu.shared_threads(parallel) as workers, ThreadPoolExecutor(workers) as pool:
+        pending = [
+            pool.submit(_quantize_one, job, fit=fit, force=force, inputs=inputs) for job in jobs
+        ]
+        for future in _progress(pending, "image"):
+            try:
+                record, line = future.result()
+            except _expected() as error:
+                failed += 1
+                _report_error(error)
+                continue
+            _echo(json.dumps(record) if as_json else line)
     if failed:
         raise click.exceptions.Exit(1)
 

@@ -12,14 +12,17 @@ dataset is fitted on the merged histogram of its images and applied to each one.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from . import _cpu
 from ._array import Array, is_tensor, to_numpy
 from ._checks import (
     InputError,
@@ -42,12 +45,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_SPEED",
+    "DITHERS",
     "METHODS",
+    "BatchResult",
+    "Dither",
     "FitSettings",
     "Method",
     "QuantizeResult",
     "Quantizer",
     "quantize",
+    "quantize_batch",
     "settings_for_speed",
 ]
 
@@ -230,6 +237,15 @@ def _arange(n: int, like: Array) -> Array:
     import torch
 
     return torch.arange(n, device=like.device)
+
+
+def _used_colors(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The used palette rows, most used first (ties: lower row first), and old row -> new row."""
+    order = np.argsort(-counts, kind="stable")
+    used = order[counts[order] > 0]
+    remap = np.full(counts.shape[0], -1, dtype=np.int64)
+    remap[used] = np.arange(used.size)
+    return used, remap
 
 
 class Quantizer:
@@ -496,11 +512,7 @@ class Quantizer:
         hist_counts = to_numpy(hist.counts)
         k = fit.palette.shape[0]
         counts = np.bincount(index, weights=hist_counts, minlength=k).astype(np.int64)
-        # Keep the used colors only, most used first (ties: lower palette index first).
-        order = np.argsort(-counts, kind="stable")
-        used = order[counts[order] > 0]
-        remap = np.full(k, -1, dtype=np.int64)
-        remap[used] = np.arange(used.size)
+        used, remap = _used_colors(counts)
         color_index = remap[index]
         palette = to_numpy(fit.palette)[used]
         small = np.uint8 if used.size <= 256 else np.uint16
@@ -583,3 +595,192 @@ def quantize(
     if palette is None:
         q._fit_histogram(hist, points)
     return q._apply_histogram(hist, shape, start, points)
+
+
+# -- batches of tensors -----------------------------------------------------------------------
+
+Dither = Literal["none", "ordered"]
+DITHERS: tuple[Dither, ...] = ("none", "ordered")
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """A quantized batch (tensors on the input's device).
+
+    Attributes:
+        palettes: ``(B, K, 3)`` uint8; image ``b`` uses rows ``0 .. n_colors[b] - 1``, most used
+            first (rows past them repeat its last color, so there is never an empty or NaN one).
+        indices: ``(B, H, W)`` int64 row of every pixel in its image's palette; a list of
+            ``(H, W)`` tensors for a list input.
+        image: the quantized batch in the input's layout, dtype and device (uint8, or float in
+            [0, 1]); a list for a list input.
+        n_colors: ``(B,)`` int64 palette colors each image uses.
+        mse: ``(B,)`` float64 MSE of each image (8-bit units, as :func:`colorquant.mse`).
+        psnr: ``(B,)`` float64 PSNR in dB (``inf`` when lossless).
+    """
+
+    palettes: torch.Tensor
+    indices: Any
+    image: Any
+    n_colors: torch.Tensor
+    mse: torch.Tensor
+    psnr: torch.Tensor
+
+
+def _batch_images(x: Any) -> tuple[list[torch.Tensor], bool]:
+    """``x`` as a list of ``(3, H, W)`` tensors, and whether it was one ``(B, 3, H, W)`` tensor."""
+    expected = "a (B, 3, H, W) tensor or a non-empty list of (3, H, W) tensors"
+    if is_tensor(x):
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[0] < 1:
+            raise InputError(f"x must be {expected}, got a tensor of shape {tuple(x.shape)}")
+        return list(x.unbind(0)), True
+    if isinstance(x, (list, tuple)) and x and all(is_tensor(t) for t in x):
+        bad = [tuple(t.shape) for t in x if t.ndim != 3 or t.shape[0] != 3]
+        if bad:
+            raise InputError(f"x must be {expected}, got a list holding shape {bad[0]}")
+        if len({t.device for t in x}) > 1:
+            raise InputError("x: every tensor of the list must be on one device")
+        return list(x), False
+    raise InputError(f"x must be {expected}, got {type(x).__name__}")
+
+
+def _batch_palettes(palette: Any, batch: int, like: torch.Tensor) -> list[np.ndarray]:
+    """A given ``(K, 3)`` or ``(B, K, 3)`` palette as one uint8 ``(K, 3)`` array per image."""
+    if is_tensor(palette) and palette.device != like.device:
+        raise InputError(f"palette is on {palette.device}, x on {like.device}: use one device")
+    arr = to_numpy(palette)
+    given = tuple(arr.shape)
+    if arr.ndim == 2 and arr.shape[1] == 3:
+        arr = np.broadcast_to(arr, (batch, *arr.shape))
+    if arr.ndim != 3 or arr.shape[0] != batch or arr.shape[2] != 3 or arr.shape[1] < 1:
+        raise InputError(f"palette must be (K, 3) or ({batch}, K, 3), got {given}")
+    if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 255:
+        raise InputError("palette colors must be integers in 0..255")
+    return [np.ascontiguousarray(p, dtype=np.uint8) for p in arr]
+
+
+def _ordered_map(
+    rgb8: np.ndarray, palette: np.ndarray, space: ColorSpace, strength: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map an image to ``palette`` through an ordered dither: ``(used palette, indices)``."""
+    from .color import embed
+    from .dither import dither_spread, ordered_offsets
+
+    height, width = rgb8.shape[:2]
+    # The same offset on the three channels moves a pixel sqrt(3) times as far in RGB.
+    amplitude = strength * dither_spread(palette) / math.sqrt(3.0)
+    shifted = (
+        rgb8.astype(np.float64) + ordered_offsets(np.empty(0), height, width, amplitude)[..., None]
+    )
+    points = embed(np.clip(shifted, 0.0, 255.0).reshape(-1, 3) / 255.0, space)
+    index = to_numpy(nearest(points, encode_colors(palette, space))[0])
+    used, remap = _used_colors(np.bincount(index, minlength=palette.shape[0]))
+    return palette[used], remap[index].reshape(height, width)
+
+
+def quantize_batch(
+    x: Any,
+    n_colors: int = 16,
+    *,
+    color_space: ColorSpace = DEFAULT_COLOR_SPACE,
+    palette: Any = None,
+    shared: bool = False,
+    dither: Dither = "none",
+    dither_strength: float = 1.0,
+    seed: int = 0,
+    speed: int = DEFAULT_SPEED,
+    device: str = "auto",
+) -> BatchResult:
+    """Quantize a batch of images: a palette per image, one shared palette, or a given one.
+
+    Every image goes through the pipeline of :func:`quantize` (so a batch of one gives exactly
+    what :func:`quantize` gives). On the CPU the images run in parallel, one per core, each on
+    the compiled kernels; on a GPU they run one after another in torch.
+
+    Args:
+        x: ``(B, 3, H, W)`` tensor, uint8 or float in [0, 1], on any device; or a list of
+            ``(3, H, W)`` tensors of different sizes. Not modified.
+        n_colors: palette size K, 1..256 (ignored with ``palette``).
+        color_space: where distances are measured (see :class:`Quantizer`).
+        palette: ``(K, 3)`` or ``(B, K, 3)`` integer colors in 0..255 to map to instead of
+            fitting (e.g. ``Quantizer.palette`` after ``partial_fit`` over a dataset).
+        shared: fit one palette on the whole batch (its merged histogram) and map every image
+            to it; the same seed gives the same palette as ``Quantizer(...).fit(list)``.
+        dither: ``"none"`` or ``"ordered"`` (an 8x8 Bayer pattern, the same on every frame:
+            :mod:`colorquant.dither`).
+        dither_strength: 0..1, the size of the ordered dither's offsets.
+        seed: the only randomness.
+        speed: 1..10, as for :class:`Quantizer`.
+        device: ``"auto"`` (the device of ``x``), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+
+    Returns:
+        A :class:`BatchResult`.
+
+    Raises:
+        InputError: a bad batch, palette or option; the message names it.
+
+    Example:
+        >>> import torch
+        >>> x = torch.rand(4, 3, 16, 16)
+        >>> out = quantize_batch(x, 8, color_space="rgb")
+        >>> out.image.shape, out.palettes.shape, bool((out.n_colors <= 8).all())
+        (torch.Size([4, 3, 16, 16]), torch.Size([4, 8, 3]), True)
+    """
+    import torch
+
+    images, uniform = _batch_images(x)
+    check_int_range("n_colors", n_colors, 1, 256)
+    check_choice("dither", dither, DITHERS)
+    strength = float(dither_strength)
+    if not 0.0 <= strength <= 1.0:
+        raise InputError(f"dither_strength must be in [0, 1], got {dither_strength!r}")
+    run_device = resolve_device(device, like=images[0])
+    options: dict[str, Any] = {
+        "color_space": color_space,
+        "seed": seed,
+        "speed": speed,
+        "device": run_device,
+    }
+    given: list[np.ndarray] | None = None
+    if palette is not None:
+        given = _batch_palettes(palette, len(images), images[0])
+    elif shared:
+        q = Quantizer(n_colors, **options).fit(images)
+        given = [q.palette] * len(images)
+    rgb8 = [as_rgb8(img, f"x[{b}]") for b, img in enumerate(images)]
+
+    def one(b: int) -> tuple[np.ndarray, np.ndarray]:
+        if dither == "none":
+            if given is None:
+                res = quantize(rgb8[b], n_colors, **options)
+            else:
+                res = Quantizer.from_palette(given[b], color_space=color_space).apply(rgb8[b])
+            return res.palette, res.indices.astype(np.int64)
+        pal = given[b] if given is not None else Quantizer(n_colors, **options).fit(rgb8[b]).palette
+        return _ordered_map(rgb8[b], to_numpy(pal), color_space, strength)
+
+    parallel = len(images) if run_device == "cpu" else 1
+    with _cpu.shared_threads(parallel) as workers, ThreadPoolExecutor(workers) as pool:
+        outputs = list(pool.map(one, range(len(images))))
+
+    k_max = max(p.shape[0] for p, _ in outputs)
+    palettes = np.stack(
+        [np.concatenate([p, np.repeat(p[-1:], k_max - len(p), 0)]) for p, _ in outputs]
+    )
+    errors = np.array([mse(rgb8[b], p[i]) for b, (p, i) in enumerate(outputs)])
+    dev = images[0].device
+    indices = [torch.from_numpy(i).to(dev) for _, i in outputs]
+    quantized = []
+    for img, (p, i) in zip(images, outputs, strict=True):
+        q8 = torch.from_numpy(np.ascontiguousarray(p[i])).permute(2, 0, 1).to(dev)
+        quantized.append(q8 if img.dtype == torch.uint8 else q8.to(img.dtype) / 255.0)
+    return BatchResult(
+        palettes=torch.from_numpy(palettes).to(dev),
+        indices=torch.stack(indices) if uniform else indices,
+        image=torch.stack(quantized) if uniform else quantized,
+        n_colors=torch.tensor([p.shape[0] for p, _ in outputs], device=dev),
+        mse=torch.from_numpy(errors).to(dev),
+        psnr=torch.tensor(
+            [psnr_from_mse(float(e)) for e in errors], dtype=torch.float64, device=dev
+        ),
+    )

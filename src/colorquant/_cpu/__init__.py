@@ -15,6 +15,8 @@ Point arrays are ``(N, C)`` float64 with ``1 <= C <= 8``; non-contiguous arrays 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,7 @@ __all__ = [
     "lloyd",
     "nearest",
     "set_num_threads",
+    "shared_threads",
 ]
 
 MAX_CHANNELS = 8
@@ -83,6 +86,28 @@ def get_num_threads() -> int:
     this process may run on.
     """
     return _threads
+
+
+@contextmanager
+def shared_threads(jobs: int) -> Iterator[int]:
+    """Split the kernels' threads among up to ``jobs`` jobs that run at once (one per thread).
+
+    Yields the number of jobs to run at once, ``min(jobs, threads)``; while the block runs, each
+    kernel call uses ``threads // that`` threads, so that the jobs together never use more
+    threads than one call would (no oversubscription). The thread count is restored after.
+
+    Example:
+        >>> with shared_threads(1) as workers:
+        ...     workers
+        1
+    """
+    budget = _threads
+    workers = max(1, min(int(jobs), budget))
+    try:
+        set_num_threads(max(1, budget // workers))
+        yield workers
+    finally:
+        set_num_threads(budget)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,83 @@
+"""Dithering: ordered (Bayer) offsets added to the pixels before they are mapped to a palette.
+
+An ordered dither adds to every pixel a fixed offset that depends only on its position (a Bayer
+threshold matrix tiled over the image), then maps it to its nearest palette color. Areas between
+two palette colors become a fine, regular mix of both whose local average is close to the
+original; the pattern is the same on every frame of a video (no shimmer), and every pixel is
+computed independently (batched, on any device).
+
+The offsets are scaled to the palette: ``strength`` times the median distance from each palette
+color to its nearest other one (in 8-bit RGB), divided by sqrt(3) since the same offset moves
+all three channels, so that a mix spans neighbouring colors and no more. Error diffusion
+(Floyd-Steinberg) is a separate, sequential kind, not here yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._array import ArrayT, constant, is_tensor
+
+__all__ = ["bayer_matrix", "dither_spread", "ordered_offsets"]
+
+BAYER_SIZE = 8
+"""Side of the Bayer matrix: 64 threshold levels."""
+
+
+def bayer_matrix(size: int = BAYER_SIZE) -> np.ndarray:
+    """The ``size x size`` Bayer threshold matrix, values ``(0.5 .. size^2 - 0.5) / size^2``.
+
+    Built by the recursion ``M_2n = [[4 M, 4 M + 2], [4 M + 3, 4 M + 1]]`` from ``M_1 = [0]``;
+    every value appears once, and each level spreads thresholds as evenly as possible.
+
+    Args:
+        size: a power of two, 1..64.
+
+    Returns:
+        ``(size, size)`` float64 in (0, 1), mean 0.5.
+
+    Example:
+        >>> (bayer_matrix(2) * 4 - 0.5).tolist()
+        [[0.0, 2.0], [3.0, 1.0]]
+    """
+    if size < 1 or size > 64 or size & (size - 1):
+        raise ValueError(f"size must be a power of two in 1..64, got {size}")
+    m = np.zeros((1, 1), dtype=np.int64)
+    while m.shape[0] < size:
+        m = np.block([[4 * m, 4 * m + 2], [4 * m + 3, 4 * m + 1]])
+    return (m + 0.5) / (size * size)
+
+
+def dither_spread(palette_rgb8: Any) -> float:
+    """Median distance (8-bit RGB) from each palette color to its nearest other one; 0 for one.
+
+    Args:
+        palette_rgb8: ``(K, 3)`` colors, NumPy or tensor, values 0..255.
+    """
+    pal = np.asarray(palette_rgb8.cpu() if is_tensor(palette_rgb8) else palette_rgb8, np.float64)
+    if pal.shape[0] < 2:
+        return 0.0
+    d2 = ((pal[:, None, :] - pal[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d2, np.inf)
+    return float(np.median(np.sqrt(d2.min(1))))
+
+
+def ordered_offsets(like: ArrayT, height: int, width: int, amplitude: float) -> ArrayT:
+    """The ``(height, width)`` offsets of an ordered dither, ``amplitude * (bayer - 0.5)``.
+
+    Args:
+        like: an array or tensor whose kind, float dtype and device the result takes.
+        height: image rows.
+        width: image columns.
+        amplitude: peak-to-peak size of the offsets (8-bit units for RGB pixels).
+
+    Returns:
+        ``(height, width)`` offsets in ``[-amplitude / 2, amplitude / 2]``, mean 0 over a tile.
+    """
+    tile = bayer_matrix()
+    reps = (-(-height // BAYER_SIZE), -(-width // BAYER_SIZE))
+    full = np.tile(tile, reps)[:height, :width]
+    offsets: ArrayT = constant(amplitude * (full - 0.5), like)
+    return offsets

@@ -1,0 +1,133 @@
+"""colorquant.quantize_batch: the same numbers as quantize, per image; layouts, palettes, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import colorquant as cq
+from conftest import make_photo_like
+
+
+def batch(n: int = 3, height: int = 24, width: int = 32) -> torch.Tensor:
+    """``(n, 3, H, W)`` uint8 photo-like images, each different."""
+    photos = [make_photo_like(height, width, seed) for seed in range(n)]
+    return torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2).contiguous()
+
+
+def hwc(x: torch.Tensor) -> np.ndarray:
+    return x.permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize("space", ["hybrid", "rgb"])
+def test_each_image_equals_quantize(space: str) -> None:
+    x = batch()
+    out = cq.quantize_batch(x, 10, color_space=space, seed=4)  # type: ignore[arg-type]
+    assert out.image.shape == x.shape and out.image.dtype == torch.uint8
+    assert out.palettes.shape == (3, 10, 3) and out.indices.shape == (3, 24, 32)
+    for b in range(3):
+        ref = cq.quantize(hwc(x[b]), 10, color_space=space, seed=4)  # type: ignore[arg-type]
+        k = int(out.n_colors[b])
+        np.testing.assert_array_equal(out.palettes[b, :k].numpy(), ref.palette)
+        np.testing.assert_array_equal(out.indices[b].numpy(), ref.indices)
+        np.testing.assert_array_equal(hwc(out.image[b]), ref.to_numpy())
+        assert float(out.mse[b]) == pytest.approx(ref.mse, rel=1e-12)
+        assert float(out.psnr[b]) == pytest.approx(ref.psnr, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_float_input_keeps_dtype_and_range(dtype: torch.dtype) -> None:
+    x = batch(2).to(dtype) / 255.0
+    out = cq.quantize_batch(x, 6)
+    assert out.image.dtype == dtype and out.image.shape == x.shape
+    assert float(out.image.min()) >= 0.0 and float(out.image.max()) <= 1.0
+    np.testing.assert_array_equal(
+        (out.image * 255).round().to(torch.uint8).numpy(),
+        cq.quantize_batch((x * 255).round().to(torch.uint8), 6).image.numpy(),
+    )
+
+
+def test_list_of_different_sizes() -> None:
+    a, b = batch(1, 16, 20)[0], batch(2, 24, 12)[1]
+    out = cq.quantize_batch([a, b], 5, color_space="rgb")
+    assert isinstance(out.image, list) and [t.shape for t in out.image] == [a.shape, b.shape]
+    assert [t.shape for t in out.indices] == [(16, 20), (24, 12)]
+    assert out.palettes.shape[0] == 2 and out.mse.shape == (2,)
+
+
+def test_fewer_colors_than_k_come_back_exactly_no_padding_nan() -> None:
+    x = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    x[0, :, :4] = 200
+    x[1, 0] = 90  # one color
+    out = cq.quantize_batch(x, 16)
+    assert torch.equal(out.image, x)
+    assert out.n_colors.tolist() == [2, 1]
+    assert out.psnr.isinf().all() and out.mse.tolist() == [0.0, 0.0]
+    # Rows past an image's colors repeat its last color: no garbage, no NaN.
+    assert out.palettes.shape == (2, 2, 3)
+    assert torch.equal(out.palettes[1, 1], out.palettes[1, 0])
+
+
+def test_shared_palette_equals_quantizer_fit() -> None:
+    x = batch(3)
+    out = cq.quantize_batch(x, 8, shared=True, seed=2)
+    q = cq.Quantizer(8, seed=2).fit([hwc(t) for t in x])
+    for b in range(3):
+        np.testing.assert_array_equal(hwc(out.image[b]), q.apply(hwc(x[b])).to_numpy())
+    used = {tuple(c) for c in out.palettes.reshape(-1, 3).tolist()}
+    assert used <= {tuple(c) for c in q.palette.tolist()}
+
+
+def test_given_palettes_one_or_per_image() -> None:
+    x = batch(2)
+    one = torch.tensor([[0, 0, 0], [255, 255, 255], [200, 30, 40]], dtype=torch.uint8)
+    out = cq.quantize_batch(x, palette=one)
+    assert {tuple(c) for c in out.image.permute(0, 2, 3, 1).reshape(-1, 3).tolist()} <= {
+        tuple(c) for c in one.tolist()
+    }
+    per_image = torch.stack([one, one.flip(0)])
+    out2 = cq.quantize_batch(x, palette=per_image)
+    assert torch.equal(out2.image, out.image)  # the same colors, in another order
+    # A palette from partial_fit over a stream maps any batch.
+    q = cq.Quantizer(6).partial_fit(x)
+    out3 = cq.quantize_batch(x, palette=q.palette)
+    np.testing.assert_array_equal(hwc(out3.image[0]), q.apply(hwc(x[0])).to_numpy())
+
+
+def test_inputs_not_modified() -> None:
+    x = batch(2).float() / 255
+    copy = x.clone()
+    cq.quantize_batch(x, 4, dither="ordered")
+    assert torch.equal(x, copy)
+
+
+@pytest.mark.parametrize(
+    ("x", "kwargs", "match"),
+    [
+        (torch.zeros(3, 8, 8), {}, r"x must be a \(B, 3, H, W\) tensor"),
+        (torch.zeros(0, 3, 8, 8), {}, r"x must be a \(B, 3, H, W\) tensor"),
+        (torch.zeros(2, 4, 8, 8), {}, r"got a tensor of shape \(2, 4, 8, 8\)"),
+        ([], {}, "x must be"),
+        ([torch.zeros(3, 4, 4), torch.zeros(4, 4)], {}, r"a list holding shape \(4, 4\)"),
+        (np.zeros((2, 3, 4, 4)), {}, "got ndarray"),
+        (torch.full((1, 3, 4, 4), 1.5), {}, r"x\[0\]"),
+        (torch.full((1, 3, 4, 4), float("nan")), {}, r"x\[0\]"),
+        (torch.zeros(1, 3, 4, 4), {"n_colors": 0}, "n_colors must be"),
+        (torch.zeros(1, 3, 4, 4), {"palette": torch.zeros(4, 2)}, r"palette must be \(K, 3\)"),
+        (torch.zeros(2, 3, 4, 4), {"palette": torch.zeros(3, 4, 3)}, r"or \(2, K, 3\)"),
+        (torch.zeros(1, 3, 4, 4), {"palette": torch.full((2, 3), 300)}, "0..255"),
+    ],
+)
+def test_bad_input_raises(x: object, kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(cq.InputError, match=match):
+        cq.quantize_batch(x, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_batch_matches_cpu() -> None:
+    x = batch(2)
+    gpu = cq.quantize_batch(x.cuda(), 8, color_space="rgb")
+    cpu = cq.quantize_batch(x, 8, color_space="rgb")
+    assert gpu.image.device.type == "cuda"
+    assert (gpu.psnr.cpu() - cpu.psnr).abs().max() < 0.05

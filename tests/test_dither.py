@@ -1,0 +1,96 @@
+"""colorquant.dither: the Bayer matrix, the spread, and ordered dithering through quantize_batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import colorquant as cq
+from colorquant.dither import bayer_matrix, dither_spread, ordered_offsets
+
+
+@pytest.mark.parametrize("size", [1, 2, 4, 8, 16])
+def test_bayer_matrix_holds_every_level_once(size: int) -> None:
+    m = bayer_matrix(size)
+    assert m.shape == (size, size)
+    levels = np.sort((m * size * size - 0.5).round().ravel())
+    np.testing.assert_array_equal(levels, np.arange(size * size))
+    assert m.mean() == pytest.approx(0.5)
+
+
+def test_bayer_matrix_by_hand() -> None:
+    expected = [[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]]
+    np.testing.assert_array_equal((bayer_matrix(4) * 16 - 0.5).round(), expected)
+    # Each quarter holds one residue class mod 4, in the pattern of the 2x2: the recursion.
+    levels = (bayer_matrix(4) * 16 - 0.5).round().astype(int)
+    quarters = levels.reshape(2, 2, 2, 2).transpose(0, 2, 1, 3).reshape(2, 2, 4) % 4
+    assert (quarters == quarters[..., :1]).all()
+    np.testing.assert_array_equal(quarters[..., 0], (bayer_matrix(2) * 4 - 0.5).round())
+
+
+@pytest.mark.parametrize("size", [0, 3, 128])
+def test_bayer_matrix_bad_size(size: int) -> None:
+    with pytest.raises(ValueError, match="power of two"):
+        bayer_matrix(size)
+
+
+def test_spread_is_median_nearest_neighbour_distance() -> None:
+    palette = np.array([[0, 0, 0], [10, 0, 0], [0, 30, 0], [100, 100, 100]])
+    # nearest distances: 10, 10, 30, ~147.3 -> median 20
+    assert dither_spread(palette) == pytest.approx(20.0)
+    assert dither_spread(palette[:1]) == 0.0
+
+
+def test_offsets_tile_and_range() -> None:
+    off = ordered_offsets(np.empty(0), 20, 13, 10.0)
+    assert off.shape == (20, 13) and off.dtype == np.float64
+    assert off.min() > -5.0 and off.max() < 5.0
+    np.testing.assert_array_equal(off[8:16, :8], off[:8, :8])  # an 8x8 tile, repeated
+    t = ordered_offsets(torch.empty(0, dtype=torch.float32), 8, 8, 10.0)
+    assert t.dtype == torch.float32 and abs(float(t.mean())) < 1e-6
+
+
+def gradient(height: int = 32, width: int = 96) -> torch.Tensor:
+    """A horizontal gray ramp, (1, 3, H, W) float in [0, 1]."""
+    ramp = torch.linspace(0.0, 1.0, width, dtype=torch.float64)
+    return ramp.expand(1, 3, height, width).clone()
+
+
+def box_blur(x: torch.Tensor, size: int = 8) -> torch.Tensor:
+    return torch.nn.functional.avg_pool2d(x, size)
+
+
+def test_ordered_dither_keeps_local_averages_closer() -> None:
+    # The purpose of dithering: with a few colors, a smooth ramp's local averages are kept.
+    x = gradient()
+    plain = cq.quantize_batch(x, 4, color_space="rgb", seed=0)
+    dithered = cq.quantize_batch(x, 4, color_space="rgb", seed=0, dither="ordered")
+    # The same fit, only the map differs (palettes list used colors, most used first).
+    assert sorted(dithered.palettes[0].tolist()) == sorted(plain.palettes[0].tolist())
+    err_plain = (box_blur(plain.image) - box_blur(x)).abs().mean()
+    err_dither = (box_blur(dithered.image) - box_blur(x)).abs().mean()
+    assert err_dither < 0.5 * err_plain
+    # Still a palette image: every pixel is one of the image's palette colors.
+    colors = dithered.image[0].permute(1, 2, 0).reshape(-1, 3) * 255
+    pal = dithered.palettes[0, : int(dithered.n_colors[0])].double()
+    assert (torch.cdist(colors, pal).min(1).values < 1e-9).all()
+
+
+def test_ordered_dither_is_the_same_on_every_frame_and_strength_zero_is_plain() -> None:
+    x = gradient().repeat(3, 1, 1, 1)  # three identical frames
+    out = cq.quantize_batch(x, 6, color_space="rgb", palette=None, shared=True, dither="ordered")
+    assert torch.equal(out.image[0], out.image[1]) and torch.equal(out.image[1], out.image[2])
+    zero = cq.quantize_batch(
+        x, 6, color_space="rgb", shared=True, dither="ordered", dither_strength=0.0
+    )
+    plain = cq.quantize_batch(x, 6, color_space="rgb", shared=True)
+    torch.testing.assert_close(zero.image, plain.image, rtol=0, atol=0)
+
+
+def test_bad_dither_options() -> None:
+    x = gradient()
+    with pytest.raises(cq.InputError, match="dither must be one of 'none', 'ordered'"):
+        cq.quantize_batch(x, 4, dither="floyd")  # type: ignore[arg-type]
+    with pytest.raises(cq.InputError, match=r"dither_strength must be in \[0, 1\]"):
+        cq.quantize_batch(x, 4, dither="ordered", dither_strength=1.5)
