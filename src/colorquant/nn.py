@@ -90,12 +90,13 @@ def palette_quantize(
     pixels = x.movedim(-3, -1)
     flat = pixels.reshape(-1, 3)
     colors = palette.to(x.dtype)
-    points, centers = embed(flat, color_space), embed(colors, color_space)
     if mode == "ste":
+        # Only the choice is needed here: no autograd graph for the color conversion.
         with torch.no_grad():
-            index, _ = nearest(points, centers)
+            index, _ = nearest(embed(flat, color_space), embed(colors, color_space))
         out = colors[index] + (flat - flat.detach())
     elif mode == "soft":
+        points, centers = embed(flat, color_space), embed(colors, color_space)
         # |x|^2 - 2 x.c + |c|^2: smooth everywhere (cdist's gradient is not at distance 0).
         d2 = (
             (points * points).sum(1, keepdim=True)
