@@ -131,3 +131,15 @@ def test_cuda_batch_matches_cpu() -> None:
     cpu = cq.quantize_batch(x, 8, color_space="rgb")
     assert gpu.image.device.type == "cuda"
     assert (gpu.psnr.cpu() - cpu.psnr).abs().max() < 0.05
+
+
+@pytest.mark.parametrize("dither", ["none", "ordered"])
+def test_fixed_colors_in_every_image_palette(dither: str) -> None:
+    x = batch(3)
+    fixed = torch.tensor([[0, 0, 0], [255, 255, 255]], dtype=torch.uint8)
+    out = cq.quantize_batch(x, 8, fixed_colors=fixed, dither=dither)  # type: ignore[arg-type]
+    for b in range(3):
+        rows = {tuple(c) for c in out.palettes[b, : int(out.n_colors[b])].tolist()}
+        assert {(0, 0, 0), (255, 255, 255)} <= rows
+    with pytest.raises(cq.InputError, match="not both"):
+        cq.quantize_batch(x, palette=fixed, fixed_colors=fixed)

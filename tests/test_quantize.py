@@ -8,6 +8,7 @@ and a quality floor against Pillow's median cut.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from typing import Any
@@ -596,3 +597,88 @@ def test_partial_fit_needs_an_image() -> None:
         cq.Quantizer(4).partial_fit([])
     with pytest.raises(RuntimeError, match="partial_fit"):
         _ = cq.Quantizer(4).palette
+
+
+# -- fixed colors -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space", ["rgb", "hybrid", "lab"])
+def test_fixed_colors_stay_in_every_palette(space: str) -> None:
+    from conftest import make_photo_like
+
+    img = make_photo_like(32, 40, 2)
+    fixed = np.array([[0, 255, 0], [200, 30, 40]], np.uint8)  # green: no pixel is near it
+    res = cq.quantize(img, 8, color_space=space, fixed_colors=fixed)  # type: ignore[arg-type]
+    rows = {tuple(c) for c in res.palette.tolist()}
+    assert {(0, 255, 0), (200, 30, 40)} <= rows and len(rows) == res.n_colors <= 8
+    green = res.palette.tolist().index([0, 255, 0])
+    assert res.counts[green] == 0  # listed although unused: indices never point to it
+    assert not (res.indices == green).any()
+    free = cq.quantize(img, 8, color_space=space)  # type: ignore[arg-type]
+    assert res.psnr <= free.psnr + 0.05  # fewer free colors cannot fit much better
+    q = cq.Quantizer(8, color_space=space, fixed_colors=fixed).fit(img)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(q.palette[:2], fixed)  # fixed first in the fitted palette
+
+
+def test_fixed_colors_equal_to_k_is_mapping_to_them() -> None:
+    from conftest import make_photo_like
+
+    img = make_photo_like(24, 32, 3)
+    palette = cq.quantize(img, 6, color_space="rgb").palette
+    fixed = cq.quantize(img, 6, color_space="rgb", fixed_colors=palette)
+    mapped = cq.quantize(img, color_space="rgb", palette=palette)
+    np.testing.assert_array_equal(fixed.to_numpy(), mapped.to_numpy())
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_lloyd_never_moves_fixed_centroids(backend: str, rng: np.random.Generator) -> None:
+    from colorquant.kmeans import weighted_kmeans
+
+    points = rng.normal(0, 10, (400, 3))
+    weights = rng.integers(1, 9, 400).astype(np.float64)
+    init = np.concatenate([[[100.0, 100.0, 100.0], [0.0, 0.0, 0.0]], points[:4]])
+    if backend == "torch":
+        out = weighted_kmeans(
+            torch.from_numpy(points), torch.from_numpy(weights), torch.from_numpy(init), n_fixed=2
+        )
+        centroids, history = out.centroids.numpy(), out.history
+    else:
+        res = weighted_kmeans(points, weights, init, n_fixed=2)
+        centroids, history = res.centroids, res.history
+    np.testing.assert_array_equal(centroids[:2], init[:2])  # even the far, empty one
+    assert all(b <= a * (1 + 1e-12) for a, b in itertools.pairwise(history))
+    assert not np.allclose(centroids[2:], init[2:])
+
+
+def test_fixed_colors_both_backends_agree(rng: np.random.Generator) -> None:
+    from colorquant.kmeans import weighted_kmeans
+
+    points = rng.normal(0, 10, (300, 3))
+    weights = np.ones(300)
+    init = np.concatenate([[[5.0, 5.0, 5.0]], points[:5]])
+    a = weighted_kmeans(points, weights, init, n_fixed=1)
+    b = weighted_kmeans(
+        torch.from_numpy(points), torch.from_numpy(weights), torch.from_numpy(init), n_fixed=1
+    )
+    np.testing.assert_array_equal(a.labels, b.labels.numpy())
+    np.testing.assert_allclose(a.centroids, b.centroids.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"fixed_colors": np.zeros((5, 3), np.uint8)}, r"1 <= F <= n_colors \(4\)"),
+        ({"fixed_colors": [[0, 0, 0], [0, 0, 0]]}, "distinct"),
+        ({"fixed_colors": [[0, 0, 300]]}, "0..255"),
+        ({"fixed_colors": [[0, 0, 0]], "method": "adam"}, "method='kmeans'"),
+    ],
+)
+def test_bad_fixed_colors(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(cq.InputError, match=match):
+        cq.Quantizer(4, **kwargs)
+
+
+def test_palette_and_fixed_colors_together_raise() -> None:
+    img = np.zeros((4, 4, 3), np.uint8)
+    with pytest.raises(cq.InputError, match="not both"):
+        cq.quantize(img, palette=[[0, 0, 0]], fixed_colors=[[1, 1, 1]])

@@ -57,7 +57,13 @@ def _check(points: Array, weights: Array, init: Array) -> None:
 
 
 def weighted_kmeans(
-    points: ArrayT, weights: ArrayT, init: ArrayT, *, max_iter: int = 100, tol: float = 1e-4
+    points: ArrayT,
+    weights: ArrayT,
+    init: ArrayT,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    n_fixed: int = 0,
 ) -> KMeansResult[ArrayT]:
     """Lloyd's algorithm on weighted points, with Hamerly's bounds to skip settled points.
 
@@ -77,6 +83,8 @@ def weighted_kmeans(
         init: ``(K, C)`` starting centroids; not modified.
         max_iter: at most this many assignment steps (>= 1).
         tol: relative decrease of ``J`` under which the fit counts as converged.
+        n_fixed: the first ``n_fixed`` rows of ``init`` stay where they are (colors a palette
+            must keep); the others are fitted around them.
 
     Returns:
         A :class:`KMeansResult` of the input's kind and dtype.
@@ -90,7 +98,7 @@ def weighted_kmeans(
         >>> r.centroids.ravel().tolist(), r.inertia, r.converged
         ([0.5, 10.5], 0.25, True)
     """
-    return _weighted_kmeans(points, weights, init, max_iter=max_iter, tol=tol)[0]
+    return _weighted_kmeans(points, weights, init, max_iter=max_iter, tol=tol, n_fixed=n_fixed)[0]
 
 
 def _weighted_kmeans(
@@ -101,6 +109,7 @@ def _weighted_kmeans(
     max_iter: int,
     tol: float,
     warm: tuple[ArrayT, ArrayT] | None = None,
+    n_fixed: int = 0,
 ) -> tuple[KMeansResult[ArrayT], ArrayT]:
     """:func:`weighted_kmeans`, optionally warm-started, also returning the lower bounds.
 
@@ -118,6 +127,7 @@ def _weighted_kmeans(
             tol=tol,
             labels=None if warm is None else np.ascontiguousarray(warm[0], dtype=np.int32),
             lower=None if warm is None else np.ascontiguousarray(warm[1], dtype=np.float64),
+            n_fixed=n_fixed,
         )
         result = KMeansResult(
             out.centroids.astype(points.dtype, copy=False),
@@ -131,7 +141,7 @@ def _weighted_kmeans(
     from ._torch.kmeans import lloyd
 
     centroids, labels, inertia, n_iter, converged, history, lower = lloyd(
-        points, weights, init, max_iter=max_iter, tol=tol, warm=warm
+        points, weights, init, max_iter=max_iter, tol=tol, warm=warm, n_fixed=n_fixed
     )
     return KMeansResult(centroids, labels, inertia, n_iter, converged, history), lower
 

@@ -34,7 +34,14 @@ from ._checks import (
 )
 from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace, encode_colors, rgb_to_lab
 from .color import decode_colors as _decode
-from .histogram import ColorHistogram, bin_colors, cell_means, color_histogram, merge_histograms
+from .histogram import (
+    ColorHistogram,
+    bin_colors,
+    cell_means,
+    color_histogram,
+    merge_histograms,
+    pack_rgb,
+)
 from .init import INITS, InitMethod, initial_centroids
 from .kmeans import KMeansResult, _weighted_kmeans, fit_adam, inherit_bounds
 from .metrics import ciede2000, mse, psnr_from_mse
@@ -204,6 +211,7 @@ class _Fit:
     n_iter: int = 0
     converged: bool = True
     method: str = "palette"
+    n_fixed: int = 0  # the first rows are fixed colors: kept in every result palette
 
 
 def _histogram_of(image: Any, device: str) -> tuple[ColorHistogram, tuple[int, int]]:
@@ -231,6 +239,21 @@ def _as_dtype(x: Any, like: Any) -> Any:
     return x.astype(like.dtype) if isinstance(x, np.ndarray) else x.to(like.dtype)
 
 
+def _rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: which ``(N, 3)`` uint8 rows occur in the ``(M, 3)`` uint8 ``table``."""
+    if len(table) == 0:
+        return np.zeros(len(rows), dtype=bool)
+    return np.isin(pack_rgb(rows), pack_rgb(table))
+
+
+def _concat_rows(first: Any, second: Any) -> Any:
+    if isinstance(first, np.ndarray):
+        return np.concatenate([first, second])
+    import torch
+
+    return torch.cat([first, second])
+
+
 def _arange(n: int, like: Array) -> Array:
     if isinstance(like, np.ndarray):
         return np.arange(n)
@@ -239,13 +262,34 @@ def _arange(n: int, like: Array) -> Array:
     return torch.arange(n, device=like.device)
 
 
-def _used_colors(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The used palette rows, most used first (ties: lower row first), and old row -> new row."""
+def _used_colors(counts: np.ndarray, keep: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The used palette rows, most used first (ties: lower row first), and old row -> new row.
+
+    The first ``keep`` rows (fixed colors) are kept even when unused, after the used ones.
+    """
     order = np.argsort(-counts, kind="stable")
-    used = order[counts[order] > 0]
+    used = order[(counts[order] > 0) | (order < keep)]
     remap = np.full(counts.shape[0], -1, dtype=np.int64)
     remap[used] = np.arange(used.size)
     return used, remap
+
+
+def _check_fixed(fixed_colors: Any, n_colors: int, method: str) -> np.ndarray:
+    """``fixed_colors`` as a ``(F, 3)`` uint8 array (``F = 0`` for None), checked."""
+    if fixed_colors is None:
+        return np.zeros((0, 3), np.uint8)
+    arr = to_numpy(fixed_colors)
+    if arr.ndim != 2 or arr.shape[1] != 3 or not 1 <= arr.shape[0] <= n_colors:
+        raise InputError(
+            f"fixed_colors must be (F, 3) with 1 <= F <= n_colors ({n_colors}), got {arr.shape}"
+        )
+    if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 255:
+        raise InputError("fixed_colors must be integers in 0..255")
+    if len(np.unique(arr, axis=0)) != len(arr):
+        raise InputError("fixed_colors must be distinct colors")
+    if method != "kmeans":
+        raise InputError(f"fixed_colors work with method='kmeans', got method={method!r}")
+    return arr.astype(np.uint8)
 
 
 class Quantizer:
@@ -266,6 +310,9 @@ class Quantizer:
         tol: override the exact stage's relative tolerance.
         seed: the only source of randomness: the same seed gives the same palette.
         device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+        fixed_colors: ``(F, 3)`` distinct 8-bit colors, ``F <= n_colors``, kept in every
+            fitted palette (K-means never moves them; the other ``n_colors - F`` are fitted
+            around them), and listed in every result's palette even where no pixel uses them.
 
     Example:
         >>> import numpy as np
@@ -289,6 +336,7 @@ class Quantizer:
         tol: float | None = None,
         seed: int = 0,
         device: str = "auto",
+        fixed_colors: Any = None,
     ) -> None:
         self.n_colors = check_int_range("n_colors", n_colors, 1, MAX_COLORS)
         self.color_space: ColorSpace = check_choice("color_space", color_space, COLOR_SPACES)
@@ -300,6 +348,7 @@ class Quantizer:
         self.tol = None if tol is None else check_positive("tol", tol)
         self.seed = check_int_range("seed", seed, 0)
         self.device = resolve_device(device)
+        self.fixed = _check_fixed(fixed_colors, self.n_colors, self.method)
         self._fit: _Fit | None = None
         # partial_fit's merged histogram, and whether the palette is older than it.
         self._seen: ColorHistogram | None = None
@@ -415,14 +464,23 @@ class Quantizer:
     def _fit_histogram(self, hist: ColorHistogram, points: Any = None) -> None:
         """Fit the palette to ``hist`` (``points``: its colors encoded, when already known)."""
         k = self.n_colors
+        n_fixed = len(self.fixed)
         if len(hist) <= k:
-            # At most K distinct colors: the palette is the colors themselves, lossless.
-            self._fit = _Fit(hist.colors[:], (0.0,), 0, True, self.method)
-            return
+            # At most K distinct colors: the palette is the colors themselves, lossless (the
+            # fixed colors first, when they fit beside them).
+            colors = to_numpy(hist.colors)
+            extra = colors[~_rows_in(colors, self.fixed)]
+            if n_fixed + len(extra) <= k:
+                both = np.concatenate([self.fixed, extra])
+                palette = _on_device(both, self.device) if n_fixed else hist.colors[:]
+                self._fit = _Fit(palette, (0.0,), 0, True, self.method, n_fixed)
+                return
         s = self.settings
         if points is None:
             points = encode_colors(hist.colors, self.color_space)
         weights = _as_dtype(hist.counts, points)
+        fixed8: Any = _on_device(self.fixed, self.device)
+        fixed_points = _as_dtype(encode_colors(fixed8, self.color_space), points)
         generator = np.random.default_rng(self.seed)
         if self.method == "adam":
             # Adam from the seeds alone, no Lloyd step anywhere: the two fits compare cleanly.
@@ -449,7 +507,9 @@ class Quantizer:
                 continue  # seed on a finer level, unless this is the last coarse one
             cell_points, cell_weight, scatter = cell_means(points, weights, cell, n_cells)
             if parent is None or run is None:
-                run, lower = self._best_seeded_run(cell_points, cell_weight, generator)
+                run, lower = self._best_seeded_run(
+                    cell_points, cell_weight, fixed_points, generator
+                )
             else:
                 run, lower = _weighted_kmeans(
                     cell_points,
@@ -458,6 +518,7 @@ class Quantizer:
                     max_iter=s.coarse_iter,
                     tol=s.coarse_tol,
                     warm=inherit_bounds(parent, cell, n_cells, cell_points),
+                    n_fixed=n_fixed,
                 )
             parent = (cell, cell_points, run.labels, lower)
             # A cell's colors share one label at this level, so the objective on the exact
@@ -468,31 +529,44 @@ class Quantizer:
         max_iter = self.max_iter if self.max_iter is not None else s.max_iter
         tol = self.tol if self.tol is not None else s.tol
         if run is None:
-            run, _ = self._best_seeded_run(points, weights, generator)
+            run, _ = self._best_seeded_run(points, weights, fixed_points, generator)
             history.extend(run.history)
             n_iter += run.n_iter
             parent = None
         everything = _arange(len(hist), points)
         warm = None if parent is None else inherit_bounds(parent, everything, len(hist), points)
         result, _ = _weighted_kmeans(
-            points, weights, run.centroids, max_iter=max_iter, tol=tol, warm=warm
+            points, weights, run.centroids, max_iter=max_iter, tol=tol, warm=warm, n_fixed=n_fixed
         )
         history.extend(result.history)
         n_iter += result.n_iter
         palette = _decode(result.centroids, self.color_space)
-        self._fit = _Fit(palette, tuple(history), n_iter, result.converged, self.method)
+        if n_fixed:
+            palette[:n_fixed] = _on_device(self.fixed, self.device)  # exact, whatever the space
+        self._fit = _Fit(palette, tuple(history), n_iter, result.converged, self.method, n_fixed)
         log.debug("fit: %d distinct colors, %d iterations, J=%.6g", len(hist), n_iter, history[-1])
 
     def _best_seeded_run(
-        self, points: Any, weights: Any, generator: np.random.Generator
+        self, points: Any, weights: Any, fixed_points: Any, generator: np.random.Generator
     ) -> tuple[KMeansResult[Any], Any]:
-        """Seed several times (``n_init`` at K <= 64, fewer above), keep the lowest objective."""
+        """Seed several times (``n_init`` at K <= 64, fewer above), keep the lowest objective.
+
+        The fixed colors' points come first in every start; the seeding places the others.
+        """
         s = self.settings
         n_init = max(1, min(s.n_init, s.n_init * 64 // self.n_colors))
+        n_fixed = len(self.fixed)
         best: tuple[KMeansResult[Any], Any] | None = None
         for _ in range(n_init):
-            seed = initial_centroids(self.init, points, weights, self.n_colors, seed=generator)
-            run = _weighted_kmeans(points, weights, seed, max_iter=s.coarse_iter, tol=s.coarse_tol)
+            seed = fixed_points
+            if self.n_colors > n_fixed:
+                free = initial_centroids(
+                    self.init, points, weights, self.n_colors - n_fixed, seed=generator
+                )
+                seed = _concat_rows(fixed_points, free)
+            run = _weighted_kmeans(
+                points, weights, seed, max_iter=s.coarse_iter, tol=s.coarse_tol, n_fixed=n_fixed
+            )
             if best is None or run[0].inertia < best[0].inertia:
                 best = run
         assert best is not None
@@ -512,7 +586,7 @@ class Quantizer:
         hist_counts = to_numpy(hist.counts)
         k = fit.palette.shape[0]
         counts = np.bincount(index, weights=hist_counts, minlength=k).astype(np.int64)
-        used, remap = _used_colors(counts)
+        used, remap = _used_colors(counts, keep=fit.n_fixed)
         color_index = remap[index]
         palette = to_numpy(fit.palette)[used]
         small = np.uint8 if used.size <= 256 else np.uint16
@@ -550,6 +624,7 @@ def quantize(
     seed: int = 0,
     device: str = "auto",
     palette: np.ndarray | torch.Tensor | None = None,
+    fixed_colors: Any = None,
 ) -> QuantizeResult:
     """Reduce an image to at most ``n_colors`` colors.
 
@@ -561,6 +636,7 @@ def quantize(
             (uint8 or float in [0, 1]).
         n_colors: palette size K (ignored with ``palette``).
         palette: optional ``(K, 3)`` uint8 colors to map to instead of fitting.
+        fixed_colors: ``(F, 3)`` colors every fitted palette keeps (see :class:`Quantizer`).
         Others: see :class:`Quantizer`.
 
     Returns:
@@ -576,6 +652,8 @@ def quantize(
     """
     start = time.perf_counter()
     device = resolve_device(device, like=image)
+    if palette is not None and fixed_colors is not None:
+        raise InputError("give palette (map to it) or fixed_colors (fit around them), not both")
     if palette is not None:
         q = Quantizer.from_palette(palette, color_space=color_space, device=device)
     else:
@@ -589,6 +667,7 @@ def quantize(
             tol=tol,
             seed=seed,
             device=device,
+            fixed_colors=fixed_colors,
         )
     hist, shape = _histogram_of(image, q.device)
     points = encode_colors(hist.colors, q.color_space)  # once, for the fit and the map
@@ -660,7 +739,7 @@ def _batch_palettes(palette: Any, batch: int, like: torch.Tensor) -> list[np.nda
 
 
 def _ordered_map(
-    rgb8: np.ndarray, palette: np.ndarray, space: ColorSpace, strength: float
+    rgb8: np.ndarray, palette: np.ndarray, space: ColorSpace, strength: float, keep: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Map an image to ``palette`` through an ordered dither: ``(used palette, indices)``."""
     from .color import embed
@@ -674,7 +753,7 @@ def _ordered_map(
     )
     points = embed(np.clip(shifted, 0.0, 255.0).reshape(-1, 3) / 255.0, space)
     index = to_numpy(nearest(points, encode_colors(palette, space))[0])
-    used, remap = _used_colors(np.bincount(index, minlength=palette.shape[0]))
+    used, remap = _used_colors(np.bincount(index, minlength=palette.shape[0]), keep)
     return palette[used], remap[index].reshape(height, width)
 
 
@@ -687,6 +766,7 @@ def quantize_batch(
     shared: bool = False,
     dither: Dither = "none",
     dither_strength: float = 1.0,
+    fixed_colors: Any = None,
     seed: int = 0,
     speed: int = DEFAULT_SPEED,
     device: str = "auto",
@@ -709,6 +789,8 @@ def quantize_batch(
         dither: ``"none"`` or ``"ordered"`` (an 8x8 Bayer pattern, the same on every frame:
             :mod:`colorquant.dither`).
         dither_strength: 0..1, the size of the ordered dither's offsets.
+        fixed_colors: ``(F, 3)`` colors kept in every fitted palette (K-means never moves
+            them; each image's palette lists them, used or not).
         seed: the only randomness.
         speed: 1..10, as for :class:`Quantizer`.
         device: ``"auto"`` (the device of ``x``), ``"cpu"``, ``"cuda"`` or ``"mps"``.
@@ -740,8 +822,11 @@ def quantize_batch(
         "seed": seed,
         "speed": speed,
         "device": run_device,
+        "fixed_colors": fixed_colors,
     }
     given: list[np.ndarray] | None = None
+    if palette is not None and fixed_colors is not None:
+        raise InputError("give palette (map to it) or fixed_colors (fit around them), not both")
     if palette is not None:
         given = _batch_palettes(palette, len(images), images[0])
     elif shared:
@@ -756,8 +841,10 @@ def quantize_batch(
             else:
                 res = Quantizer.from_palette(given[b], color_space=color_space).apply(rgb8[b])
             return res.palette, res.indices.astype(np.int64)
-        pal = given[b] if given is not None else Quantizer(n_colors, **options).fit(rgb8[b]).palette
-        return _ordered_map(rgb8[b], to_numpy(pal), color_space, strength)
+        if given is not None:
+            return _ordered_map(rgb8[b], given[b], color_space, strength)
+        fitted = Quantizer(n_colors, **options).fit(rgb8[b])
+        return _ordered_map(rgb8[b], fitted.palette, color_space, strength, len(fitted.fixed))
 
     parallel = len(images) if run_device == "cpu" else 1
     with _cpu.shared_threads(parallel) as workers, ThreadPoolExecutor(workers) as pool:

@@ -367,6 +367,7 @@ def lloyd(
     tol: float,
     labels: np.ndarray | None = None,
     lower: np.ndarray | None = None,
+    n_fixed: int = 0,
 ) -> LloydOutput:
     """Weighted Lloyd iterations with exact float64 assignments, pruned by Hamerly's bounds.
 
@@ -392,6 +393,8 @@ def lloyd(
             a label is kept where its distance is below ``lower`` (or half the gap).
         lower: ``(N,)`` float, a lower bound on each point's distance to every centroid of
             ``init`` other than its label.
+        n_fixed: the first ``n_fixed`` rows of ``init`` never move and are never refilled
+            (colors a palette must keep); ``0 <= n_fixed <= K``.
 
     Returns:
         A :class:`LloydOutput`.
@@ -416,6 +419,9 @@ def lloyd(
         raise ValueError("init must be finite, got NaN or infinite values")
     k = init.shape[0]
     max_iter = _integer("max_iter", max_iter, 0)
+    n_fixed = _integer("n_fixed", n_fixed, 0)
+    if n_fixed > k:
+        raise ValueError(f"n_fixed must be in 0..{k} (the centroids), got {n_fixed}")
     if isinstance(tol, bool) or not isinstance(tol, (float, int, np.floating, np.integer)):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
     if not (np.isfinite(tol) and tol >= 0):
@@ -465,6 +471,7 @@ def lloyd(
         float(tol),
         history,
         _threads,
+        n_fixed,
     )
     return LloydOutput(
         centroids, out_labels, out_lower, inertia, history[:iters].tolist(), converged

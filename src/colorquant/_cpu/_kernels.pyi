@@ -78,6 +78,7 @@ def lloyd(
     tol: float,
     history: Array,
     nthreads: int,
+    n_fixed: int,
     /,
 ) -> tuple[int, float, bool]: ...
 def set_parallel_min(value: int, /) -> int: ...

@@ -1348,6 +1348,7 @@ done:
 typedef struct {
     Py_ssize_t n;
     int C, K, nt;
+    int n_fixed; /* the first n_fixed centroids never move (and are never refilled) */
     const double *x, *w;
     double *cent;  /* K x C, the centroids of the current assignment */
     double *means; /* K x C */
@@ -1832,7 +1833,9 @@ static int lloyd_run(Lloyd *ll, Py_ssize_t max_iter, double tol, double total, d
         for (int k = 0; k < K; k++) {
             double *m = ll->means + (size_t)k * C;
             const double *c = ll->cent + (size_t)k * C;
-            if (ll->cw[k] > 0.0) {
+            if (k < ll->n_fixed) {
+                memcpy(m, c, (size_t)C * sizeof(double));
+            } else if (ll->cw[k] > 0.0) {
                 for (int ch = 0; ch < C; ch++)
                     m[ch] = ll->sums[(size_t)k * C + ch] / ll->cw[k];
                 shift += ll->cw[k] * dist2(c, m, C);
@@ -1899,7 +1902,7 @@ static int lloyd_run(Lloyd *ll, Py_ssize_t max_iter, double tol, double total, d
 }
 
 /* lloyd(points, weights, n, c, k, centroids, labels, lower, warm, max_iter, tol, history,
-         nthreads) -> (iterations, inertia, converged).
+         nthreads, n_fixed) -> (iterations, inertia, converged).
    centroids: init on entry, the means of the last assignment on exit. labels, lower: the warm
    start on entry when warm, the last assignment and its lower bounds (valid for the returned
    centroids) on exit. history: max_iter doubles, the objective before each update. */
@@ -1908,10 +1911,10 @@ static PyObject *py_lloyd(PyObject *self, PyObject *args)
     (void)self;
     Py_buffer pb, wb, cb, lb, ob, hb;
     Py_ssize_t n, max_iter;
-    int C, K, warm, nt;
+    int C, K, warm, nt, n_fixed;
     double tol;
-    if (!PyArg_ParseTuple(args, "y*y*niiw*w*w*indw*i", &pb, &wb, &n, &C, &K, &cb, &lb, &ob,
-                          &warm, &max_iter, &tol, &hb, &nt))
+    if (!PyArg_ParseTuple(args, "y*y*niiw*w*w*indw*ii", &pb, &wb, &n, &C, &K, &cb, &lb, &ob,
+                          &warm, &max_iter, &tol, &hb, &nt, &n_fixed))
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t *worst = NULL;
@@ -1920,11 +1923,12 @@ static PyObject *py_lloyd(PyObject *self, PyObject *args)
     memset(&ll, 0, sizeof ll);
     if (check_threads(nt) < 0)
         goto done;
-    if (n < 1 || n > INT32_MAX || C < 1 || C > MAX_DIMS || K < 1 || max_iter < 0) {
+    if (n < 1 || n > INT32_MAX || C < 1 || C > MAX_DIMS || K < 1 || max_iter < 0 ||
+        n_fixed < 0 || n_fixed > K) {
         PyErr_Format(PyExc_ValueError,
-                     "expected 1 <= n < 2^31, 1 <= c <= %d, k >= 1, max_iter >= 0, got %zd %d %d "
-                     "%zd",
-                     MAX_DIMS, n, C, K, max_iter);
+                     "expected 1 <= n < 2^31, 1 <= c <= %d, k >= 1, max_iter >= 0, "
+                     "0 <= n_fixed <= k, got %zd %d %d %zd %d",
+                     MAX_DIMS, n, C, K, max_iter, n_fixed);
         goto done;
     }
     if (check_len(&pb, 8 * n * C, "points") < 0 || check_len(&wb, 8 * n, "weights") < 0 ||
@@ -1936,6 +1940,7 @@ static PyObject *py_lloyd(PyObject *self, PyObject *args)
     ll.C = C;
     ll.K = K;
     ll.nt = nt;
+    ll.n_fixed = n_fixed;
     ll.x = pb.buf;
     ll.w = wb.buf;
     ll.cent = cb.buf;

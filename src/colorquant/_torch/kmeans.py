@@ -111,8 +111,12 @@ def lloyd(
     max_iter: int,
     tol: float,
     warm: tuple[torch.Tensor, torch.Tensor] | None = None,
+    n_fixed: int = 0,
 ) -> LloydOut:
-    """Lloyd iterations: ``(centroids, labels, inertia, n_iter, converged, history, lower)``."""
+    """Lloyd iterations: ``(centroids, labels, inertia, n_iter, converged, history, lower)``.
+
+    The first ``n_fixed`` centroids never move and are never refilled.
+    """
     k = init.shape[0]
     w = weights.to(points.dtype)
     total = float(w.sum())
@@ -140,9 +144,12 @@ def lloyd(
         objective = float((w * own).sum()) / total
         history.append(objective)
         means, cluster_weight = _update(points, w, labels, k)
+        if n_fixed:
+            means[:n_fixed] = centroids[:n_fixed]
+            cluster_weight[:n_fixed] = torch.inf  # never empty: never refilled
         # J(labels, means) = J(labels, centroids) - sum_k W_k |c_k - mean_k|^2 / W; a refilled
         # centroid holds no label, so it leaves this J unchanged.
-        shift = (cluster_weight * (centroids - means).pow(2).sum(1)).sum()
+        shift = (cluster_weight[n_fixed:] * (centroids - means)[n_fixed:].pow(2).sum(1)).sum()
         inertia = max(objective - float(shift) / total, 0.0)
         new_centroids = torch.where((cluster_weight > 0)[:, None], means, centroids)
         refill_empty(new_centroids, cluster_weight, points, w * own)
