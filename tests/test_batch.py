@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -143,3 +145,57 @@ def test_fixed_colors_in_every_image_palette(dither: str) -> None:
         assert {(0, 0, 0), (255, 255, 255)} <= rows
     with pytest.raises(cq.InputError, match="not both"):
         cq.quantize_batch(x, palette=fixed, fixed_colors=fixed)
+
+
+# -- the batched GPU path (run here on CPU tensors) ----------------------------------------------
+
+_quantize_module = importlib.import_module("colorquant.quantize")
+
+
+def on_device(x: torch.Tensor, k: int, space: str = "hybrid", dither: float | None = None):  # type: ignore[no-untyped-def]
+    return _quantize_module._batch_on_device(x, k, space, 0, cq.DEFAULT_SPEED, dither)
+
+
+@pytest.mark.parametrize("space", ["rgb", "hybrid"])
+def test_batched_path_close_to_quantize(space: str) -> None:
+    x = batch(4, 40, 48)
+    out = on_device(x, 12, space)
+    ref = cq.quantize_batch(x, 12, color_space=space)  # type: ignore[arg-type]
+    assert out.image.shape == x.shape and out.image.dtype == torch.uint8
+    assert float((out.psnr - ref.psnr).mean()) > -0.15
+    for b in range(4):
+        k = int(out.n_colors[b])
+        assert 1 <= k <= 12
+        # The image is its palette gathered by its indices, and uses every listed color.
+        pal = out.palettes[b, :k]
+        np.testing.assert_array_equal(hwc(out.image[b]), pal[out.indices[b]].numpy())
+        assert set(out.indices[b].unique().tolist()) == set(range(k))
+    mse = ((out.image.double() - x.double()) ** 2).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(out.mse, mse)
+
+
+def test_batched_path_exact_for_few_colors_and_float_input() -> None:
+    x = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    x[0, :, :4] = 200
+    x[1, 1] = 50
+    out = on_device(x, 16)
+    assert torch.equal(out.image, x) and out.n_colors.tolist() == [2, 1]
+    assert torch.isinf(out.psnr).all()
+    photos = batch(2)
+    as_float = on_device(photos.double() / 255.0, 6)
+    assert as_float.image.dtype == torch.float64
+    torch.testing.assert_close(
+        (as_float.image * 255).round().to(torch.uint8), on_device(photos, 6).image
+    )
+    with pytest.raises(cq.InputError, match=r"finite values in \[0, 1\]"):
+        on_device(torch.full((1, 3, 4, 4), 2.0), 4)
+
+
+def test_batched_path_is_deterministic_and_dithers_every_frame_alike() -> None:
+    x = batch(3)
+    a, b = on_device(x, 8), on_device(x, 8)
+    assert torch.equal(a.image, b.image) and torch.equal(a.palettes, b.palettes)
+    frames = x[:1].repeat(3, 1, 1, 1)
+    dithered = on_device(frames, 6, "rgb", 1.0)
+    assert torch.equal(dithered.image[0], dithered.image[2])
+    assert not torch.equal(dithered.image, on_device(frames, 6, "rgb").image)
