@@ -152,8 +152,17 @@ def test_fixed_colors_in_every_image_palette(dither: str) -> None:
 _quantize_module = importlib.import_module("colorquant.quantize")
 
 
-def on_device(x: torch.Tensor, k: int, space: str = "hybrid", dither: float | None = None):  # type: ignore[no-untyped-def]
-    return _quantize_module._batch_on_device(x, k, space, 0, cq.DEFAULT_SPEED, dither)
+def on_device(  # type: ignore[no-untyped-def]
+    x: torch.Tensor,
+    k: int,
+    space: str = "hybrid",
+    dither: float | None = None,
+    fixed: np.ndarray | None = None,
+    given: np.ndarray | None = None,
+):
+    return _quantize_module._batch_on_device(
+        x, k, space, 0, cq.DEFAULT_SPEED, dither, fixed=fixed, given=given
+    )
 
 
 @pytest.mark.parametrize("space", ["rgb", "hybrid"])
@@ -199,3 +208,21 @@ def test_batched_path_is_deterministic_and_dithers_every_frame_alike() -> None:
     dithered = on_device(frames, 6, "rgb", 1.0)
     assert torch.equal(dithered.image[0], dithered.image[2])
     assert not torch.equal(dithered.image, on_device(frames, 6, "rgb").image)
+
+
+def test_batched_path_fixed_colors_and_given_palettes() -> None:
+    x = batch(3)
+    fixed = np.array([[0, 255, 0], [255, 255, 255]], np.uint8)  # green: unused by the photos
+    out = on_device(x, 8, "rgb", fixed=fixed)
+    for b in range(3):
+        k = int(out.n_colors[b])
+        rows = out.palettes[b, :k].tolist()
+        assert [0, 255, 0] in rows and [255, 255, 255] in rows and k <= 8
+        assert not (out.indices[b] == rows.index([0, 255, 0])).any()  # listed, unused
+    # All K fixed: the batched path maps to them, as quantize_batch does on the CPU.
+    palette = np.array([[0, 0, 0], [255, 255, 255], [200, 30, 40], [20, 90, 200]], np.uint8)
+    given = on_device(x, 4, "rgb", given=np.stack([palette] * 3))
+    ref = cq.quantize_batch(x, palette=palette, color_space="rgb")
+    torch.testing.assert_close(given.image, ref.image, rtol=0, atol=0)
+    all_fixed = on_device(x, 4, "rgb", fixed=palette)
+    torch.testing.assert_close(all_fixed.image, ref.image, rtol=0, atol=0)

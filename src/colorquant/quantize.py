@@ -769,8 +769,14 @@ def _batch_on_device(
     seed: int,
     speed: int,
     dither_strength: float | None,
+    fixed: np.ndarray | None = None,
+    given: np.ndarray | None = None,
 ) -> BatchResult:
-    """quantize_batch on a GPU: every stage batched over the images (:mod:`._torch.batch`)."""
+    """quantize_batch on a GPU: every stage batched over the images (:mod:`._torch.batch`).
+
+    ``fixed``: ``(F, 3)`` uint8 colors every palette keeps; ``given``: ``(B, K, 3)`` uint8
+    palettes to map to (no fit).
+    """
     import torch
 
     from ._torch.batch import quantize_images
@@ -796,6 +802,8 @@ def _batch_on_device(
         tol=s.coarse_tol,
         n_init=_restarts(s, n_colors),
         dither_strength=dither_strength,
+        fixed8=None if fixed is None or not len(fixed) else torch.from_numpy(fixed).to(x.device),
+        given8=None if given is None else torch.from_numpy(given).to(x.device),
     )
     rows = torch.arange(x.shape[0], device=x.device)[:, None, None]
     quantized8 = palettes[rows, indices].permute(0, 3, 1, 2)
@@ -826,8 +834,8 @@ def quantize_batch(
     compiled kernels. On a GPU a ``(B, 3, H, W)`` batch is fitted and mapped all at once
     (:mod:`colorquant._torch.batch`: batched histograms, k-means++ with restarts, Lloyd and
     mapping; -0.01 to +0.06 dB mean PSNR against :func:`quantize` on six 256x256 Kodak crops,
-    measured on CPU tensors); lists, given or shared palettes and fixed colors take the images
-    one after another there.
+    measured on CPU tensors), given palettes and fixed colors included; a list of images of
+    different sizes takes them one after another there.
 
     Args:
         x: ``(B, 3, H, W)`` tensor, uint8 or float in [0, 1], on any device; or a list of
@@ -884,9 +892,18 @@ def quantize_batch(
     elif shared:
         q = Quantizer(n_colors, **options).fit(images)
         given = [q.palette] * len(images)
-    if run_device != "cpu" and uniform and given is None and fixed_colors is None:
+    if run_device != "cpu" and uniform:
         return _batch_on_device(
-            x, n_colors, color_space, seed, speed, None if dither == "none" else strength
+            x,
+            n_colors,
+            color_space,
+            seed,
+            speed,
+            None if dither == "none" else strength,
+            fixed=_check_fixed(fixed_colors, n_colors, "kmeans")
+            if fixed_colors is not None
+            else None,
+            given=None if given is None else np.stack([to_numpy(g) for g in given]),
         )
     rgb8 = [as_rgb8(img, f"x[{b}]") for b, img in enumerate(images)]
 

@@ -120,18 +120,32 @@ def _draws(
 
 
 def _seed(
-    x: torch.Tensor, w: torch.Tensor, k: int, u_first: torch.Tensor, u: torch.Tensor
+    x: torch.Tensor,
+    w: torch.Tensor,
+    k: int,
+    u_first: torch.Tensor,
+    u: torch.Tensor,
+    fixed: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Greedy weighted k-means++ on every image at once: ``(B, k, C)`` starting centroids."""
+    """Greedy weighted k-means++ on every image at once: ``(B, k, C)`` starting centroids.
+
+    ``fixed`` (``(F, C)``, F < k) are the first centroids of every image, already chosen.
+    """
     batch, m, c = x.shape
     rows = torch.arange(batch, device=x.device)
     w64 = w.double()
-    cum = w64.cumsum(1)
-    first = torch.searchsorted(cum, u_first * cum[:, -1:], side="right").clamp_(max=m - 1)
     centers = torch.empty(batch, k, c, dtype=x.dtype, device=x.device)
-    centers[:, 0] = x[rows, first[:, 0]]
-    closest = (x - centers[:, :1]).pow(2).sum(-1)
-    for i in range(1, k):
+    if fixed is not None and fixed.shape[0]:
+        n_fixed = fixed.shape[0]
+        centers[:, :n_fixed] = fixed.to(x.dtype)
+        closest = _sqdist(x, centers[:, :n_fixed]).amin(2).to(x.dtype)
+    else:
+        n_fixed = 1
+        cum = w64.cumsum(1)
+        first = torch.searchsorted(cum, u_first * cum[:, -1:], side="right").clamp_(max=m - 1)
+        centers[:, 0] = x[rows, first[:, 0]]
+        closest = (x - centers[:, :1]).pow(2).sum(-1)
+    for i in range(n_fixed, k):
         cum = (w64 * closest.double()).cumsum(1)
         target = (u[:, i - 1] * cum[:, -1:]).contiguous()
         cand = torch.searchsorted(cum, target, side="right").clamp_(max=m - 1)
@@ -159,9 +173,17 @@ def _refill(
 
 
 def _lloyd(
-    x: torch.Tensor, w: torch.Tensor, centers: torch.Tensor, max_iter: int, tol: float
+    x: torch.Tensor,
+    w: torch.Tensor,
+    centers: torch.Tensor,
+    max_iter: int,
+    tol: float,
+    n_fixed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lloyd iterations on every image: ``(centroids, objective of the last assignment)``."""
+    """Lloyd iterations on every image: ``(centroids, objective of the last assignment)``.
+
+    The first ``n_fixed`` centroids of every image never move and are never refilled.
+    """
     batch, _, c = x.shape
     k = centers.shape[1]
     total = w.sum(1)
@@ -177,6 +199,9 @@ def _lloyd(
         weight.index_add_(0, flat, w.reshape(-1))
         weight = weight.reshape(batch, k)
         means = sums.reshape(batch, k, c) / weight.clamp_min(1e-30)[..., None]
+        if n_fixed:
+            means[:, :n_fixed] = centers[:, :n_fixed]
+            weight[:, :n_fixed] = torch.inf
         centers = torch.where((weight > 0)[..., None], means, centers)
         _refill(centers, weight, x, w * own)
         if it > 0 and bool((prev - objective <= tol * prev).all()):
@@ -185,31 +210,24 @@ def _lloyd(
     return centers, prev
 
 
-def fit_batch(
-    images: torch.Tensor,
-    k: int,
-    embed_colors: object,
-    *,
-    seed: int = 0,
-    max_iter: int = 40,
-    tol: float = 1e-5,
-    n_init: int = 1,
-) -> BatchFit:
-    """Fit a K-color palette to every image of a ``(B, 3, H, W)`` uint8 batch at once.
+@dataclass(frozen=True)
+class _Histograms:
+    """Every image's distinct colors, padded: ``x`` ``(B, M, C)``, ``w`` ``(B, M)`` (0 on
+    padding), and for each of the ``U`` (image, color) entries its image, position, color and
+    count; ``inverse`` maps pixels to entries."""
 
-    Args:
-        images: ``(B, 3, H, W)`` uint8 on any device.
-        k: palette size, ``>= 1``.
-        embed_colors: ``(N, 3)`` uint8 colors -> ``(N, C)`` float coordinates (the space).
-        seed: seed of the k-means++ draws.
-        max_iter: Lloyd iterations at most.
-        tol: relative decrease of every image's objective under which the fit stops.
-        n_init: seedings per image, run together as a larger batch (a few Lloyd steps each);
-            each image continues from its best.
+    x: torch.Tensor
+    w: torch.Tensor
+    image_of: torch.Tensor
+    pos: torch.Tensor
+    colors: torch.Tensor
+    counts: torch.Tensor
+    inverse: torch.Tensor
+    distinct: torch.Tensor
 
-    Returns:
-        A :class:`BatchFit`.
-    """
+
+def _histograms(images: torch.Tensor, embed_colors: object) -> _Histograms:
+    """One ``torch.unique`` over ``image << 24 | rgb`` keys: all the histograms at once."""
     batch = images.shape[0]
     device = images.device
     pixels = images.permute(0, 2, 3, 1).reshape(batch, -1, 3)
@@ -225,31 +243,81 @@ def fit_batch(
     pos = torch.arange(unique.shape[0], device=device) - start[image_of]
     m = int(distinct.max())
     coords = embed_colors(colors)  # type: ignore[operator]
-    c = coords.shape[1]
-    x = torch.zeros(batch, m, c, dtype=coords.dtype, device=device)
+    x = torch.zeros(batch, m, coords.shape[1], dtype=coords.dtype, device=device)
     w = torch.zeros(batch, m, dtype=coords.dtype, device=device)
     x[image_of, pos] = coords
     w[image_of, pos] = counts.to(coords.dtype)
-    n_colors = distinct.clamp(max=k)
-    # Images with at most K colors keep them: their padded points are the centroids.
-    small = distinct <= k
-    width = max(k, 1)
-    centers = torch.zeros(batch, width, c, dtype=x.dtype, device=device)
-    fit_rows = torch.nonzero(~small).squeeze(1)
-    if fit_rows.numel():
-        xs, ws = x[fit_rows], w[fit_rows]
-        n_fit = xs.shape[0]
-        u_first, u = _draws(np.random.default_rng(seed), n_init, n_fit, k, device)
-        xr, wr = xs.repeat(n_init, 1, 1), ws.repeat(n_init, 1)  # replica r: rows r*n .. r*n+n-1
-        first_iter = 10 if n_init > 1 else max_iter
-        starts, objective = _lloyd(xr, wr, _seed(xr, wr, k, u_first, u), first_iter, tol)
-        best = objective.reshape(n_init, n_fit).argmin(0)  # the first on ties
-        start = starts.reshape(n_init, n_fit, k, c)[best, torch.arange(n_fit, device=device)]
-        centers[fit_rows] = _lloyd(xs, ws, start, max_iter, tol)[0] if n_init > 1 else start
-    keep = torch.nonzero(small).squeeze(1)
-    if keep.numel():
-        centers[keep, : min(m, width)] = x[keep, : min(m, width)]
+    return _Histograms(x, w, image_of, pos, colors, counts, inverse.reshape(-1), distinct)
+
+
+def fit_batch(
+    images: torch.Tensor,
+    k: int,
+    embed_colors: object,
+    *,
+    seed: int = 0,
+    max_iter: int = 40,
+    tol: float = 1e-5,
+    n_init: int = 1,
+    fixed: torch.Tensor | None = None,
+    given: torch.Tensor | None = None,
+) -> BatchFit:
+    """Fit a K-color palette to every image of a ``(B, 3, H, W)`` uint8 batch at once.
+
+    Args:
+        images: ``(B, 3, H, W)`` uint8 on any device.
+        k: palette size, ``>= 1``.
+        embed_colors: ``(N, 3)`` uint8 colors -> ``(N, C)`` float coordinates (the space).
+        seed: seed of the k-means++ draws.
+        max_iter: Lloyd iterations at most.
+        tol: relative decrease of every image's objective under which the fit stops.
+        n_init: seedings per image, run together as a larger batch (a few Lloyd steps each);
+            each image continues from its best.
+        fixed: ``(F, C)`` coordinates of colors every palette keeps as its first ``F`` rows
+            (K-means never moves them).
+        given: ``(B, K, C)`` coordinates of given palettes: no fit, only the mapping.
+
+    Returns:
+        A :class:`BatchFit`.
+    """
+    batch = images.shape[0]
+    device = images.device
+    h = _histograms(images, embed_colors)
+    x, w = h.x, h.w
+    m, c = x.shape[1], x.shape[2]
+    if given is not None:
+        centers = given.to(x.dtype)
+        n_colors = torch.full((batch,), centers.shape[1], device=device)
+    else:
+        n_fixed = 0 if fixed is None else fixed.shape[0]
+        # Images with at most K colors (beside the fixed ones) keep them.
+        small = h.distinct + n_fixed <= k
+        n_colors = torch.where(small, h.distinct + n_fixed, torch.full_like(h.distinct, k))
+        centers = torch.zeros(batch, k, c, dtype=x.dtype, device=device)
+        if fixed is not None and n_fixed:
+            centers[:, :n_fixed] = fixed.to(x.dtype)
+        fit_rows = torch.nonzero(~small).squeeze(1)
+        if fit_rows.numel() and n_fixed == k:
+            pass  # every color fixed: nothing to fit
+        elif fit_rows.numel():
+            xs, ws = x[fit_rows], w[fit_rows]
+            n_fit = xs.shape[0]
+            u_first, u = _draws(np.random.default_rng(seed), n_init, n_fit, k, device)
+            xr, wr = xs.repeat(n_init, 1, 1), ws.repeat(n_init, 1)  # replica r: rows r*n..
+            first_iter = 10 if n_init > 1 else max_iter
+            seeds = _seed(xr, wr, k, u_first, u, fixed)
+            starts, objective = _lloyd(xr, wr, seeds, first_iter, tol, n_fixed)
+            best = objective.reshape(n_init, n_fit).argmin(0)  # the first on ties
+            start = starts.reshape(n_init, n_fit, k, c)[best, torch.arange(n_fit, device=device)]
+            if n_init > 1:
+                start = _lloyd(xs, ws, start, max_iter, tol, n_fixed)[0]
+            centers[fit_rows] = start
+        keep = torch.nonzero(small).squeeze(1)
+        room = min(m, k - n_fixed)
+        if keep.numel() and room > 0:
+            centers[keep, n_fixed : n_fixed + room] = x[keep, :room]
     # Rows past an image's colors repeat its last one (no garbage, no NaN).
+    width = centers.shape[1]
     last = (n_colors - 1).clamp(min=0)
     tail = torch.arange(width, device=device)[None, :] >= n_colors[:, None]
     fill = centers[torch.arange(batch, device=device), last][:, None, :].expand_as(centers)
@@ -258,11 +326,11 @@ def fit_batch(
     return BatchFit(
         palettes=centers,
         n_colors=n_colors,
-        labels=labels[image_of, pos],
-        inverse=inverse.reshape(-1),
-        colors=colors,
-        image_of=image_of,
-        counts=counts,
+        labels=labels[h.image_of, h.pos],
+        inverse=h.inverse,
+        colors=h.colors,
+        image_of=h.image_of,
+        counts=h.counts,
     )
 
 
@@ -290,18 +358,39 @@ def quantize_images(
     tol: float,
     n_init: int,
     dither_strength: float | None,
+    fixed8: torch.Tensor | None = None,
+    given8: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fit and map a ``(B, 3, H, W)`` uint8 batch: ``(palettes, indices, n_colors)``.
 
-    ``palettes`` is ``(B, K', 3)`` uint8 with each image's used colors first, most used first
-    (rows past them repeat its last used color), ``indices`` ``(B, H, W)`` int64 rows into it,
-    ``n_colors`` ``(B,)`` the used colors. ``dither_strength`` (or None) adds an ordered dither.
+    ``palettes`` is ``(B, K', 3)`` uint8 with each image's used colors first, most used first,
+    then its unused fixed colors (rows past them repeat its last one), ``indices``
+    ``(B, H, W)`` int64 rows into it, ``n_colors`` ``(B,)`` the colors listed.
+    ``dither_strength`` (or None) adds an ordered dither; ``fixed8`` ``(F, 3)`` uint8 colors
+    every fitted palette keeps; ``given8`` ``(B, K, 3)`` uint8 palettes to map to (no fit).
     """
     from ..dither import ordered_offsets
 
     batch, _, height, width = images.shape
-    fit = fit_batch(images, k, embed_colors, seed=seed, max_iter=max_iter, tol=tol, n_init=n_init)
-    pal8: torch.Tensor = decode(fit.palettes)  # type: ignore[operator]
+    n_fixed = 0 if fixed8 is None else fixed8.shape[0]
+    fit = fit_batch(
+        images,
+        k,
+        embed_colors,
+        seed=seed,
+        max_iter=max_iter,
+        tol=tol,
+        n_init=n_init,
+        fixed=None if fixed8 is None else embed_colors(fixed8),  # type: ignore[operator]
+        given=None
+        if given8 is None
+        else embed_colors(given8.reshape(-1, 3)).reshape(  # type: ignore[operator]
+            batch, given8.shape[1], -1
+        ),
+    )
+    pal8: torch.Tensor = given8 if given8 is not None else decode(fit.palettes)  # type: ignore[operator]
+    if fixed8 is not None and given8 is None:
+        pal8[:, :n_fixed] = fixed8  # exact, whatever the space
     if dither_strength is None:
         labels = fit.labels[fit.inverse].reshape(batch, -1)
     else:
@@ -314,8 +403,10 @@ def quantize_images(
     k_fit = pal8.shape[1]
     counts = torch.zeros(batch, k_fit, dtype=torch.int64, device=images.device)
     counts.scatter_add_(1, labels, torch.ones_like(labels))
-    order = torch.sort(-counts, dim=1, stable=True).indices
-    n_used = (counts > 0).sum(1)
+    listed = (counts > 0) | (torch.arange(k_fit, device=images.device)[None, :] < n_fixed)
+    # Used colors by count, then unused fixed colors, then the rest (stable: index order).
+    order = torch.sort(torch.where(listed, -counts, 1), dim=1, stable=True).indices
+    n_used = listed.sum(1)
     remap = torch.empty_like(order)
     remap.scatter_(
         1, order, torch.arange(k_fit, device=images.device).expand(batch, -1).contiguous()
