@@ -26,6 +26,7 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 from ._checks import InputError, check_choice, check_int_range, check_positive
 from ._torch.nearest import nearest
 from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace, embed
+from .quantize import DEFAULT_SPEED, Quantizer
 
 __all__ = ["MODES", "Mode", "PaletteQuantize", "palette_quantize"]
 
@@ -161,7 +162,7 @@ class PaletteQuantize(LazyModuleMixin, nn.Module):
         temperature: float = 1.0,
         color_space: ColorSpace = DEFAULT_COLOR_SPACE,
         seed: int = 0,
-        speed: int = 4,
+        speed: int = DEFAULT_SPEED,
     ) -> None:
         super().__init__()
         if (n_colors is None) == (palette is None):
@@ -193,7 +194,6 @@ class PaletteQuantize(LazyModuleMixin, nn.Module):
 
     def initialize_parameters(self, x: torch.Tensor) -> None:
         """Fit the palette on the first batch (LazyModuleMixin calls this before ``forward``)."""
-        from .quantize import Quantizer
 
         if not self.has_uninitialized_params():
             return  # a given palette: nothing to fit

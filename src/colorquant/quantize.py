@@ -900,9 +900,7 @@ def quantize_batch(
             seed,
             speed,
             None if dither == "none" else strength,
-            fixed=_check_fixed(fixed_colors, n_colors, "kmeans")
-            if fixed_colors is not None
-            else None,
+            fixed=_check_fixed(fixed_colors, n_colors, "kmeans"),
             given=None if given is None else np.stack([to_numpy(g) for g in given]),
         )
     rgb8 = [as_rgb8(img, f"x[{b}]") for b, img in enumerate(images)]
