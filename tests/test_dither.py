@@ -94,3 +94,98 @@ def test_bad_dither_options() -> None:
         cq.quantize_batch(x, 4, dither="floyd")  # type: ignore[arg-type]
     with pytest.raises(cq.InputError, match=r"dither_strength must be in \[0, 1\]"):
         cq.quantize_batch(x, 4, dither="ordered", dither_strength=1.5)
+
+
+# -- Floyd-Steinberg --------------------------------------------------------------------------
+
+
+def fs_reference(rgb8: np.ndarray, palette: np.ndarray, strength: np.ndarray, max_error: float):  # type: ignore[no-untyped-def]
+    """Serpentine Floyd-Steinberg, plainly: what colorquant._cpu.dither_fs must equal."""
+    h, w, _ = rgb8.shape
+    err = np.zeros((h + 1, w + 2, 3))
+    out = np.zeros((h, w), np.int64)
+    for y in range(h):
+        forward = y % 2 == 0
+        for q in range(w):
+            x = q if forward else w - 1 - q
+            e = np.clip(err[y, x + 1], -max_error, max_error)
+            v = np.clip(rgb8[y, x] + e, 0.0, 255.0)
+            k = int(((palette - v) ** 2).sum(1).argmin())
+            out[y, x] = k
+            d = (v - palette[k]) * (strength[y, x] / 16.0)
+            ahead, behind = (x + 1, x - 1) if forward else (x - 1, x + 1)
+            err[y, ahead + 1] += 7 * d
+            err[y + 1, behind + 1] += 3 * d
+            err[y + 1, x + 1] += 5 * d
+            err[y + 1, ahead + 1] += d
+    return out
+
+
+@pytest.mark.parametrize("max_error", [1000.0, 12.0])
+def test_fs_kernel_equals_plain_reference(max_error: float) -> None:
+    from colorquant import _cpu
+
+    rng = np.random.default_rng(3)
+    rgb8 = rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)
+    palette = rng.integers(0, 256, (7, 3)).astype(np.float64)
+    strength = rng.uniform(0, 1, (9, 13)).astype(np.float32)
+    got = _cpu.dither_fs(rgb8, palette, strength, max_error)
+    np.testing.assert_array_equal(got, fs_reference(rgb8, palette, strength, max_error))
+
+
+def test_fs_keeps_the_mean_of_a_flat_area() -> None:
+    # A flat gray between two palette colors becomes a mix of both with the same mean.
+    flat = np.full((40, 40, 3), 100, np.uint8)
+    q = cq.Quantizer.from_palette([[0, 0, 0], [255, 255, 255]], color_space="rgb")
+    plain = q.apply(flat)
+    fs = q.apply(flat, dither="fs")
+    assert plain.n_colors == 1  # without dithering the whole area is one color...
+    assert fs.n_colors == 2  # ...with it, never silently skipped
+    assert abs(fs.to_numpy().mean() - 100.0) < 2.0
+    assert fs.mse == pytest.approx(((fs.to_numpy().astype(float) - flat) ** 2).mean())
+
+
+def test_fs_strength_zero_is_the_plain_map_in_rgb() -> None:
+    from conftest import make_photo_like
+
+    img = make_photo_like(24, 32, 1)
+    q = cq.Quantizer(6, color_space="rgb").fit(img)
+    np.testing.assert_array_equal(
+        q.apply(img, dither="fs", dither_strength=0.0).to_numpy(), q.apply(img).to_numpy()
+    )
+
+
+def test_fs_on_a_ramp_keeps_local_averages_and_metrics_are_per_pixel() -> None:
+    ramp = np.tile(np.linspace(0, 255, 96)[None, :, None], (32, 1, 3)).astype(np.uint8)
+    plain = cq.quantize(ramp, 4, color_space="rgb")
+    fs = cq.quantize(ramp, 4, color_space="rgb", dither="fs")
+    blur = lambda a: a.reshape(4, 8, 12, 8, 3).mean(axis=(1, 3))  # noqa: E731
+    err_plain = np.abs(blur(plain.to_numpy().astype(float)) - blur(ramp.astype(float))).mean()
+    err_fs = np.abs(blur(fs.to_numpy().astype(float)) - blur(ramp.astype(float))).mean()
+    assert err_fs < 0.5 * err_plain
+    assert fs.delta_e == pytest.approx(cq.mean_delta_e(ramp, fs.to_numpy()), rel=1e-9)
+    assert fs.counts.sum() == ramp.shape[0] * ramp.shape[1]
+
+
+def test_diffusion_strength_is_lower_at_edges() -> None:
+    from colorquant.dither import EDGE_SCALE, diffusion_strength
+
+    img = np.zeros((6, 10, 3), np.uint8)
+    img[:, 5:] = 200
+    s = diffusion_strength(img, 0.8)
+    assert s.dtype == np.float32 and s.shape == (6, 10)
+    assert np.allclose(s[:, :3], 0.8) and np.allclose(s[:, 7:], 0.8)  # flat on both sides
+    step = 200 * (0.299 + 0.587 + 0.114)
+    assert s[0, 4] == pytest.approx(0.8 / (1 + (step / EDGE_SCALE) ** 2), rel=1e-5)
+
+
+def test_fs_in_batches() -> None:
+    x = gradient().repeat(2, 1, 1, 1)
+    out = cq.quantize_batch(x, 4, color_space="rgb", dither="fs")
+    ref = cq.quantize(
+        (x[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy(), 4, color_space="rgb",
+        dither="fs",
+    )  # fmt: skip
+    np.testing.assert_array_equal(
+        (out.image[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy(), ref.to_numpy()
+    )

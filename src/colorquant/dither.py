@@ -1,4 +1,4 @@
-"""Dithering: ordered (Bayer) offsets added to the pixels before they are mapped to a palette.
+"""Dithering: ordered (Bayer) offsets, and the per-pixel strength of error diffusion.
 
 An ordered dither adds to every pixel a fixed offset that depends only on its position (a Bayer
 threshold matrix tiled over the image), then maps it to its nearest palette color. Areas between
@@ -8,8 +8,13 @@ computed independently (batched, on any device).
 
 The offsets are scaled to the palette: ``strength`` times the median distance from each palette
 color to its nearest other one (in 8-bit RGB), divided by sqrt(3) since the same offset moves
-all three channels, so that a mix spans neighbouring colors and no more. Error diffusion
-(Floyd-Steinberg) is a separate, sequential kind, not here yet.
+all three channels, so that a mix spans neighbouring colors and no more.
+
+Error diffusion (Floyd-Steinberg, serpentine) is sequential: it runs in the compiled core
+(:func:`colorquant._cpu.dither_fs`), in 8-bit RGB whatever the color space. Here is what it is
+given: :func:`diffusion_strength`, less error passed on at edges and in noise (where dithering
+only adds noise) and all of it in flat and smoothly shaded areas (where banding shows), and the
+palette's spread, which caps the error a pixel carries so that it never runs away.
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ import numpy as np
 
 from ._array import ArrayT, constant, is_tensor
 
-__all__ = ["bayer_matrix", "dither_spread", "ordered_offsets"]
+__all__ = ["EDGE_SCALE", "bayer_matrix", "diffusion_strength", "dither_spread", "ordered_offsets"]
 
 BAYER_SIZE = 8
 """Side of the Bayer matrix: 64 threshold levels."""
+
+EDGE_SCALE = 24.0
+"""Luma step (8-bit units) to a neighbour at which error diffusion passes on half its error."""
 
 
 def bayer_matrix(size: int = BAYER_SIZE) -> np.ndarray:
@@ -81,3 +89,26 @@ def ordered_offsets(like: ArrayT, height: int, width: int, amplitude: float) -> 
     full = np.tile(tile, reps)[:height, :width]
     offsets: ArrayT = constant(amplitude * (full - 0.5), like)
     return offsets
+
+
+def diffusion_strength(rgb8: np.ndarray, strength: float) -> np.ndarray:
+    """Per-pixel share of its error that error diffusion passes on: ``(H, W)`` float32.
+
+    ``strength / (1 + (g / EDGE_SCALE)^2)``, ``g`` the largest luma difference (Rec. 601
+    weights, 8-bit units) to a 4-neighbour: ``strength`` in flat and smooth areas, a quarter of
+    it across a step of ``2 * EDGE_SCALE``.
+
+    Args:
+        rgb8: ``(H, W, 3)`` uint8 image.
+        strength: 0..1, the share in flat areas.
+    """
+    luma = rgb8.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    g = np.zeros_like(luma)
+    dx = np.abs(np.diff(luma, axis=1))
+    dy = np.abs(np.diff(luma, axis=0))
+    g[:, 1:] = np.maximum(g[:, 1:], dx)
+    g[:, :-1] = np.maximum(g[:, :-1], dx)
+    g[1:] = np.maximum(g[1:], dy)
+    g[:-1] = np.maximum(g[:-1], dy)
+    out: np.ndarray = (strength / (1.0 + (g / EDGE_SCALE) ** 2)).astype(np.float32)
+    return out

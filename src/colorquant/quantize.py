@@ -274,6 +274,13 @@ def _used_colors(counts: np.ndarray, keep: int = 0) -> tuple[np.ndarray, np.ndar
     return used, remap
 
 
+def _check_strength(value: Any) -> float:
+    strength = float(value)
+    if not 0.0 <= strength <= 1.0:
+        raise InputError(f"dither_strength must be in [0, 1], got {value!r}")
+    return strength
+
+
 def _restarts(settings: FitSettings, k: int) -> int:
     """Seedings tried: ``settings.n_init`` up to K = 64, fewer above, one from K = 256 on."""
     return max(1, min(settings.n_init, settings.n_init * 64 // k))
@@ -438,9 +445,24 @@ class Quantizer:
             raise InputError(f"{name} needs at least one image")
         return merge_histograms([_histogram_of(img, self.device)[0] for img in batch])
 
-    def apply(self, image: Any) -> QuantizeResult:
-        """Map an image to the fitted palette (nearest color in ``color_space``, exactly)."""
+    def apply(
+        self, image: Any, *, dither: Dither = "none", dither_strength: float = 1.0
+    ) -> QuantizeResult:
+        """Map an image to the fitted palette.
+
+        Args:
+            image: any image :func:`quantize` takes.
+            dither: ``"none"`` (every pixel its nearest color in ``color_space``, exactly),
+                ``"fs"`` (Floyd-Steinberg error diffusion, serpentine, in 8-bit RGB, less at
+                edges and in noise) or ``"ordered"`` (8x8 Bayer offsets, the same on every
+                frame): :mod:`colorquant.dither`.
+            dither_strength: 0..1, how much of the dither.
+        """
         start = time.perf_counter()
+        check_choice("dither", dither, DITHERS)
+        strength = _check_strength(dither_strength)
+        if dither != "none":
+            return self._apply_pixels(as_rgb8(image), start, dither, strength)
         hist, shape = _histogram_of(image, self.device)
         return self._apply_histogram(hist, shape, start)
 
@@ -615,6 +637,40 @@ class Quantizer:
             _mapping=(colors, color_index, hist_counts.astype(np.float64)),
         )
 
+    def _apply_pixels(
+        self, rgb8: np.ndarray, start: float, dither: Dither, strength: float
+    ) -> QuantizeResult:
+        """Map every pixel through a dither (positions matter: no histogram shortcut)."""
+        fit = self._fitted()
+        full = to_numpy(fit.palette)
+        index = _map_pixels(rgb8, full, self.color_space, dither, strength)
+        counts = np.bincount(index.ravel(), minlength=full.shape[0]).astype(np.int64)
+        used, remap = _used_colors(counts, keep=fit.n_fixed)
+        palette = full[used]
+        color_index = remap[index]
+        small = np.uint8 if used.size <= 256 else np.uint16
+        seconds = time.perf_counter() - start
+        # The distinct (color, palette row) pairs with their pixel counts: MSE and ΔE00 from them.
+        keys = pack_rgb(rgb8.reshape(-1, 3)).astype(np.int64) * used.size + color_index.ravel()
+        pairs, weights = np.unique(keys, return_counts=True)
+        colors = ((pairs // used.size)[:, None] >> np.array([16, 8, 0]) & 255).astype(np.uint8)
+        rows = pairs % used.size
+        error = mse(colors, palette[rows], weights=weights)
+        return QuantizeResult(
+            palette=palette,
+            indices=color_index.astype(small),
+            counts=counts[used],
+            mse=error,
+            psnr=psnr_from_mse(error),
+            history=fit.history,
+            n_iter=fit.n_iter,
+            converged=fit.converged,
+            color_space=self.color_space,
+            method=fit.method,
+            seconds=seconds,
+            _mapping=(colors, rows, weights.astype(np.float64)),
+        )
+
 
 def quantize(
     image: Any,
@@ -630,6 +686,8 @@ def quantize(
     device: str = "auto",
     palette: np.ndarray | torch.Tensor | None = None,
     fixed_colors: Any = None,
+    dither: Dither = "none",
+    dither_strength: float = 1.0,
 ) -> QuantizeResult:
     """Reduce an image to at most ``n_colors`` colors.
 
@@ -642,6 +700,8 @@ def quantize(
         n_colors: palette size K (ignored with ``palette``).
         palette: optional ``(K, 3)`` uint8 colors to map to instead of fitting.
         fixed_colors: ``(F, 3)`` colors every fitted palette keeps (see :class:`Quantizer`).
+        dither: ``"none"``, ``"fs"`` or ``"ordered"``; ``dither_strength``: 0..1 (see
+            :meth:`Quantizer.apply`).
         Others: see :class:`Quantizer`.
 
     Returns:
@@ -674,17 +734,21 @@ def quantize(
             device=device,
             fixed_colors=fixed_colors,
         )
+    check_choice("dither", dither, DITHERS)
+    strength = _check_strength(dither_strength)
     hist, shape = _histogram_of(image, q.device)
     points = encode_colors(hist.colors, q.color_space)  # once, for the fit and the map
     if palette is None:
         q._fit_histogram(hist, points)
+    if dither != "none":
+        return q._apply_pixels(as_rgb8(image), start, dither, strength)
     return q._apply_histogram(hist, shape, start, points)
 
 
 # -- batches of tensors -----------------------------------------------------------------------
 
-Dither = Literal["none", "ordered"]
-DITHERS: tuple[Dither, ...] = ("none", "ordered")
+Dither = Literal["none", "ordered", "fs"]
+DITHERS: tuple[Dither, ...] = ("none", "ordered", "fs")
 
 
 @dataclass(frozen=True)
@@ -743,23 +807,25 @@ def _batch_palettes(palette: Any, batch: int, like: torch.Tensor) -> list[np.nda
     return [np.ascontiguousarray(p, dtype=np.uint8) for p in arr]
 
 
-def _ordered_map(
-    rgb8: np.ndarray, palette: np.ndarray, space: ColorSpace, strength: float, keep: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Map an image to ``palette`` through an ordered dither: ``(used palette, indices)``."""
+def _map_pixels(
+    rgb8: np.ndarray, palette: np.ndarray, space: ColorSpace, dither: Dither, strength: float
+) -> np.ndarray:
+    """Every pixel's palette row through a dither (``"ordered"`` or ``"fs"``): ``(H, W)``."""
     from .color import embed
-    from .dither import dither_spread, ordered_offsets
+    from .dither import diffusion_strength, dither_spread, ordered_offsets
 
+    spread = dither_spread(palette)
+    if dither == "fs":
+        return _cpu.dither_fs(
+            rgb8, palette.astype(np.float64), diffusion_strength(rgb8, strength), spread
+        ).astype(np.int64)
     height, width = rgb8.shape[:2]
     # The same offset on the three channels moves a pixel sqrt(3) times as far in RGB.
-    amplitude = strength * dither_spread(palette) / math.sqrt(3.0)
-    shifted = (
-        rgb8.astype(np.float64) + ordered_offsets(np.empty(0), height, width, amplitude)[..., None]
-    )
-    points = embed(np.clip(shifted, 0.0, 255.0).reshape(-1, 3) / 255.0, space)
+    offsets = ordered_offsets(np.empty(0), height, width, strength * spread / math.sqrt(3.0))
+    shifted = np.clip(rgb8.astype(np.float64) + offsets[..., None], 0.0, 255.0)
+    points = embed(shifted.reshape(-1, 3) / 255.0, space)
     index = to_numpy(nearest(points, encode_colors(palette, space))[0])
-    used, remap = _used_colors(np.bincount(index, minlength=palette.shape[0]), keep)
-    return palette[used], remap[index].reshape(height, width)
+    return index.reshape(height, width)
 
 
 def _batch_on_device(
@@ -846,9 +912,9 @@ def quantize_batch(
             fitting (e.g. ``Quantizer.palette`` after ``partial_fit`` over a dataset).
         shared: fit one palette on the whole batch (its merged histogram) and map every image
             to it; the same seed gives the same palette as ``Quantizer(...).fit(list)``.
-        dither: ``"none"`` or ``"ordered"`` (an 8x8 Bayer pattern, the same on every frame:
-            :mod:`colorquant.dither`).
-        dither_strength: 0..1, the size of the ordered dither's offsets.
+        dither: ``"none"``, ``"ordered"`` (an 8x8 Bayer pattern, the same on every frame) or
+            ``"fs"`` (Floyd-Steinberg error diffusion, on the CPU): :mod:`colorquant.dither`.
+        dither_strength: 0..1, how much of the dither.
         fixed_colors: ``(F, 3)`` colors kept in every fitted palette (K-means never moves
             them; each image's palette lists them, used or not).
         seed: the only randomness.
@@ -873,9 +939,7 @@ def quantize_batch(
     images, uniform = _batch_images(x)
     check_int_range("n_colors", n_colors, 1, 256)
     check_choice("dither", dither, DITHERS)
-    strength = float(dither_strength)
-    if not 0.0 <= strength <= 1.0:
-        raise InputError(f"dither_strength must be in [0, 1], got {dither_strength!r}")
+    strength = _check_strength(dither_strength)
     run_device = resolve_device(device, like=images[0])
     options: dict[str, Any] = {
         "color_space": color_space,
@@ -892,7 +956,7 @@ def quantize_batch(
     elif shared:
         q = Quantizer(n_colors, **options).fit(images)
         given = [q.palette] * len(images)
-    if run_device != "cpu" and uniform:
+    if run_device != "cpu" and uniform and dither != "fs":  # error diffusion is sequential
         return _batch_on_device(
             x,
             n_colors,
@@ -906,16 +970,12 @@ def quantize_batch(
     rgb8 = [as_rgb8(img, f"x[{b}]") for b, img in enumerate(images)]
 
     def one(b: int) -> tuple[np.ndarray, np.ndarray]:
-        if dither == "none":
-            if given is None:
-                res = quantize(rgb8[b], n_colors, **options)
-            else:
-                res = Quantizer.from_palette(given[b], color_space=color_space).apply(rgb8[b])
-            return res.palette, res.indices.astype(np.int64)
-        if given is not None:
-            return _ordered_map(rgb8[b], given[b], color_space, strength)
-        fitted = Quantizer(n_colors, **options).fit(rgb8[b])
-        return _ordered_map(rgb8[b], fitted.palette, color_space, strength, len(fitted.fixed))
+        if given is None:
+            res = quantize(rgb8[b], n_colors, dither=dither, dither_strength=strength, **options)
+        else:
+            fixed = Quantizer.from_palette(given[b], color_space=color_space, device=run_device)
+            res = fixed.apply(rgb8[b], dither=dither, dither_strength=strength)
+        return res.palette, res.indices.astype(np.int64)
 
     parallel = len(images) if run_device == "cpu" else 1
     with _cpu.shared_threads(parallel) as workers, ThreadPoolExecutor(workers) as pool:

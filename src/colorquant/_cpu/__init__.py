@@ -29,6 +29,7 @@ __all__ = [
     "LloydOutput",
     "bin_colors",
     "cell_means",
+    "dither_fs",
     "get_num_threads",
     "histogram",
     "kmeans_plusplus",
@@ -476,6 +477,57 @@ def lloyd(
     return LloydOutput(
         centroids, out_labels, out_lower, inertia, history[:iters].tolist(), converged
     )
+
+
+def dither_fs(
+    rgb8: np.ndarray, palette: np.ndarray, strength: np.ndarray, max_error: float
+) -> np.ndarray:
+    """Serpentine Floyd-Steinberg error diffusion in 8-bit RGB: every pixel's palette row.
+
+    Each pixel plus the error diffused into it (each channel clamped to ``+-max_error``, then
+    to 0..255) takes its exactly nearest palette color (lowest index on ties); ``strength``
+    scales, pixel by pixel, the error it passes on (7/16 ahead, 3/16, 5/16, 1/16 below).
+
+    Args:
+        rgb8: ``(H, W, 3)`` uint8 image.
+        palette: ``(K, 3)`` float64 colors on the 0..255 scale, ``K >= 1``.
+        strength: ``(H, W)`` float32 in [0, 1].
+        max_error: largest error a channel carries, ``>= 0``.
+
+    Returns:
+        ``(H, W)`` int32 palette rows.
+
+    Raises:
+        ValueError: a shape, dtype or value is out of range (the message names the argument).
+    """
+    if not isinstance(rgb8, np.ndarray) or rgb8.dtype != np.uint8 or rgb8.ndim != 3:
+        raise ValueError(f"rgb8 must be a uint8 array of shape (H, W, 3), got {_describe(rgb8)}")
+    if rgb8.shape[2] != 3 or rgb8.shape[0] < 1 or rgb8.shape[1] < 1:
+        raise ValueError(f"rgb8 must be a uint8 array of shape (H, W, 3), got {_describe(rgb8)}")
+    h, w = rgb8.shape[:2]
+    pal = _points("palette", palette, channels=3)
+    if (
+        not isinstance(strength, np.ndarray)
+        or strength.shape != (h, w)
+        or strength.dtype != np.float32
+    ):
+        raise ValueError(
+            f"strength must be a float32 array of shape ({h}, {w}), got {_describe(strength)}"
+        )
+    if not (np.isfinite(max_error) and max_error >= 0):
+        raise ValueError(f"max_error must be a finite number >= 0, got {max_error!r}")
+    index = np.empty((h, w), np.int32)
+    _kernels.dither_fs(
+        np.ascontiguousarray(rgb8),
+        h,
+        w,
+        pal,
+        pal.shape[0],
+        np.ascontiguousarray(strength),
+        float(max_error),
+        index,
+    )
+    return index
 
 
 def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -64,6 +64,17 @@ def nearest(
     nthreads: int,
     /,
 ) -> None: ...
+def dither_fs(
+    pixels: Array,
+    h: int,
+    w: int,
+    palette: Array,
+    k: int,
+    strength: Array,
+    max_error: float,
+    index: Array,
+    /,
+) -> None: ...
 def lloyd(
     points: Array,
     weights: Array,

@@ -1320,6 +1320,101 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Floyd-Steinberg error diffusion                                                              */
+
+/* dither_fs(pixels, h, w, palette, k, strength, max_error, index): serpentine Floyd-Steinberg
+   in 8-bit RGB. Each pixel plus the error diffused into it (each channel clamped to
+   +-max_error, then to 0..255) takes its nearest palette color (exact, lowest index on ties);
+   strength[i] (0..1, per pixel) scales the error it passes on: less on edges and noise. Rows
+   alternate direction; the error runs in two row buffers. Sequential by nature: one thread. */
+static PyObject *py_dither_fs(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer pb, cb, sb, ib;
+    Py_ssize_t h, w;
+    int K;
+    double max_error;
+    if (!PyArg_ParseTuple(args, "y*nny*iy*dw*", &pb, &h, &w, &cb, &K, &sb, &max_error, &ib))
+        return NULL;
+    PyObject *result = NULL;
+    Search s;
+    memset(&s, 0, sizeof s);
+    double *rows = NULL;
+    if (h < 1 || w < 1 || h * w > INT32_MAX || K < 1 || !(max_error >= 0.0)) {
+        PyErr_Format(PyExc_ValueError,
+                     "expected h, w >= 1 with h * w < 2^31, k >= 1, max_error >= 0, got %zd %zd "
+                     "%d %g",
+                     h, w, K, max_error);
+        goto done;
+    }
+    if (check_len(&pb, 3 * h * w, "pixels") < 0 ||
+        check_len(&cb, 8 * 3 * (Py_ssize_t)K, "palette") < 0 ||
+        check_len(&sb, 4 * h * w, "strength") < 0 || check_len(&ib, 4 * h * w, "index") < 0)
+        goto done;
+    rows = calloc((size_t)2 * (w + 2) * 3, sizeof *rows);
+    if (!rows || search_alloc(&s, K, 3) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    s.cent = cb.buf;
+    s.axis = widest_axis(cb.buf, K, 3);
+    if (build_sweep(&s) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (s.L > 0)
+        build_lists(&s, 1);
+    const uint8_t *px = pb.buf;
+    const double *pal = cb.buf;
+    const float *strength = sb.buf;
+    int32_t *index = ib.buf;
+    double *cur = rows, *next = rows + (size_t)(w + 2) * 3; /* column c at offset (c + 1) * 3 */
+    int32_t prev = 0;
+    Found f;
+    for (Py_ssize_t y = 0; y < h; y++) {
+        int forward = (y % 2) == 0;
+        memset(next, 0, (size_t)(w + 2) * 3 * sizeof *next);
+        for (Py_ssize_t q = 0; q < w; q++) {
+            Py_ssize_t x = forward ? q : w - 1 - q, i = y * w + x;
+            double v[3];
+            for (int ch = 0; ch < 3; ch++) {
+                double e = cur[(x + 1) * 3 + ch];
+                e = e > max_error ? max_error : e < -max_error ? -max_error : e;
+                double t = px[i * 3 + ch] + e;
+                v[ch] = t < 0.0 ? 0.0 : t > 255.0 ? 255.0 : t;
+            }
+            search_impl(&s, v, prev, dist2(v, pal + (size_t)prev * 3, 3), 0, &f, 3);
+            prev = f.best;
+            index[i] = prev;
+            double k = (double)strength[i] / 16.0;
+            Py_ssize_t ahead = forward ? x + 1 : x - 1, behind = forward ? x - 1 : x + 1;
+            for (int ch = 0; ch < 3; ch++) {
+                double err = (v[ch] - pal[(size_t)prev * 3 + ch]) * k;
+                cur[(ahead + 1) * 3 + ch] += 7.0 * err;
+                next[(behind + 1) * 3 + ch] += 3.0 * err;
+                next[(x + 1) * 3 + ch] += 5.0 * err;
+                next[(ahead + 1) * 3 + ch] += err;
+            }
+        }
+        double *t = cur;
+        cur = next;
+        next = t;
+    }
+    Py_END_ALLOW_THREADS
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    free(rows);
+    search_free(&s);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&ib);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Lloyd                                                                                        */
 
 /*
@@ -2095,6 +2190,7 @@ static PyMethodDef methods[] = {
     {"cell_means", py_cell_means, METH_VARARGS, "Weighted means and scatter of cells."},
     {"kmeanspp", py_kmeanspp, METH_VARARGS, "Greedy weighted k-means++."},
     {"nearest", py_nearest, METH_VARARGS, "Exact nearest palette row."},
+    {"dither_fs", py_dither_fs, METH_VARARGS, "Serpentine Floyd-Steinberg error diffusion."},
     {"lloyd", py_lloyd, METH_VARARGS, "Weighted Lloyd iterations with exact assignments."},
     {"set_parallel_min", py_set_parallel_min, METH_VARARGS,
      "Work size from which kernels use threads; returns the previous value."},
