@@ -462,3 +462,60 @@ def test_file_path_imports_neither_torch_nor_matplotlib(tmp_path: Path) -> None:
     )
     assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
     assert Image.open(out).mode == "P"
+
+
+# -- dithering, fixed colors, shared palettes -----------------------------------------------------
+
+
+@pytest.mark.parametrize("dither", ["fs", "ordered"])
+def test_dither_option_matches_the_library(tmp_path: Path, dither: str) -> None:
+    src = write_png(tmp_path / "in.png")
+    out = tmp_path / "out.png"
+    result = run("quantize", src, "-k", "4", "-o", out, "--dither", dither, "--json")
+    assert result.exit_code == 0, result.output
+    expected = cq.quantize(photo(), 4, dither=dither)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(np.asarray(Image.open(out).convert("RGB")), expected.to_numpy())
+    assert json.loads(result.stdout)["mse"] == pytest.approx(expected.mse)
+
+
+def test_fixed_colors_option(tmp_path: Path) -> None:
+    src = write_png(tmp_path / "in.png")
+    out = tmp_path / "out.png"
+    result = run("quantize", src, "-k", "6", "-o", out, "--fixed-colors", "#00ff00, #fff")
+    assert result.exit_code == 0, result.output
+    palette = np.array(Image.open(out).getpalette()).reshape(-1, 3)[:6].tolist()
+    assert [0, 255, 0] in palette and [255, 255, 255] in palette
+
+
+def test_shared_palette_option(tmp_path: Path) -> None:
+    a, b = write_png(tmp_path / "a.png", seed=1), write_png(tmp_path / "b.png", seed=2)
+    out = tmp_path / "out"
+    result = run("quantize", a, b, "-k", "8", "-d", out, "--shared-palette")
+    assert result.exit_code == 0, result.output
+    q = cq.Quantizer(8).fit([photo(1), photo(2)])
+    for name, seed in (("a.png", 1), ("b.png", 2)):
+        got = np.asarray(Image.open(out / name).convert("RGB"))
+        np.testing.assert_array_equal(got, q.apply(photo(seed)).to_numpy())
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--fixed-colors", "#12345g"], "--fixed-colors: '#12345g' is not a hex color"),
+        (["--fixed-colors", ","], "--fixed-colors: no colors given"),
+        (["-k", "2", "--fixed-colors", "#000,#111,#222"], "1 <= F <= n_colors (2)"),
+    ],
+)
+def test_bad_fixed_colors_one_line(tmp_path: Path, args: list[str], fragment: str) -> None:
+    src = write_png(tmp_path / "in.png")
+    out = tmp_path / "out.png"
+    assert_one_error(run("quantize", src, "-o", out, *args), fragment)
+    assert not out.exists()
+
+
+def test_dither_strength_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
+    src = write_png(tmp_path / "in.png")
+    result = run("quantize", src, "-o", tmp_path / "o.png", "--dither-strength", "1.5")
+    assert result.exit_code == 2 and "--dither-strength" in result.output
+    result = run("quantize", src, "-o", tmp_path / "o.png", "--palette", src, "--shared-palette")
+    assert result.exit_code == 2 and "--palette maps to given colors" in result.output

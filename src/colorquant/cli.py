@@ -38,10 +38,20 @@ from .io import (
     check_output_path,
     load_image,
     load_palette,
+    parse_hex_colors,
     result_suffix,
     save_result,
 )
-from .quantize import DEFAULT_SPEED, MAX_COLORS, METHODS, Method, Quantizer, QuantizeResult
+from .quantize import (
+    DEFAULT_SPEED,
+    DITHERS,
+    MAX_COLORS,
+    METHODS,
+    Dither,
+    Method,
+    Quantizer,
+    QuantizeResult,
+)
 from .quantize import quantize as quantize_image
 from .viz import cloud_figure, elbow_figure, figure_suffix, preview_figure
 
@@ -157,6 +167,15 @@ def _refuse_input(output: Path, inputs: Sequence[Path]) -> None:
             raise InputError(
                 f"{output}: is the input {source}; an input is never overwritten, even with --force"
             )
+
+
+def _apply_with(
+    quantizer: Quantizer, dither: Dither, strength: float
+) -> Callable[[np.ndarray], QuantizeResult]:
+    def apply(pixels: np.ndarray) -> QuantizeResult:
+        return quantizer.apply(pixels, dither=dither, dither_strength=strength)
+
+    return apply
 
 
 def _check_colors(n_colors: int, limit: int, where: str) -> None:
@@ -385,6 +404,31 @@ def _quantize_one(
     help="Also write a before/after figure (.png, .pdf, .svg); with several inputs one per "
     "image, named <FIG stem>-<input stem><FIG suffix>.",
 )
+@click.option(
+    "--dither",
+    type=click.Choice(DITHERS),
+    default="none",
+    show_default=True,
+    help="fs: Floyd-Steinberg error diffusion (less at edges); ordered: 8x8 Bayer pattern.",
+)
+@click.option(
+    "--dither-strength",
+    type=click.FloatRange(0.0, 1.0),
+    default=1.0,
+    show_default=True,
+    help="How much of the dither, 0..1.",
+)
+@click.option(
+    "--fixed-colors",
+    metavar="HEX,...",
+    default=None,
+    help='Colors every palette keeps, e.g. "#ff0000,#ffffff"; the rest is fitted around them.',
+)
+@click.option(
+    "--shared-palette",
+    is_flag=True,
+    help="Fit one palette on all inputs together and map each input to it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout.")
 @_force_option
 def quantize(
@@ -401,6 +445,10 @@ def quantize(
     speed: int,
     device: str,
     preview: Path | None,
+    dither: Dither,
+    dither_strength: float,
+    fixed_colors: str | None,
+    shared_palette: bool,
     as_json: bool,
     force: bool,
 ) -> None:
@@ -422,6 +470,10 @@ def quantize(
         raise click.UsageError("--format goes with -d; with -o the suffix of OUT picks the format")
     if palette_file is not None and n_colors is not None:
         raise click.UsageError("give -k/--colors or --palette, not both")
+    if palette_file is not None and (fixed_colors is not None or shared_palette):
+        raise click.UsageError(
+            "--palette maps to given colors: no --fixed-colors or --shared-palette"
+        )
 
     with _fatal_errors():
         run_device = resolve_device(device)
@@ -437,25 +489,37 @@ def quantize(
                     f"{palette_file}: {palette.shape[0]} colors, {suffix} output holds at most "
                     f"{limit}"
                 )
-            quantizer = Quantizer.from_palette(palette, color_space=color_space, device=run_device)
-            fit = quantizer.apply
+            given = Quantizer.from_palette(palette, color_space=color_space, device=run_device)
+            fit = _apply_with(given, dither, dither_strength)
         else:
             k = DEFAULT_COLORS if n_colors is None else n_colors
             _check_colors(k, limit, f"{suffix} output")
+            fixed = (
+                None if fixed_colors is None else parse_hex_colors(fixed_colors, "--fixed-colors")
+            )
+            options: dict[str, Any] = {
+                "color_space": color_space,
+                "method": method,
+                "init": init,
+                "speed": speed,
+                "seed": seed,
+                "device": run_device,
+                "fixed_colors": fixed,
+            }
+            if shared_palette:
+                # One palette for all: every input's colors merged (bounded memory), then fitted.
+                shared = Quantizer(k, **options)
+                for source in _progress(inputs, "image (palette)"):
+                    shared.partial_fit(load_image(source).pixels)
+                fit = _apply_with(shared, dither, dither_strength)
+            else:
 
-            def fit_one(pixels: np.ndarray) -> QuantizeResult:
-                return quantize_image(
-                    pixels,
-                    k,
-                    color_space=color_space,
-                    method=method,
-                    init=init,
-                    speed=speed,
-                    seed=seed,
-                    device=run_device,
-                )
+                def fit_one(pixels: np.ndarray) -> QuantizeResult:
+                    return quantize_image(
+                        pixels, k, dither=dither, dither_strength=dither_strength, **options
+                    )
 
-            fit = fit_one
+                fit = fit_one
 
         if outdir is not None:
             if outdir.exists() and not outdir.is_dir():

@@ -49,6 +49,7 @@ __all__ = [
     "load_image",
     "load_palette",
     "max_colors_for",
+    "parse_hex_colors",
     "result_suffix",
     "save_result",
 ]
@@ -322,22 +323,45 @@ def _parse_gpl(text: str, path: Path) -> np.ndarray:
     return _check_palette_size(path, colors, MAX_TEXT_PALETTE)
 
 
+def _hex_colors(line: str) -> tuple[list[tuple[int, ...]], str | None]:
+    """The hex colors of one line (comma or space separated), and the first bad token."""
+    colors: list[tuple[int, ...]] = []
+    for token in re.split(r"[\s,]+", line.strip()):
+        if not token:
+            continue
+        match = _HEX_COLOR.fullmatch(token)
+        if match is None:
+            return colors, token
+        digits = match.group(1) or "".join(2 * c for c in match.group(2))
+        colors.append(tuple(bytes.fromhex(digits)))
+    return colors, None
+
+
+def parse_hex_colors(text: str, name: str) -> np.ndarray:
+    """``"#ff0000,#fff 00ff00"`` -> ``(N, 3)`` uint8 colors, ``N >= 1``.
+
+    Raises:
+        InputError: a token is not a hex color, or there is none; the message names ``name``.
+    """
+    colors, bad = _hex_colors(text)
+    if bad is not None:
+        raise InputError(f"{name}: {bad!r} is not a hex color (#rrggbb, rrggbb or #rgb)")
+    if not colors:
+        raise InputError(f"{name}: no colors given")
+    return np.array(colors, dtype=np.uint8)
+
+
 def _parse_hex(text: str, path: Path) -> np.ndarray:
     colors: list[tuple[int, ...]] = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
         comment = _COMMENT.search(raw)
-        line = raw[: comment.start()] if comment else raw
-        for token in re.split(r"[\s,]+", line.strip()):
-            if not token:
-                continue
-            match = _HEX_COLOR.fullmatch(token)
-            if match is None:
-                raise ImageFileError(
-                    f"{path}, line {lineno}: {token!r} is not a hex color "
-                    "(#rrggbb, rrggbb or #rgb; a comment is '#' then a space)"
-                )
-            digits = match.group(1) or "".join(2 * c for c in match.group(2))
-            colors.append(tuple(bytes.fromhex(digits)))
+        found, bad = _hex_colors(raw[: comment.start()] if comment else raw)
+        if bad is not None:
+            raise ImageFileError(
+                f"{path}, line {lineno}: {bad!r} is not a hex color "
+                "(#rrggbb, rrggbb or #rgb; a comment is '#' then a space)"
+            )
+        colors += found
     return _check_palette_size(path, colors, MAX_TEXT_PALETTE)
 
 
