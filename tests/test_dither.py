@@ -121,13 +121,14 @@ def fs_reference(rgb8: np.ndarray, palette: np.ndarray, strength: np.ndarray, ma
     return out
 
 
+@pytest.mark.parametrize("k", [7, 80])  # a scan of every color; the neighbour-list search
 @pytest.mark.parametrize("max_error", [1000.0, 12.0])
-def test_fs_kernel_equals_plain_reference(max_error: float) -> None:
+def test_fs_kernel_equals_plain_reference(max_error: float, k: int) -> None:
     from colorquant import _cpu
 
     rng = np.random.default_rng(3)
     rgb8 = rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)
-    palette = rng.integers(0, 256, (7, 3)).astype(np.float64)
+    palette = rng.integers(0, 256, (k, 3)).astype(np.float64)
     strength = rng.uniform(0, 1, (9, 13)).astype(np.float32)
     got = _cpu.dither_fs(rgb8, palette, strength, max_error)
     np.testing.assert_array_equal(got, fs_reference(rgb8, palette, strength, max_error))

@@ -156,13 +156,15 @@ class QuantizeResult:
     color_space: ColorSpace
     method: str
     seconds: float
-    # (distinct colors, the palette row of each, pixel counts): what delta_e is computed from.
-    _mapping: tuple[np.ndarray, np.ndarray, np.ndarray] = field(repr=False, compare=False)
+    # (distinct colors, the palette row of each, pixel counts): what delta_e is computed from;
+    # or a function that makes them, when that costs more than a histogram lookup (dithering).
+    _mapping: Any = field(repr=False, compare=False)
 
     @cached_property
     def delta_e(self) -> float:
         """Mean CIEDE2000 over pixels, from the distinct colors (same number as per pixel)."""
-        colors, color_index, weights = self._mapping
+        mapping = self._mapping() if callable(self._mapping) else self._mapping
+        colors, color_index, weights = mapping
         # CIELAB of the K palette colors, gathered, rather than of M mapped colors.
         lab = rgb_to_lab(self.palette / 255.0)[color_index]
         return float(weights @ ciede2000(rgb_to_lab(colors / 255.0), lab) / weights.sum())
@@ -650,12 +652,15 @@ class Quantizer:
         color_index = remap[index]
         small = np.uint8 if used.size <= 256 else np.uint16
         seconds = time.perf_counter() - start
-        # The distinct (color, palette row) pairs with their pixel counts: MSE and ΔE00 from them.
-        keys = pack_rgb(rgb8.reshape(-1, 3)).astype(np.int64) * used.size + color_index.ravel()
-        pairs, weights = np.unique(keys, return_counts=True)
-        colors = ((pairs // used.size)[:, None] >> np.array([16, 8, 0]) & 255).astype(np.uint8)
-        rows = pairs % used.size
-        error = mse(colors, palette[rows], weights=weights)
+        error = mse(rgb8.reshape(-1, 3), palette[color_index].reshape(-1, 3))
+
+        def pairs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            # The distinct (color, palette row) pairs with their pixel counts, for ΔE00.
+            keys = pack_rgb(rgb8.reshape(-1, 3)).astype(np.int64) * used.size
+            found, weights = np.unique(keys + color_index.ravel(), return_counts=True)
+            colors = (found // used.size)[:, None] >> np.array([16, 8, 0]) & 255
+            return colors.astype(np.uint8), found % used.size, weights.astype(np.float64)
+
         return QuantizeResult(
             palette=palette,
             indices=color_index.astype(small),
@@ -668,7 +673,7 @@ class Quantizer:
             color_space=self.color_space,
             method=fit.method,
             seconds=seconds,
-            _mapping=(colors, rows, weights.astype(np.float64)),
+            _mapping=pairs,
         )
 
 
