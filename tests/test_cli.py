@@ -339,8 +339,8 @@ def test_two_inputs_with_one_name(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ["-k", "4"],  # neither -o nor -d
         ["-k", "4", "-o", "a.png", "-d", "out"],
+        ["-k", "4", "--format", "gif"],  # --format goes with -d
         ["-k", "4", "--speed", "11", "-o", "a.png"],
         ["-k", "4", "--space", "hsv", "-o", "a.png"],
         ["--palette", "p.gpl", "-k", "4", "-o", "a.png"],
@@ -519,3 +519,58 @@ def test_dither_strength_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--dither-strength" in result.output
     result = run("quantize", src, "-o", tmp_path / "o.png", "--palette", src, "--shared-palette")
     assert result.exit_code == 2 and "--palette maps to given colors" in result.output
+
+
+# -- the pngquant contract: default names, --skip-if-larger, --quality ----------------------------
+
+
+def test_default_output_name_next_to_the_input(tmp_path: Path) -> None:
+    src = write_png(tmp_path / "photo.png")
+    result = run("quantize", src, "-k", "4")
+    assert result.exit_code == 0, result.output
+    assert files_in(tmp_path) == ["photo-cq.png", "photo.png"]
+    assert Image.open(tmp_path / "photo-cq.png").mode == "P"
+    result = run("quantize", src, "-k", "4", "--ext", ".small.gif")
+    assert result.exit_code == 0 and Image.open(tmp_path / "photo.small.gif").format == "GIF"
+    # Run again: the output exists, so nothing is overwritten without --force.
+    assert_one_error(run("quantize", src, "-k", "4"), "photo-cq.png")
+
+
+def test_skip_if_larger_exits_98_and_writes_nothing(tmp_path: Path) -> None:
+    # A 2x2 RGB PNG (80 bytes): a palette PNG of it carries a PLTE chunk and is larger.
+    src = tmp_path / "small.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (2, 2, 3), np.uint8)).save(src)
+    out = tmp_path / "out.png"
+    result = run("quantize", src, "-k", "4", "-o", out, "--skip-if-larger")
+    assert result.exit_code == 98, result.output
+    assert not out.exists() and files_in(tmp_path) == ["small.png"]
+    assert "skipped" in result.stderr and "not smaller" in result.stderr
+    # Without the flag it is written, and is indeed not smaller.
+    assert run("quantize", src, "-k", "4", "-o", out).exit_code == 0
+    assert out.stat().st_size >= src.stat().st_size
+
+
+def test_quality_takes_the_fewest_colors_that_reach_max(tmp_path: Path) -> None:
+    src = write_png(tmp_path / "in.png")
+    out = tmp_path / "out.png"
+    result = run("quantize", src, "-k", "64", "-o", out, "--quality", "10-30", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert cq.quality_of(record["psnr"]) >= 30
+    fewer = cq.quantize(photo(), record["n_colors"] - 1)
+    assert cq.quality_of(fewer.psnr) < 30  # one color fewer would not reach it
+    assert record["n_colors"] < 64
+
+
+def test_quality_minimum_not_reached_exits_99(tmp_path: Path) -> None:
+    src = write_png(tmp_path / "in.png")
+    out = tmp_path / "out.png"
+    result = run("quantize", src, "-k", "2", "-o", out, "--quality", "95-100")
+    assert result.exit_code == 99, result.output
+    assert "below the minimum 95" in result.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("text", ["high", "80-60", "-5-10", "50-120"])
+def test_malformed_quality_one_line(tmp_path: Path, text: str) -> None:
+    src = write_png(tmp_path / "in.png")
+    assert_one_error(run("quantize", src, "-o", tmp_path / "o.png", "--quality", text), "--quality")

@@ -468,3 +468,15 @@ def test_palette_errors_for_images_and_missing_files(tmp_path: Path) -> None:
     (tmp_path / "broken.png").write_bytes(png_bytes(noise(4, 4))[:50])
     with pytest.raises(ImageFileError, match="truncated"):
         load_palette(tmp_path / "broken.png")
+
+
+def test_save_result_max_bytes_writes_nothing(tmp_path: Path) -> None:
+    from colorquant.io import NotSmallerError
+
+    res = cq.quantize(np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8), 8)
+    out = tmp_path / "o.png"
+    with pytest.raises(NotSmallerError, match="not smaller than 10"):
+        cq.save_result(res, out, max_bytes=10)
+    assert list(tmp_path.iterdir()) == []
+    size = cq.save_result(res, out, max_bytes=10**6)
+    assert out.stat().st_size == size < 10**6

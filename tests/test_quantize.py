@@ -682,3 +682,21 @@ def test_palette_and_fixed_colors_together_raise() -> None:
     img = np.zeros((4, 4, 3), np.uint8)
     with pytest.raises(cq.InputError, match="not both"):
         cq.quantize(img, palette=[[0, 0, 0]], fixed_colors=[[1, 1, 1]])
+
+
+def test_quality_scale_and_the_fewest_colors() -> None:
+    from conftest import make_photo_like
+
+    assert [cq.quality_of(p) for p in (10.0, 20.0, 35.0, 50.0, math.inf)] == [0, 0, 50, 100, 100]
+    img = make_photo_like(32, 40, 1)
+    res = cq.quantize(img, 64, quality=(0, 40))
+    assert cq.quality_of(res.psnr) >= 40
+    assert cq.quality_of(cq.quantize(img, res.n_colors - 1).psnr) < 40
+    # Unreachable maximum: the most colors allowed, as long as the minimum holds.
+    most = cq.quantize(img, 8, quality=(0, 100))
+    assert most.n_colors == 8
+    with pytest.raises(cq.QualityTooLowError, match="below the minimum 99") as info:
+        cq.quantize(img, 4, quality=(99, 100))
+    assert info.value.result.n_colors == 4
+    with pytest.raises(cq.InputError, match="quality must be"):
+        cq.quantize(img, 4, quality=(50, 10))

@@ -28,8 +28,10 @@ from .metrics import ciede2000, mean_delta_e, mse, psnr
 from .quantize import (
     DEFAULT_SPEED,
     BatchResult,
+    QualityTooLowError,
     Quantizer,
     QuantizeResult,
+    quality_of,
     quantize,
     quantize_batch,
 )
@@ -43,6 +45,7 @@ __all__ = [
     "InputError",
     "KMeansResult",
     "LoadedImage",
+    "QualityTooLowError",
     "QuantizeResult",
     "Quantizer",
     "__version__",
@@ -53,6 +56,7 @@ __all__ = [
     "mean_delta_e",
     "mse",
     "psnr",
+    "quality_of",
     "quantize",
     "quantize_batch",
     "save_result",

@@ -35,6 +35,7 @@ from .histogram import color_histogram
 from .init import INITS, InitMethod
 from .io import (
     MAX_COLORS_BY_SUFFIX,
+    NotSmallerError,
     check_output_path,
     load_image,
     load_palette,
@@ -49,6 +50,7 @@ from .quantize import (
     METHODS,
     Dither,
     Method,
+    QualityTooLowError,
     Quantizer,
     QuantizeResult,
 )
@@ -169,6 +171,18 @@ def _refuse_input(output: Path, inputs: Sequence[Path]) -> None:
             )
 
 
+def _parse_quality(text: str) -> tuple[float, float]:
+    """``"60-80"`` -> (60, 80); ``"80"`` -> (0, 80); raise InputError when malformed."""
+    low, sep, high = text.partition("-")
+    try:
+        values = (float(low) if sep else 0.0, float(high if sep else low))
+    except ValueError:
+        raise InputError(f"--quality must be MIN-MAX or MAX in 0..100, got {text!r}") from None
+    if not 0.0 <= values[0] <= values[1] <= 100.0:
+        raise InputError(f"--quality must be MIN-MAX with 0 <= MIN <= MAX <= 100, got {text!r}")
+    return values
+
+
 def _apply_with(
     quantizer: Quantizer, dither: Dither, strength: float
 ) -> Callable[[np.ndarray], QuantizeResult]:
@@ -281,16 +295,26 @@ class _Job:
 
 
 def _plan(
-    inputs: Sequence[Path], output: Path | None, outdir: Path | None, fmt: str, preview: Path | None
+    inputs: Sequence[Path],
+    output: Path | None,
+    outdir: Path | None,
+    fmt: str,
+    preview: Path | None,
+    ext: str,
 ) -> list[_Job]:
-    """One job per input: its output and preview paths; clashes marked as the job's problem."""
+    """One job per input: its output and preview paths; clashes marked as the job's problem.
+
+    The output is ``-o``, or ``OUTDIR/<stem>.<fmt>``, or (neither given) next to the input:
+    ``<stem><ext>``, as pngquant names its outputs.
+    """
     jobs: list[_Job] = []
     for source in inputs:
         if output is not None:
             out = output
-        else:
-            assert outdir is not None
+        elif outdir is not None:
             out = outdir / f"{source.stem}.{fmt}"
+        else:
+            out = source.with_name(f"{source.stem}{ext}")
         fig = preview
         if preview is not None and len(inputs) > 1:
             fig = preview.with_name(f"{preview.stem}-{source.stem}{preview.suffix}")
@@ -316,6 +340,7 @@ def _quantize_one(
     fit: Callable[[np.ndarray], QuantizeResult],
     force: bool,
     inputs: Sequence[Path],
+    skip_if_larger: bool = False,
 ) -> tuple[dict[str, Any], str]:
     """Check, load, quantize, write one image; the JSON record and the human line."""
     start = time.perf_counter()
@@ -329,7 +354,8 @@ def _quantize_one(
     if loaded.has_alpha:
         _warn(f"{job.source}: alpha channel ignored (output is opaque)")
     result: QuantizeResult = fit(loaded.pixels)
-    bytes_out = save_result(result, job.output, force=force)
+    limit = loaded.size_bytes if skip_if_larger else None
+    bytes_out = save_result(result, job.output, force=force, max_bytes=limit)
     if job.preview is not None:
         preview_figure(loaded.pixels, result, path=job.preview, force=force)
     seconds = time.perf_counter() - start
@@ -429,6 +455,24 @@ def _quantize_one(
     is_flag=True,
     help="Fit one palette on all inputs together and map each input to it.",
 )
+@click.option(
+    "--quality",
+    metavar="MIN-MAX",
+    default=None,
+    help="0..100 (0 at 20 dB PSNR, 100 at 50 dB and lossless): use the fewest colors, at most "
+    "K, that reach MAX; exit 99 and write nothing if even K stays below MIN.",
+)
+@click.option(
+    "--skip-if-larger",
+    is_flag=True,
+    help="Write nothing and exit 98 when the output would not be smaller than the input file.",
+)
+@click.option(
+    "--ext",
+    default="-cq.png",
+    show_default=True,
+    help="With neither -o nor -d, write each output next to its input, named <stem><EXT>.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout.")
 @_force_option
 def quantize(
@@ -449,6 +493,9 @@ def quantize(
     dither_strength: float,
     fixed_colors: str | None,
     shared_palette: bool,
+    quality: str | None,
+    skip_if_larger: bool,
+    ext: str,
     as_json: bool,
     force: bool,
 ) -> None:
@@ -461,9 +508,15 @@ def quantize(
     seconds, n_iter, converged.
 
     Outputs are never overwritten without --force, and an input never, even with --force.
+
+    Exit status: 0 when every image was written; 1 when one failed (bad input, existing output,
+    unwritable folder...); 99 when --quality's minimum was not reached; 98 when --skip-if-larger
+    skipped one; 2 for a usage error. With several images the first of 1, 99, 98 that applies.
     """
-    if (output is None) == (outdir is None):
-        raise click.UsageError("give either -o OUT (one input) or -d OUTDIR (any number of inputs)")
+    if output is not None and outdir is not None:
+        raise click.UsageError(
+            "give -o OUT (one input) or -d OUTDIR (any number of inputs), not both"
+        )
     if output is not None and len(inputs) > 1:
         raise click.UsageError(f"-o takes one input, got {len(inputs)}; use -d OUTDIR")
     if output is not None and fmt is not None:
@@ -474,12 +527,24 @@ def quantize(
         raise click.UsageError(
             "--palette maps to given colors: no --fixed-colors or --shared-palette"
         )
+    if quality is not None and (palette_file is not None or shared_palette):
+        raise click.UsageError(
+            "--quality picks K per image: not with --palette or --shared-palette"
+        )
+    if fmt is not None and outdir is None:
+        raise click.UsageError("--format goes with -d; otherwise the suffix of -o or --ext decides")
 
     with _fatal_errors():
         run_device = resolve_device(device)
         if preview is not None:
             figure_suffix(preview)
-        suffix = result_suffix(output) if output is not None else f".{fmt or 'png'}"
+        if output is not None:
+            suffix = result_suffix(output)
+        elif outdir is not None:
+            suffix = f".{fmt or 'png'}"
+        else:
+            suffix = result_suffix(Path(ext))
+        target = _parse_quality(quality) if quality is not None else None
         limit = MAX_COLORS_BY_SUFFIX[suffix]
         fit: Callable[[np.ndarray], QuantizeResult]
         if palette_file is not None:
@@ -516,7 +581,12 @@ def quantize(
 
                 def fit_one(pixels: np.ndarray) -> QuantizeResult:
                     return quantize_image(
-                        pixels, k, dither=dither, dither_strength=dither_strength, **options
+                        pixels,
+                        k,
+                        dither=dither,
+                        dither_strength=dither_strength,
+                        quality=target,
+                        **options,
                     )
 
                 fit = fit_one
@@ -526,7 +596,7 @@ def quantize(
                 raise InputError(f"{outdir}: -d/--outdir is not a directory")
             outdir.mkdir(parents=True, exist_ok=True)
 
-    jobs = _plan(inputs, output, outdir, suffix[1:], preview)
+    jobs = _plan(inputs, output, outdir, suffix[1:], preview, ext)
     # Several files on the CPU: one image per core at a time, each on one kernel thread (decoding,
     # encoding and the kernels release the GIL), so that the cores are never oversubscribed.
     # Figures (matplotlib is not thread-safe) and GPUs take the files one by one.
@@ -534,18 +604,35 @@ def quantize(
     failed = 0
     with _cpu.shared_threads(parallel) as workers, ThreadPoolExecutor(workers) as pool:
         pending = [
-            pool.submit(_quantize_one, job, fit=fit, force=force, inputs=inputs) for job in jobs
+            pool.submit(
+                _quantize_one,
+                job,
+                fit=fit,
+                force=force,
+                inputs=inputs,
+                skip_if_larger=skip_if_larger,
+            )
+            for job in jobs
         ]
+        too_low = skipped = 0
         for future in _progress(pending, "image"):
             try:
                 record, line = future.result()
+            except QualityTooLowError as error:
+                too_low += 1
+                _report_error(error)
+                continue
+            except NotSmallerError as error:
+                skipped += 1
+                _echo(f"{PROG}: skipped: {error}", err=True)
+                continue
             except _expected() as error:
                 failed += 1
                 _report_error(error)
                 continue
             _echo(json.dumps(record) if as_json else line)
-    if failed:
-        raise click.exceptions.Exit(1)
+    if failed or too_low or skipped:
+        raise click.exceptions.Exit(1 if failed else 99 if too_low else 98)
 
 
 # -- elbow ------------------------------------------------------------------------------------

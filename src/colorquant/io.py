@@ -43,6 +43,7 @@ __all__ = [
     "RESULT_SUFFIXES",
     "ImageFileError",
     "LoadedImage",
+    "NotSmallerError",
     "WriteError",
     "atomic_write",
     "check_output_path",
@@ -78,6 +79,10 @@ class ImageFileError(InputError):
 
 class WriteError(OSError):
     """An output file could not be written. The message names the file and why."""
+
+
+class NotSmallerError(Exception):
+    """The output would not be smaller than allowed (``max_bytes``): nothing was written."""
 
 
 # -- reading images ---------------------------------------------------------------------------
@@ -509,7 +514,13 @@ def _fsync_directory(directory: Path) -> None:
             os.close(fd)
 
 
-def atomic_write(path: PathLike, writer: Callable[[IO[bytes]], Any], *, force: bool = False) -> int:
+def atomic_write(
+    path: PathLike,
+    writer: Callable[[IO[bytes]], Any],
+    *,
+    force: bool = False,
+    max_bytes: int | None = None,
+) -> int:
     """Write a file all or nothing: ``writer`` fills a temporary file that then takes the name.
 
     The temporary file lies in the same directory (so the rename is atomic), hidden
@@ -521,11 +532,13 @@ def atomic_write(path: PathLike, writer: Callable[[IO[bytes]], Any], *, force: b
         path: the final file name.
         writer: called once with the temporary file, open for binary writing.
         force: allow replacing an existing file.
+        max_bytes: write nothing unless the file is smaller than this.
 
     Returns:
         The size in bytes of the written file.
 
     Raises:
+        NotSmallerError: the file would have ``max_bytes`` or more (nothing is written).
         FileExistsError: the file exists and ``force`` is false.
         WriteError: the directory is missing or not writable, or writing failed (disk full...).
         Exception: whatever ``writer`` raises, other than :class:`OSError`, passes through.
@@ -538,6 +551,12 @@ def atomic_write(path: PathLike, writer: Callable[[IO[bytes]], Any], *, force: b
         ) as fh:
             tmp_name = fh.name
             writer(fh)
+            size = fh.tell()
+            if max_bytes is not None and size >= max_bytes:
+                raise NotSmallerError(
+                    f"{target}: would be {size:,} bytes, not smaller than {max_bytes:,}; "
+                    "nothing written"
+                )
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp_name, _new_file_mode(target))
@@ -555,7 +574,9 @@ def atomic_write(path: PathLike, writer: Callable[[IO[bytes]], Any], *, force: b
     return target.stat().st_size
 
 
-def save_result(result: QuantizeResult, path: PathLike, *, force: bool = False) -> int:
+def save_result(
+    result: QuantizeResult, path: PathLike, *, force: bool = False, max_bytes: int | None = None
+) -> int:
     """Write a quantized image, the format chosen by the suffix of ``path``.
 
     - ``.png``: a palette-mode PNG whose palette is exactly ``result.palette`` (the used colors,
@@ -571,11 +592,13 @@ def save_result(result: QuantizeResult, path: PathLike, *, force: bool = False) 
         result: a :class:`colorquant.QuantizeResult`.
         path: the output file; its suffix picks the format.
         force: allow replacing an existing file.
+        max_bytes: write nothing unless the file is smaller than this (``--skip-if-larger``).
 
     Returns:
         The size in bytes of the written file.
 
     Raises:
+        NotSmallerError: the file would have ``max_bytes`` or more (nothing is written).
         InputError: unknown suffix (the message lists the valid ones), or more colors than the
             format holds.
         FileExistsError: the file exists and ``force`` is false.
@@ -608,4 +631,4 @@ def save_result(result: QuantizeResult, path: PathLike, *, force: bool = False) 
             def writer(fh: IO[bytes]) -> None:
                 image.save(fh, format="GIF", optimize=False)
 
-    return atomic_write(path, writer, force=force)
+    return atomic_write(path, writer, force=force, max_bytes=max_bytes)

@@ -58,8 +58,10 @@ __all__ = [
     "Dither",
     "FitSettings",
     "Method",
+    "QualityTooLowError",
     "QuantizeResult",
     "Quantizer",
+    "quality_of",
     "quantize",
     "quantize_batch",
     "settings_for_speed",
@@ -276,6 +278,37 @@ def _used_colors(counts: np.ndarray, keep: int = 0) -> tuple[np.ndarray, np.ndar
     return used, remap
 
 
+def quality_of(psnr: float) -> float:
+    """The quality scale of ``quality=`` and ``--quality``: 0..100 from the PSNR.
+
+    ``100 * (PSNR - 20 dB) / 30 dB``, clipped to 0..100: 0 at 20 dB and below (a poor result),
+    100 at 50 dB and above, lossless included; monotone in the PSNR, so in the MSE.
+
+    Example:
+        >>> quality_of(35.0), quality_of(float("inf"))
+        (50.0, 100.0)
+    """
+    return float(min(100.0, max(0.0, 100.0 * (psnr - 20.0) / 30.0)))
+
+
+class QualityTooLowError(ValueError):
+    """Even the most colors allowed do not reach the minimum quality; ``.result`` is that try."""
+
+    def __init__(self, message: str, result: QuantizeResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def _check_quality(value: Any) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InputError(f"quality must be (min, max) in 0..100, got {value!r}") from None
+    if not 0.0 <= low <= high <= 100.0:
+        raise InputError(f"quality must be (min, max) with 0 <= min <= max <= 100, got {value!r}")
+    return low, high
+
+
 def _check_strength(value: Any) -> float:
     strength = float(value)
     if not 0.0 <= strength <= 1.0:
@@ -477,6 +510,21 @@ class Quantizer:
     def history(self) -> tuple[float, ...]:
         """Objective after each iteration of the last fit."""
         return self._fitted().history
+
+    def with_colors(self, n_colors: int) -> Quantizer:
+        """A new, unfitted quantizer with the same options and another palette size."""
+        return Quantizer(
+            n_colors,
+            color_space=self.color_space,
+            method=self.method,
+            init=self.init,
+            speed=self.speed,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            seed=self.seed,
+            device=self.device,
+            fixed_colors=self.fixed if len(self.fixed) else None,
+        )
 
     # -- the pipeline -----------------------------------------------------------------------
 
@@ -693,6 +741,7 @@ def quantize(
     fixed_colors: Any = None,
     dither: Dither = "none",
     dither_strength: float = 1.0,
+    quality: tuple[float, float] | None = None,
 ) -> QuantizeResult:
     """Reduce an image to at most ``n_colors`` colors.
 
@@ -707,10 +756,17 @@ def quantize(
         fixed_colors: ``(F, 3)`` colors every fitted palette keeps (see :class:`Quantizer`).
         dither: ``"none"``, ``"fs"`` or ``"ordered"``; ``dither_strength``: 0..1 (see
             :meth:`Quantizer.apply`).
+        quality: ``(min, max)`` on the scale of :func:`quality_of` (0..100): use the fewest
+            colors, at most ``n_colors``, whose result reaches ``max`` (found by bisection); if
+            none does, ``n_colors``; if even that is below ``min``, raise.
         Others: see :class:`Quantizer`.
 
     Returns:
         A :class:`QuantizeResult`.
+
+    Raises:
+        QualityTooLowError: with ``quality``, ``n_colors`` colors stay below ``min`` (the error
+            carries that result).
 
     Example:
         >>> import numpy as np
@@ -741,13 +797,38 @@ def quantize(
         )
     check_choice("dither", dither, DITHERS)
     strength = _check_strength(dither_strength)
+    target = None if quality is None else _check_quality(quality)
     hist, shape = _histogram_of(image, q.device)
-    points = encode_colors(hist.colors, q.color_space)  # once, for the fit and the map
-    if palette is None:
-        q._fit_histogram(hist, points)
-    if dither != "none":
-        return q._apply_pixels(as_rgb8(image), start, dither, strength)
-    return q._apply_histogram(hist, shape, start, points)
+    points = encode_colors(hist.colors, q.color_space)  # once, for every fit and map
+    rgb8 = as_rgb8(image) if dither != "none" else None
+
+    def run(quantizer: Quantizer) -> QuantizeResult:
+        if palette is None:
+            quantizer._fit_histogram(hist, points)
+        if rgb8 is not None:
+            return quantizer._apply_pixels(rgb8, start, dither, strength)
+        return quantizer._apply_histogram(hist, shape, start, points)
+
+    if target is None or palette is not None:
+        return run(q)
+    # The fewest colors that reach the maximum quality; the most if only the minimum is reached.
+    low, high = target
+    best = run(q)
+    if quality_of(best.psnr) < low:
+        raise QualityTooLowError(
+            f"quality {quality_of(best.psnr):.0f} with {n_colors} colors is below the minimum "
+            f"{low:g}",
+            best,
+        )
+    lo, hi = max(1, len(q.fixed)), n_colors  # hi reaches `high` (or is the most allowed)
+    while lo < hi and quality_of(best.psnr) >= high:
+        mid = (lo + hi) // 2
+        trial = run(q.with_colors(mid))
+        if quality_of(trial.psnr) >= high:
+            hi, best = mid, trial
+        else:
+            lo = mid + 1
+    return best
 
 
 # -- batches of tensors -----------------------------------------------------------------------
