@@ -6,6 +6,7 @@ no traceback, and no output file.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import struct
@@ -574,3 +575,36 @@ def test_quality_minimum_not_reached_exits_99(tmp_path: Path) -> None:
 def test_malformed_quality_one_line(tmp_path: Path, text: str) -> None:
     src = write_png(tmp_path / "in.png")
     assert_one_error(run("quantize", src, "-o", tmp_path / "o.png", "--quality", text), "--quality")
+
+
+def test_stdin_to_stdout_in_a_real_process(tmp_path: Path) -> None:
+    # As scripts pipe pngquant: `colorquant quantize - < in.png > out.png`.
+    src = write_png(tmp_path / "in.png")
+    command = [sys.executable, "-m", "colorquant.cli", "quantize", "-", "-k", "6"]
+    with open(src, "rb") as stdin:
+        proc = subprocess.run(command, stdin=stdin, capture_output=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    out = Image.open(io.BytesIO(proc.stdout))
+    assert out.format == "PNG" and out.mode == "P"
+    expected = cq.quantize(photo(), 6).to_numpy()
+    np.testing.assert_array_equal(np.asarray(out.convert("RGB")), expected)
+    assert b"<stdin> -> -: 6 colors" in proc.stderr  # the report goes to stderr
+    assert files_in(tmp_path) == ["in.png"]
+
+
+def test_stdin_errors_and_file_to_stdout(tmp_path: Path) -> None:
+    src = write_png(tmp_path / "in.png")
+    command = [sys.executable, "-m", "colorquant.cli", "quantize"]
+    bad = subprocess.run(
+        [*command, "-", "-k", "4"], input=b"not an image", capture_output=True, timeout=120
+    )
+    assert bad.returncode == 1 and bad.stdout == b""
+    assert bad.stderr.decode().strip() == (
+        "colorquant: error: <stdin>: not an image file, or a format Pillow cannot read"
+    )
+    gif = subprocess.run(
+        [*command, str(src), "-k", "4", "-o", "-", "--format", "gif"], capture_output=True,
+        timeout=120,
+    )  # fmt: skip
+    assert gif.returncode == 0 and Image.open(io.BytesIO(gif.stdout)).format == "GIF"
+    assert run("quantize", "-", src, "-k", "4", "-d", tmp_path).exit_code == 2

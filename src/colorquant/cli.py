@@ -38,8 +38,10 @@ from .io import (
     NotSmallerError,
     check_output_path,
     load_image,
+    load_image_bytes,
     load_palette,
     parse_hex_colors,
+    result_bytes,
     result_suffix,
     save_result,
 )
@@ -60,6 +62,8 @@ from .viz import cloud_figure, elbow_figure, figure_suffix, preview_figure
 __all__ = ["main"]
 
 PROG = "colorquant"
+STDIO = Path("-")
+"""``-`` as IN reads the image from standard input; as ``-o`` writes it to standard output."""
 DEFAULT_COLORS = 16
 # Failures of the input or the environment, reported in one line. Anything else is a bug.
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
@@ -341,26 +345,41 @@ def _quantize_one(
     force: bool,
     inputs: Sequence[Path],
     skip_if_larger: bool = False,
+    stdout_format: str = "png",
 ) -> tuple[dict[str, Any], str]:
     """Check, load, quantize, write one image; the JSON record and the human line."""
     start = time.perf_counter()
     if job.problem is not None:
         raise InputError(job.problem)
     for path in (job.output, job.preview):
-        if path is not None:
+        if path is not None and path != STDIO:
             _refuse_input(path, inputs)
             check_output_path(path, force=force)
-    loaded = load_image(job.source)
+    if job.source == STDIO:
+        loaded = load_image_bytes(sys.stdin.buffer.read())
+    else:
+        loaded = load_image(job.source)
     if loaded.has_alpha:
-        _warn(f"{job.source}: alpha channel ignored (output is opaque)")
+        _warn(f"{loaded.path}: alpha channel ignored (output is opaque)")
     result: QuantizeResult = fit(loaded.pixels)
     limit = loaded.size_bytes if skip_if_larger else None
-    bytes_out = save_result(result, job.output, force=force, max_bytes=limit)
+    if job.output == STDIO:
+        data = result_bytes(result, f".{stdout_format}")
+        if limit is not None and len(data) >= limit:
+            raise NotSmallerError(
+                f"<stdout>: would be {len(data):,} bytes, not smaller than {limit:,}; "
+                "nothing written"
+            )
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        bytes_out = len(data)
+    else:
+        bytes_out = save_result(result, job.output, force=force, max_bytes=limit)
     if job.preview is not None:
         preview_figure(loaded.pixels, result, path=job.preview, force=force)
     seconds = time.perf_counter() - start
     record = {
-        "input": str(job.source),
+        "input": str(loaded.path),
         "output": str(job.output),
         "n_colors": result.n_colors,
         "color_space": result.color_space,
@@ -375,7 +394,7 @@ def _quantize_one(
         "converged": result.converged,
     }
     line = (
-        f"{job.source} -> {job.output}: {result.n_colors} colors  MSE {result.mse:.2f}  "
+        f"{loaded.path} -> {job.output}: {result.n_colors} colors  MSE {result.mse:.2f}  "
         f"PSNR {result.psnr:.2f} dB  dE00 {result.delta_e:.2f}  "
         f"{loaded.size_bytes:,} -> {bytes_out:,} bytes  {seconds:.2f} s"
     )
@@ -397,7 +416,7 @@ def _quantize_one(
     "-o",
     "--output",
     type=click.Path(path_type=Path),
-    help="Output file for one input; .png, .gif or .npz by suffix.",
+    help="Output file for one input; .png, .gif or .npz by suffix; - for standard output.",
 )
 @click.option(
     "-d",
@@ -505,7 +524,8 @@ def quantize(
     image: input -> output, colors, MSE, PSNR, dE00, bytes in -> bytes out, seconds (load,
     quantize and write). With --json, one object per line instead, with the keys input, output,
     n_colors, color_space, method, mse, psnr (null when lossless), delta_e, bytes_in, bytes_out,
-    seconds, n_iter, converged.
+    seconds, n_iter, converged. IN may be - (standard input): the image then goes to standard
+    output unless -o says otherwise, and the line to stderr.
 
     Outputs are never overwritten without --force, and an input never, even with --force.
 
@@ -513,14 +533,22 @@ def quantize(
     unwritable folder...); 99 when --quality's minimum was not reached; 98 when --skip-if-larger
     skipped one; 2 for a usage error. With several images the first of 1, 99, 98 that applies.
     """
+    if STDIO in inputs and len(inputs) > 1:
+        raise click.UsageError("- (standard input) must be the only input")
+    if STDIO in inputs and outdir is not None:
+        raise click.UsageError("- (standard input) has no name to write under -d: use -o")
+    if STDIO in inputs and output is None:
+        output = STDIO  # as pngquant: from standard input to standard output
     if output is not None and outdir is not None:
         raise click.UsageError(
             "give -o OUT (one input) or -d OUTDIR (any number of inputs), not both"
         )
     if output is not None and len(inputs) > 1:
         raise click.UsageError(f"-o takes one input, got {len(inputs)}; use -d OUTDIR")
-    if output is not None and fmt is not None:
-        raise click.UsageError("--format goes with -d; with -o the suffix of OUT picks the format")
+    if fmt is not None and output != STDIO and outdir is None:
+        raise click.UsageError(
+            "--format goes with -d or -o -; else the suffix of -o FILE or of --ext decides"
+        )
     if palette_file is not None and n_colors is not None:
         raise click.UsageError("give -k/--colors or --palette, not both")
     if palette_file is not None and (fixed_colors is not None or shared_palette):
@@ -531,14 +559,18 @@ def quantize(
         raise click.UsageError(
             "--quality picks K per image: not with --palette or --shared-palette"
         )
-    if fmt is not None and outdir is None:
-        raise click.UsageError("--format goes with -d; otherwise the suffix of -o or --ext decides")
+    if fmt is not None and outdir is None and output != STDIO:
+        raise click.UsageError(
+            "--format goes with -d or -o -; else the suffix of -o or --ext decides"
+        )
 
     with _fatal_errors():
         run_device = resolve_device(device)
         if preview is not None:
             figure_suffix(preview)
-        if output is not None:
+        if output == STDIO:
+            suffix = f".{fmt or 'png'}"
+        elif output is not None:
             suffix = result_suffix(output)
         elif outdir is not None:
             suffix = f".{fmt or 'png'}"
@@ -611,6 +643,7 @@ def quantize(
                 force=force,
                 inputs=inputs,
                 skip_if_larger=skip_if_larger,
+                stdout_format=suffix[1:],
             )
             for job in jobs
         ]
@@ -630,7 +663,8 @@ def quantize(
                 failed += 1
                 _report_error(error)
                 continue
-            _echo(json.dumps(record) if as_json else line)
+            # The image itself may be on standard output: the report then goes to stderr.
+            _echo(json.dumps(record) if as_json else line, err=output == STDIO)
     if failed or too_low or skipped:
         raise click.exceptions.Exit(1 if failed else 99 if too_low else 98)
 

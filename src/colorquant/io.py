@@ -17,6 +17,7 @@ tool turns it off); while some other code has it on, Pillow pads truncated files
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import re
@@ -48,9 +49,11 @@ __all__ = [
     "atomic_write",
     "check_output_path",
     "load_image",
+    "load_image_bytes",
     "load_palette",
     "max_colors_for",
     "parse_hex_colors",
+    "result_bytes",
     "result_suffix",
     "save_result",
 ]
@@ -164,12 +167,15 @@ def _zero_size(head: bytes) -> tuple[int, int] | None:
     return (int(width), abs(int(height))) if width == 0 or height == 0 else None
 
 
-def _unidentified_error(path: Path) -> ImageFileError:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(32)
-    except OSError as err:
-        return _file_error(path, err)
+def _unidentified_error(path: Path, data: bytes | None = None) -> ImageFileError:
+    if data is not None:
+        head = data[:32]
+    else:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(32)
+        except OSError as err:
+            return _file_error(path, err)
     if not head:
         return ImageFileError(f"{path}: empty file, not an image")
     zero = _zero_size(head)
@@ -228,11 +234,19 @@ def load_image(path: PathLike) -> LoadedImage:
         ((2, 3, 3), 'uint8', 'RGB', False)
     """
     p = Path(path)
-    size = _file_size(p)
+    return _load(p, p, _file_size(p), None)
+
+
+def load_image_bytes(data: bytes, name: str = "<stdin>") -> LoadedImage:
+    """:func:`load_image` of an image file's bytes (standard input); messages say ``name``."""
+    return _load(io.BytesIO(data), Path(name), len(data), data)
+
+
+def _load(source: Path | io.BytesIO, p: Path, size: int, data: bytes | None) -> LoadedImage:
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         log.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on: truncated files load padded")
     try:
-        with _decompression_bombs_are_errors(), Image.open(p) as opened:
+        with _decompression_bombs_are_errors(), Image.open(source) as opened:
             opened.load()
             if opened.width == 0 or opened.height == 0:
                 raise ImageFileError(
@@ -246,7 +260,7 @@ def load_image(path: PathLike) -> LoadedImage:
                 # A view of Pillow's buffer; torch.from_numpy warns on read-only arrays.
                 pixels = pixels.copy()
     except UnidentifiedImageError:
-        raise _unidentified_error(p) from None
+        raise _unidentified_error(p, data) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise _bomb_error(p, err) from None
     except ImageFileError:
@@ -604,7 +618,26 @@ def save_result(
         FileExistsError: the file exists and ``force`` is false.
         WriteError: the file cannot be written.
     """
-    suffix = result_suffix(path)
+    return atomic_write(
+        path, _writer(result, result_suffix(path), path), force=force, max_bytes=max_bytes
+    )
+
+
+def result_bytes(result: QuantizeResult, suffix: str = ".png") -> bytes:
+    """The file :func:`save_result` would write, as bytes (for standard output).
+
+    Args:
+        result: a :class:`colorquant.QuantizeResult`.
+        suffix: ``".png"``, ``".gif"`` or ``".npz"``.
+    """
+    buffer = io.BytesIO()
+    _writer(result, result_suffix(Path(f"out{suffix}")), suffix)(buffer)
+    data: bytes = buffer.getvalue()
+    return data
+
+
+def _writer(result: QuantizeResult, suffix: str, path: PathLike) -> Callable[[IO[bytes]], Any]:
+    """What writes ``result`` in the format of ``suffix`` (``path`` only names it in errors)."""
     limit = MAX_COLORS_BY_SUFFIX[suffix]
     n_colors = int(result.palette.shape[0])
     if n_colors > limit:
@@ -631,4 +664,4 @@ def save_result(
             def writer(fh: IO[bytes]) -> None:
                 image.save(fh, format="GIF", optimize=False)
 
-    return atomic_write(path, writer, force=force, max_bytes=max_bytes)
+    return writer
