@@ -672,20 +672,8 @@ class Quantizer:
         seconds = time.perf_counter() - start
         colors = to_numpy(hist.colors)
         error = mse(colors, palette[color_index], weights=hist_counts)
-        return QuantizeResult(
-            palette=palette,
-            indices=indices,
-            counts=counts[used],
-            mse=error,
-            psnr=psnr_from_mse(error),
-            history=fit.history,
-            n_iter=fit.n_iter,
-            converged=fit.converged,
-            color_space=self.color_space,
-            method=fit.method,
-            seconds=seconds,
-            _mapping=(colors, color_index, hist_counts.astype(np.float64)),
-        )
+        mapping = (colors, color_index, hist_counts.astype(np.float64))
+        return self._result(fit, palette, indices, counts[used], error, seconds, mapping)
 
     def _apply_pixels(
         self, rgb8: np.ndarray, start: float, dither: Dither, strength: float
@@ -709,10 +697,23 @@ class Quantizer:
             colors = (found // used.size)[:, None] >> np.array([16, 8, 0]) & 255
             return colors.astype(np.uint8), found % used.size, weights.astype(np.float64)
 
+        indices = color_index.astype(small)
+        return self._result(fit, palette, indices, counts[used], error, seconds, pairs)
+
+    def _result(
+        self,
+        fit: _Fit,
+        palette: np.ndarray,
+        indices: np.ndarray,
+        counts: np.ndarray,
+        error: float,
+        seconds: float,
+        mapping: Any,
+    ) -> QuantizeResult:
         return QuantizeResult(
             palette=palette,
-            indices=color_index.astype(small),
-            counts=counts[used],
+            indices=indices,
+            counts=counts,
             mse=error,
             psnr=psnr_from_mse(error),
             history=fit.history,
@@ -721,7 +722,7 @@ class Quantizer:
             color_space=self.color_space,
             method=fit.method,
             seconds=seconds,
-            _mapping=pairs,
+            _mapping=mapping,
         )
 
 
