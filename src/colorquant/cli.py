@@ -429,7 +429,7 @@ def _quantize_one(
     "fmt",
     type=click.Choice([s[1:] for s in MAX_COLORS_BY_SUFFIX]),
     default=None,
-    help="Output format with -d.  [default: png]",
+    help="Output format with -d or -o -.  [default: png]",
 )
 @_space_option
 @_method_option
