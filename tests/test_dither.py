@@ -130,8 +130,12 @@ def test_fs_kernel_equals_plain_reference(max_error: float, k: int) -> None:
     rgb8 = rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)
     palette = rng.integers(0, 256, (k, 3)).astype(np.float64)
     strength = rng.uniform(0, 1, (9, 13)).astype(np.float32)
-    got = _cpu.dither_fs(rgb8, palette, strength, max_error)
-    np.testing.assert_array_equal(got, fs_reference(rgb8, palette, strength, max_error))
+    expected = fs_reference(rgb8, palette, strength, max_error)
+    np.testing.assert_array_equal(_cpu.dither_fs(rgb8, palette, strength, max_error), expected)
+    # Where the search starts (a hint per pixel, even a poor one) changes the speed only.
+    hint = rng.integers(0, k, (9, 13)).astype(np.int32)
+    got = _cpu.dither_fs(rgb8, palette, strength, max_error, hint)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_fs_keeps_the_mean_of_a_flat_area() -> None:

@@ -903,9 +903,15 @@ def _map_pixels(
 
     spread = dither_spread(palette)
     if dither == "fs":
-        return _cpu.dither_fs(
-            rgb8, palette.astype(np.float64), diffusion_strength(rgb8, strength), spread
-        ).astype(np.int64)
+        pal = palette.astype(np.float64)
+        hint = None
+        if palette.shape[0] > 64:  # where the kernel searches: start at each pixel's own color
+            hist = color_histogram(rgb8.reshape(-1, 3))
+            near = _cpu.nearest(hist.colors.astype(np.float64), pal)[0]
+            hint = near[hist.inverse].reshape(rgb8.shape[:2])
+        return _cpu.dither_fs(rgb8, pal, diffusion_strength(rgb8, strength), spread, hint).astype(
+            np.int64
+        )
     height, width = rgb8.shape[:2]
     # The same offset on the three channels moves a pixel sqrt(3) times as far in RGB.
     offsets = ordered_offsets(np.empty(0), height, width, strength * spread / math.sqrt(3.0))

@@ -480,7 +480,11 @@ def lloyd(
 
 
 def dither_fs(
-    rgb8: np.ndarray, palette: np.ndarray, strength: np.ndarray, max_error: float
+    rgb8: np.ndarray,
+    palette: np.ndarray,
+    strength: np.ndarray,
+    max_error: float,
+    hint: np.ndarray | None = None,
 ) -> np.ndarray:
     """Serpentine Floyd-Steinberg error diffusion in 8-bit RGB: every pixel's palette row.
 
@@ -493,6 +497,8 @@ def dither_fs(
         palette: ``(K, 3)`` float64 colors on the 0..255 scale, ``K >= 1``.
         strength: ``(H, W)`` float32 in [0, 1].
         max_error: largest error a channel carries, ``>= 0``.
+        hint: optional ``(H, W)`` int32, a palette row near each pixel (its own nearest color)
+            where the exact search starts for K > 64; only speed depends on it.
 
     Returns:
         ``(H, W)`` int32 palette rows.
@@ -516,6 +522,10 @@ def dither_fs(
         )
     if not (np.isfinite(max_error) and max_error >= 0):
         raise ValueError(f"max_error must be a finite number >= 0, got {max_error!r}")
+    if hint is None:
+        hint = np.full((h, w), -1, np.int32)
+    elif not isinstance(hint, np.ndarray) or hint.shape != (h, w) or hint.dtype != np.int32:
+        raise ValueError(f"hint must be an int32 array of shape ({h}, {w}), got {_describe(hint)}")
     index = np.empty((h, w), np.int32)
     _kernels.dither_fs(
         np.ascontiguousarray(rgb8),
@@ -526,6 +536,7 @@ def dither_fs(
         np.ascontiguousarray(strength),
         float(max_error),
         index,
+        np.ascontiguousarray(hint),
     )
     return index
 

@@ -73,6 +73,7 @@ def dither_fs(
     strength: Array,
     max_error: float,
     index: Array,
+    hint: Array,
     /,
 ) -> None: ...
 def lloyd(
