@@ -676,12 +676,17 @@ class Quantizer:
         return self._result(fit, palette, indices, counts[used], error, seconds, mapping)
 
     def _apply_pixels(
-        self, rgb8: np.ndarray, start: float, dither: Dither, strength: float
+        self,
+        rgb8: np.ndarray,
+        start: float,
+        dither: Dither,
+        strength: float,
+        hist: ColorHistogram | None = None,
     ) -> QuantizeResult:
         """Map every pixel through a dither (positions matter: no histogram shortcut)."""
         fit = self._fitted()
         full = to_numpy(fit.palette)
-        index = _map_pixels(rgb8, full, self.color_space, dither, strength)
+        index = _map_pixels(rgb8, full, self.color_space, dither, strength, hist)
         counts = np.bincount(index.ravel(), minlength=full.shape[0]).astype(np.int64)
         used, remap = _used_colors(counts, keep=fit.n_fixed)
         palette = full[used]
@@ -807,7 +812,7 @@ def quantize(
         if palette is None:
             quantizer._fit_histogram(hist, points)
         if rgb8 is not None:
-            return quantizer._apply_pixels(rgb8, start, dither, strength)
+            return quantizer._apply_pixels(rgb8, start, dither, strength, hist)
         return quantizer._apply_histogram(hist, shape, start, points)
 
     if target is None or palette is not None:
@@ -895,9 +900,17 @@ def _batch_palettes(palette: Any, batch: int, like: torch.Tensor) -> list[np.nda
 
 
 def _map_pixels(
-    rgb8: np.ndarray, palette: np.ndarray, space: ColorSpace, dither: Dither, strength: float
+    rgb8: np.ndarray,
+    palette: np.ndarray,
+    space: ColorSpace,
+    dither: Dither,
+    strength: float,
+    hist: ColorHistogram | None = None,
 ) -> np.ndarray:
-    """Every pixel's palette row through a dither (``"ordered"`` or ``"fs"``): ``(H, W)``."""
+    """Every pixel's palette row through a dither (``"ordered"`` or ``"fs"``): ``(H, W)``.
+
+    ``hist``: the image's histogram with its ``inverse``, when already made.
+    """
     from .color import embed
     from .dither import diffusion_strength, dither_spread, ordered_offsets
 
@@ -906,9 +919,11 @@ def _map_pixels(
         pal = palette.astype(np.float64)
         hint = None
         if palette.shape[0] > 64:  # where the kernel searches: start at each pixel's own color
-            hist = color_histogram(rgb8.reshape(-1, 3))
-            near = _cpu.nearest(hist.colors.astype(np.float64), pal)[0]
-            hint = near[hist.inverse].reshape(rgb8.shape[:2])
+            if hist is None or hist.inverse is None:
+                hist = color_histogram(rgb8.reshape(-1, 3))
+            colors = to_numpy(hist.colors).astype(np.float64)
+            near = _cpu.nearest(colors, pal)[0]
+            hint = near[to_numpy(hist.inverse)].reshape(rgb8.shape[:2])
         return _cpu.dither_fs(rgb8, pal, diffusion_strength(rgb8, strength), spread, hint).astype(
             np.int64
         )
