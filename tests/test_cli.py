@@ -608,3 +608,17 @@ def test_stdin_errors_and_file_to_stdout(tmp_path: Path) -> None:
     )  # fmt: skip
     assert gif.returncode == 0 and Image.open(io.BytesIO(gif.stdout)).format == "GIF"
     assert run("quantize", "-", src, "-k", "4", "-d", tmp_path).exit_code == 2
+
+
+def test_icc_profile_kept_unless_strip(tmp_path: Path) -> None:
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = tmp_path / "in.png"
+    Image.fromarray(photo()).save(src, icc_profile=icc)
+    kept, stripped = tmp_path / "kept.png", tmp_path / "stripped.png"
+    assert run("quantize", src, "-k", "8", "-o", kept).exit_code == 0
+    assert run("quantize", src, "-k", "8", "-o", stripped, "--strip").exit_code == 0
+    assert Image.open(kept).info.get("icc_profile") == icc
+    assert "icc_profile" not in Image.open(stripped).info
+    assert cq.load_image(kept).icc_profile == icc

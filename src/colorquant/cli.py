@@ -346,6 +346,7 @@ def _quantize_one(
     inputs: Sequence[Path],
     skip_if_larger: bool = False,
     stdout_format: str = "png",
+    strip: bool = False,
 ) -> tuple[dict[str, Any], str]:
     """Check, load, quantize, write one image; the JSON record and the human line."""
     start = time.perf_counter()
@@ -363,8 +364,9 @@ def _quantize_one(
         _warn(f"{loaded.path}: alpha channel ignored (output is opaque)")
     result: QuantizeResult = fit(loaded.pixels)
     limit = loaded.size_bytes if skip_if_larger else None
+    icc = None if strip else loaded.icc_profile
     if job.output == STDIO:
-        data = result_bytes(result, f".{stdout_format}")
+        data = result_bytes(result, f".{stdout_format}", icc)
         if limit is not None and len(data) >= limit:
             raise NotSmallerError(
                 f"<stdout>: would be {len(data):,} bytes, not smaller than {limit:,}; "
@@ -374,7 +376,7 @@ def _quantize_one(
         sys.stdout.buffer.flush()
         bytes_out = len(data)
     else:
-        bytes_out = save_result(result, job.output, force=force, max_bytes=limit)
+        bytes_out = save_result(result, job.output, force=force, max_bytes=limit, icc_profile=icc)
     if job.preview is not None:
         preview_figure(loaded.pixels, result, path=job.preview, force=force)
     seconds = time.perf_counter() - start
@@ -492,6 +494,11 @@ def _quantize_one(
     show_default=True,
     help="With neither -o nor -d, write each output next to its input, named <stem><EXT>.",
 )
+@click.option(
+    "--strip",
+    is_flag=True,
+    help="Drop the input's ICC color profile (kept in PNG outputs otherwise).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout.")
 @_force_option
 def quantize(
@@ -515,6 +522,7 @@ def quantize(
     quality: str | None,
     skip_if_larger: bool,
     ext: str,
+    strip: bool,
     as_json: bool,
     force: bool,
 ) -> None:
@@ -644,6 +652,7 @@ def quantize(
                 inputs=inputs,
                 skip_if_larger=skip_if_larger,
                 stdout_format=suffix[1:],
+                strip=strip,
             )
             for job in jobs
         ]
