@@ -622,3 +622,12 @@ def test_icc_profile_kept_unless_strip(tmp_path: Path) -> None:
     assert Image.open(kept).info.get("icc_profile") == icc
     assert "icc_profile" not in Image.open(stripped).info
     assert cq.load_image(kept).icc_profile == icc
+
+
+def test_posterize_option(tmp_path: Path) -> None:
+    src = write_png(tmp_path / "in.png")
+    out = tmp_path / "out.png"
+    assert run("quantize", src, "-k", "8", "-o", out, "--posterize", "2").exit_code == 0
+    colors = set(np.asarray(Image.open(out).convert("RGB")).ravel().tolist())
+    assert colors <= {0, 85, 170, 255}
+    assert run("quantize", src, "-o", out, "--force", "--posterize", "9").exit_code == 2

@@ -700,3 +700,21 @@ def test_quality_scale_and_the_fewest_colors() -> None:
     assert info.value.result.n_colors == 4
     with pytest.raises(cq.InputError, match="quality must be"):
         cq.quantize(img, 4, quality=(50, 10))
+
+
+@pytest.mark.parametrize("bits", [1, 3, 5])
+def test_posterize_rounds_fitted_colors_and_keeps_fixed_ones(bits: int) -> None:
+    from conftest import make_photo_like
+
+    img = make_photo_like(24, 32, 4)
+    fixed = np.array([[1, 2, 3]], np.uint8)  # not on any coarse grid
+    res = cq.quantize(img, 12, color_space="rgb", posterize=bits, fixed_colors=fixed)
+    levels = (1 << bits) - 1
+    grid = {round(round(v * levels / 255) * 255 / levels) for v in range(256)}
+    free = [c for c in res.palette.tolist() if c != [1, 2, 3]]
+    assert free and all(v in grid for c in free for v in c)
+    assert [1, 2, 3] in res.palette.tolist()
+    plain = cq.quantize(img, 12, color_space="rgb", fixed_colors=fixed)
+    assert res.mse >= plain.mse  # rounding the colors cannot fit better
+    with pytest.raises(cq.InputError, match="posterize"):
+        cq.quantize(img, 4, posterize=0)

@@ -495,6 +495,13 @@ def _quantize_one(
     help="With neither -o nor -d, write each output next to its input, named <stem><EXT>.",
 )
 @click.option(
+    "--posterize",
+    type=click.IntRange(1, 8),
+    default=None,
+    metavar="BITS",
+    help="Round the fitted colors to BITS bits per channel (for lower-depth displays).",
+)
+@click.option(
     "--strip",
     is_flag=True,
     help="Drop the input's ICC color profile (kept in PNG outputs otherwise).",
@@ -522,6 +529,7 @@ def quantize(
     quality: str | None,
     skip_if_larger: bool,
     ext: str,
+    posterize: int | None,
     strip: bool,
     as_json: bool,
     force: bool,
@@ -610,6 +618,7 @@ def quantize(
                 "seed": seed,
                 "device": run_device,
                 "fixed_colors": fixed,
+                "posterize": posterize,
             }
             if shared_palette:
                 # One palette for all: every input's colors merged (bounded memory), then fitted.

@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -360,6 +360,9 @@ class Quantizer:
         fixed_colors: ``(F, 3)`` distinct 8-bit colors, ``F <= n_colors``, kept in every
             fitted palette (K-means never moves them; the other ``n_colors - F`` are fitted
             around them), and listed in every result's palette even where no pixel uses them.
+        posterize: bits per channel, 1..8, of the fitted colors (the fixed ones excepted), for
+            displays of lower depth: each is rounded to the nearest value with that many bits
+            (replicated to 8), and pixels are mapped to the rounded palette.
 
     Example:
         >>> import numpy as np
@@ -384,8 +387,12 @@ class Quantizer:
         seed: int = 0,
         device: str = "auto",
         fixed_colors: Any = None,
+        posterize: int | None = None,
     ) -> None:
         self.n_colors = check_int_range("n_colors", n_colors, 1, MAX_COLORS)
+        self.posterize = (
+            None if posterize is None else check_int_range("posterize", posterize, 1, 8)
+        )
         self.color_space: ColorSpace = check_choice("color_space", color_space, COLOR_SPACES)
         self.method: Method = check_choice("method", method, METHODS)
         self.init: InitMethod = check_choice("init", init, INITS)
@@ -524,6 +531,7 @@ class Quantizer:
             seed=self.seed,
             device=self.device,
             fixed_colors=self.fixed if len(self.fixed) else None,
+            posterize=self.posterize,
         )
 
     # -- the pipeline -----------------------------------------------------------------------
@@ -540,6 +548,15 @@ class Quantizer:
 
     def _fit_histogram(self, hist: ColorHistogram, points: Any = None) -> None:
         """Fit the palette to ``hist`` (``points``: its colors encoded, when already known)."""
+        self._fit_colors(hist, points)
+        if self.posterize is not None and self._fit is not None:
+            palette = to_numpy(self._fit.palette).copy()
+            free = palette[self._fit.n_fixed :]
+            levels = (1 << self.posterize) - 1
+            free[:] = np.rint(np.rint(free * (levels / 255.0)) * (255.0 / levels)).astype(np.uint8)
+            self._fit = replace(self._fit, palette=_on_device(palette, self.device))
+
+    def _fit_colors(self, hist: ColorHistogram, points: Any) -> None:
         k = self.n_colors
         n_fixed = len(self.fixed)
         if len(hist) <= k:
@@ -748,6 +765,7 @@ def quantize(
     dither: Dither = "none",
     dither_strength: float = 1.0,
     quality: tuple[float, float] | None = None,
+    posterize: int | None = None,
 ) -> QuantizeResult:
     """Reduce an image to at most ``n_colors`` colors.
 
@@ -765,6 +783,7 @@ def quantize(
         quality: ``(min, max)`` on the scale of :func:`quality_of` (0..100): use the fewest
             colors, at most ``n_colors``, whose result reaches ``max`` (found by bisection); if
             none does, ``n_colors``; if even that is below ``min``, raise.
+        posterize: bits per channel of the fitted colors (see :class:`Quantizer`).
         Others: see :class:`Quantizer`.
 
     Returns:
@@ -800,6 +819,7 @@ def quantize(
             seed=seed,
             device=device,
             fixed_colors=fixed_colors,
+            posterize=posterize,
         )
     check_choice("dither", dither, DITHERS)
     strength = _check_strength(dither_strength)
