@@ -34,6 +34,7 @@ __all__ = [
     "load_rgb",
     "markdown_table",
     "parse_int_list",
+    "report_header",
     "set_threads",
 ]
 
@@ -230,6 +231,21 @@ def environment(
             )
         )
     return rows
+
+
+def report_header(title: str, threads: int, device: str, load_at_start: float | None) -> list[str]:
+    """The first lines of every report: its title, the command that made it, the machine."""
+    return [
+        f"## {title}",
+        "",
+        "Produced by (from the repository root):",
+        "",
+        "```sh",
+        command_line(),
+        "```",
+        "",
+        *(f"- {key}: {value}" for key, value in environment(threads, device, load_at_start)),
+    ]
 
 
 def markdown_table(

@@ -32,12 +32,11 @@ import colorquant as cq
 from _common import (
     BENCH_DIR,
     DEFAULT_IMAGES,
-    command_line,
-    environment,
     list_images,
     load_average,
     load_rgb,
     markdown_table,
+    report_header,
     set_threads,
 )
 from colorquant.nn import PaletteQuantize
@@ -172,16 +171,9 @@ def main() -> int:
     images = crops(args.images, args.count, args.size)
     batch = batch_rows(images, ks, args.repeat, args.device)
     layer = layer_rows(images, ks, args.repeat, args.device)
-    env = "\n".join(
-        f"- {key}: {value}" for key, value in environment(args.threads, args.device, load_at_start)
-    )
     text = "\n".join(
         [
-            "## Batches of tensors",
-            "",
-            f"```sh\n{command_line()}\n```",
-            "",
-            env,
+            *report_header("Batches of tensors", args.threads, args.device, load_at_start),
             "",
             f"### quantize_batch: {args.count} images of {args.size}x{args.size} "
             f"(Kodak crops), device {args.device}",

@@ -33,11 +33,10 @@ from PIL import Image
 from _common import (
     BENCH_DIR,
     DEFAULT_IMAGES,
-    command_line,
-    environment,
     list_images,
     load_average,
     markdown_table,
+    report_header,
 )
 
 VENV_BIN = Path(sys.executable).parent
@@ -122,11 +121,10 @@ def main() -> None:
             med = statistics.median(ts)
             label = f"{len(inputs)} files, one call"
             rows.append([label, name, f"{1000 * med:.0f}", f"{med / base:.2f}"])
-    env = markdown_table(["", ""], environment(0, "cpu", load_at_start), "ll")
     table = markdown_table(["workload", "command", "median ms", "time / pngquant"], rows, "llrr")
+    title = f"Whole-command time against pngquant (K = {args.k}, no dithering)"
     text = (
-        f"# Whole-command time against pngquant (K = {args.k}, no dithering)\n\n"
-        f"```sh\n{command_line()}\n```\n\n{env}\n\n{table}\n\n"
+        "\n".join(report_header(title, 0, "cpu", load_at_start)) + f"\n\n{table}\n\n"
         f"Medians of {args.repeat} alternating runs (the many-files case: "
         f"{max(3, args.repeat // 3)}), wall time of the whole process, after one warm-up.\n"
     )

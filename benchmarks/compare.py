@@ -40,14 +40,13 @@ from _common import (
     BENCH_DIR,
     DEFAULT_IMAGES,
     RGB8,
-    command_line,
     ensure_passive_omp,
-    environment,
     list_images,
     load_average,
     load_rgb,
     markdown_table,
     parse_int_list,
+    report_header,
     set_threads,
 )
 from colorquant import DEFAULT_SPEED, ColorSpace
@@ -616,22 +615,18 @@ def markdown_report(
     md_path: Path,
     records: list[Record],
 ) -> str:
-    env = environment(args.threads, args.device, args.load_at_start)
     mismatch = [
         r
         for r in records
         if r.own_psnr is not None and math.isfinite(r.psnr) and abs(r.own_psnr - r.psnr) > 1e-6
     ]
     lines = [
-        "## Results: colorquant vs other quantizers",
-        "",
-        "Produced by (from the repository root):",
-        "",
-        "```sh",
-        command_line(),
-        "```",
-        "",
-        *(f"- {key}: {value}" for key, value in env),
+        *report_header(
+            "Results: colorquant vs other quantizers",
+            args.threads,
+            args.device,
+            args.load_at_start,
+        ),
         f"- images: {len(image_names)} from `{args.images}` ({', '.join(image_names)})",
         f"- K: {', '.join(map(str, args.ks))}; repeats per image: {args.repeat} (median time); "
         f"colorquant device: {args.device}; seed 0 everywhere",

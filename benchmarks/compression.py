@@ -28,12 +28,11 @@ import colorquant as cq
 from _common import (
     BENCH_DIR,
     DEFAULT_IMAGES,
-    command_line,
-    environment,
     list_images,
     load_average,
     load_rgb,
     markdown_table,
+    report_header,
     set_threads,
 )
 
@@ -114,8 +113,11 @@ def main() -> int:
                 f"{statistics.fmean(stats[name]['blur']):.3f}",
             ]
         )
-    env = "\n".join(
-        f"- {key}: {value}" for key, value in environment(args.threads, "cpu", load_at_start)
+    header = report_header(
+        f"Compression at K = {args.k} against pngquant ({len(paths)} images)",
+        args.threads,
+        "cpu",
+        load_at_start,
     )
     table = markdown_table(
         ["method", "bytes (all images)", "bytes / pngquant", "mean PSNR dB", "mean ΔE00",
@@ -123,10 +125,8 @@ def main() -> int:
         rows,
         "lrrrrr",
     )  # fmt: skip
-    text = (
-        f"## Compression at K = {args.k} against pngquant ({len(paths)} images)\n\n"
-        f"```sh\n{command_line()}\n```\n\n{env}\n\n{table}\n\n"
-        "bytes / pngquant: against pngquant of the same kind (dithered or not).\n"
+    text = "\n".join(header) + (
+        f"\n\n{table}\n\nbytes / pngquant: against pngquant of the same kind (dithered or not).\n"
     )
     args.out.write_text(text)
     print(text)

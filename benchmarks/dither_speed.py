@@ -23,13 +23,12 @@ import colorquant as cq
 from _common import (
     BENCH_DIR,
     DEFAULT_IMAGES,
-    command_line,
-    environment,
     list_images,
     load_average,
     load_rgb,
     markdown_table,
     parse_int_list,
+    report_header,
     set_threads,
 )
 
@@ -86,16 +85,14 @@ def main() -> int:
             ]
         )
         print(rows[-1], file=sys.stderr)
-    env = "\n".join(
-        f"- {key}: {value}" for key, value in environment(args.threads, "cpu", load_at_start)
-    )
     table = markdown_table(
         ["K", "colorquant map ms: none / fs / ordered", "extra for fs", "libimagequant ms: 0 / 1",
          "its extra"],
         rows,
         "lllll",
     )  # fmt: skip
-    text = f"## Dithering time\n\n```sh\n{command_line()}\n```\n\n{env}\n\n{table}\n"
+    header = report_header("Dithering time", args.threads, "cpu", load_at_start)
+    text = "\n".join(header) + f"\n\n{table}\n"
     args.out.write_text(text)
     print(text)
     return 0

@@ -49,13 +49,12 @@ from _common import (
     BENCH_DIR,
     DEFAULT_IMAGES,
     RGB8,
-    command_line,
     ensure_passive_omp,
-    environment,
     load_average,
     load_rgb,
     markdown_table,
     parse_int_list,
+    report_header,
     set_threads,
 )
 from colorquant import ColorSpace
@@ -372,18 +371,7 @@ def report(
 ) -> str:
     spaces: list[ColorSpace] = args.spaces
     lines = [
-        "## Scaling of colorquant",
-        "",
-        "Produced by (from the repository root):",
-        "",
-        "```sh",
-        command_line(),
-        "```",
-        "",
-        *(
-            f"- {key}: {value}"
-            for key, value in environment(args.threads, args.device, args.load_at_start)
-        ),
+        *report_header("Scaling of colorquant", args.threads, args.device, args.load_at_start),
         f"- image: `{image_path.name}` ({native_shape[1]}x{native_shape[0]}), resized with "
         f"Pillow LANCZOS; Gaussian noise σ = {args.noise} levels (seed 0) added at every size, "
         "because upsampling alone leaves too few distinct colors to be photo-like",

@@ -37,13 +37,12 @@ import colorquant.color as cq_color
 from _common import (
     BENCH_DIR,
     DEFAULT_IMAGES,
-    command_line,
-    environment,
     list_images,
     load_average,
     load_rgb,
     markdown_table,
     parse_int_list,
+    report_header,
     set_threads,
 )
 
@@ -178,15 +177,12 @@ def plot(path: Path, points: list[Point], ks: list[int]) -> None:
 
 def report(args: argparse.Namespace, points: list[Point], n_images: int) -> str:
     lines = [
-        "## Color spaces against libimagequant: PSNR and ΔE00",
-        "",
-        "Produced by (from the repository root):",
-        "",
-        "```sh",
-        command_line(),
-        "```",
-        "",
-        *(f"- {key}: {value}" for key, value in environment(1, "cpu", args.load_at_start)),
+        *report_header(
+            "Color spaces against libimagequant: PSNR and ΔE00",
+            args.threads,
+            "cpu",
+            args.load_at_start,
+        ),
         f"- images: {n_images} from `{args.images}`; colorquant default settings (speed 4, "
         "seed 0); no dithering",
         "",
