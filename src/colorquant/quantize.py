@@ -824,9 +824,10 @@ def quantize(
     check_choice("dither", dither, DITHERS)
     strength = _check_strength(dither_strength)
     target = None if quality is None else _check_quality(quality)
-    hist, shape = _histogram_of(image, q.device)
-    points = encode_colors(hist.colors, q.color_space)  # once, for every fit and map
+    # A dithered map needs the pixels themselves: convert the image once, for both uses.
     rgb8 = as_rgb8(image) if dither != "none" else None
+    hist, shape = _histogram_of(image if rgb8 is None else rgb8, q.device)
+    points = encode_colors(hist.colors, q.color_space)  # once, for every fit and map
 
     def run(quantizer: Quantizer) -> QuantizeResult:
         if palette is None:
