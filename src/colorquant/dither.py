@@ -25,7 +25,14 @@ import numpy as np
 
 from ._array import ArrayT, constant, is_tensor
 
-__all__ = ["EDGE_SCALE", "bayer_matrix", "diffusion_strength", "dither_spread", "ordered_offsets"]
+__all__ = [
+    "EDGE_SCALE",
+    "bayer_matrix",
+    "diffusion_strength",
+    "dither_spread",
+    "ordered_amplitude",
+    "ordered_offsets",
+]
 
 BAYER_SIZE = 8
 """Side of the Bayer matrix: 64 threshold levels."""
@@ -70,6 +77,13 @@ def dither_spread(palette_rgb8: Any) -> float:
     d2 = ((pal[:, None, :] - pal[None, :, :]) ** 2).sum(-1)
     np.fill_diagonal(d2, np.inf)
     return float(np.median(np.sqrt(d2.min(1))))
+
+
+def ordered_amplitude(spread: Any, strength: float) -> Any:
+    """Peak-to-peak size of the ordered offsets for a palette of ``spread`` (a number, or an
+    array of them): the same offset moves a pixel's three channels, so sqrt(3) times as far in
+    RGB; dividing by sqrt(3) makes the offsets span one palette step at ``strength`` 1."""
+    return strength * spread / 3.0**0.5
 
 
 def ordered_offsets(like: ArrayT, height: int, width: int, amplitude: float) -> ArrayT:

@@ -12,7 +12,6 @@ dataset is fitted on the merged histogram of its images and applied to each one.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -933,7 +932,7 @@ def _map_pixels(
     ``hist``: the image's histogram with its ``inverse``, when already made.
     """
     from .color import embed
-    from .dither import diffusion_strength, dither_spread, ordered_offsets
+    from .dither import diffusion_strength, dither_spread, ordered_amplitude, ordered_offsets
 
     spread = dither_spread(palette)
     if dither == "fs":
@@ -949,8 +948,7 @@ def _map_pixels(
             np.int64
         )
     height, width = rgb8.shape[:2]
-    # The same offset on the three channels moves a pixel sqrt(3) times as far in RGB.
-    offsets = ordered_offsets(np.empty(0), height, width, strength * spread / math.sqrt(3.0))
+    offsets = ordered_offsets(np.empty(0), height, width, ordered_amplitude(spread, strength))
     shifted = np.clip(rgb8.astype(np.float64) + offsets[..., None], 0.0, 255.0)
     points = embed(shifted.reshape(-1, 3) / 255.0, space)
     index = to_numpy(nearest(points, encode_colors(palette, space))[0])

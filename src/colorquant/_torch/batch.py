@@ -369,7 +369,7 @@ def quantize_images(
     ``dither_strength`` (or None) adds an ordered dither; ``fixed8`` ``(F, 3)`` uint8 colors
     every fitted palette keeps; ``given8`` ``(B, K, 3)`` uint8 palettes to map to (no fit).
     """
-    from ..dither import ordered_offsets
+    from ..dither import ordered_amplitude, ordered_offsets
 
     batch, _, height, width = images.shape
     n_fixed = 0 if fixed8 is None else fixed8.shape[0]
@@ -394,7 +394,7 @@ def quantize_images(
     if dither_strength is None:
         labels = fit.labels[fit.inverse].reshape(batch, -1)
     else:
-        amplitude = dither_strength * _spread(pal8, fit.n_colors) / 3.0**0.5  # (B,)
+        amplitude = ordered_amplitude(_spread(pal8, fit.n_colors), dither_strength)  # (B,)
         offsets = ordered_offsets(torch.empty(0, device=images.device), height, width, 1.0)
         pixels = images.permute(0, 2, 3, 1).double()
         shifted = pixels + amplitude[:, None, None, None] * offsets[None, :, :, None].double()
