@@ -107,17 +107,17 @@ def test_inputs_not_modified() -> None:
 @pytest.mark.parametrize(
     ("x", "kwargs", "match"),
     [
-        (torch.zeros(3, 8, 8), {}, r"x must be a \(B, 3, H, W\) tensor"),
-        (torch.zeros(0, 3, 8, 8), {}, r"x must be a \(B, 3, H, W\) tensor"),
-        (torch.zeros(2, 4, 8, 8), {}, r"got a tensor of shape \(2, 4, 8, 8\)"),
+        (torch.zeros(3, 8, 8), {}, r"x must be a \(B, 3 or 4, H, W\) tensor"),
+        (torch.zeros(0, 3, 8, 8), {}, r"x must be a \(B, 3 or 4, H, W\) tensor"),
+        (torch.zeros(2, 5, 8, 8), {}, r"got a tensor of shape \(2, 5, 8, 8\)"),
         ([], {}, "x must be"),
         ([torch.zeros(3, 4, 4), torch.zeros(4, 4)], {}, r"a list holding shape \(4, 4\)"),
         (np.zeros((2, 3, 4, 4)), {}, "got ndarray"),
         (torch.full((1, 3, 4, 4), 1.5), {}, r"x\[0\]"),
         (torch.full((1, 3, 4, 4), float("nan")), {}, r"x\[0\]"),
         (torch.zeros(1, 3, 4, 4), {"n_colors": 0}, "n_colors must be"),
-        (torch.zeros(1, 3, 4, 4), {"palette": torch.zeros(4, 2)}, r"palette must be \(K, 3\)"),
-        (torch.zeros(2, 3, 4, 4), {"palette": torch.zeros(3, 4, 3)}, r"or \(2, K, 3\)"),
+        (torch.zeros(1, 3, 4, 4), {"palette": torch.zeros(4, 2)}, r"palette must be \(K, C\)"),
+        (torch.zeros(2, 3, 4, 4), {"palette": torch.zeros(3, 4, 3)}, r"or \(2, K, C\)"),
         (torch.zeros(1, 3, 4, 4), {"palette": torch.full((2, 3), 300)}, "0..255"),
     ],
 )

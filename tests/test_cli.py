@@ -177,16 +177,6 @@ def test_previews_one_per_image(tmp_path: Path) -> None:
     assert (tmp_path / "fig-b.svg").exists()
 
 
-def test_alpha_warning_once_per_image(tmp_path: Path) -> None:
-    rgba = np.dstack([photo(), np.full((H, W), 128, np.uint8)])
-    src = write_png(tmp_path / "alpha.png", rgba)
-    result = run("quantize", src, "-k", "4", "-o", tmp_path / "o.png")
-    assert result.exit_code == 0, result.output
-    assert result.stderr.splitlines() == [
-        f"colorquant: warning: {src}: alpha channel ignored (output is opaque)"
-    ]
-
-
 def test_force_overwrites(tmp_path: Path, src: Path) -> None:
     out = tmp_path / "o.png"
     out.write_bytes(b"old")

@@ -329,19 +329,25 @@ def test_load_every_format(tmp_path: Path, fmt: str, suffix: str, exact: bool) -
         assert np.abs(loaded.pixels.astype(int) - rgb).mean() < 8
 
 
-def test_alpha_is_dropped_and_reported(tmp_path: Path) -> None:
+def test_alpha_is_kept_when_used(tmp_path: Path) -> None:
     rgb = noise()
     alpha = np.full((H, W), 255, np.uint8)
     alpha[0, 0] = 0
+    alpha[1, 1] = 77
     Image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / "a.png")
     loaded = load_image(tmp_path / "a.png")
     assert loaded.has_alpha and loaded.mode == "RGBA"
-    np.testing.assert_array_equal(loaded.pixels, rgb)  # color kept under alpha 0
-    # A transparent palette entry counts too.
-    p_image = Image.frombytes("P", (W, H), (np.arange(H * W) % 3).astype(np.uint8).tobytes())
+    assert loaded.pixels.shape == (H, W, 4)
+    np.testing.assert_array_equal(loaded.pixels[..., :3], rgb)  # color kept under alpha 0
+    np.testing.assert_array_equal(loaded.pixels[..., 3], alpha)
+    # A transparent palette entry counts too: its pixels have alpha 0, the others 255.
+    index = (np.arange(H * W) % 3).astype(np.uint8)
+    p_image = Image.frombytes("P", (W, H), index.tobytes())
     p_image.putpalette(bytes(range(9)))
     p_image.save(tmp_path / "p.png", transparency=1)
-    assert load_image(tmp_path / "p.png").has_alpha
+    loaded = load_image(tmp_path / "p.png")
+    assert loaded.has_alpha and loaded.pixels.shape == (H, W, 4)
+    np.testing.assert_array_equal(loaded.pixels[..., 3].ravel(), np.where(index == 1, 0, 255))
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:

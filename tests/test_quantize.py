@@ -318,6 +318,7 @@ INPUT_KINDS = [
     "tensor_chw_uint8",
     "tensor_1chw",
     "tensor_1hw",
+    "tensor_rgba",
     "pil_rgb",
     "pil_rgba",
     "pil_l",
@@ -328,11 +329,16 @@ INPUT_KINDS = [
 
 
 def make_input(kind: str, photo: np.ndarray) -> tuple[Any, np.ndarray]:
-    """The photo as input ``kind``, and the ``(H, W, 3)`` uint8 image it must decode to."""
+    """The photo as input ``kind``, and the ``(H, W, 3)`` uint8 image it must decode to
+    (``(H, W, 4)`` for an input with alpha: fully transparent pixels are ``(0, 0, 0, 0)``)."""
     gray = photo[..., 1].copy()
     gray3 = np.repeat(gray[..., None], 3, axis=2)
     chw = torch.from_numpy(photo).permute(2, 0, 1)
     alpha = (np.arange(gray.size).reshape(gray.shape) % 256).astype(np.uint8)
+    rgba = np.dstack([photo, alpha])
+    rgba[alpha == 0] = 0
+    gray_alpha = np.dstack([gray3, alpha])
+    gray_alpha[alpha == 0] = 0
     if kind == "ndarray_uint8":
         return photo, photo
     if kind == "ndarray_float64":
@@ -344,7 +350,7 @@ def make_input(kind: str, photo: np.ndarray) -> tuple[Any, np.ndarray]:
         jitter = np.random.default_rng(1).uniform(-0.45, 0.45, photo.shape)
         return np.clip((photo + jitter) / 255.0, 0.0, 1.0), photo
     if kind == "ndarray_rgba":
-        return np.dstack([photo, alpha]), photo
+        return np.dstack([photo, alpha]), rgba
     if kind == "ndarray_gray":
         return gray, gray3
     if kind == "ndarray_gray_hw1":
@@ -359,14 +365,16 @@ def make_input(kind: str, photo: np.ndarray) -> tuple[Any, np.ndarray]:
         return chw[None].float() / 255, photo
     if kind == "tensor_1hw":
         return torch.from_numpy(gray)[None], gray3
+    if kind == "tensor_rgba":
+        return torch.from_numpy(np.dstack([photo, alpha])).permute(2, 0, 1), rgba
     if kind == "pil_rgb":
         return Image.fromarray(photo), photo
     if kind == "pil_rgba":
-        return Image.fromarray(np.dstack([photo, alpha])), photo
+        return Image.fromarray(np.dstack([photo, alpha])), rgba
     if kind == "pil_l":
         return Image.fromarray(gray), gray3
     if kind == "pil_la":
-        return Image.fromarray(np.dstack([gray, alpha])), gray3
+        return Image.fromarray(np.dstack([gray, alpha])), gray_alpha
     if kind == "pil_p":
         p_image = Image.fromarray(photo).quantize(40)
         return p_image, np.asarray(p_image.convert("RGB"))
@@ -383,9 +391,9 @@ def make_input(kind: str, photo: np.ndarray) -> tuple[Any, np.ndarray]:
 @pytest.mark.parametrize("kind", INPUT_KINDS)
 def test_accepted_inputs(kind: str, photo_like: np.ndarray) -> None:
     image, expected = make_input(kind, photo_like)
-    assert expected.shape == photo_like.shape and expected.dtype == np.uint8
+    assert expected.shape[:2] == photo_like.shape[:2] and expected.dtype == np.uint8
     # Enough colors to keep every one: the output is the decoded input itself, pixel for pixel.
-    n_distinct = len(np.unique(expected.reshape(-1, 3), axis=0))
+    n_distinct = len(np.unique(expected.reshape(-1, expected.shape[2]), axis=0))
     lossless = cq.quantize(image, n_distinct, color_space="rgb")
     np.testing.assert_array_equal(lossless.to_numpy(), expected)
     assert lossless.mse == 0.0
@@ -437,8 +445,8 @@ TINY = np.zeros((4, 4, 3), np.uint8)
         ({"tol": 0.0}, "tol must be a positive number"),
         ({"tol": float("nan")}, "tol must be a positive number"),
         ({"device": "tpu"}, "device must be one of"),
-        ({"palette": np.zeros((3, 4), np.uint8)}, r"palette must be \(K, 3\)"),
-        ({"palette": np.zeros((0, 3), np.uint8)}, r"palette must be \(K, 3\)"),
+        ({"palette": np.zeros((3, 5), np.uint8)}, r"palette must be \(K, 3\) or \(K, 4\)"),
+        ({"palette": np.zeros((0, 3), np.uint8)}, r"palette must be \(K, 3\) or \(K, 4\)"),
         ({"palette": np.array([[0, 0, 256]])}, "palette colors must be integers in 0..255"),
         ({"palette": np.array([[0.5, 0, 0]])}, "palette colors must be integers"),
     ],
@@ -473,7 +481,7 @@ def test_n_colors_range_accepted(n_colors: int) -> None:
         (np.zeros(12, np.uint8), r"image array must be"),
         (np.zeros((4, 4, 3), np.int64), "image must be uint8 or floating point"),
         (np.zeros((4, 4, 3), bool), "image must be uint8 or floating point"),
-        (torch.zeros(4, 4, 4), r"image tensor must be \(3, H, W\)"),
+        (torch.zeros(5, 4, 4), r"image tensor must be \(3, H, W\), \(4, H, W\)"),
         (torch.zeros(2, 3, 4, 4), r"image tensor must be"),
         (torch.zeros(4, 4), r"image tensor must be"),
         (torch.zeros(3, 4, 4, dtype=torch.int32), "image must be uint8 or floating point"),

@@ -17,6 +17,7 @@ from ._array import is_tensor
 
 __all__ = [
     "InputError",
+    "as_pixels",
     "as_rgb8",
     "check_choice",
     "check_int_range",
@@ -156,9 +157,12 @@ def as_rgb8(image: Any, name: str = "image") -> np.ndarray:
         t = image.detach()
         if t.ndim == 4 and t.shape[0] == 1:
             t = t[0]
+        if t.ndim == 3 and t.shape[0] == 4:
+            t = t[:3]  # alpha dropped (as_pixels keeps it)
         if t.ndim != 3 or t.shape[0] not in (1, 3):
             raise InputError(
-                f"{name} tensor must be (3, H, W), (1, H, W) or (1, 3, H, W), got {tuple(t.shape)}"
+                f"{name} tensor must be (3, H, W), (4, H, W) (RGBA), (1, H, W) or (1, 3, H, W), "
+                f"got {tuple(t.shape)}"
             )
         hwc = t.movedim(0, -1).cpu().numpy()
         arr = hwc if hwc.dtype == np.uint8 else _float_to_uint8(_float_array(hwc, name), name)
@@ -192,3 +196,51 @@ def _float_array(arr: np.ndarray, name: str) -> np.ndarray:
     if not np.issubdtype(arr.dtype, np.floating):
         raise InputError(f"{name} must be uint8 or floating point in [0, 1], got dtype {arr.dtype}")
     return arr.astype(np.float64, copy=False)
+
+
+_PIL_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def _alpha_of(image: Any, name: str) -> np.ndarray | None:
+    """The ``(H, W)`` uint8 alpha channel of ``image``, or ``None`` if it has none."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        if image.mode in _PIL_ALPHA_MODES or "transparency" in image.info:
+            try:
+                return np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.uint8)
+            except ValueError:  # a mode Pillow cannot convert to RGBA
+                return None
+        return None
+    if is_tensor(image):
+        t = image.detach()
+        if t.ndim == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.ndim != 3 or t.shape[0] != 4:
+            return None
+        a = t[3].cpu().numpy()
+    elif isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 4:
+        a = image[..., 3]
+    else:
+        return None
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    return _float_to_uint8(_float_array(a, name), name)
+
+
+def as_pixels(image: Any, name: str = "image") -> np.ndarray:
+    """Any supported image to ``(H, W, 3)`` uint8 sRGB, or ``(H, W, 4)`` RGBA if it has alpha.
+
+    As :func:`as_rgb8`, and also a ``(4, H, W)`` tensor (or ``(1, 4, H, W)``): the alpha
+    channel (of a PIL image with an alpha channel or a transparent color, a 4-channel array or
+    tensor) is kept when some pixel uses it (is below 255); a fully opaque image gives RGB.
+    """
+    alpha = _alpha_of(image, name)
+    if is_tensor(image) and alpha is not None:
+        t = image.detach()
+        rgb = as_rgb8(t[..., :3, :, :], name)
+    else:
+        rgb = as_rgb8(image, name)
+    if alpha is None or alpha.min() == 255:
+        return rgb
+    return np.ascontiguousarray(np.concatenate([rgb, alpha[..., None]], axis=2))

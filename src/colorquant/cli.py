@@ -30,6 +30,7 @@ from PIL import Image, ImageFile
 
 from . import __version__, _cpu
 from ._checks import DEVICES, InputError, resolve_device
+from .alpha import binary_alpha
 from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
 from .histogram import color_histogram
 from .init import INITS, InitMethod
@@ -338,6 +339,12 @@ def _plan(
     return jobs
 
 
+def _pixels_for(pixels: np.ndarray, fmt: str) -> np.ndarray:
+    """The pixels to quantize for output format ``fmt``: a GIF has one transparent color and no
+    translucency, so its alpha is cut at 128 first (:func:`colorquant.alpha.binary_alpha`)."""
+    return binary_alpha(pixels) if fmt == "gif" and pixels.shape[2] == 4 else pixels
+
+
 def _quantize_one(
     job: _Job,
     *,
@@ -360,9 +367,7 @@ def _quantize_one(
         loaded = load_image_bytes(sys.stdin.buffer.read())
     else:
         loaded = load_image(job.source)
-    if loaded.has_alpha:
-        _warn(f"{loaded.path}: alpha channel ignored (output is opaque)")
-    result: QuantizeResult = fit(loaded.pixels)
+    result: QuantizeResult = fit(_pixels_for(loaded.pixels, stdout_format))
     limit = loaded.size_bytes if skip_if_larger else None
     icc = None if strip else loaded.icc_profile
     if job.output == STDIO:
@@ -378,7 +383,7 @@ def _quantize_one(
     else:
         bytes_out = save_result(result, job.output, force=force, max_bytes=limit, icc_profile=icc)
     if job.preview is not None:
-        preview_figure(loaded.pixels, result, path=job.preview, force=force)
+        preview_figure(loaded.pixels[..., :3], result, path=job.preview, force=force)
     seconds = time.perf_counter() - start
     record = {
         "input": str(loaded.path),
@@ -506,6 +511,12 @@ def _quantize_one(
     is_flag=True,
     help="Drop the input's ICC color profile (kept in PNG outputs otherwise).",
 )
+@click.option(
+    "--keep-transparent-rgb",
+    is_flag=True,
+    help="Keep (cluster) the colors under fully transparent pixels, e.g. texture padding; by "
+    "default they all become one transparent entry. PNG output.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout.")
 @_force_option
 def quantize(
@@ -531,6 +542,7 @@ def quantize(
     ext: str,
     posterize: int | None,
     strip: bool,
+    keep_transparent_rgb: bool,
     as_json: bool,
     force: bool,
 ) -> None:
@@ -592,6 +604,10 @@ def quantize(
             suffix = f".{fmt or 'png'}"
         else:
             suffix = result_suffix(Path(ext))
+        if keep_transparent_rgb and suffix == ".gif":
+            raise InputError(
+                "--keep-transparent-rgb needs PNG (or .npz) output: GIF holds one transparent color"
+            )
         target = _parse_quality(quality) if quality is not None else None
         limit = MAX_COLORS_BY_SUFFIX[suffix]
         fit: Callable[[np.ndarray], QuantizeResult]
@@ -603,6 +619,7 @@ def quantize(
                     f"{limit}"
                 )
             given = Quantizer.from_palette(palette, color_space=color_space, device=run_device)
+            given.keep_transparent_rgb = keep_transparent_rgb
             fit = _apply_with(given, dither, dither_strength)
         else:
             k = DEFAULT_COLORS if n_colors is None else n_colors
@@ -619,12 +636,13 @@ def quantize(
                 "device": run_device,
                 "fixed_colors": fixed,
                 "posterize": posterize,
+                "keep_transparent_rgb": keep_transparent_rgb,
             }
             if shared_palette:
                 # One palette for all: every input's colors merged (bounded memory), then fitted.
                 shared = Quantizer(k, **options)
                 for source in _progress(inputs, "image (palette)"):
-                    shared.partial_fit(load_image(source).pixels)
+                    shared.partial_fit(_pixels_for(load_image(source).pixels, suffix[1:]))
                 fit = _apply_with(shared, dither, dither_strength)
             else:
 
@@ -734,13 +752,13 @@ def elbow(
         check_output_path(output, force=force)
         loaded = load_image(source)
         if loaded.has_alpha:
-            _warn(f"{source}: alpha channel ignored (output is opaque)")
+            _warn(f"{source}: alpha channel ignored (this figure shows colors)")
         ks = _elbow_ks(max_k)
         mses: list[float] = []
         for k in _progress(ks, "K"):
             start = time.perf_counter()
             result = quantize_image(
-                loaded.pixels,
+                loaded.pixels[..., :3],
                 k,
                 color_space=color_space,
                 method=method,
@@ -823,9 +841,9 @@ def plot(
         check_output_path(output, force=force)
         loaded = load_image(source)
         if loaded.has_alpha:
-            _warn(f"{source}: alpha channel ignored (output is opaque)")
+            _warn(f"{source}: alpha channel ignored (this figure shows colors)")
         result = quantize_image(
-            loaded.pixels,
+            loaded.pixels[..., :3],
             n_colors,
             color_space=color_space,
             method=method,
@@ -834,7 +852,7 @@ def plot(
             seed=seed,
             device=run_device,
         )
-        hist = color_histogram(loaded.pixels.reshape(-1, 3))
+        hist = color_histogram(np.ascontiguousarray(loaded.pixels[..., :3]).reshape(-1, 3))
         colors, counts = np.asarray(hist.colors), np.asarray(hist.counts)
         cloud_figure(
             colors,

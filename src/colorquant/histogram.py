@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _cpu
 from ._array import Array, ArrayT, is_tensor
+from .alpha import pack_rgba, unpack_rgba
 
 __all__ = [
     "ColorHistogram",
@@ -107,7 +108,8 @@ def merge_histograms(histograms: Sequence[ColorHistogram]) -> ColorHistogram:
     """Sum several histograms into one (a palette shared across images is fitted on this).
 
     Args:
-        histograms: non-empty sequence of histograms of one kind (and device).
+        histograms: non-empty sequence of histograms of one kind (and device), all RGB
+            ``(M, 3)`` or all RGBA ``(M, 4)`` (NumPy).
 
     Returns:
         A histogram with ``inverse=None``.
@@ -118,11 +120,16 @@ def merge_histograms(histograms: Sequence[ColorHistogram]) -> ColorHistogram:
         h = histograms[0]
         return ColorHistogram(h.colors, h.counts, None)
     if isinstance(histograms[0].colors, np.ndarray):
-        keys = np.concatenate([pack_rgb(h.colors) for h in histograms])
+        rgba = histograms[0].colors.shape[1] == 4  # RGBA histograms (colorquant.alpha)
+        pack = pack_rgba if rgba else pack_rgb
+        keys = np.concatenate([pack(h.colors) for h in histograms])
         counts = np.concatenate([h.counts for h in histograms])
         unique, inverse = np.unique(keys, return_inverse=True)
         total = np.bincount(inverse.ravel(), weights=counts, minlength=unique.size)
-        colors = ((unique[:, None] >> np.array([16, 8, 0])) & 0xFF).astype(np.uint8)
+        if rgba:
+            colors = unpack_rgba(unique)
+        else:
+            colors = ((unique[:, None] >> np.array([16, 8, 0])) & 0xFF).astype(np.uint8)
         return ColorHistogram(colors, total.astype(np.int64), None)
     from ._torch.histogram import merge
 

@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from ._checks import InputError, as_rgb8
+from ._checks import InputError, as_pixels
 
 if TYPE_CHECKING:
     from .quantize import QuantizeResult
@@ -70,7 +70,6 @@ MAX_IMAGE_PALETTE = 256
 #: A text palette may have at most this many colors (the largest palette the core accepts).
 MAX_TEXT_PALETTE = 65536
 
-_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 # What Pillow raises on a file it identified but cannot decode (truncated, corrupt, unsupported).
 _DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error)
 _BOMB_RE = re.compile(r"\((\d+) pixels\)")
@@ -96,12 +95,12 @@ class LoadedImage:
     """A decoded image file.
 
     Attributes:
-        pixels: ``(H, W, 3)`` uint8 sRGB, C-contiguous; upright (EXIF orientation applied),
-            first frame of an animation or multi-page file, alpha dropped (colors kept).
+        pixels: ``(H, W, 3)`` uint8 sRGB, or ``(H, W, 4)`` RGBA when the file has transparency
+            that some pixel uses; C-contiguous; upright (EXIF orientation applied), first
+            frame of an animation or multi-page file.
         mode: the Pillow mode of the file as stored (``"RGB"``, ``"P"``, ``"I;16"``, ...).
         has_alpha: whether the file has transparency that some pixel uses (an alpha channel
-            below 255, or a transparent palette entry or color key): the quantized output, which
-            is opaque, then looks different, and the command-line tool warns.
+            below 255, or a transparent palette entry or color key): ``pixels`` is RGBA.
         size_bytes: size of the file in bytes.
         path: the path it was read from.
         icc_profile: the embedded ICC color profile, if any (written back unless stripped).
@@ -186,20 +185,6 @@ def _unidentified_error(path: Path, data: bytes | None = None) -> ImageFileError
     return ImageFileError(f"{path}: not an image file, or a format Pillow cannot read")
 
 
-def _uses_alpha(image: Image.Image) -> bool:
-    """Whether some pixel of ``image`` is not fully opaque."""
-    if image.mode in _ALPHA_MODES:
-        low = image.getchannel("A").getextrema()[0]
-        return bool(low < 255)  # type: ignore[operator]
-    if "transparency" in image.info:
-        try:
-            low = image.convert("RGBA").getchannel("A").getextrema()[0]
-        except ValueError:  # a mode Pillow cannot convert to RGBA: assume the key is used
-            return True
-        return bool(low < 255)  # type: ignore[operator]
-    return False
-
-
 def _upright(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation tag, as viewers do: the output carries no EXIF."""
     if image.getexif().get(0x0112, 1) in (0, 1):  # 0x0112: Orientation; 1: as stored
@@ -208,18 +193,18 @@ def _upright(image: Image.Image) -> Image.Image:
 
 
 def load_image(path: PathLike) -> LoadedImage:
-    """Read an image file into ``(H, W, 3)`` uint8 sRGB pixels.
+    """Read an image file into ``(H, W, 3)`` uint8 sRGB pixels (``(H, W, 4)`` with alpha).
 
     Any format Pillow reads (PNG, JPEG, WebP, BMP, TIFF, GIF, ...) and mode: ``L``, ``LA``,
     ``RGB``, ``RGBA``, ``P``, ``CMYK``, 16-bit grayscale ``I;16`` and ``I`` (top 8 of 16 bits,
-    rounded). The whole file is decoded, so a truncated one fails here, not later. Alpha is
-    dropped for now: color channels are kept and the result is opaque (see ``has_alpha``).
+    rounded). The whole file is decoded, so a truncated one fails here, not later. An alpha
+    channel or transparent color that some pixel uses is kept: the pixels are then RGBA.
 
     Args:
         path: the image file.
 
     Returns:
-        A :class:`LoadedImage`; ``pixels`` is ``(H, W, 3)`` uint8.
+        A :class:`LoadedImage`; ``pixels`` is ``(H, W, 3)`` or ``(H, W, 4)`` uint8.
 
     Raises:
         ImageFileError: no such file, a directory, not an image, truncated or corrupt data, a
@@ -257,8 +242,8 @@ def _load(source: Path | io.BytesIO, p: Path, size: int, data: bytes | None) -> 
             mode = opened.mode
             icc = opened.info.get("icc_profile") or None
             image = _upright(opened)
-            has_alpha = _uses_alpha(image)
-            pixels = as_rgb8(image, name="image")
+            pixels = as_pixels(image, name="image")
+            has_alpha = pixels.shape[2] == 4
             if not pixels.flags.writeable:
                 # A view of Pillow's buffer; torch.from_numpy warns on read-only arrays.
                 pixels = pixels.copy()
@@ -654,6 +639,25 @@ def result_bytes(
     return data
 
 
+def _gif_transparency(palette: np.ndarray, path: PathLike) -> int | None:
+    """The one fully transparent palette row a GIF may have, or ``None`` when opaque."""
+    if palette.shape[1] != 4:
+        return None
+    alpha = palette[:, 3]
+    if ((alpha > 0) & (alpha < 255)).any():
+        raise InputError(
+            f"{path}: GIF has no translucency, and the result has translucent colors "
+            "(write a PNG, or make the alpha 0 or 255 first)"
+        )
+    clear = np.flatnonzero(alpha == 0)
+    if clear.size > 1:
+        raise InputError(
+            f"{path}: GIF holds one transparent color, the result has {clear.size} "
+            "(write a PNG to keep the colors under transparent pixels)"
+        )
+    return int(clear[0]) if clear.size else None
+
+
 def _writer(
     result: QuantizeResult, suffix: str, path: PathLike, icc_profile: bytes | None = None
 ) -> Callable[[IO[bytes]], Any]:
@@ -682,8 +686,10 @@ def _writer(
                 image.save(fh, format="PNG", compress_level=7, **extra)
 
         else:
+            gif = {"transparency": _gif_transparency(result.palette, path)}
+
             # optimize=False: keep the indices and palette order as they are.
             def writer(fh: IO[bytes]) -> None:
-                image.save(fh, format="GIF", optimize=False)
+                image.save(fh, format="GIF", optimize=False, **gif)
 
     return writer

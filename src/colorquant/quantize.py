@@ -25,11 +25,23 @@ from . import _cpu
 from ._array import Array, is_tensor, to_numpy
 from ._checks import (
     InputError,
-    as_rgb8,
+    as_pixels,
     check_choice,
     check_int_range,
     check_positive,
     resolve_device,
+)
+from .alpha import (
+    TRANSLUCENT,
+    TRANSPARENT,
+    bin_rgba,
+    decode_rgba,
+    encode_rgba,
+    group_of_points,
+    mse_rgba,
+    pack_rgba,
+    prepare_rgba,
+    rgba_histogram,
 )
 from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace, encode_colors, rgb_to_lab
 from .color import decode_colors as _decode
@@ -131,12 +143,17 @@ class QuantizeResult:
     """A quantized image: indices into a palette, with the fit's record and metrics.
 
     Attributes:
-        palette: ``(K, 3)`` uint8 sRGB, exactly the colors used, most used first.
+        palette: ``(K, 3)`` uint8 sRGB, exactly the colors used, most used first; ``(K, 4)``
+            RGBA for an image with transparency, the translucent entries first (each part
+            most used first), as a PNG's ``tRNS`` chunk wants them.
         indices: ``(H, W)`` uint8 (uint16 when K > 256) index of every pixel into ``palette``.
         counts: ``(K,)`` int64 pixels per palette color.
-        mse: mean squared error over pixels and channels, 8-bit units (see :mod:`metrics`).
+        mse: mean squared error over pixels and channels, 8-bit units (see :mod:`metrics`);
+            with transparency, over the 4 channels of premultiplied RGBA
+            (:func:`colorquant.alpha.mse_rgba`).
         psnr: ``10 log10(255^2 / mse)`` in dB.
-        delta_e: mean CIEDE2000 over pixels (computed on first access).
+        delta_e: mean CIEDE2000 over pixels (computed on first access); with transparency,
+            weighted by each pixel's alpha.
         history: fit objective after each iteration (weighted mean squared distance in the
             fit's color space); empty for a given palette.
         n_iter: iterations the fit ran.
@@ -166,8 +183,13 @@ class QuantizeResult:
         """Mean CIEDE2000 over pixels, from the distinct colors (same number as per pixel)."""
         mapping = self._mapping() if callable(self._mapping) else self._mapping
         colors, color_index, weights = mapping
+        if colors.shape[1] == 4:  # how much a color shows: its alpha
+            weights = weights * (colors[:, 3] / 255.0)
+            colors = colors[:, :3]
+        if weights.sum() == 0:
+            return 0.0  # nothing visible
         # CIELAB of the K palette colors, gathered, rather than of M mapped colors.
-        lab = rgb_to_lab(self.palette / 255.0)[color_index]
+        lab = rgb_to_lab(self.palette[:, :3] / 255.0)[color_index]
         return float(weights @ ciede2000(rgb_to_lab(colors / 255.0), lab) / weights.sum())
 
     @property
@@ -175,19 +197,28 @@ class QuantizeResult:
         """Number of palette colors (all used)."""
         return int(self.palette.shape[0])
 
+    @property
+    def has_alpha(self) -> bool:
+        """Whether the palette has an alpha channel (the image had transparency)."""
+        return int(self.palette.shape[1]) == 4
+
     def to_numpy(self) -> np.ndarray:
-        """The quantized image as ``(H, W, 3)`` uint8 sRGB."""
+        """The quantized image as ``(H, W, 3)`` uint8 sRGB (``(H, W, 4)`` RGBA with alpha)."""
         out: np.ndarray = self.palette[self.indices]
         return out
 
     def to_tensor(self) -> torch.Tensor:
-        """The quantized image as a ``(3, H, W)`` float32 tensor in [0, 1] (imports torch)."""
+        """The quantized image as a ``(3, H, W)`` float32 tensor in [0, 1] (``(4, H, W)`` with
+        alpha; imports torch)."""
         import torch
 
         return torch.from_numpy(self.to_numpy()).permute(2, 0, 1).float().div_(255.0)
 
     def to_pil(self) -> Any:
         """A palette-mode (``"P"``) PIL image whose palette is exactly the used colors.
+
+        With alpha, ``info["transparency"]`` holds the alpha of the palette entries up to the
+        last translucent one (what PNG's ``tRNS`` chunk stores).
 
         Raises:
             ValueError: more than 256 colors, which a ``"P"`` image cannot hold.
@@ -202,32 +233,48 @@ class QuantizeResult:
         data = np.ascontiguousarray(self.indices, dtype=np.uint8).tobytes()
         image = Image.frombytes("P", (width, height), data)
         image.putpalette(
-            np.ascontiguousarray(self.palette, dtype=np.uint8).tobytes(), rawmode="RGB"
+            np.ascontiguousarray(self.palette[:, :3], dtype=np.uint8).tobytes(), rawmode="RGB"
         )
+        if self.has_alpha:
+            alpha = self.palette[:, 3]
+            clear = np.flatnonzero(alpha < 255)
+            if clear.size:
+                image.info["transparency"] = alpha[: clear[-1] + 1].astype(np.uint8).tobytes()
         return image
 
 
 @dataclass(frozen=True)
 class _Fit:
-    palette: Any  # (K, 3) uint8: NumPy on the CPU, a tensor on other devices
+    palette: Any  # (K, 3) uint8: NumPy on the CPU, a tensor on other devices; (K, 4) NumPy RGBA
     history: tuple[float, ...] = ()
     n_iter: int = 0
     converged: bool = True
     method: str = "palette"
     n_fixed: int = 0  # the first rows are fixed colors: kept in every result palette
+    split: bool = False  # RGBA fitted with opaque colors apart: map the same way
 
 
-def _histogram_of(image: Any, device: str) -> tuple[ColorHistogram, tuple[int, int]]:
-    rgb8 = as_rgb8(image)
-    height, width = rgb8.shape[:2]
-    flat = rgb8.reshape(-1, 3)
+def _histogram_of(
+    image: Any, device: str, keep_rgb: bool = False, rgba: bool = False
+) -> tuple[ColorHistogram, tuple[int, int]]:
+    """The color histogram of an image and its ``(H, W)``.
+
+    An image with transparency (or any image, with ``rgba``) gives an RGBA histogram, in NumPy
+    whatever the device: fully transparent pixels zeroed unless ``keep_rgb``.
+    """
+    pixels = _with_alpha(as_pixels(image)) if rgba else as_pixels(image)
+    height, width = pixels.shape[:2]
+    if pixels.shape[2] == 4:
+        flat4 = prepare_rgba(pixels, keep_rgb).reshape(-1, 4)
+        return ColorHistogram(*rgba_histogram(flat4)), (height, width)
+    flat = pixels.reshape(-1, 3)
     if device == "cpu":
         return color_histogram(flat), (height, width)
     import torch
 
     # torch wants writable memory; Pillow's arrays are read-only views.
-    pixels = torch.from_numpy(flat if flat.flags.writeable else flat.copy()).to(device)
-    return color_histogram(pixels), (height, width)
+    tensor = torch.from_numpy(flat if flat.flags.writeable else flat.copy()).to(device)
+    return color_histogram(tensor), (height, width)
 
 
 def _on_device(array: np.ndarray, device: str) -> Array:
@@ -243,10 +290,27 @@ def _as_dtype(x: Any, like: Any) -> Any:
 
 
 def _rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """``(N,)`` bool: which ``(N, 3)`` uint8 rows occur in the ``(M, 3)`` uint8 ``table``."""
+    """``(N,)`` bool: which ``(N, C)`` uint8 rows occur in the ``(M, C)`` uint8 ``table``."""
     if len(table) == 0:
         return np.zeros(len(rows), dtype=bool)
-    return np.isin(pack_rgb(rows), pack_rgb(table))
+    pack = pack_rgba if rows.shape[1] == 4 else pack_rgb
+    return np.isin(pack(rows), pack(table))
+
+
+def _with_alpha(colors: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` uint8 colors as opaque ``(..., 4)`` RGBA (``(..., 4)`` ones unchanged)."""
+    if colors.shape[-1] == 4:
+        return colors
+    opaque = np.full((*colors.shape[:-1], 1), 255, np.uint8)
+    return np.concatenate([colors, opaque], axis=-1)
+
+
+def _encode(colors: Any, space: ColorSpace, split: bool = False) -> Any:
+    """Clustering coordinates of ``(M, 3)`` colors, or of ``(M, 4)`` RGBA (premultiplied; opaque
+    colors a group of their own with ``split``: :func:`colorquant.alpha.encode_rgba`)."""
+    if colors.shape[1] == 4:
+        return encode_rgba(to_numpy(colors), space, split)
+    return encode_colors(colors, space)
 
 
 def _concat_rows(first: Any, second: Any) -> Any:
@@ -265,16 +329,30 @@ def _arange(n: int, like: Array) -> Array:
     return torch.arange(n, device=like.device)
 
 
-def _used_colors(counts: np.ndarray, keep: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _used_colors(
+    counts: np.ndarray, keep: int = 0, palette: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The used palette rows, most used first (ties: lower row first), and old row -> new row.
 
-    The first ``keep`` rows (fixed colors) are kept even when unused, after the used ones.
+    The first ``keep`` rows (fixed colors) are kept even when unused, after the used ones. An
+    RGBA ``palette`` puts its translucent rows first (for a short ``tRNS`` chunk).
     """
-    order = np.argsort(-counts, kind="stable")
+    if palette is not None and palette.shape[1] == 4:
+        opaque = palette[:, 3] == 255
+        order = np.lexsort((np.arange(counts.size), -counts, opaque))
+    else:
+        order = np.argsort(-counts, kind="stable")
     used = order[(counts[order] > 0) | (order < keep)]
     remap = np.full(counts.shape[0], -1, dtype=np.int64)
     remap[used] = np.arange(used.size)
     return used, remap
+
+
+def _groups_kept(points: np.ndarray, run: KMeansResult[Any], space: ColorSpace) -> bool:
+    """Whether every point's centroid lies in the point's group (transparent or visible)."""
+    mine = group_of_points(points, space)
+    theirs = group_of_points(to_numpy(run.centroids), space)[to_numpy(run.labels)]
+    return bool(np.array_equal(mine, theirs))
 
 
 def quality_of(psnr: float) -> float:
@@ -361,7 +439,14 @@ class Quantizer:
             around them), and listed in every result's palette even where no pixel uses them.
         posterize: bits per channel, 1..8, of the fitted colors (the fixed ones excepted), for
             displays of lower depth: each is rounded to the nearest value with that many bits
-            (replicated to 8), and pixels are mapped to the rounded palette.
+            (replicated to 8), and pixels are mapped to the rounded palette (alpha is kept).
+        keep_transparent_rgb: keep the RGB under fully transparent pixels (texture padding):
+            it is clustered too, into palette entries of alpha 0. By default those pixels are
+            one color, ``(0, 0, 0, 0)``, and share one entry.
+
+    Images with transparency (an alpha channel that some pixel uses) are clustered on their
+    RGBA colors, premultiplied (:mod:`colorquant.alpha`), on the CPU; the palette is then
+    ``(K, 4)``. A fully transparent pixel never becomes visible, nor the reverse.
 
     Example:
         >>> import numpy as np
@@ -387,7 +472,9 @@ class Quantizer:
         device: str = "auto",
         fixed_colors: Any = None,
         posterize: int | None = None,
+        keep_transparent_rgb: bool = False,
     ) -> None:
+        self.keep_transparent_rgb = bool(keep_transparent_rgb)
         self.n_colors = check_int_range("n_colors", n_colors, 1, MAX_COLORS)
         self.posterize = (
             None if posterize is None else check_int_range("posterize", posterize, 1, 8)
@@ -420,17 +507,22 @@ class Quantizer:
         """A quantizer that maps to the given colors instead of fitting.
 
         Args:
-            palette: ``(K, 3)`` uint8-valued sRGB colors, 1 <= K <= 65536.
+            palette: ``(K, 3)`` uint8-valued sRGB colors, or ``(K, 4)`` RGBA, 1 <= K <= 65536.
+                An image with fully transparent pixels mapped to a palette without a fully
+                transparent entry gets one more, ``(0, 0, 0, 0)``.
             color_space: where nearest colors are measured.
             device: as for the constructor.
         """
         arr = to_numpy(palette)
-        if arr.ndim != 2 or arr.shape[1] != 3 or not 1 <= arr.shape[0] <= MAX_COLORS:
-            raise InputError(f"palette must be (K, 3) with 1 <= K <= {MAX_COLORS}, got {arr.shape}")
+        if arr.ndim != 2 or arr.shape[1] not in (3, 4) or not 1 <= arr.shape[0] <= MAX_COLORS:
+            raise InputError(
+                f"palette must be (K, 3) or (K, 4) with 1 <= K <= {MAX_COLORS}, got {arr.shape}"
+            )
         if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 255:
             raise InputError("palette colors must be integers in 0..255")
         q = cls(n_colors=arr.shape[0], color_space=color_space, device=device)
-        q._fit = _Fit(_on_device(arr.astype(np.uint8), q.device))
+        colors = arr.astype(np.uint8)
+        q._fit = _Fit(colors if arr.shape[1] == 4 else _on_device(colors, q.device))
         return q
 
     def fit(self, images: Any) -> Quantizer:
@@ -484,7 +576,10 @@ class Quantizer:
             batch = [images]
         if not batch:
             raise InputError(f"{name} needs at least one image")
-        return merge_histograms([_histogram_of(img, self.device)[0] for img in batch])
+        # One image with transparency makes the shared palette RGBA: every histogram is then.
+        rgba = len(batch) > 1 and any(as_pixels(img).shape[2] == 4 for img in batch)
+        keep = self.keep_transparent_rgb
+        return merge_histograms([_histogram_of(img, self.device, keep, rgba)[0] for img in batch])
 
     def apply(
         self, image: Any, *, dither: Dither = "none", dither_strength: float = 1.0
@@ -502,14 +597,19 @@ class Quantizer:
         start = time.perf_counter()
         check_choice("dither", dither, DITHERS)
         strength = _check_strength(dither_strength)
+        rgba = self._fitted().palette.shape[1] == 4  # an RGBA palette: the image as RGBA
         if dither != "none":
-            return self._apply_pixels(as_rgb8(image), start, dither, strength)
-        hist, shape = _histogram_of(image, self.device)
+            pixels = as_pixels(image)
+            if rgba or pixels.shape[2] == 4:
+                pixels = prepare_rgba(_with_alpha(pixels), self.keep_transparent_rgb)
+            return self._apply_pixels(pixels, start, dither, strength)
+        hist, shape = _histogram_of(image, self.device, self.keep_transparent_rgb, rgba)
         return self._apply_histogram(hist, shape, start)
 
     @property
     def palette(self) -> np.ndarray:
-        """``(K, 3)`` uint8 fitted palette (unused and duplicate colors included)."""
+        """``(K, 3)`` uint8 fitted palette (unused and duplicate colors included); ``(K, 4)``
+        RGBA when fitted on an image with transparency."""
         return to_numpy(self._fitted().palette)
 
     @property
@@ -531,6 +631,7 @@ class Quantizer:
             device=self.device,
             fixed_colors=self.fixed if len(self.fixed) else None,
             posterize=self.posterize,
+            keep_transparent_rgb=self.keep_transparent_rgb,
         )
 
     # -- the pipeline -----------------------------------------------------------------------
@@ -550,38 +651,71 @@ class Quantizer:
         self._fit_colors(hist, points)
         if self.posterize is not None and self._fit is not None:
             palette = to_numpy(self._fit.palette).copy()
-            free = palette[self._fit.n_fixed :]
+            free = palette[self._fit.n_fixed :, :3]  # alpha is kept
             levels = (1 << self.posterize) - 1
             free[:] = np.rint(np.rint(free * (levels / 255.0)) * (255.0 / levels)).astype(np.uint8)
-            self._fit = replace(self._fit, palette=_on_device(palette, self.device))
+            if palette.shape[1] == 4:
+                self._fit = replace(self._fit, palette=palette)
+            else:
+                self._fit = replace(self._fit, palette=_on_device(palette, self.device))
+
+    def _place(self, colors: np.ndarray) -> Any:
+        """Palette colors where the fit keeps them: RGBA on the host, RGB on the device."""
+        return colors if colors.shape[1] == 4 else _on_device(colors, self.device)
+
+    def _decode(self, points: Any, rgba: bool) -> Any:
+        if rgba:
+            return decode_rgba(to_numpy(points), self.color_space, self.keep_transparent_rgb)
+        return _decode(points, self.color_space)
 
     def _fit_colors(self, hist: ColorHistogram, points: Any) -> None:
         k = self.n_colors
-        n_fixed = len(self.fixed)
+        rgba = hist.colors.shape[1] == 4
+        fixed = _with_alpha(self.fixed) if rgba else self.fixed
+        n_fixed = len(fixed)
+        split = False
+        if rgba:
+            # Opaque colors apart from translucent ones when the palette has room for every group.
+            split = len(np.unique(group_of_points(_encode(hist.colors, "rgb", True), "rgb"))) <= k
+            points = _encode(hist.colors, self.color_space, split)
         if len(hist) <= k:
             # At most K distinct colors: the palette is the colors themselves, lossless (the
             # fixed colors first, when they fit beside them).
             colors = to_numpy(hist.colors)
-            extra = colors[~_rows_in(colors, self.fixed)]
+            extra = colors[~_rows_in(colors, fixed)]
             if n_fixed + len(extra) <= k:
-                both = np.concatenate([self.fixed, extra])
-                palette = _on_device(both, self.device) if n_fixed else hist.colors[:]
-                self._fit = _Fit(palette, (0.0,), 0, True, self.method, n_fixed)
+                both = np.concatenate([fixed, extra])
+                palette = self._place(both) if n_fixed or rgba else hist.colors[:]
+                self._fit = _Fit(palette, (0.0,), 0, True, self.method, n_fixed, split)
                 return
+        if rgba:
+            clear = to_numpy(hist.colors)[:, 3] == 0
+            if clear.any() and not clear.all() and k < 2:
+                raise InputError(
+                    "n_colors must be at least 2 for an image with both fully transparent and "
+                    "visible pixels (one entry each), got 1"
+                )
+            if clear.any() and n_fixed >= k:
+                raise InputError(
+                    f"fixed_colors take all {k} palette entries: none is left for the fully "
+                    "transparent pixels (use fewer fixed colors or a larger n_colors)"
+                )
         s = self.settings
         if points is None:
-            points = encode_colors(hist.colors, self.color_space)
+            points = _encode(hist.colors, self.color_space)
         weights = _as_dtype(hist.counts, points)
-        fixed8: Any = _on_device(self.fixed, self.device)
-        fixed_points = _as_dtype(encode_colors(fixed8, self.color_space), points)
+        fixed8: Any = self._place(fixed)
+        fixed_points = _as_dtype(_encode(fixed8, self.color_space, split), points)
         generator = np.random.default_rng(self.seed)
         if self.method == "adam":
             # Adam from the seeds alone, no Lloyd step anywhere: the two fits compare cleanly.
             start = initial_centroids(self.init, points, weights, k, seed=generator)
             steps = self.max_iter if self.max_iter is not None else ADAM_STEPS
             adam = fit_adam(points, weights, start, max_iter=steps, tol=self.tol or 1e-5)
-            palette = _decode(adam.centroids, self.color_space)
-            self._fit = _Fit(palette, adam.history, adam.n_iter, adam.converged, self.method)
+            palette = self._decode(adam.centroids, rgba)
+            self._fit = _Fit(
+                palette, adam.history, adam.n_iter, adam.converged, self.method, 0, split
+            )
             return
         history: list[float] = []
         n_iter = 0
@@ -591,7 +725,7 @@ class Quantizer:
         parent: tuple[Any, Any, Any, Any] | None = None
         run: KMeansResult[Any] | None = None
         for bits in s.levels:
-            cell, n_cells = bin_colors(hist.colors, bits)
+            cell, n_cells = bin_rgba(hist.colors, bits) if rgba else bin_colors(hist.colors, bits)
             if n_cells * 2 > len(hist):
                 break  # hardly fewer points than the exact histogram: go straight there
             if n_cells < 4 * k:
@@ -633,11 +767,35 @@ class Quantizer:
         )
         history.extend(result.history)
         n_iter += result.n_iter
-        palette = _decode(result.centroids, self.color_space)
+        if rgba and not _groups_kept(points, result, self.color_space):
+            self._fit_groups_apart(hist, points, split)
+            return
+        palette = self._decode(result.centroids, rgba)
         if n_fixed:
-            palette[:n_fixed] = _on_device(self.fixed, self.device)  # exact, whatever the space
-        self._fit = _Fit(palette, tuple(history), n_iter, result.converged, self.method, n_fixed)
+            palette[:n_fixed] = self._place(fixed)  # exact, whatever the space
+        self._fit = _Fit(
+            palette, tuple(history), n_iter, result.converged, self.method, n_fixed, split
+        )
         log.debug("fit: %d distinct colors, %d iterations, J=%.6g", len(hist), n_iter, history[-1])
+
+    def _fit_groups_apart(self, hist: ColorHistogram, points: np.ndarray, split: bool) -> None:
+        """One centroid for one group (the transparent colors, else the translucent ones), the
+        others for the rest of the colors (the same way, recursively).
+
+        The joint fit keeps the groups apart whenever its seeding gave each a centroid (they
+        lie so far apart that it nearly always does); this is the fallback when it did not.
+        """
+        groups = group_of_points(points, self.color_space)
+        peel = groups == (TRANSPARENT if (groups == TRANSPARENT).any() else TRANSLUCENT)
+        colors, counts = to_numpy(hist.colors), to_numpy(hist.counts)
+        rest = self.with_colors(self.n_colors - 1)
+        rest.posterize = None  # posterized once, on the whole palette, by the caller
+        rest._fit_colors(ColorHistogram(colors[~peel], counts[~peel], None), None)
+        fit = rest._fitted()
+        w = counts[peel].astype(np.float64)
+        mean = (w @ points[peel] / w.sum())[None, :]
+        palette = np.concatenate([to_numpy(fit.palette), self._decode(mean, True)])
+        self._fit = replace(fit, palette=palette, split=split)
 
     def _best_seeded_run(
         self, points: Any, weights: Any, fixed_points: Any, generator: np.random.Generator
@@ -671,51 +829,79 @@ class Quantizer:
         """Map the image of ``hist`` to the palette (``points`` as for ``_fit_histogram``)."""
         fit = self._fitted()
         assert hist.inverse is not None
-        palette_points = encode_colors(fit.palette, self.color_space)
-        if points is None:
-            points = encode_colors(hist.colors, self.color_space)
+        full = self._palette_for(hist.colors)
+        palette_points = _encode(full, self.color_space, fit.split)
+        if points is None or hist.colors.shape[1] == 4:
+            points = _encode(hist.colors, self.color_space, fit.split)
         # The search runs where the histogram is; the small bookkeeping after it on the host.
         index = to_numpy(nearest(points, palette_points)[0])
         hist_counts = to_numpy(hist.counts)
-        k = fit.palette.shape[0]
+        k = full.shape[0]
         counts = np.bincount(index, weights=hist_counts, minlength=k).astype(np.int64)
-        used, remap = _used_colors(counts, keep=fit.n_fixed)
+        full = to_numpy(full)
+        used, remap = _used_colors(counts, keep=fit.n_fixed, palette=full)
         color_index = remap[index]
-        palette = to_numpy(fit.palette)[used]
+        palette = full[used]
         small = np.uint8 if used.size <= 256 else np.uint16
         # Gather in the small dtype: one byte a pixel, not eight, for a 24 MP image.
         indices = color_index.astype(small)[to_numpy(hist.inverse)].reshape(shape)
         seconds = time.perf_counter() - start
         colors = to_numpy(hist.colors)
-        error = mse(colors, palette[color_index], weights=hist_counts)
+        measure = mse_rgba if colors.shape[1] == 4 else mse
+        error = measure(colors, palette[color_index], weights=hist_counts)
         mapping = (colors, color_index, hist_counts.astype(np.float64))
         return self._result(fit, palette, indices, counts[used], error, seconds, mapping)
 
+    def _palette_for(self, colors: Any) -> Any:
+        """The fitted palette in the layout of an image's ``colors``: RGB, or RGBA.
+
+        An RGB palette meets an RGBA image as opaque colors, plus ``(0, 0, 0, 0)`` when the
+        image has fully transparent pixels and the palette no entry for them.
+        """
+        palette = self._fitted().palette
+        if colors.shape[1] == palette.shape[1] == 3:
+            return palette
+        rgba = _with_alpha(to_numpy(palette))
+        clear = to_numpy(colors)[:, 3] == 0
+        if clear.any() and not (rgba[:, 3] == 0).any():
+            rgba = np.concatenate([rgba, np.zeros((1, 4), np.uint8)])
+        if not clear.all() and (rgba[:, 3] == 0).all():
+            raise InputError("palette has only fully transparent colors: none for visible pixels")
+        return rgba
+
     def _apply_pixels(
         self,
-        rgb8: np.ndarray,
+        pixels: np.ndarray,
         start: float,
         dither: Dither,
         strength: float,
         hist: ColorHistogram | None = None,
     ) -> QuantizeResult:
-        """Map every pixel through a dither (positions matter: no histogram shortcut)."""
+        """Map every pixel through a dither (positions matter: no histogram shortcut).
+
+        ``pixels``: ``(H, W, 3)`` uint8, or ``(H, W, 4)`` RGBA prepared as the histogram is.
+        """
         fit = self._fitted()
-        full = to_numpy(fit.palette)
-        index = _map_pixels(rgb8, full, self.color_space, dither, strength, hist)
+        channels = pixels.shape[2]
+        flat = pixels.reshape(-1, channels)
+        full = to_numpy(self._palette_for(flat))
+        index = _map_pixels(pixels, full, self.color_space, dither, strength, hist, fit.split)
         counts = np.bincount(index.ravel(), minlength=full.shape[0]).astype(np.int64)
-        used, remap = _used_colors(counts, keep=fit.n_fixed)
+        used, remap = _used_colors(counts, keep=fit.n_fixed, palette=full)
         palette = full[used]
         color_index = remap[index]
         small = np.uint8 if used.size <= 256 else np.uint16
         seconds = time.perf_counter() - start
-        error = mse(rgb8.reshape(-1, 3), palette[color_index].reshape(-1, 3))
+        measure = mse_rgba if channels == 4 else mse
+        error = measure(flat, palette[color_index].reshape(-1, channels))
 
         def pairs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             # The distinct (color, palette row) pairs with their pixel counts, for ΔE00.
-            keys = pack_rgb(rgb8.reshape(-1, 3)).astype(np.int64) * used.size
+            pack = pack_rgba if channels == 4 else pack_rgb
+            keys = pack(flat).astype(np.int64) * used.size
             found, weights = np.unique(keys + color_index.ravel(), return_counts=True)
-            colors = (found // used.size)[:, None] >> np.array([16, 8, 0]) & 255
+            shifts = np.array([24, 16, 8, 0] if channels == 4 else [16, 8, 0])
+            colors = (found // used.size)[:, None] >> shifts & 255
             return colors.astype(np.uint8), found % used.size, weights.astype(np.float64)
 
         indices = color_index.astype(small)
@@ -765,15 +951,20 @@ def quantize(
     dither_strength: float = 1.0,
     quality: tuple[float, float] | None = None,
     posterize: int | None = None,
+    keep_transparent_rgb: bool = False,
 ) -> QuantizeResult:
     """Reduce an image to at most ``n_colors`` colors.
 
     Fits a palette by weighted K-means on the image's color histogram (or takes ``palette``),
     then maps every pixel to its nearest palette color in ``color_space``.
 
+    An image with transparency (a PIL image with alpha or a transparent color, an
+    ``(H, W, 4)`` array, a ``(4, H, W)`` tensor, some pixel below alpha 255) is quantized in
+    RGBA: see :class:`Quantizer` and :mod:`colorquant.alpha`.
+
     Args:
-        image: PIL image, ``(H, W, 3)`` uint8 / float [0, 1] ndarray, or ``(3, H, W)`` tensor
-            (uint8 or float in [0, 1]).
+        image: PIL image, ``(H, W, 3)`` or ``(H, W, 4)`` uint8 / float [0, 1] ndarray, or
+            ``(3, H, W)`` or ``(4, H, W)`` tensor (uint8 or float in [0, 1]).
         n_colors: palette size K (ignored with ``palette``).
         palette: optional ``(K, 3)`` uint8 colors to map to instead of fitting.
         fixed_colors: ``(F, 3)`` colors every fitted palette keeps (see :class:`Quantizer`).
@@ -783,6 +974,8 @@ def quantize(
             colors, at most ``n_colors``, whose result reaches ``max`` (found by bisection); if
             none does, ``n_colors``; if even that is below ``min``, raise.
         posterize: bits per channel of the fitted colors (see :class:`Quantizer`).
+        keep_transparent_rgb: keep the RGB under fully transparent pixels (see
+            :class:`Quantizer`).
         Others: see :class:`Quantizer`.
 
     Returns:
@@ -819,14 +1012,23 @@ def quantize(
             device=device,
             fixed_colors=fixed_colors,
             posterize=posterize,
+            keep_transparent_rgb=keep_transparent_rgb,
         )
+    q.keep_transparent_rgb = bool(keep_transparent_rgb)
     check_choice("dither", dither, DITHERS)
     strength = _check_strength(dither_strength)
     target = None if quality is None else _check_quality(quality)
     # A dithered map needs the pixels themselves: convert the image once, for both uses.
-    rgb8 = as_rgb8(image) if dither != "none" else None
-    hist, shape = _histogram_of(image if rgb8 is None else rgb8, q.device)
-    points = encode_colors(hist.colors, q.color_space)  # once, for every fit and map
+    # A given RGBA palette: the image as RGBA too.
+    rgba = q._fit is not None and q._fit.palette.shape[1] == 4
+    rgb8 = None
+    if dither != "none":
+        rgb8 = as_pixels(image)
+        if rgba or rgb8.shape[2] == 4:
+            rgb8 = prepare_rgba(_with_alpha(rgb8), q.keep_transparent_rgb)
+    keep = q.keep_transparent_rgb
+    hist, shape = _histogram_of(image if rgb8 is None else rgb8, q.device, keep, rgba)
+    points = _encode(hist.colors, q.color_space)  # once, for every fit and map
 
     def run(quantizer: Quantizer) -> QuantizeResult:
         if palette is None:
@@ -888,14 +1090,15 @@ class BatchResult:
 
 
 def _batch_images(x: Any) -> tuple[list[torch.Tensor], bool]:
-    """``x`` as a list of ``(3, H, W)`` tensors, and whether it was one ``(B, 3, H, W)`` tensor."""
-    expected = "a (B, 3, H, W) tensor or a non-empty list of (3, H, W) tensors"
+    """``x`` as a list of ``(C, H, W)`` tensors (C = 3, or 4 with alpha), and whether it was
+    one ``(B, C, H, W)`` tensor."""
+    expected = "a (B, 3 or 4, H, W) tensor or a non-empty list of (3 or 4, H, W) tensors"
     if is_tensor(x):
-        if x.ndim != 4 or x.shape[1] != 3 or x.shape[0] < 1:
+        if x.ndim != 4 or x.shape[1] not in (3, 4) or x.shape[0] < 1:
             raise InputError(f"x must be {expected}, got a tensor of shape {tuple(x.shape)}")
         return list(x.unbind(0)), True
     if isinstance(x, (list, tuple)) and x and all(is_tensor(t) for t in x):
-        bad = [tuple(t.shape) for t in x if t.ndim != 3 or t.shape[0] != 3]
+        bad = [tuple(t.shape) for t in x if t.ndim != 3 or t.shape[0] not in (3, 4)]
         if bad:
             raise InputError(f"x must be {expected}, got a list holding shape {bad[0]}")
         if len({t.device for t in x}) > 1:
@@ -905,15 +1108,16 @@ def _batch_images(x: Any) -> tuple[list[torch.Tensor], bool]:
 
 
 def _batch_palettes(palette: Any, batch: int, like: torch.Tensor) -> list[np.ndarray]:
-    """A given ``(K, 3)`` or ``(B, K, 3)`` palette as one uint8 ``(K, 3)`` array per image."""
+    """A given ``(K, C)`` or ``(B, K, C)`` palette (C = 3, or 4 with alpha) as one uint8
+    ``(K, C)`` array per image."""
     if is_tensor(palette) and palette.device != like.device:
         raise InputError(f"palette is on {palette.device}, x on {like.device}: use one device")
     arr = to_numpy(palette)
     given = tuple(arr.shape)
-    if arr.ndim == 2 and arr.shape[1] == 3:
+    if arr.ndim == 2 and arr.shape[1] in (3, 4):
         arr = np.broadcast_to(arr, (batch, *arr.shape))
-    if arr.ndim != 3 or arr.shape[0] != batch or arr.shape[2] != 3 or arr.shape[1] < 1:
-        raise InputError(f"palette must be (K, 3) or ({batch}, K, 3), got {given}")
+    if arr.ndim != 3 or arr.shape[0] != batch or arr.shape[2] not in (3, 4) or arr.shape[1] < 1:
+        raise InputError(f"palette must be (K, C) or ({batch}, K, C), C = 3 or 4, got {given}")
     if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 255:
         raise InputError("palette colors must be integers in 0..255")
     return [np.ascontiguousarray(p, dtype=np.uint8) for p in arr]
@@ -926,14 +1130,19 @@ def _map_pixels(
     dither: Dither,
     strength: float,
     hist: ColorHistogram | None = None,
+    split: bool = False,
 ) -> np.ndarray:
     """Every pixel's palette row through a dither (``"ordered"`` or ``"fs"``): ``(H, W)``.
 
+    ``rgb8``: ``(H, W, 3)`` uint8, or ``(H, W, 4)`` RGBA with a ``(K, 4)`` palette (``split``
+    as the fit: :func:`colorquant.alpha.encode_rgba`).
     ``hist``: the image's histogram with its ``inverse``, when already made.
     """
     from .color import embed
     from .dither import diffusion_strength, dither_spread, ordered_amplitude, ordered_offsets
 
+    if rgb8.shape[2] == 4:
+        return _map_rgba_pixels(rgb8, palette, space, dither, strength, split)
     spread = dither_spread(palette)
     if dither == "fs":
         pal = palette.astype(np.float64)
@@ -952,6 +1161,35 @@ def _map_pixels(
     shifted = np.clip(rgb8.astype(np.float64) + offsets[..., None], 0.0, 255.0)
     points = embed(shifted.reshape(-1, 3) / 255.0, space)
     index = to_numpy(nearest(points, encode_colors(palette, space))[0])
+    return index.reshape(height, width)
+
+
+def _map_rgba_pixels(
+    rgba8: np.ndarray,
+    palette: np.ndarray,
+    space: ColorSpace,
+    dither: Dither,
+    strength: float,
+    split: bool,
+) -> np.ndarray:
+    """:func:`_map_pixels` of an RGBA image: the dither moves the colors of visible pixels;
+    each pixel then takes its nearest palette entry of its own group (visible, transparent)."""
+    from .alpha import premultiply
+    from .color import embed
+    from .dither import dither_spread, ordered_amplitude, ordered_offsets
+
+    height, width = rgba8.shape[:2]
+    visible_rows = palette[:, 3] > 0
+    spread = dither_spread(palette[visible_rows, :3]) if visible_rows.any() else 0.0
+    rgb = rgba8[..., :3].astype(np.float64)
+    visible = rgba8[..., 3] > 0
+    if dither == "fs":
+        raise InputError("dither='fs' does not take images with transparency yet: use 'ordered'")
+    offsets = ordered_offsets(np.empty(0), height, width, ordered_amplitude(spread, strength))
+    shifted = np.where(visible[..., None], np.clip(rgb + offsets[..., None], 0.0, 255.0), rgb)
+    alpha = rgba8[..., 3].reshape(-1).astype(np.float64) / 255.0
+    points = premultiply(embed(shifted.reshape(-1, 3) / 255.0, space), alpha, space, split)
+    index = to_numpy(nearest(points, encode_rgba(palette, space, split))[0])
     return index.reshape(height, width)
 
 
@@ -1030,12 +1268,16 @@ def quantize_batch(
     measured on CPU tensors), given palettes and fixed colors included; a list of images of
     different sizes takes them one after another there.
 
+    A batch with an alpha channel, ``(B, 4, H, W)``, is quantized in RGBA image by image on
+    the CPU (:mod:`colorquant.alpha`; its results come back to the input's device).
+
     Args:
-        x: ``(B, 3, H, W)`` tensor, uint8 or float in [0, 1], on any device; or a list of
-            ``(3, H, W)`` tensors of different sizes. Not modified.
+        x: ``(B, 3, H, W)`` or ``(B, 4, H, W)`` (RGBA) tensor, uint8 or float in [0, 1], on any
+            device; or a list of ``(3, H, W)`` or ``(4, H, W)`` tensors of different sizes. Not
+            modified.
         n_colors: palette size K, 1..256 (ignored with ``palette``).
         color_space: where distances are measured (see :class:`Quantizer`).
-        palette: ``(K, 3)`` or ``(B, K, 3)`` integer colors in 0..255 to map to instead of
+        palette: ``(K, C)`` or ``(B, K, C)`` integer colors in 0..255 to map to instead of
             fitting (e.g. ``Quantizer.palette`` after ``partial_fit`` over a dataset).
         shared: fit one palette on the whole batch (its merged histogram) and map every image
             to it; the same seed gives the same palette as ``Quantizer(...).fit(list)``.
@@ -1083,7 +1325,9 @@ def quantize_batch(
     elif shared:
         q = Quantizer(n_colors, **options).fit(images)
         given = [q.palette] * len(images)
-    if run_device != "cpu" and uniform and dither != "fs":  # error diffusion is sequential
+    alpha = any(img.shape[0] == 4 for img in images)
+    # Error diffusion is sequential; RGBA runs the CPU pipeline: both image by image.
+    if run_device != "cpu" and uniform and dither != "fs" and not alpha:
         return _batch_on_device(
             x,
             n_colors,
@@ -1094,25 +1338,27 @@ def quantize_batch(
             fixed=_check_fixed(fixed_colors, n_colors, "kmeans"),
             given=None if given is None else np.stack([to_numpy(g) for g in given]),
         )
-    rgb8 = [as_rgb8(img, f"x[{b}]") for b, img in enumerate(images)]
+    pixels = [as_pixels(img, f"x[{b}]") for b, img in enumerate(images)]
 
-    def one(b: int) -> tuple[np.ndarray, np.ndarray]:
+    def one(b: int) -> tuple[np.ndarray, np.ndarray, float]:
         if given is None:
-            res = quantize(rgb8[b], n_colors, dither=dither, dither_strength=strength, **options)
+            res = quantize(pixels[b], n_colors, dither=dither, dither_strength=strength, **options)
         else:
             fixed = Quantizer.from_palette(given[b], color_space=color_space, device=run_device)
-            res = fixed.apply(rgb8[b], dither=dither, dither_strength=strength)
-        return res.palette, res.indices.astype(np.int64)
+            res = fixed.apply(pixels[b], dither=dither, dither_strength=strength)
+        palette = _with_alpha(res.palette) if alpha else res.palette
+        return palette, res.indices.astype(np.int64), res.mse
 
     parallel = len(images) if run_device == "cpu" else 1
     with _cpu.shared_threads(parallel) as workers, ThreadPoolExecutor(workers) as pool:
-        outputs = list(pool.map(one, range(len(images))))
+        results = list(pool.map(one, range(len(images))))
+    outputs = [(p, i) for p, i, _ in results]
 
     k_max = max(p.shape[0] for p, _ in outputs)
     palettes = np.stack(
         [np.concatenate([p, np.repeat(p[-1:], k_max - len(p), 0)]) for p, _ in outputs]
     )
-    errors = np.array([mse(rgb8[b], p[i]) for b, (p, i) in enumerate(outputs)])
+    errors = np.array([e for _, _, e in results])
     dev = images[0].device
     indices = [torch.from_numpy(i).to(dev) for _, i in outputs]
     quantized = []

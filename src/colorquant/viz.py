@@ -178,7 +178,7 @@ def preview_figure(
         InputError: the image and the result differ in size.
     """
     original = as_rgb8(original_rgb8, "original_rgb8")
-    quantized = result.to_numpy()
+    quantized = result.to_numpy()[..., :3]  # colors only: alpha is not drawn
     if original.shape != quantized.shape:
         raise InputError(
             f"original_rgb8 is {original.shape[1]}x{original.shape[0]} pixels, the result "
@@ -200,7 +200,7 @@ def preview_figure(
     axes[1, 0].set_title(r"error per pixel, CIEDE2000 $\Delta E_{00}$")
     axes[1, 0].set_axis_off()
     figure.colorbar(heat, ax=axes[1, 0], shrink=0.85, label=r"$\Delta E_{00}$")
-    _palette_bars(axes[1, 1], result.palette, result.counts)
+    _palette_bars(axes[1, 1], result.palette[:, :3], result.counts)
     figure.suptitle(
         f"K = {result.n_colors}   MSE {result.mse:.2f}   PSNR {result.psnr:.2f} dB   "
         rf"mean $\Delta E_{{00}}$ {result.delta_e:.2f}   ({result.color_space}, {result.method})"

@@ -1,0 +1,201 @@
+"""Transparency: RGBA colors to clustering coordinates and back, premultiplied.
+
+An image whose alpha channel is used (some pixel below 255) is clustered on its RGBA colors. A
+color ``(rgb, a)`` with ``a`` in (0, 1] becomes the point ``(a * embed(rgb), ALPHA_SCALE * a)``:
+premultiplied, so that a color under low alpha costs little (it hardly shows). An alpha error
+shows in all three channels of the image composited over a background, so it costs as much as
+the same error in three channels: ``ALPHA_SCALE`` is sqrt(3) times the space's lightness range.
+
+The colors fall into groups that no cluster mixes, because their points lie
+``SEPARATION`` alpha scales apart:
+
+- fully transparent (``a = 0``): no transparent pixel becomes visible, nor the reverse. By
+  default their RGB is zeroed first, so all of them are one color and share one palette
+  entry; with ``keep_rgb`` (texture padding) their RGB is kept and clustered (not
+  premultiplied) into entries whose alpha is 0;
+- opaque (``a = 1``) when the fit splits them (``split``, when the palette has room for every
+  group): an opaque pixel then keeps alpha 255, its cluster holding no translucent pixel;
+- translucent (and opaque, without ``split``).
+
+Everything here is NumPy: images with alpha run the CPU pipeline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .color import COLOR_SPACES, ColorSpace, decode_colors, encode_colors
+
+__all__ = [
+    "ALPHA_SCALE",
+    "OPAQUE",
+    "OPAQUE_SEPARATION",
+    "SEPARATION",
+    "TRANSLUCENT",
+    "TRANSPARENT",
+    "bin_rgba",
+    "binary_alpha",
+    "decode_rgba",
+    "encode_rgba",
+    "group_of_points",
+    "mse_rgba",
+    "pack_rgba",
+    "premultiply",
+    "prepare_rgba",
+    "rgba_histogram",
+    "unpack_rgba",
+]
+
+#: The coordinate an alpha of 1 has, per space: sqrt(3) times the range of the lightness axis.
+ALPHA_SCALE: dict[ColorSpace, float] = {
+    "rgb": 3.0**0.5 * 255.0,
+    "lab": 3.0**0.5 * 100.0,
+    "oklab": 3.0**0.5,
+    "din99": 3.0**0.5 * 100.0,
+    "hybrid": 3.0**0.5 * 255.0,
+}
+assert set(ALPHA_SCALE) == set(COLOR_SPACES)
+
+#: How far (in alpha scales) the transparent colors lie from the visible ones, and the split
+#: opaque colors from the translucent ones: far enough that a cluster holding two groups costs
+#: more than any clustering that keeps them apart. The opaque group lies much nearer, so that
+#: a visible color without an entry of its own group takes a visible one, never a transparent.
+SEPARATION = 1.0e4
+OPAQUE_SEPARATION = 1.0e2
+
+#: Group codes of :func:`group_of_points`.
+TRANSPARENT, TRANSLUCENT, OPAQUE = 0, 1, 2
+
+
+def prepare_rgba(rgba8: np.ndarray, keep_rgb: bool = False) -> np.ndarray:
+    """``(..., 4)`` uint8 pixels with the RGB of fully transparent ones zeroed (unless kept).
+
+    Returns the input itself when nothing changes.
+    """
+    if keep_rgb:
+        return rgba8
+    clear = rgba8[..., 3] == 0
+    if not clear.any():
+        return rgba8
+    out: np.ndarray = rgba8.copy()
+    out[clear] = 0
+    return out
+
+
+def binary_alpha(rgba8: np.ndarray, threshold: int = 128) -> np.ndarray:
+    """``(H, W, 4)`` pixels with alpha cut to 0 (below ``threshold``) or 255, as GIF holds it;
+    ``(H, W, 3)`` RGB when no pixel is then transparent."""
+    clear = rgba8[..., 3] < threshold
+    if not clear.any():
+        return np.ascontiguousarray(rgba8[..., :3])
+    out: np.ndarray = rgba8.copy()
+    out[..., 3] = np.where(clear, 0, 255)
+    return out
+
+
+def pack_rgba(colors: np.ndarray) -> np.ndarray:
+    """``(..., 4)`` uint8 colors as ``(...)`` int64 keys ``r << 24 | g << 16 | b << 8 | a``."""
+    c = colors.astype(np.int64)
+    keys: np.ndarray = (c[..., 0] << 24) | (c[..., 1] << 16) | (c[..., 2] << 8) | c[..., 3]
+    return keys
+
+
+def unpack_rgba(keys: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_rgba`: ``(N,)`` int64 keys to ``(N, 4)`` uint8 colors."""
+    colors: np.ndarray = ((keys[:, None] >> np.array([24, 16, 8, 0])) & 0xFF).astype(np.uint8)
+    return colors
+
+
+def rgba_histogram(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct colors of ``(N, 4)`` uint8 pixels: ``(colors, counts, inverse)``.
+
+    ``colors`` ``(M, 4)`` uint8 sorted by :func:`pack_rgba` key, ``counts`` ``(M,)`` int64,
+    ``inverse`` ``(N,)`` int32 with ``colors[inverse] == pixels``.
+    """
+    keys, inverse, counts = np.unique(pack_rgba(pixels), return_inverse=True, return_counts=True)
+    return unpack_rgba(keys), counts.astype(np.int64), inverse.ravel().astype(np.int32)
+
+
+def encode_rgba(colors: np.ndarray, space: ColorSpace, split: bool = False) -> np.ndarray:
+    """``(M, 4)`` uint8 RGBA colors to ``(M, C + 1)`` float64 premultiplied coordinates.
+
+    Visible colors: ``(a * encode_colors(rgb), ALPHA_SCALE * a)``; fully transparent ones:
+    ``(encode_colors(rgb), -SEPARATION * ALPHA_SCALE)``, not premultiplied, so that their RGB
+    (zero unless kept) is clustered on the same scale as visible colors. With ``split``, opaque
+    colors' last coordinate is ``(1 + OPAQUE_SEPARATION) * ALPHA_SCALE``: a group of their own.
+    """
+    points = encode_colors(np.ascontiguousarray(colors[:, :3]), space)
+    return premultiply(points, colors[:, 3].astype(np.float64) / 255.0, space, split)
+
+
+def premultiply(
+    points: np.ndarray, alpha: np.ndarray, space: ColorSpace, split: bool = False
+) -> np.ndarray:
+    """Color coordinates ``(M, C)`` and alphas ``(M,)`` in [0, 1] to the points of
+    :func:`encode_rgba` ``(M, C + 1)``."""
+    clear = alpha == 0
+    factor = np.where(clear, 1.0, alpha)
+    last = np.where(clear, -SEPARATION, alpha)
+    if split:
+        last = np.where(alpha == 1.0, 1.0 + OPAQUE_SEPARATION, last)
+    return np.concatenate([points * factor[:, None], last[:, None] * ALPHA_SCALE[space]], axis=1)
+
+
+def group_of_points(points: np.ndarray, space: ColorSpace) -> np.ndarray:
+    """``(M,)`` int8 group of points of :func:`encode_rgba` (or of centroids):
+    ``TRANSPARENT``, ``TRANSLUCENT`` or ``OPAQUE`` (opaque only for split points)."""
+    last = points[:, -1] / ALPHA_SCALE[space]
+    groups = np.full(len(points), TRANSLUCENT, np.int8)
+    groups[last < -0.5 * SEPARATION] = TRANSPARENT
+    groups[last > 1.0 + 0.5 * OPAQUE_SEPARATION] = OPAQUE
+    return groups
+
+
+def decode_rgba(points: np.ndarray, space: ColorSpace, keep_rgb: bool = False) -> np.ndarray:
+    """Coordinates of :func:`encode_rgba` (K-means centroids) back to ``(K, 4)`` uint8 RGBA.
+
+    A visible centroid's color is its coordinates divided by its alpha (the alpha-weighted mean
+    color of its members); its alpha is at least 1, so it stays visible. A transparent one has
+    alpha 0 and its RGB (0 unless ``keep_rgb``); a split opaque one alpha 255.
+    """
+    groups = group_of_points(points, space)
+    clear, opaque = groups == TRANSPARENT, groups == OPAQUE
+    alpha = np.clip(points[:, -1] / ALPHA_SCALE[space], 1.0 / 255.0, 1.0)
+    alpha[opaque] = 1.0
+    factor = np.where(clear, 1.0, alpha)
+    rgb = decode_colors(points[:, :-1] / factor[:, None], space)
+    alpha8 = np.clip(np.rint(alpha * 255.0), 1, 255).astype(np.uint8)
+    out = np.concatenate([rgb, alpha8[:, None]], axis=1)
+    out[clear, 3] = 0
+    if not keep_rgb:
+        out[clear, :3] = 0
+    return out
+
+
+def bin_rgba(colors: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
+    """Cells of a ``2**bits``-per-channel RGBA grid (transparent colors in cells of their own).
+
+    Returns:
+        ``(cell, n_cells)`` as :func:`colorquant.histogram.bin_colors`: ``(M,)`` int64 cell of
+        each color, cells numbered in the order of their coarse key.
+    """
+    coarse = colors.astype(np.int64) >> (8 - bits)
+    keys = pack_rgba(coarse) | ((colors[:, 3] == 0).astype(np.int64) << 32)
+    unique, cell = np.unique(keys, return_inverse=True)
+    return cell.ravel().astype(np.int64), int(unique.size)
+
+
+def mse_rgba(
+    original: np.ndarray, quantized: np.ndarray, weights: np.ndarray | None = None
+) -> float:
+    """Mean squared error of premultiplied RGBA in 8-bit units, over pixels and 4 channels.
+
+    Each color is compared as ``(r a / 255, g a / 255, b a / 255, a)``: what it adds over black,
+    and its alpha; the RGB under a fully transparent pixel does not count.
+    """
+    a = original.reshape(-1, 4).astype(np.float64)
+    b = quantized.reshape(-1, 4).astype(np.float64)
+    a[:, :3] *= a[:, 3:] / 255.0
+    b[:, :3] *= b[:, 3:] / 255.0
+    w = np.ones(len(a)) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    return float(w @ np.square(a - b).sum(1) / (4.0 * w.sum()))

@@ -1,0 +1,341 @@
+"""Transparency: RGBA clustering (premultiplied), palette PNGs with tRNS, the CLI's alpha cases."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import colorquant as cq
+from colorquant.alpha import (
+    ALPHA_SCALE,
+    OPAQUE,
+    OPAQUE_SEPARATION,
+    SEPARATION,
+    TRANSLUCENT,
+    TRANSPARENT,
+    binary_alpha,
+    decode_rgba,
+    encode_rgba,
+    group_of_points,
+    mse_rgba,
+    pack_rgba,
+    unpack_rgba,
+)
+from colorquant.cli import main
+from colorquant.color import COLOR_SPACES
+from colorquant.io import result_bytes
+
+H, W = 24, 32
+
+
+def photo(seed: int = 0) -> np.ndarray:
+    """A smooth color image with some noise: many distinct colors."""
+    y, x = np.mgrid[0:H, 0:W].astype(np.float64)
+    rng = np.random.default_rng(seed)
+    rgb = np.stack([x / W * 255, y / H * 255, (x + y) / (H + W) * 255], axis=2)
+    return np.clip(rgb + rng.normal(0, 6, rgb.shape), 0, 255).astype(np.uint8)
+
+
+def sprite(seed: int = 0) -> np.ndarray:
+    """A disc: opaque inside, an anti-aliased (translucent) rim, fully transparent outside,
+    with random colors left under the transparent pixels (as editors leave them)."""
+    y, x = np.mgrid[0:H, 0:W].astype(np.float64)
+    r = np.hypot(y - H / 2, x - W / 2)
+    alpha = np.clip((10.0 - r) / 3.0, 0.0, 1.0)
+    rgba = np.dstack([photo(seed), np.rint(alpha * 255).astype(np.uint8)])
+    return rgba
+
+
+def roundtrip(result: cq.QuantizeResult) -> np.ndarray:
+    """The PNG that would be written, read back to RGBA by Pillow."""
+    with Image.open(io.BytesIO(result_bytes(result))) as image:
+        assert image.mode == "P"
+        return np.asarray(image.convert("RGBA"))
+
+
+# -- the coordinates --------------------------------------------------------------------------
+
+
+def test_pack_roundtrip() -> None:
+    colors = np.random.default_rng(0).integers(0, 256, (500, 4), dtype=np.uint8)
+    np.testing.assert_array_equal(unpack_rgba(pack_rgba(colors)), colors)
+    assert pack_rgba(np.array([[1, 2, 3, 4]], np.uint8))[0] == 0x01020304
+
+
+@pytest.mark.parametrize("space", COLOR_SPACES)
+def test_encode_decode_roundtrip(space: str) -> None:
+    rng = np.random.default_rng(1)
+    colors = rng.integers(0, 256, (300, 4), dtype=np.uint8)
+    colors[:, 3] = np.maximum(colors[:, 3], 64)  # decoding is exact where alpha is not tiny
+    colors[:20, 3] = 0
+    colors[:20, :3] = 0
+    back = decode_rgba(encode_rgba(colors, space), space)  # type: ignore[arg-type]
+    assert np.abs(back.astype(int) - colors).max() <= 1
+
+
+def test_premultiplied_coordinates() -> None:
+    colors = np.array([[200, 100, 50, 255], [200, 100, 50, 51], [9, 9, 9, 0]], np.uint8)
+    points = encode_rgba(colors, "rgb")
+    scale = ALPHA_SCALE["rgb"]
+    assert scale == pytest.approx(255 * 3**0.5)
+    np.testing.assert_allclose(points[0], [200, 100, 50, scale])
+    np.testing.assert_allclose(points[1], [40, 20, 10, 0.2 * scale])  # a = 0.2
+    # Transparent: RGB not premultiplied (it is kept or zeroed before), far away in alpha.
+    np.testing.assert_allclose(points[2], [9, 9, 9, -SEPARATION * scale])
+    # Split: opaque colors apart from translucent ones.
+    split = encode_rgba(colors, "rgb", split=True)
+    np.testing.assert_allclose(split[0], [200, 100, 50, (1 + OPAQUE_SEPARATION) * scale])
+    np.testing.assert_allclose(split[1:], points[1:])
+    assert group_of_points(split, "rgb").tolist() == [OPAQUE, TRANSLUCENT, TRANSPARENT]
+    assert group_of_points(points, "rgb").tolist() == [TRANSLUCENT, TRANSLUCENT, TRANSPARENT]
+
+
+def test_mse_rgba_is_premultiplied() -> None:
+    a = np.array([[255, 0, 0, 255], [100, 100, 100, 0]], np.uint8)
+    b = np.array([[255, 0, 0, 255], [0, 0, 0, 0]], np.uint8)
+    assert mse_rgba(a, b) == 0.0  # the color under alpha 0 does not count
+    c = np.array([[255, 0, 0, 251], [0, 0, 0, 0]], np.uint8)
+    # Pixel 0: red 255 -> 251 premultiplied, alpha 255 -> 251: (16 + 16) / (2 pixels * 4).
+    assert mse_rgba(a, c) == pytest.approx((4.0**2 + 4.0**2) / 8.0)
+
+
+def test_binary_alpha() -> None:
+    rgba = np.zeros((1, 4, 4), np.uint8)
+    rgba[0, :, 3] = [0, 127, 128, 255]
+    np.testing.assert_array_equal(binary_alpha(rgba)[0, :, 3], [0, 0, 255, 255])
+    rgba[0, :, 3] = 200
+    assert binary_alpha(rgba).shape == (1, 4, 3)  # nothing transparent left: RGB
+
+
+# -- quantize ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space", ["rgb", "hybrid", "oklab"])
+def test_transparency_is_kept_exactly(space: str) -> None:
+    rgba = sprite()
+    res = cq.quantize(rgba, 16, color_space=space)  # type: ignore[arg-type]
+    assert res.has_alpha and res.palette.shape[1] == 4
+    out = res.to_numpy()
+    assert out.shape == (H, W, 4)
+    # No fully transparent pixel becomes visible, and no visible one transparent.
+    np.testing.assert_array_equal(out[..., 3] == 0, rgba[..., 3] == 0)
+    # All fully transparent pixels share one entry, (0, 0, 0, 0).
+    clear = res.palette[:, 3] == 0
+    assert clear.sum() == 1
+    assert res.palette[clear].tolist() == [[0, 0, 0, 0]]
+    # Opaque pixels stay opaque (their group is kept apart from the translucent rim).
+    assert (out[rgba[..., 3] == 255][:, 3] == 255).all()
+    assert ((res.palette[:, 3] > 0) & (res.palette[:, 3] < 255)).any()  # the rim's entries
+
+
+def test_png_roundtrip_and_short_trns() -> None:
+    rgba = sprite(2)
+    res = cq.quantize(rgba, 64)
+    back = roundtrip(res)
+    np.testing.assert_array_equal(back, res.to_numpy())
+    # The output round-trips to RGBA within 1 level of alpha on average.
+    assert np.abs(back[..., 3].astype(int) - rgba[..., 3]).mean() <= 1.0
+    # Translucent entries first: tRNS stops at the last one.
+    alpha = res.palette[:, 3]
+    n_translucent = int((alpha < 255).sum())
+    assert (alpha[:n_translucent] < 255).all() and (alpha[n_translucent:] == 255).all()
+    with Image.open(io.BytesIO(result_bytes(res))) as image:
+        assert len(image.info["transparency"]) == n_translucent < res.n_colors
+
+
+def test_all_transparent_is_one_entry() -> None:
+    rgba = sprite()
+    rgba[..., 3] = 0
+    res = cq.quantize(rgba, 8)
+    assert res.palette.tolist() == [[0, 0, 0, 0]]
+    assert res.mse == 0.0 and res.delta_e == 0.0
+    assert (roundtrip(res)[..., 3] == 0).all()
+
+
+def test_one_opaque_pixel() -> None:
+    rgba = np.zeros((H, W, 4), np.uint8)
+    rgba[5, 7] = [10, 200, 30, 255]
+    res = cq.quantize(rgba, 4)
+    assert sorted(res.palette.tolist()) == [[0, 0, 0, 0], [10, 200, 30, 255]]
+    np.testing.assert_array_equal(roundtrip(res), rgba)
+    with pytest.raises(cq.InputError, match="n_colors must be at least 2"):
+        cq.quantize(rgba, 1)
+
+
+def test_semitransparent_gradient() -> None:
+    # One color under every alpha level, then a 2-D color x alpha gradient.
+    ramp = np.zeros((4, 256, 4), np.uint8)
+    ramp[..., :3] = [40, 120, 220]
+    ramp[..., 3] = np.arange(256, dtype=np.uint8)
+    res = cq.quantize(ramp, 256)
+    np.testing.assert_array_equal(res.to_numpy(), np.where(ramp[..., 3:] == 0, 0, ramp))
+    y, x = np.mgrid[0:64, 0:64]
+    grad = np.dstack([x * 4, 255 - x * 4, np.full_like(x, 128), y * 4 + 3]).astype(np.uint8)
+    res = cq.quantize(grad, 256)  # 4096 colors: alpha and color share the error
+    out = res.to_numpy()
+    assert np.abs(out[..., 3].astype(int) - grad[..., 3]).mean() <= 2.5
+    assert (out[..., 3] > 0).all()
+    np.testing.assert_array_equal(out[-1, :, 3], 255)  # the opaque row stays opaque
+
+
+def test_low_alpha_colors_cost_little() -> None:
+    # Two groups of 4 colors each: one opaque, one at alpha 8. With 5 entries, premultiplied
+    # clustering spends 4 on the opaque colors (where errors show) and 1 on the faint ones.
+    rgba = np.zeros((8, 64, 4), np.uint8)
+    colors = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.uint8)
+    for i in range(8):
+        rgba[:, i * 8 : (i + 1) * 8, :3] = colors[i % 4]
+        rgba[:, i * 8 : (i + 1) * 8, 3] = 255 if i < 4 else 8
+    res = cq.quantize(rgba, 5, color_space="rgb")
+    opaque = res.palette[res.palette[:, 3] == 255, :3]
+    assert sorted(opaque.tolist()) == sorted(colors.tolist())
+
+
+def test_keep_transparent_rgb() -> None:
+    rgba = sprite(3)
+    clear = rgba[..., 3] == 0
+    plain = cq.quantize(rgba, 64)
+    kept = cq.quantize(rgba, 64, keep_transparent_rgb=True)
+    out = kept.to_numpy()
+    np.testing.assert_array_equal(out[..., 3] == 0, clear)
+    assert (kept.palette[:, 3] == 0).sum() > 1  # several transparent entries, with colors
+    # The RGB under the transparent pixels is close to the input's (texture padding).
+    err_kept = np.abs(out[clear][:, :3].astype(int) - rgba[clear][:, :3]).mean()
+    err_plain = np.abs(plain.to_numpy()[clear][:, :3].astype(int) - rgba[clear][:, :3]).mean()
+    assert err_kept < 12 < err_plain
+    assert np.abs(roundtrip(kept)[clear][:, :3].astype(int) - rgba[clear][:, :3]).mean() < 12
+
+
+def test_groups_apart_fallback() -> None:
+    # A huge visible area and one transparent pixel: the joint seeding nearly never misses
+    # the transparent group, but the fallback fits the groups apart when it does.
+    rgba = np.dstack([photo(4), np.full((H, W), 255, np.uint8)])
+    rgba[0, 0, 3] = 0
+    q = cq.Quantizer(8, color_space="rgb")
+    hist_rgba = rgba.copy()
+    hist_rgba[0, 0, :3] = 0
+    colors, counts = np.unique(hist_rgba.reshape(-1, 4), axis=0, return_counts=True)
+    from colorquant.histogram import ColorHistogram
+
+    points = encode_rgba(colors, "rgb", split=True)
+    q._fit_groups_apart(ColorHistogram(colors, counts, None), points, True)
+    palette = q.palette
+    assert palette.shape == (8, 4)
+    assert palette[-1].tolist() == [0, 0, 0, 0] and (palette[:-1, 3] == 255).all()
+    res = q.apply(rgba)
+    np.testing.assert_array_equal(res.to_numpy()[..., 3] == 0, rgba[..., 3] == 0)
+
+
+def test_fixed_colors_with_alpha() -> None:
+    rgba = sprite()
+    res = cq.quantize(rgba, 8, fixed_colors=[[255, 255, 255], [0, 0, 0]])
+    rows = res.palette.tolist()
+    assert [255, 255, 255, 255] in rows and [0, 0, 0, 255] in rows and [0, 0, 0, 0] in rows
+    with pytest.raises(cq.InputError, match="none is left for the fully transparent"):
+        cq.quantize(rgba, 2, fixed_colors=[[255, 255, 255], [0, 0, 0]])
+
+
+def test_given_rgb_palette_gets_a_transparent_entry() -> None:
+    rgba = sprite()
+    q = cq.Quantizer.from_palette([[255, 0, 0], [0, 0, 255]])
+    res = q.apply(rgba)
+    assert res.has_alpha
+    np.testing.assert_array_equal(res.to_numpy()[..., 3] == 0, rgba[..., 3] == 0)
+    assert sorted(map(tuple, res.palette.tolist()))[0] == (0, 0, 0, 0)
+    # An RGBA palette on an opaque image: its colors, opaque.
+    q4 = cq.Quantizer.from_palette([[255, 0, 0, 255], [0, 0, 0, 0]])
+    out = q4.apply(photo())
+    assert out.palette.tolist() == [[255, 0, 0, 255]]
+
+
+def test_shared_palette_over_rgb_and_rgba() -> None:
+    q = cq.Quantizer(8).fit([photo(5), sprite(6)])
+    assert q.palette.shape[1] == 4 and (q.palette[:, 3] == 0).sum() == 1
+    opaque = q.apply(photo(5))
+    assert (opaque.palette[:, 3] == 255).all()
+
+
+@pytest.mark.parametrize("dither", ["ordered"])
+def test_dither_keeps_transparency(dither: str) -> None:
+    rgba = sprite(7)
+    res = cq.quantize(rgba, 8, dither=dither)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(res.to_numpy()[..., 3] == 0, rgba[..., 3] == 0)
+    plain = cq.quantize(rgba, 8)
+    assert not np.array_equal(res.indices, plain.indices)  # the dither did something
+
+
+def test_posterize_keeps_alpha() -> None:
+    res = cq.quantize(sprite(), 16, posterize=2)
+    rgb = res.palette[:, :3]
+    assert set(np.unique(rgb).tolist()) <= {0, 85, 170, 255}
+    assert len(set(res.palette[:, 3].tolist()) - {0, 85, 170, 255}) > 0  # alpha not rounded
+
+
+def test_batch_rgba_tensor() -> None:
+    x = torch.from_numpy(np.stack([sprite(8), sprite(9)])).permute(0, 3, 1, 2).contiguous()
+    out = cq.quantize_batch(x, 8)
+    assert out.image.shape == x.shape and out.palettes.shape[2] == 4
+    for b in range(2):
+        alone = cq.quantize(x[b], 8)
+        np.testing.assert_array_equal(out.image[b].permute(1, 2, 0).numpy(), alone.to_numpy())
+        assert float(out.mse[b]) == pytest.approx(alone.mse)
+    back = out.image.float()
+    assert torch.equal(back[:, 3] == 0, x[:, 3] == 0)
+
+
+def test_rgba_tensor_result() -> None:
+    t = torch.from_numpy(sprite()).permute(2, 0, 1).float() / 255.0
+    res = cq.quantize(t, 8)
+    assert res.to_tensor().shape == (4, H, W)
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def run(*args: object) -> object:
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_cli_rgba_png(tmp_path: Path) -> None:
+    src = tmp_path / "sprite.png"
+    Image.fromarray(sprite()).save(src)
+    result = run("quantize", src, "-k", "16")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert "warning" not in result.stderr  # type: ignore[attr-defined]
+    with Image.open(tmp_path / "sprite-cq.png") as image:
+        assert image.mode == "P" and "transparency" in image.info
+        back = np.asarray(image.convert("RGBA"))
+    np.testing.assert_array_equal(back[..., 3] == 0, sprite()[..., 3] == 0)
+
+
+def test_cli_gif_cuts_alpha(tmp_path: Path) -> None:
+    src = tmp_path / "sprite.png"
+    Image.fromarray(sprite()).save(src)
+    out = tmp_path / "s.gif"
+    assert run("quantize", src, "-k", "16", "-o", out).exit_code == 0  # type: ignore[attr-defined]
+    with Image.open(out) as image:
+        back = np.asarray(image.convert("RGBA"))
+    np.testing.assert_array_equal(back[..., 3] == 0, sprite()[..., 3] < 128)
+    assert set(np.unique(back[..., 3]).tolist()) == {0, 255}
+
+
+def test_cli_keep_transparent_rgb(tmp_path: Path) -> None:
+    src = tmp_path / "sprite.png"
+    Image.fromarray(sprite(1)).save(src)
+    out = tmp_path / "k.png"
+    result = run("quantize", src, "-k", "64", "--keep-transparent-rgb", "-o", out)
+    assert result.exit_code == 0  # type: ignore[attr-defined]
+    with Image.open(out) as image:
+        back = np.asarray(image.convert("RGBA"))
+    clear = sprite(1)[..., 3] == 0
+    assert np.abs(back[clear][:, :3].astype(int) - sprite(1)[clear][:, :3]).mean() < 12
+    bad = run("quantize", src, "--keep-transparent-rgb", "-o", tmp_path / "k.gif")
+    assert bad.exit_code == 1  # type: ignore[attr-defined]
+    assert "needs PNG" in bad.stderr  # type: ignore[attr-defined]
+    assert not (tmp_path / "k.gif").exists()
