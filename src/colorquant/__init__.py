@@ -21,6 +21,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ._checks import InputError
+from .animation import Animation, load_animation, quantize_animation, save_animation
 from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
 from .io import LoadedImage, load_image, load_palette, save_result
 from .kmeans import KMeansResult, fit_adam, weighted_kmeans
@@ -40,6 +41,7 @@ __all__ = [
     "COLOR_SPACES",
     "DEFAULT_COLOR_SPACE",
     "DEFAULT_SPEED",
+    "Animation",
     "BatchResult",
     "ColorSpace",
     "InputError",
@@ -51,6 +53,7 @@ __all__ = [
     "__version__",
     "ciede2000",
     "fit_adam",
+    "load_animation",
     "load_image",
     "load_palette",
     "mean_delta_e",
@@ -58,7 +61,9 @@ __all__ = [
     "psnr",
     "quality_of",
     "quantize",
+    "quantize_animation",
     "quantize_batch",
+    "save_animation",
     "save_result",
     "weighted_kmeans",
 ]

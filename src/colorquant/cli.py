@@ -31,6 +31,14 @@ from PIL import Image, ImageFile
 from . import __version__, _cpu
 from ._checks import DEVICES, InputError, resolve_device
 from .alpha import binary_alpha
+from .animation import (
+    animation_bytes,
+    is_animated,
+    load_animation,
+    load_animation_bytes,
+    quantize_animation,
+    save_animation,
+)
 from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
 from .histogram import color_histogram
 from .init import INITS, InitMethod
@@ -197,6 +205,15 @@ def _apply_with(
     return apply
 
 
+def _each_frame(
+    fit: Callable[[np.ndarray], QuantizeResult],
+) -> Callable[[list[np.ndarray]], list[QuantizeResult]]:
+    def each(frames: list[np.ndarray]) -> list[QuantizeResult]:
+        return [fit(frame) for frame in frames]
+
+    return each
+
+
 def _check_colors(n_colors: int, limit: int, where: str) -> None:
     if not 1 <= n_colors <= limit:
         hint = f" (up to {MAX_COLORS} for .npz)" if limit < MAX_COLORS else ""
@@ -345,6 +362,73 @@ def _pixels_for(pixels: np.ndarray, fmt: str) -> np.ndarray:
     return binary_alpha(pixels) if fmt == "gif" and pixels.shape[2] == 4 else pixels
 
 
+def _quantize_animation_one(
+    job: _Job,
+    data: bytes | None,
+    fit_frames: Callable[[list[np.ndarray]], list[QuantizeResult]],
+    force: bool,
+    skip_if_larger: bool,
+    fmt: str,
+    start: float,
+) -> tuple[dict[str, Any], str]:
+    """Quantize and write every frame of an animation, durations and loop count kept."""
+    animation = load_animation(job.source) if data is None else load_animation_bytes(data)
+    frames = [_pixels_for(f, fmt) for f in animation.frames]
+    if any(f.shape[2] == 4 for f in frames):
+        frames = [_opaque_to_rgba(f) for f in frames]
+    results = fit_frames(frames)
+    limit = animation.size_bytes if skip_if_larger else None
+    suffix = ".png" if fmt == "apng" else f".{fmt}"
+    options: dict[str, Any] = {"durations": animation.durations, "loop": animation.loop}
+    if job.output == STDIO:
+        out = animation_bytes(results, suffix, **options)
+        if limit is not None and len(out) >= limit:
+            raise NotSmallerError(
+                f"<stdout>: would be {len(out):,} bytes, not smaller than {limit:,}; "
+                "nothing written"
+            )
+        sys.stdout.buffer.write(out)
+        sys.stdout.buffer.flush()
+        bytes_out = len(out)
+    else:
+        bytes_out = save_animation(results, job.output, force=force, max_bytes=limit, **options)
+    if job.preview is not None:
+        preview_figure(animation.frames[0][..., :3], results[0], path=job.preview, force=force)
+    seconds = time.perf_counter() - start
+    error = float(np.mean([r.mse for r in results]))
+    psnr = math.inf if error <= 0 else 10 * math.log10(255.0**2 / error)
+    delta_e = float(np.mean([r.delta_e for r in results]))
+    n_colors = len({tuple(c) for r in results for c in r.palette.tolist()})
+    record = {
+        "input": str(animation.path),
+        "output": str(job.output),
+        "frames": len(results),
+        "n_colors": n_colors,
+        "color_space": results[0].color_space,
+        "method": results[0].method,
+        "mse": error,
+        "psnr": _json_number(psnr),
+        "delta_e": delta_e,
+        "bytes_in": animation.size_bytes,
+        "bytes_out": bytes_out,
+        "seconds": round(seconds, 6),
+        "n_iter": results[0].n_iter,
+        "converged": results[0].converged,
+    }
+    line = (
+        f"{animation.path} -> {job.output}: {len(results)} frames, {n_colors} colors  "
+        f"MSE {error:.2f}  PSNR {psnr:.2f} dB  dE00 {delta_e:.2f}  "
+        f"{animation.size_bytes:,} -> {bytes_out:,} bytes  {seconds:.2f} s"
+    )
+    return record, line
+
+
+def _opaque_to_rgba(frame: np.ndarray) -> np.ndarray:
+    if frame.shape[2] == 4:
+        return frame
+    return np.concatenate([frame, np.full((*frame.shape[:2], 1), 255, np.uint8)], axis=2)
+
+
 def _quantize_one(
     job: _Job,
     *,
@@ -354,8 +438,12 @@ def _quantize_one(
     skip_if_larger: bool = False,
     stdout_format: str = "png",
     strip: bool = False,
+    fit_frames: Callable[[list[np.ndarray]], list[QuantizeResult]] | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """Check, load, quantize, write one image; the JSON record and the human line."""
+    """Check, load, quantize, write one image; the JSON record and the human line.
+
+    An animated input (more than one frame) goes to :func:`_quantize_animation_one`.
+    """
     start = time.perf_counter()
     if job.problem is not None:
         raise InputError(job.problem)
@@ -363,10 +451,12 @@ def _quantize_one(
         if path is not None and path != STDIO:
             _refuse_input(path, inputs)
             check_output_path(path, force=force)
-    if job.source == STDIO:
-        loaded = load_image_bytes(sys.stdin.buffer.read())
-    else:
-        loaded = load_image(job.source)
+    data = sys.stdin.buffer.read() if job.source == STDIO else None
+    if fit_frames is not None and is_animated(job.source if data is None else data):
+        return _quantize_animation_one(
+            job, data, fit_frames, force, skip_if_larger, stdout_format, start
+        )
+    loaded = load_image_bytes(data) if data is not None else load_image(job.source)
     result: QuantizeResult = fit(_pixels_for(loaded.pixels, stdout_format))
     limit = loaded.size_bytes if skip_if_larger else None
     icc = None if strip else loaded.icc_profile
@@ -517,6 +607,11 @@ def _quantize_one(
     help="Keep (cluster) the colors under fully transparent pixels, e.g. texture padding; by "
     "default they all become one transparent entry. PNG output.",
 )
+@click.option(
+    "--per-frame-palette",
+    is_flag=True,
+    help="Animations: a palette per frame (GIF) instead of one for all frames.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout.")
 @_force_option
 def quantize(
@@ -543,6 +638,7 @@ def quantize(
     posterize: int | None,
     strip: bool,
     keep_transparent_rgb: bool,
+    per_frame_palette: bool,
     as_json: bool,
     force: bool,
 ) -> None:
@@ -621,6 +717,7 @@ def quantize(
             given = Quantizer.from_palette(palette, color_space=color_space, device=run_device)
             given.keep_transparent_rgb = keep_transparent_rgb
             fit = _apply_with(given, dither, dither_strength)
+            fit_frames = _each_frame(fit)
         else:
             k = DEFAULT_COLORS if n_colors is None else n_colors
             _check_colors(k, limit, f"{suffix} output")
@@ -642,8 +739,13 @@ def quantize(
                 # One palette for all: every input's colors merged (bounded memory), then fitted.
                 shared = Quantizer(k, **options)
                 for source in _progress(inputs, "image (palette)"):
-                    shared.partial_fit(_pixels_for(load_image(source).pixels, suffix[1:]))
+                    if is_animated(source):
+                        for frame in load_animation(source).frames:
+                            shared.partial_fit(_pixels_for(frame, suffix[1:]))
+                    else:
+                        shared.partial_fit(_pixels_for(load_image(source).pixels, suffix[1:]))
                 fit = _apply_with(shared, dither, dither_strength)
+                fit_frames = _each_frame(fit)
             else:
 
                 def fit_one(pixels: np.ndarray) -> QuantizeResult:
@@ -657,6 +759,23 @@ def quantize(
                     )
 
                 fit = fit_one
+
+                def fit_frames(frames: list[np.ndarray]) -> list[QuantizeResult]:
+                    k_frames = k
+                    if target is not None:
+                        # The frames stacked have the frames' merged histogram: the fewest
+                        # colors that reach the target for all of them together.
+                        k_frames = quantize_image(
+                            np.concatenate(frames), k, quality=target, **options
+                        ).n_colors
+                    return quantize_animation(
+                        frames,
+                        k_frames,
+                        shared=not per_frame_palette,
+                        dither=dither,
+                        dither_strength=dither_strength,
+                        **options,
+                    )
 
         if outdir is not None:
             if outdir.exists() and not outdir.is_dir():
@@ -680,6 +799,7 @@ def quantize(
                 skip_if_larger=skip_if_larger,
                 stdout_format=suffix[1:],
                 strip=strip,
+                fit_frames=fit_frames,
             )
             for job in jobs
         ]
