@@ -614,6 +614,28 @@ def test_icc_profile_kept_unless_strip(tmp_path: Path) -> None:
     assert cq.load_image(kept).icc_profile == icc
 
 
+def test_gamma_and_text_kept_unless_strip(tmp_path: Path) -> None:
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Title", "a photo")
+    info.add_itxt("Author", "Zoë Ångström")
+    info.add(b"gAMA", (45455).to_bytes(4, "big"))
+    src = tmp_path / "in.png"
+    Image.fromarray(photo()).save(src, pnginfo=info)
+    loaded = cq.load_image(src)
+    assert loaded.gamma == pytest.approx(0.45455)
+    assert dict(loaded.text) == {"Title": "a photo", "Author": "Zoë Ångström"}
+    kept, stripped = tmp_path / "kept.png", tmp_path / "stripped.png"
+    assert run("quantize", src, "-k", "8", "-o", kept).exit_code == 0
+    assert run("quantize", src, "-k", "8", "-o", stripped, "--strip").exit_code == 0
+    with Image.open(kept) as image:
+        assert image.info["gamma"] == pytest.approx(0.45455)
+        assert image.text == {"Title": "a photo", "Author": "Zoë Ångström"}  # type: ignore[attr-defined]
+    with Image.open(stripped) as image:
+        assert "gamma" not in image.info and not image.text  # type: ignore[attr-defined]
+
+
 def test_posterize_option(tmp_path: Path) -> None:
     src = write_png(tmp_path / "in.png")
     out = tmp_path / "out.png"

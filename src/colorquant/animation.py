@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -378,7 +379,9 @@ def save_animation(
 def is_animated(source: PathLike | bytes) -> bool:
     """Whether the file (or a file's bytes) holds more than one frame, without decoding them."""
     try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # load_image's to say
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError, *_DECODE_ERRORS):
         return False  # not an image, or too large: load_image reports it
     with image:

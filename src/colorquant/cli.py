@@ -459,9 +459,11 @@ def _quantize_one(
     loaded = load_image_bytes(data) if data is not None else load_image(job.source)
     result: QuantizeResult = fit(_pixels_for(loaded.pixels, stdout_format))
     limit = loaded.size_bytes if skip_if_larger else None
-    icc = None if strip else loaded.icc_profile
+    keep: dict[str, Any] = {}
+    if not strip:
+        keep = {"icc_profile": loaded.icc_profile, "gamma": loaded.gamma, "text": loaded.text}
     if job.output == STDIO:
-        data = result_bytes(result, f".{stdout_format}", icc)
+        data = result_bytes(result, f".{stdout_format}", **keep)
         if limit is not None and len(data) >= limit:
             raise NotSmallerError(
                 f"<stdout>: would be {len(data):,} bytes, not smaller than {limit:,}; "
@@ -471,7 +473,7 @@ def _quantize_one(
         sys.stdout.buffer.flush()
         bytes_out = len(data)
     else:
-        bytes_out = save_result(result, job.output, force=force, max_bytes=limit, icc_profile=icc)
+        bytes_out = save_result(result, job.output, force=force, max_bytes=limit, **keep)
     if job.preview is not None:
         preview_figure(loaded.pixels[..., :3], result, path=job.preview, force=force)
     seconds = time.perf_counter() - start
@@ -599,7 +601,8 @@ def _quantize_one(
 @click.option(
     "--strip",
     is_flag=True,
-    help="Drop the input's ICC color profile (kept in PNG outputs otherwise).",
+    help="Drop the input's metadata: its ICC color profile, gamma and text chunks (kept in PNG "
+    "outputs otherwise; EXIF is never kept, its orientation is applied).",
 )
 @click.option(
     "--keep-transparent-rgb",
