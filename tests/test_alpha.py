@@ -261,13 +261,64 @@ def test_shared_palette_over_rgb_and_rgba() -> None:
     assert (opaque.palette[:, 3] == 255).all()
 
 
-@pytest.mark.parametrize("dither", ["ordered"])
+@pytest.mark.parametrize("dither", ["ordered", "fs"])
 def test_dither_keeps_transparency(dither: str) -> None:
     rgba = sprite(7)
     res = cq.quantize(rgba, 8, dither=dither)  # type: ignore[arg-type]
     np.testing.assert_array_equal(res.to_numpy()[..., 3] == 0, rgba[..., 3] == 0)
     plain = cq.quantize(rgba, 8)
     assert not np.array_equal(res.indices, plain.indices)  # the dither did something
+    out = res.to_numpy()
+    assert (out[rgba[..., 3] == 255][:, 3] == 255).all()  # opaque stays opaque
+
+
+def test_fs_rgba_flat_area_keeps_its_mean() -> None:
+    # A flat translucent color between two palette entries: the dither mixes them so that the
+    # mean (premultiplied) color is kept.
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[...] = [100, 100, 100, 200]
+    rgba[0, 0] = [0, 0, 0, 0]
+    palette = np.array([[0, 0, 0, 0], [60, 60, 60, 200], [140, 140, 140, 200]], np.uint8)
+    res = cq.Quantizer.from_palette(palette, color_space="rgb").apply(rgba, dither="fs")
+    out = res.to_numpy()[1:].reshape(-1, 4).astype(float)
+    assert abs(out[:, 0].mean() - 100) < 2 and (out[:, 3] == 200).all()
+    assert res.to_numpy()[0, 0, 3] == 0
+
+
+def test_fs_groups_kernel_against_python() -> None:
+    from colorquant import _cpu
+
+    rng = np.random.default_rng(3)
+    h, w, k = 6, 7, 5
+    pixels = rng.uniform(0, 255, (h, w, 4))
+    palette = rng.uniform(0, 255, (k, 4))
+    weight = np.array([1.0, 1.0, 1.0, 3.0])
+    pgroup = rng.integers(-1, 2, (h, w)).astype(np.int8)
+    egroup = np.array([0, 1, 1, 0, -2], np.int8)
+    fixed = rng.integers(0, k, (h, w)).astype(np.int32)
+    strength = rng.uniform(0, 1, (h, w)).astype(np.float32)
+    got = _cpu.dither_fs_groups(pixels, palette, weight, pgroup, egroup, fixed, strength, 30.0)
+    # The same serpentine diffusion in plain Python.
+    err = np.zeros((h + 1, w + 2, 4))
+    want = np.empty((h, w), np.int32)
+    for y in range(h):
+        xs = range(w) if y % 2 == 0 else range(w - 1, -1, -1)
+        step = 1 if y % 2 == 0 else -1
+        for x in xs:
+            if pgroup[y, x] < 0:
+                want[y, x] = fixed[y, x]
+                continue
+            v = np.clip(pixels[y, x] + np.clip(err[y, x + 1], -30, 30), 0, 255)
+            rows = np.flatnonzero(egroup == pgroup[y, x])
+            d = ((v - palette[rows]) ** 2 * weight).sum(1)
+            best = int(rows[np.argmin(d)])
+            want[y, x] = best
+            e = (v - palette[best]) * strength[y, x] / 16
+            err[y, x + 1 + step] += 7 * e
+            err[y + 1, x + 1 - step] += 3 * e
+            err[y + 1, x + 1] += 5 * e
+            err[y + 1, x + 1 + step] += e
+    np.testing.assert_array_equal(got, want)
 
 
 def test_posterize_keeps_alpha() -> None:

@@ -1184,13 +1184,59 @@ def _map_rgba_pixels(
     rgb = rgba8[..., :3].astype(np.float64)
     visible = rgba8[..., 3] > 0
     if dither == "fs":
-        raise InputError("dither='fs' does not take images with transparency yet: use 'ordered'")
+        return _diffuse_rgba(rgba8, palette, space, strength, split, spread)
     offsets = ordered_offsets(np.empty(0), height, width, ordered_amplitude(spread, strength))
     shifted = np.where(visible[..., None], np.clip(rgb + offsets[..., None], 0.0, 255.0), rgb)
     alpha = rgba8[..., 3].reshape(-1).astype(np.float64) / 255.0
     points = premultiply(embed(shifted.reshape(-1, 3) / 255.0, space), alpha, space, split)
     index = to_numpy(nearest(points, encode_rgba(palette, space, split))[0])
     return index.reshape(height, width)
+
+
+def _diffuse_rgba(
+    rgba8: np.ndarray,
+    palette: np.ndarray,
+    space: ColorSpace,
+    strength: float,
+    split: bool,
+    spread: float,
+) -> np.ndarray:
+    """Floyd-Steinberg of an RGBA image in premultiplied 8-bit RGBA (alpha weighing as three
+    channels, as in :mod:`colorquant.alpha`): visible pixels search the visible rows of their
+    group (opaque ones the opaque rows, with ``split``), fully transparent pixels keep their
+    own nearest row and take and pass no error."""
+    from .dither import diffusion_strength
+
+    height, width = rgba8.shape[:2]
+    flat = rgba8.reshape(-1, 4)
+    base = to_numpy(nearest(encode_rgba(flat, space, split), encode_rgba(palette, space, split))[0])
+
+    def premultiplied(colors: np.ndarray) -> np.ndarray:
+        out = colors.astype(np.float64)
+        out[:, :3] *= out[:, 3:] / 255.0
+        return out
+
+    entry_alpha = palette[:, 3]
+    opaque_rows = entry_alpha == 255
+    translucent_rows = (entry_alpha > 0) & ~opaque_rows
+    entry_group = np.where(entry_alpha == 0, -2, 1).astype(np.int8)
+    pixel_group = np.where(flat[:, 3] == 0, -1, 1).astype(np.int8)
+    if split and opaque_rows.any() and translucent_rows.any():
+        entry_group[opaque_rows] = 2
+        pixel_group[flat[:, 3] == 255] = 2
+    pixels = premultiplied(flat).reshape(height, width, 4)
+    shown = np.rint(pixels[..., :3]).astype(np.uint8)
+    index = _cpu.dither_fs_groups(
+        pixels,
+        premultiplied(palette),
+        np.array([1.0, 1.0, 1.0, 3.0]),
+        pixel_group.reshape(height, width),
+        entry_group,
+        base.astype(np.int32).reshape(height, width),
+        diffusion_strength(shown, strength),
+        spread,
+    )
+    return index.astype(np.int64)
 
 
 def _batch_on_device(

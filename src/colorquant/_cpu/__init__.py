@@ -30,6 +30,7 @@ __all__ = [
     "bin_colors",
     "cell_means",
     "dither_fs",
+    "dither_fs_groups",
     "get_num_threads",
     "histogram",
     "kmeans_plusplus",
@@ -566,3 +567,78 @@ def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.nda
     dist2 = np.empty(n, np.float64)
     _kernels.nearest(x, pal, n, c, pal.shape[0], index, dist2, _threads)
     return index, dist2
+
+
+def dither_fs_groups(
+    pixels: np.ndarray,
+    palette: np.ndarray,
+    weight: np.ndarray,
+    pixel_group: np.ndarray,
+    entry_group: np.ndarray,
+    fixed: np.ndarray,
+    strength: np.ndarray,
+    max_error: float,
+) -> np.ndarray:
+    """Serpentine Floyd-Steinberg where each pixel searches only the palette rows of its group.
+
+    For images with alpha: ``pixels`` are premultiplied RGBA on the 0..255 scale. Each pixel
+    plus the error diffused into it (each channel clamped to ``+-max_error``, then to 0..255)
+    takes the palette row of its own group nearest by ``sum(weight * diff**2)`` (lowest row on
+    ties), and passes on ``strength`` of its error (7/16 ahead, 3/16, 5/16, 1/16 below). A pixel
+    of group -1 (or of a group without rows) takes ``fixed`` and passes no error.
+
+    Args:
+        pixels: ``(H, W, C)`` float64, 1 <= C <= 16.
+        palette: ``(K, C)`` float64 rows, ``K >= 1``.
+        weight: ``(C,)`` float64 channel weights.
+        pixel_group: ``(H, W)`` int8 group of every pixel, -1 for no search.
+        entry_group: ``(K,)`` int8 group of every row.
+        fixed: ``(H, W)`` int32 row of the pixels that are not searched.
+        strength: ``(H, W)`` float32 in [0, 1].
+        max_error: largest error a channel carries, ``>= 0``.
+
+    Returns:
+        ``(H, W)`` int32 palette rows.
+
+    Raises:
+        ValueError: a shape, dtype or value is out of range (the message names the argument).
+    """
+    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.float64 or pixels.ndim != 3:
+        raise ValueError(f"pixels must be a float64 array (H, W, C), got {_describe(pixels)}")
+    h, w, c = pixels.shape
+    pal = np.ascontiguousarray(palette, dtype=np.float64)
+    if pal.ndim != 2 or pal.shape[1] != c or pal.shape[0] < 1:
+        raise ValueError(f"palette must be (K, {c}) with K >= 1, got {_describe(palette)}")
+    k = pal.shape[0]
+    checks = (
+        ("weight", weight, (c,), np.float64),
+        ("pixel_group", pixel_group, (h, w), np.int8),
+        ("entry_group", entry_group, (k,), np.int8),
+        ("fixed", fixed, (h, w), np.int32),
+        ("strength", strength, (h, w), np.float32),
+    )
+    for name, a, shape, dtype in checks:
+        if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != dtype:
+            raise ValueError(
+                f"{name} must be a {np.dtype(dtype).name} array of shape {shape}, "
+                f"got {_describe(a)}"
+            )
+    if not (np.isfinite(max_error) and max_error >= 0):
+        raise ValueError(f"max_error must be a finite number >= 0, got {max_error!r}")
+    index = np.empty((h, w), np.int32)
+    _kernels.dither_fs_groups(
+        np.ascontiguousarray(pixels),
+        h,
+        w,
+        c,
+        pal,
+        k,
+        np.ascontiguousarray(weight),
+        np.ascontiguousarray(pixel_group),
+        np.ascontiguousarray(entry_group),
+        np.ascontiguousarray(fixed),
+        np.ascontiguousarray(strength),
+        float(max_error),
+        index,
+    )
+    return index

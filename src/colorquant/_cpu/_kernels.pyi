@@ -93,5 +93,21 @@ def lloyd(
     n_fixed: int,
     /,
 ) -> tuple[int, float, bool]: ...
+def dither_fs_groups(
+    pixels: Array,
+    h: int,
+    w: int,
+    c: int,
+    palette: Array,
+    k: int,
+    weight: Array,
+    pixel_group: Array,
+    entry_group: Array,
+    fixed: Array,
+    strength: Array,
+    max_error: float,
+    index: Array,
+    /,
+) -> None: ...
 def set_parallel_min(value: int, /) -> int: ...
 def openmp() -> bool: ...

@@ -2227,6 +2227,120 @@ static PyObject *py_openmp(PyObject *self, PyObject *args)
 #endif
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Error diffusion in groups (images with alpha)                                               */
+
+/* dither_fs_groups(pixels, h, w, C, palette, k, weight, pixel_group, entry_group, fixed,
+   strength, max_error, index): serpentine Floyd-Steinberg on C-channel float64 pixels (RGBA
+   premultiplied, on the 0..255 scale) where each pixel takes the nearest palette row, by the
+   channel-weighted squared distance, among the rows of its own group (lowest row on ties); a
+   pixel of group -1 takes fixed[i] and neither takes nor passes error. Values plus error are
+   clamped to +-max_error, then to 0..255, channel by channel. */
+static PyObject *py_dither_fs_groups(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer pb, cb, wb, gb, eb, fb, sb, ib;
+    Py_ssize_t h, w;
+    int C, K;
+    double max_error;
+    if (!PyArg_ParseTuple(args, "y*nniy*iy*y*y*y*y*dw*", &pb, &h, &w, &C, &cb, &K, &wb, &gb,
+                          &eb, &fb, &sb, &max_error, &ib))
+        return NULL;
+    PyObject *result = NULL;
+    double *rows = NULL;
+    if (h < 1 || w < 1 || h * w > INT32_MAX || C < 1 || C > 16 || K < 1 ||
+        !(max_error >= 0.0)) {
+        PyErr_Format(PyExc_ValueError,
+                     "expected h, w >= 1 with h * w < 2^31, 1 <= C <= 16, k >= 1, max_error >= "
+                     "0, got %zd %zd %d %d %g",
+                     h, w, C, K, max_error);
+        goto done;
+    }
+    if (check_len(&pb, 8 * (Py_ssize_t)C * h * w, "pixels") < 0 ||
+        check_len(&cb, 8 * (Py_ssize_t)C * K, "palette") < 0 ||
+        check_len(&wb, 8 * (Py_ssize_t)C, "weight") < 0 ||
+        check_len(&gb, h * w, "pixel_group") < 0 || check_len(&eb, K, "entry_group") < 0 ||
+        check_len(&fb, 4 * h * w, "fixed") < 0 || check_len(&sb, 4 * h * w, "strength") < 0 ||
+        check_len(&ib, 4 * h * w, "index") < 0)
+        goto done;
+    rows = calloc((size_t)2 * (w + 2) * C, sizeof *rows);
+    if (!rows) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    const double *px = pb.buf, *pal = cb.buf, *wt = wb.buf;
+    const int8_t *pg = gb.buf, *eg = eb.buf;
+    const int32_t *fixed = fb.buf;
+    const float *strength = sb.buf;
+    int32_t *index = ib.buf;
+    double *cur = rows, *next = rows + (size_t)(w + 2) * C; /* column c at (c + 1) * C */
+    for (Py_ssize_t y = 0; y < h; y++) {
+        int forward = (y % 2) == 0;
+        memset(next, 0, (size_t)(w + 2) * C * sizeof *next);
+        for (Py_ssize_t q = 0; q < w; q++) {
+            Py_ssize_t x = forward ? q : w - 1 - q, i = y * w + x;
+            if (pg[i] < 0) {
+                index[i] = fixed[i];
+                continue;
+            }
+            double v[16];
+            for (int ch = 0; ch < C; ch++) {
+                double e = cur[(x + 1) * C + ch];
+                e = e > max_error ? max_error : e < -max_error ? -max_error : e;
+                double t = px[i * C + ch] + e;
+                v[ch] = t < 0.0 ? 0.0 : t > 255.0 ? 255.0 : t;
+            }
+            int32_t best = -1;
+            double best_d = 0.0;
+            for (int c = 0; c < K; c++) {
+                if (eg[c] != pg[i])
+                    continue;
+                double d = 0.0;
+                for (int ch = 0; ch < C; ch++) {
+                    double t = v[ch] - pal[(size_t)c * C + ch];
+                    d += wt[ch] * t * t;
+                }
+                if (best < 0 || d < best_d) {
+                    best = c;
+                    best_d = d;
+                }
+            }
+            if (best < 0) { /* no row of this group: the caller's fixed row, no error passed */
+                index[i] = fixed[i];
+                continue;
+            }
+            index[i] = best;
+            double k = (double)strength[i] / 16.0;
+            Py_ssize_t ahead = forward ? x + 1 : x - 1, behind = forward ? x - 1 : x + 1;
+            for (int ch = 0; ch < C; ch++) {
+                double err = (v[ch] - pal[(size_t)best * C + ch]) * k;
+                cur[(ahead + 1) * C + ch] += 7.0 * err;
+                next[(behind + 1) * C + ch] += 3.0 * err;
+                next[(x + 1) * C + ch] += 5.0 * err;
+                next[(ahead + 1) * C + ch] += err;
+            }
+        }
+        double *t = cur;
+        cur = next;
+        next = t;
+    }
+    Py_END_ALLOW_THREADS
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    free(rows);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&wb);
+    PyBuffer_Release(&gb);
+    PyBuffer_Release(&eb);
+    PyBuffer_Release(&fb);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&ib);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"hist_sort", py_hist_sort, METH_VARARGS, "Radix sort of the pixels' 24-bit keys."},
     {"hist_sort_finish", py_hist_sort_finish, METH_VARARGS, "Histogram from sorted keys."},
@@ -2241,6 +2355,8 @@ static PyMethodDef methods[] = {
     {"set_parallel_min", py_set_parallel_min, METH_VARARGS,
      "Work size from which kernels use threads; returns the previous value."},
     {"openmp", py_openmp, METH_NOARGS, "Whether the module was built with OpenMP."},
+    {"dither_fs_groups", py_dither_fs_groups, METH_VARARGS,
+     "Serpentine Floyd-Steinberg with a nearest row per pixel group."},
     {NULL, NULL, 0, NULL},
 };
 
