@@ -94,7 +94,8 @@ def main() -> None:
         one = {
             "pngquant": [pngquant, k, "--nofs", "--force", "-o", str(tmp / "pq.png"), str(single)],
             "colorquant": [
-                colorquant, "quantize", str(single), "-k", k, "-o", str(tmp / "cq.png"), "--force"
+                colorquant, "quantize", str(single), "-k", k, "--nofs", "-o", str(tmp / "cq.png"),
+                "--force",
             ],
             "python -c pass": [python, "-c", "pass"],
             "python: import numpy, PIL": [python, "-c", "import numpy, PIL.Image"],
@@ -113,7 +114,17 @@ def main() -> None:
         out_dir.mkdir()
         many = {
             "pngquant": [pngquant, k, "--nofs", "--force", "--ext", "-pq.png", *inputs],
-            "colorquant": [colorquant, "quantize", *inputs, "-k", k, "-d", str(out_dir), "--force"],
+            "colorquant": [
+                colorquant,
+                "quantize",
+                *inputs,
+                "-k",
+                k,
+                "--nofs",
+                "-d",
+                str(out_dir),
+                "--force",
+            ],
         }
         t_many = alternate(many, max(3, args.repeat // 3))
         base = statistics.median(t_many["pngquant"])

@@ -432,7 +432,8 @@ def test_init_option_reaches_the_fit(tmp_path: Path, src: Path, init: str) -> No
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     original = np.array(Image.open(src).convert("RGB"))
-    expected = cq_api.quantize(original, 6, init=init, seed=2)  # type: ignore[arg-type]
+    # The command dithers by default (fs), as pngquant does.
+    expected = cq_api.quantize(original, 6, init=init, seed=2, dither="fs")  # type: ignore[arg-type]
     assert record["mse"] == pytest.approx(expected.mse, rel=1e-9)
 
 
@@ -486,7 +487,7 @@ def test_shared_palette_option(tmp_path: Path) -> None:
     q = cq.Quantizer(8).fit([photo(1), photo(2)])
     for name, seed in (("a.png", 1), ("b.png", 2)):
         got = np.asarray(Image.open(out / name).convert("RGB"))
-        np.testing.assert_array_equal(got, q.apply(photo(seed)).to_numpy())
+        np.testing.assert_array_equal(got, q.apply(photo(seed), dither="fs").to_numpy())
 
 
 @pytest.mark.parametrize(
@@ -548,7 +549,7 @@ def test_quality_takes_the_fewest_colors_that_reach_max(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert cq.quality_of(record["psnr"]) >= 30
-    fewer = cq.quantize(photo(), record["n_colors"] - 1)
+    fewer = cq.quantize(photo(), record["n_colors"] - 1, dither="fs")
     assert cq.quality_of(fewer.psnr) < 30  # one color fewer would not reach it
     assert record["n_colors"] < 64
 
@@ -576,7 +577,7 @@ def test_stdin_to_stdout_in_a_real_process(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     out = Image.open(io.BytesIO(proc.stdout))
     assert out.format == "PNG" and out.mode == "P"
-    expected = cq.quantize(photo(), 6).to_numpy()
+    expected = cq.quantize(photo(), 6, dither="fs").to_numpy()
     np.testing.assert_array_equal(np.asarray(out.convert("RGB")), expected)
     assert b"<stdin> -> -: 6 colors" in proc.stderr  # the report goes to stderr
     assert files_in(tmp_path) == ["in.png"]
@@ -643,3 +644,17 @@ def test_posterize_option(tmp_path: Path) -> None:
     colors = set(np.asarray(Image.open(out).convert("RGB")).ravel().tolist())
     assert colors <= {0, 85, 170, 255}
     assert run("quantize", src, "-o", out, "--force", "--posterize", "9").exit_code == 2
+
+
+def test_default_dither_is_fs_and_nofs_turns_it_off(tmp_path: Path) -> None:
+    src = write_png(tmp_path / "in.png")
+    outs = {}
+    for name, args in (("default", []), ("fs", ["--dither", "fs"]), ("nofs", ["--nofs"])):
+        out = tmp_path / f"{name}.png"
+        assert run("quantize", src, "-k", "6", "-o", out, *args).exit_code == 0
+        outs[name] = np.asarray(Image.open(out).convert("RGB"))
+    np.testing.assert_array_equal(outs["default"], outs["fs"])
+    np.testing.assert_array_equal(outs["nofs"], cq.quantize(photo(), 6).to_numpy())
+    assert not np.array_equal(outs["nofs"], outs["fs"])
+    bad = run("quantize", src, "--nofs", "--dither", "ordered", "-o", tmp_path / "x.png")
+    assert bad.exit_code == 2 and "contradict" in bad.stderr
