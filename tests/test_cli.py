@@ -658,3 +658,26 @@ def test_default_dither_is_fs_and_nofs_turns_it_off(tmp_path: Path) -> None:
     assert not np.array_equal(outs["nofs"], outs["fs"])
     bad = run("quantize", src, "--nofs", "--dither", "ordered", "-o", tmp_path / "x.png")
     assert bad.exit_code == 2 and "contradict" in bad.stderr
+
+
+def test_optimize_is_lossless_and_smaller(tmp_path: Path) -> None:
+    src = write_png(tmp_path / "in.png", photo(0, 128, 160))
+    plain, small = tmp_path / "plain.png", tmp_path / "small.png"
+    assert run("quantize", src, "-k", "64", "-o", plain).exit_code == 0
+    assert run("quantize", src, "-k", "64", "-o", small, "--optimize").exit_code == 0
+    assert small.stat().st_size < plain.stat().st_size
+    with Image.open(plain) as a, Image.open(small) as b:
+        np.testing.assert_array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
+
+
+def test_optimize_without_pyoxipng(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "oxipng" else real(name, *a)
+    )
+    src = write_png(tmp_path / "in.png")
+    result = run("quantize", src, "--optimize", "-o", tmp_path / "o.png")
+    assert_one_error(result, "needs the optional pyoxipng", "colorquant[optimize]")
+    assert not (tmp_path / "o.png").exists()
