@@ -8,6 +8,12 @@ pngquant's of the same kind), the mean PSNR, the mean ΔE00, and for the dithere
 ΔE00 after a Gaussian blur of both images (σ = 1.5 pixels: roughly what the eye averages at a
 normal viewing distance, so a fine dither pattern counts as the color it mixes).
 
+With ``--alpha`` every photo gets an alpha channel first (opaque in an ellipse, a soft edge 40
+pixels wide, fully transparent outside; the color under the transparent part is kept, as an
+editor leaves it), and the quality columns become: PSNR of premultiplied RGBA
+(``colorquant.alpha.mse_rgba``), mean absolute alpha error, and the pixels whose
+transparency flipped (fully transparent became visible or the reverse).
+
     .venv/bin/python benchmarks/compression.py
 """
 
@@ -35,6 +41,7 @@ from _common import (
     report_header,
     set_threads,
 )
+from colorquant.alpha import mse_rgba
 
 BLUR_SIGMA = 1.5
 METHODS = (
@@ -60,6 +67,17 @@ def blurred(rgb8: np.ndarray) -> np.ndarray:
     return np.asarray(image)
 
 
+def with_alpha(rgb8: np.ndarray) -> np.ndarray:
+    """``rgb8`` with an alpha channel: opaque inside an ellipse, a 40-pixel soft edge, fully
+    transparent outside (the colors under it kept)."""
+    height, width = rgb8.shape[:2]
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    r = np.hypot((y - height / 2) / (0.42 * height), (x - width / 2) / (0.42 * width))
+    inside = (1.0 - r) * min(height, width) * 0.42  # pixels inside the ellipse's edge, roughly
+    alpha = np.clip(inside / 40.0, 0.0, 1.0)
+    return np.dstack([rgb8, np.rint(alpha * 255).astype(np.uint8)])
+
+
 def pngquant_path() -> str:
     here = Path(sys.executable).parent / "pngquant"
     found = str(here) if here.exists() else shutil.which("pngquant")
@@ -74,8 +92,11 @@ def main() -> int:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--k", type=int, default=256)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=BENCH_DIR / "compression.md")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--alpha", action="store_true", help="RGBA inputs (see the docstring)")
     args = p.parse_args()
+    if args.out is None:
+        args.out = BENCH_DIR / ("compression_alpha.md" if args.alpha else "compression.md")
     load_at_start = load_average()
     set_threads(args.threads)
     pngquant = pngquant_path()
@@ -89,6 +110,8 @@ def main() -> int:
         tmp = Path(tmp_name)
         for path in paths:
             original = load_rgb(path)
+            if args.alpha:
+                original = with_alpha(original)
             src = tmp / "in.png"
             Image.fromarray(original).save(src)
             outputs: dict[str, Path] = {}
@@ -104,8 +127,17 @@ def main() -> int:
                     cq.save_result(result, out, force=True, optimize=optimize)
                     outputs[name + (" --optimize" if optimize else "")] = out
             for name, out in outputs.items():
-                quantized = np.asarray(Image.open(out).convert("RGB"))
                 stats[name]["bytes"].append(out.stat().st_size)
+                if args.alpha:
+                    rgba = np.asarray(Image.open(out).convert("RGBA"))
+                    error = mse_rgba(original, rgba)
+                    stats[name]["psnr"].append(float(10 * np.log10(255.0**2 / error)))
+                    diff = np.abs(rgba[..., 3].astype(int) - original[..., 3])
+                    stats[name]["de"].append(float(diff.mean()))
+                    flips = (rgba[..., 3] == 0) != (original[..., 3] == 0)
+                    stats[name]["blur"].append(float(flips.sum()))
+                    continue
+                quantized = np.asarray(Image.open(out).convert("RGB"))
                 stats[name]["psnr"].append(cq.psnr(original, quantized))
                 stats[name]["de"].append(cq.mean_delta_e(original, quantized))
                 stats[name]["blur"].append(cq.mean_delta_e(blurred(original), blurred(quantized)))
@@ -125,14 +157,18 @@ def main() -> int:
             ]
         )
     header = report_header(
-        f"Compression at K = {args.k} against pngquant ({len(paths)} images)",
+        f"Compression at K = {args.k} against pngquant ({len(paths)} images"
+        + (", RGBA)" if args.alpha else ")"),
         args.threads,
         "cpu",
         load_at_start,
     )
+    columns = ["mean ΔE00", f"mean ΔE00 after blur σ={BLUR_SIGMA}"]
+    if args.alpha:
+        columns = ["mean abs alpha error", "transparency flips per image"]
     table = markdown_table(
-        ["method", "bytes (all images)", "bytes / pngquant", "mean PSNR dB", "mean ΔE00",
-         f"mean ΔE00 after blur σ={BLUR_SIGMA}"],
+        ["method", "bytes (all images)", "bytes / pngquant",
+         "mean PSNR dB" + (" (premultiplied RGBA)" if args.alpha else ""), *columns],
         rows,
         "lrrrrr",
     )  # fmt: skip

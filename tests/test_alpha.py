@@ -13,16 +13,12 @@ from PIL import Image
 
 import colorquant as cq
 from colorquant.alpha import (
+    ALMOST_OPAQUE,
     ALPHA_SCALE,
-    OPAQUE,
-    OPAQUE_SEPARATION,
     SEPARATION,
-    TRANSLUCENT,
-    TRANSPARENT,
     binary_alpha,
     decode_rgba,
     encode_rgba,
-    group_of_points,
     mse_rgba,
     pack_rgba,
     unpack_rgba,
@@ -72,7 +68,7 @@ def test_pack_roundtrip() -> None:
 def test_encode_decode_roundtrip(space: str) -> None:
     rng = np.random.default_rng(1)
     colors = rng.integers(0, 256, (300, 4), dtype=np.uint8)
-    colors[:, 3] = np.maximum(colors[:, 3], 64)  # decoding is exact where alpha is not tiny
+    colors[:, 3] = np.clip(colors[:, 3], 64, 252)  # exact where alpha is not tiny nor snapped
     colors[:20, 3] = 0
     colors[:20, :3] = 0
     back = decode_rgba(encode_rgba(colors, space), space)  # type: ignore[arg-type]
@@ -88,12 +84,13 @@ def test_premultiplied_coordinates() -> None:
     np.testing.assert_allclose(points[1], [40, 20, 10, 0.2 * scale])  # a = 0.2
     # Transparent: RGB not premultiplied (it is kept or zeroed before), far away in alpha.
     np.testing.assert_allclose(points[2], [9, 9, 9, -SEPARATION * scale])
-    # Split: opaque colors apart from translucent ones.
-    split = encode_rgba(colors, "rgb", split=True)
-    np.testing.assert_allclose(split[0], [200, 100, 50, (1 + OPAQUE_SEPARATION) * scale])
-    np.testing.assert_allclose(split[1:], points[1:])
-    assert group_of_points(split, "rgb").tolist() == [OPAQUE, TRANSLUCENT, TRANSPARENT]
-    assert group_of_points(points, "rgb").tolist() == [TRANSLUCENT, TRANSLUCENT, TRANSPARENT]
+
+
+def test_almost_opaque_centroids_become_opaque() -> None:
+    colors = np.array([[10, 20, 30, a] for a in (1, 200, 252, 253, 254, 255)], np.uint8)
+    back = decode_rgba(encode_rgba(colors, "rgb"), "rgb")
+    assert back[:, 3].tolist() == [1, 200, 252, 255, 255, 255]
+    assert ALMOST_OPAQUE == 253
 
 
 def test_mse_rgba_is_premultiplied() -> None:
@@ -129,9 +126,11 @@ def test_transparency_is_kept_exactly(space: str) -> None:
     clear = res.palette[:, 3] == 0
     assert clear.sum() == 1
     assert res.palette[clear].tolist() == [[0, 0, 0, 0]]
-    # Opaque pixels stay opaque (their group is kept apart from the translucent rim).
-    assert (out[rgba[..., 3] == 255][:, 3] == 255).all()
-    assert ((res.palette[:, 3] > 0) & (res.palette[:, 3] < 255)).any()  # the rim's entries
+    # Opaque pixels stay (nearly) opaque, within 2% (measured: 250..255 at K = 16); the rim
+    # gets entries of its own.
+    assert (out[rgba[..., 3] == 255][:, 3] >= 250).all()
+    assert ((res.palette[:, 3] > 0) & (res.palette[:, 3] < 255)).any()
+    assert np.abs(out[..., 3].astype(int) - rgba[..., 3]).mean() < 2.5
 
 
 def test_png_roundtrip_and_short_trns() -> None:
@@ -181,7 +180,8 @@ def test_semitransparent_gradient() -> None:
     out = res.to_numpy()
     assert np.abs(out[..., 3].astype(int) - grad[..., 3]).mean() <= 2.5
     assert (out[..., 3] > 0).all()
-    np.testing.assert_array_equal(out[-1, :, 3], 255)  # the opaque row stays opaque
+    # The opaque row stays within two of the gradient's alpha steps (4 levels) of opaque.
+    assert (out[-1, :, 3] >= 255 - 2 * 4).all()
 
 
 def test_low_alpha_colors_cost_little() -> None:
@@ -223,8 +223,7 @@ def test_groups_apart_fallback() -> None:
     colors, counts = np.unique(hist_rgba.reshape(-1, 4), axis=0, return_counts=True)
     from colorquant.histogram import ColorHistogram
 
-    points = encode_rgba(colors, "rgb", split=True)
-    q._fit_groups_apart(ColorHistogram(colors, counts, None), points, True)
+    q._fit_groups_apart(ColorHistogram(colors, counts, None), encode_rgba(colors, "rgb"))
     palette = q.palette
     assert palette.shape == (8, 4)
     assert palette[-1].tolist() == [0, 0, 0, 0] and (palette[:-1, 3] == 255).all()
@@ -269,7 +268,7 @@ def test_dither_keeps_transparency(dither: str) -> None:
     plain = cq.quantize(rgba, 8)
     assert not np.array_equal(res.indices, plain.indices)  # the dither did something
     out = res.to_numpy()
-    assert (out[rgba[..., 3] == 255][:, 3] == 255).all()  # opaque stays opaque
+    assert (out[rgba[..., 3] == 255][:, 3] >= 250).all()  # opaque stays (nearly) opaque
 
 
 def test_fs_rgba_flat_area_keeps_its_mean() -> None:
@@ -293,7 +292,7 @@ def test_fs_groups_kernel_against_python() -> None:
     pixels = rng.uniform(0, 255, (h, w, 4))
     palette = rng.uniform(0, 255, (k, 4))
     weight = np.array([1.0, 1.0, 1.0, 3.0])
-    pgroup = rng.integers(-1, 2, (h, w)).astype(np.int8)
+    pgroup = rng.integers(-1, 3, (h, w)).astype(np.int8)
     egroup = np.array([0, 1, 1, 0, -2], np.int8)
     fixed = rng.integers(0, k, (h, w)).astype(np.int32)
     strength = rng.uniform(0, 1, (h, w)).astype(np.float32)
@@ -309,7 +308,10 @@ def test_fs_groups_kernel_against_python() -> None:
                 want[y, x] = fixed[y, x]
                 continue
             v = np.clip(pixels[y, x] + np.clip(err[y, x + 1], -30, 30), 0, 255)
-            rows = np.flatnonzero(egroup == pgroup[y, x])
+            group = pgroup[y, x]
+            if group == 2:  # opaque: no error in the last channel, searches group 1
+                v[3], group = pixels[y, x, 3], 1
+            rows = np.flatnonzero(egroup == group)
             d = ((v - palette[rows]) ** 2 * weight).sum(1)
             best = int(rows[np.argmin(d)])
             want[y, x] = best

@@ -32,16 +32,14 @@ from ._checks import (
     resolve_device,
 )
 from .alpha import (
-    TRANSLUCENT,
-    TRANSPARENT,
     bin_rgba,
     decode_rgba,
     encode_rgba,
-    group_of_points,
     mse_rgba,
     pack_rgba,
     prepare_rgba,
     rgba_histogram,
+    transparent_points,
 )
 from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace, encode_colors, rgb_to_lab
 from .color import decode_colors as _decode
@@ -251,7 +249,6 @@ class _Fit:
     converged: bool = True
     method: str = "palette"
     n_fixed: int = 0  # the first rows are fixed colors: kept in every result palette
-    split: bool = False  # RGBA fitted with opaque colors apart: map the same way
 
 
 def _histogram_of(
@@ -305,11 +302,11 @@ def _with_alpha(colors: np.ndarray) -> np.ndarray:
     return np.concatenate([colors, opaque], axis=-1)
 
 
-def _encode(colors: Any, space: ColorSpace, split: bool = False) -> Any:
-    """Clustering coordinates of ``(M, 3)`` colors, or of ``(M, 4)`` RGBA (premultiplied; opaque
-    colors a group of their own with ``split``: :func:`colorquant.alpha.encode_rgba`)."""
+def _encode(colors: Any, space: ColorSpace) -> Any:
+    """Clustering coordinates of ``(M, 3)`` colors, or of ``(M, 4)`` RGBA (premultiplied:
+    :func:`colorquant.alpha.encode_rgba`)."""
     if colors.shape[1] == 4:
-        return encode_rgba(to_numpy(colors), space, split)
+        return encode_rgba(to_numpy(colors), space)
     return encode_colors(colors, space)
 
 
@@ -350,8 +347,8 @@ def _used_colors(
 
 def _groups_kept(points: np.ndarray, run: KMeansResult[Any], space: ColorSpace) -> bool:
     """Whether every point's centroid lies in the point's group (transparent or visible)."""
-    mine = group_of_points(points, space)
-    theirs = group_of_points(to_numpy(run.centroids), space)[to_numpy(run.labels)]
+    mine = transparent_points(points, space)
+    theirs = transparent_points(to_numpy(run.centroids), space)[to_numpy(run.labels)]
     return bool(np.array_equal(mine, theirs))
 
 
@@ -673,11 +670,6 @@ class Quantizer:
         rgba = hist.colors.shape[1] == 4
         fixed = _with_alpha(self.fixed) if rgba else self.fixed
         n_fixed = len(fixed)
-        split = False
-        if rgba:
-            # Opaque colors apart from translucent ones when the palette has room for every group.
-            split = len(np.unique(group_of_points(_encode(hist.colors, "rgb", True), "rgb"))) <= k
-            points = _encode(hist.colors, self.color_space, split)
         if len(hist) <= k:
             # At most K distinct colors: the palette is the colors themselves, lossless (the
             # fixed colors first, when they fit beside them).
@@ -686,7 +678,7 @@ class Quantizer:
             if n_fixed + len(extra) <= k:
                 both = np.concatenate([fixed, extra])
                 palette = self._place(both) if n_fixed or rgba else hist.colors[:]
-                self._fit = _Fit(palette, (0.0,), 0, True, self.method, n_fixed, split)
+                self._fit = _Fit(palette, (0.0,), 0, True, self.method, n_fixed)
                 return
         if rgba:
             clear = to_numpy(hist.colors)[:, 3] == 0
@@ -705,7 +697,7 @@ class Quantizer:
             points = _encode(hist.colors, self.color_space)
         weights = _as_dtype(hist.counts, points)
         fixed8: Any = self._place(fixed)
-        fixed_points = _as_dtype(_encode(fixed8, self.color_space, split), points)
+        fixed_points = _as_dtype(_encode(fixed8, self.color_space), points)
         generator = np.random.default_rng(self.seed)
         if self.method == "adam":
             # Adam from the seeds alone, no Lloyd step anywhere: the two fits compare cleanly.
@@ -713,9 +705,7 @@ class Quantizer:
             steps = self.max_iter if self.max_iter is not None else ADAM_STEPS
             adam = fit_adam(points, weights, start, max_iter=steps, tol=self.tol or 1e-5)
             palette = self._decode(adam.centroids, rgba)
-            self._fit = _Fit(
-                palette, adam.history, adam.n_iter, adam.converged, self.method, 0, split
-            )
+            self._fit = _Fit(palette, adam.history, adam.n_iter, adam.converged, self.method)
             return
         history: list[float] = []
         n_iter = 0
@@ -768,25 +758,21 @@ class Quantizer:
         history.extend(result.history)
         n_iter += result.n_iter
         if rgba and not _groups_kept(points, result, self.color_space):
-            self._fit_groups_apart(hist, points, split)
+            self._fit_groups_apart(hist, points)
             return
         palette = self._decode(result.centroids, rgba)
         if n_fixed:
             palette[:n_fixed] = self._place(fixed)  # exact, whatever the space
-        self._fit = _Fit(
-            palette, tuple(history), n_iter, result.converged, self.method, n_fixed, split
-        )
+        self._fit = _Fit(palette, tuple(history), n_iter, result.converged, self.method, n_fixed)
         log.debug("fit: %d distinct colors, %d iterations, J=%.6g", len(hist), n_iter, history[-1])
 
-    def _fit_groups_apart(self, hist: ColorHistogram, points: np.ndarray, split: bool) -> None:
-        """One centroid for one group (the transparent colors, else the translucent ones), the
-        others for the rest of the colors (the same way, recursively).
+    def _fit_groups_apart(self, hist: ColorHistogram, points: np.ndarray) -> None:
+        """Fit the visible colors with ``n_colors - 1`` centroids, the transparent ones with one.
 
-        The joint fit keeps the groups apart whenever its seeding gave each a centroid (they
-        lie so far apart that it nearly always does); this is the fallback when it did not.
+        The joint fit keeps the two groups apart whenever its seeding gave each a centroid
+        (they lie so far apart that it nearly always does); this is the fallback.
         """
-        groups = group_of_points(points, self.color_space)
-        peel = groups == (TRANSPARENT if (groups == TRANSPARENT).any() else TRANSLUCENT)
+        peel = transparent_points(points, self.color_space)
         colors, counts = to_numpy(hist.colors), to_numpy(hist.counts)
         rest = self.with_colors(self.n_colors - 1)
         rest.posterize = None  # posterized once, on the whole palette, by the caller
@@ -795,7 +781,7 @@ class Quantizer:
         w = counts[peel].astype(np.float64)
         mean = (w @ points[peel] / w.sum())[None, :]
         palette = np.concatenate([to_numpy(fit.palette), self._decode(mean, True)])
-        self._fit = replace(fit, palette=palette, split=split)
+        self._fit = replace(fit, palette=palette)
 
     def _best_seeded_run(
         self, points: Any, weights: Any, fixed_points: Any, generator: np.random.Generator
@@ -830,9 +816,9 @@ class Quantizer:
         fit = self._fitted()
         assert hist.inverse is not None
         full = self._palette_for(hist.colors)
-        palette_points = _encode(full, self.color_space, fit.split)
-        if points is None or hist.colors.shape[1] == 4:
-            points = _encode(hist.colors, self.color_space, fit.split)
+        palette_points = _encode(full, self.color_space)
+        if points is None:
+            points = _encode(hist.colors, self.color_space)
         # The search runs where the histogram is; the small bookkeeping after it on the host.
         index = to_numpy(nearest(points, palette_points)[0])
         hist_counts = to_numpy(hist.counts)
@@ -885,7 +871,7 @@ class Quantizer:
         channels = pixels.shape[2]
         flat = pixels.reshape(-1, channels)
         full = to_numpy(self._palette_for(flat))
-        index = _map_pixels(pixels, full, self.color_space, dither, strength, hist, fit.split)
+        index = _map_pixels(pixels, full, self.color_space, dither, strength, hist)
         counts = np.bincount(index.ravel(), minlength=full.shape[0]).astype(np.int64)
         used, remap = _used_colors(counts, keep=fit.n_fixed, palette=full)
         palette = full[used]
@@ -1130,19 +1116,17 @@ def _map_pixels(
     dither: Dither,
     strength: float,
     hist: ColorHistogram | None = None,
-    split: bool = False,
 ) -> np.ndarray:
     """Every pixel's palette row through a dither (``"ordered"`` or ``"fs"``): ``(H, W)``.
 
-    ``rgb8``: ``(H, W, 3)`` uint8, or ``(H, W, 4)`` RGBA with a ``(K, 4)`` palette (``split``
-    as the fit: :func:`colorquant.alpha.encode_rgba`).
+    ``rgb8``: ``(H, W, 3)`` uint8, or ``(H, W, 4)`` RGBA with a ``(K, 4)`` palette.
     ``hist``: the image's histogram with its ``inverse``, when already made.
     """
     from .color import embed
     from .dither import diffusion_strength, dither_spread, ordered_amplitude, ordered_offsets
 
     if rgb8.shape[2] == 4:
-        return _map_rgba_pixels(rgb8, palette, space, dither, strength, split)
+        return _map_rgba_pixels(rgb8, palette, space, dither, strength)
     spread = dither_spread(palette)
     if dither == "fs":
         pal = palette.astype(np.float64)
@@ -1170,7 +1154,6 @@ def _map_rgba_pixels(
     space: ColorSpace,
     dither: Dither,
     strength: float,
-    split: bool,
 ) -> np.ndarray:
     """:func:`_map_pixels` of an RGBA image: the dither moves the colors of visible pixels;
     each pixel then takes its nearest palette entry of its own group (visible, transparent)."""
@@ -1184,12 +1167,12 @@ def _map_rgba_pixels(
     rgb = rgba8[..., :3].astype(np.float64)
     visible = rgba8[..., 3] > 0
     if dither == "fs":
-        return _diffuse_rgba(rgba8, palette, space, strength, split, spread)
+        return _diffuse_rgba(rgba8, palette, space, strength, spread)
     offsets = ordered_offsets(np.empty(0), height, width, ordered_amplitude(spread, strength))
     shifted = np.where(visible[..., None], np.clip(rgb + offsets[..., None], 0.0, 255.0), rgb)
     alpha = rgba8[..., 3].reshape(-1).astype(np.float64) / 255.0
-    points = premultiply(embed(shifted.reshape(-1, 3) / 255.0, space), alpha, space, split)
-    index = to_numpy(nearest(points, encode_rgba(palette, space, split))[0])
+    points = premultiply(embed(shifted.reshape(-1, 3) / 255.0, space), alpha, space)
+    index = to_numpy(nearest(points, encode_rgba(palette, space))[0])
     return index.reshape(height, width)
 
 
@@ -1198,32 +1181,26 @@ def _diffuse_rgba(
     palette: np.ndarray,
     space: ColorSpace,
     strength: float,
-    split: bool,
     spread: float,
 ) -> np.ndarray:
     """Floyd-Steinberg of an RGBA image in premultiplied 8-bit RGBA (alpha weighing as three
-    channels, as in :mod:`colorquant.alpha`): visible pixels search the visible rows of their
-    group (opaque ones the opaque rows, with ``split``), fully transparent pixels keep their
-    own nearest row and take and pass no error."""
+    channels, as in :mod:`colorquant.alpha`): visible pixels search the visible rows (opaque
+    ones take no alpha error), fully transparent pixels keep their own nearest row and take and
+    pass no error."""
     from .dither import diffusion_strength
 
     height, width = rgba8.shape[:2]
     flat = rgba8.reshape(-1, 4)
-    base = to_numpy(nearest(encode_rgba(flat, space, split), encode_rgba(palette, space, split))[0])
+    base = to_numpy(nearest(encode_rgba(flat, space), encode_rgba(palette, space))[0])
 
     def premultiplied(colors: np.ndarray) -> np.ndarray:
         out = colors.astype(np.float64)
         out[:, :3] *= out[:, 3:] / 255.0
         return out
 
-    entry_alpha = palette[:, 3]
-    opaque_rows = entry_alpha == 255
-    translucent_rows = (entry_alpha > 0) & ~opaque_rows
-    entry_group = np.where(entry_alpha == 0, -2, 1).astype(np.int8)
-    pixel_group = np.where(flat[:, 3] == 0, -1, 1).astype(np.int8)
-    if split and opaque_rows.any() and translucent_rows.any():
-        entry_group[opaque_rows] = 2
-        pixel_group[flat[:, 3] == 255] = 2
+    entry_group = np.where(palette[:, 3] == 0, -2, 1).astype(np.int8)
+    # Opaque pixels (group 2) take no alpha error: the dither never makes them translucent.
+    pixel_group = np.select([flat[:, 3] == 0, flat[:, 3] == 255], [-1, 2], 1).astype(np.int8)
     pixels = premultiplied(flat).reshape(height, width, 4)
     shown = np.rint(pixels[..., :3]).astype(np.uint8)
     index = _cpu.dither_fs_groups(

@@ -585,7 +585,9 @@ def dither_fs_groups(
     plus the error diffused into it (each channel clamped to ``+-max_error``, then to 0..255)
     takes the palette row of its own group nearest by ``sum(weight * diff**2)`` (lowest row on
     ties), and passes on ``strength`` of its error (7/16 ahead, 3/16, 5/16, 1/16 below). A pixel
-    of group -1 (or of a group without rows) takes ``fixed`` and passes no error.
+    of group 2 searches the rows of group 1 and takes no error in its last channel (an opaque
+    pixel keeps its alpha). A pixel of group -1 (or of a group without rows) takes ``fixed``
+    and passes no error.
 
     Args:
         pixels: ``(H, W, C)`` float64, 1 <= C <= 16.
