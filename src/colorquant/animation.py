@@ -24,16 +24,7 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from ._array import is_tensor
 from ._checks import InputError, as_pixels
-from .io import (
-    _DECODE_ERRORS,
-    ImageFileError,
-    _bomb_error,
-    _decompression_bombs_are_errors,
-    _file_error,
-    _file_size,
-    _unidentified_error,
-    atomic_write,
-)
+from .io import _DECODE_ERRORS, ImageFileError, _file_size, atomic_write, open_image
 from .quantize import Dither, Quantizer, QuantizeResult, quantize
 
 __all__ = [
@@ -100,29 +91,17 @@ def _load_animation(source: Path | io.BytesIO, p: Path, size: int, data: bytes |
     frames: list[np.ndarray] = []
     durations: list[int] = []
     loop: int | None = None
-    try:
-        with _decompression_bombs_are_errors(), Image.open(source) as opened:
-            loop = opened.info.get("loop")
-            for number, frame in enumerate(ImageSequence.Iterator(opened)):
-                try:
-                    frame.load()
-                    frames.append(_frame_pixels(frame))
-                except _DECODE_ERRORS as err:
-                    raise ImageFileError(
-                        f"{p}: frame {number + 1} cannot be decoded (truncated or corrupt "
-                        f"file?): {err}"
-                    ) from None
-                durations.append(round(float(frame.info.get("duration", 0) or 0)))
-    except UnidentifiedImageError:
-        raise _unidentified_error(p, data) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise _bomb_error(p, err) from None
-    except ImageFileError:
-        raise
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
-        raise _file_error(p, err) from None
-    except _DECODE_ERRORS as err:
-        raise ImageFileError(f"{p}: cannot decode (truncated or corrupt file?): {err}") from None
+    with open_image(source, p, data) as opened:
+        loop = opened.info.get("loop")
+        for number, frame in enumerate(ImageSequence.Iterator(opened)):
+            try:
+                frame.load()
+                frames.append(_frame_pixels(frame))
+            except _DECODE_ERRORS as err:
+                raise ImageFileError(
+                    f"{p}: frame {number + 1} cannot be decoded (truncated or corrupt file?): {err}"
+                ) from None
+            durations.append(round(float(frame.info.get("duration", 0) or 0)))
     if any(f.shape[2] == 4 for f in frames):
         frames = [_with_alpha(f) for f in frames]
     return Animation(frames, durations, None if loop is None else int(loop), size, p)

@@ -366,6 +366,17 @@ def _pixels_for(pixels: np.ndarray, fmt: str) -> np.ndarray:
     return binary_alpha(pixels) if fmt == "gif" and pixels.shape[2] == 4 else pixels
 
 
+def _to_stdout(data: bytes, limit: int | None) -> int:
+    """Write a whole output file to standard output (unless not smaller than ``limit``)."""
+    if limit is not None and len(data) >= limit:
+        raise NotSmallerError(
+            f"<stdout>: would be {len(data):,} bytes, not smaller than {limit:,}; nothing written"
+        )
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    return len(data)
+
+
 def _quantize_animation_one(
     job: _Job,
     data: bytes | None,
@@ -385,15 +396,7 @@ def _quantize_animation_one(
     suffix = ".png" if fmt == "apng" else f".{fmt}"
     options: dict[str, Any] = {"durations": animation.durations, "loop": animation.loop}
     if job.output == STDIO:
-        out = animation_bytes(results, suffix, **options)
-        if limit is not None and len(out) >= limit:
-            raise NotSmallerError(
-                f"<stdout>: would be {len(out):,} bytes, not smaller than {limit:,}; "
-                "nothing written"
-            )
-        sys.stdout.buffer.write(out)
-        sys.stdout.buffer.flush()
-        bytes_out = len(out)
+        bytes_out = _to_stdout(animation_bytes(results, suffix, **options), limit)
     else:
         bytes_out = save_animation(results, job.output, force=force, max_bytes=limit, **options)
     if job.preview is not None:
@@ -468,15 +471,7 @@ def _quantize_one(
     if not strip:
         keep.update(icc_profile=loaded.icc_profile, gamma=loaded.gamma, text=loaded.text)
     if job.output == STDIO:
-        data = result_bytes(result, f".{stdout_format}", **keep)
-        if limit is not None and len(data) >= limit:
-            raise NotSmallerError(
-                f"<stdout>: would be {len(data):,} bytes, not smaller than {limit:,}; "
-                "nothing written"
-            )
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        bytes_out = len(data)
+        bytes_out = _to_stdout(result_bytes(result, f".{stdout_format}", **keep), limit)
     else:
         bytes_out = save_result(result, job.output, force=force, max_bytes=limit, **keep)
     if job.preview is not None:

@@ -235,30 +235,18 @@ def load_image_bytes(data: bytes, name: str = "<stdin>") -> LoadedImage:
     return _load(io.BytesIO(data), Path(name), len(data), data)
 
 
-def _load(source: Path | io.BytesIO, p: Path, size: int, data: bytes | None) -> LoadedImage:
-    if ImageFile.LOAD_TRUNCATED_IMAGES:
-        log.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on: truncated files load padded")
+@contextlib.contextmanager
+def open_image(
+    source: Path | io.BytesIO, p: Path, data: bytes | None = None
+) -> Iterator[Image.Image]:
+    """``Image.open`` for reading (decompression bombs refused before decoding); whatever fails
+    inside, opening or decoding, comes out as one :class:`ImageFileError` naming ``p``.
+
+    ``data``: the file's bytes when ``source`` holds them (to say why it is not an image).
+    """
     try:
         with _decompression_bombs_are_errors(), Image.open(source) as opened:
-            opened.load()
-            if opened.width == 0 or opened.height == 0:
-                raise ImageFileError(
-                    f"{p}: zero-size image ({opened.width}x{opened.height} pixels)"
-                )
-            mode = opened.mode
-            icc = opened.info.get("icc_profile") or None
-            gamma = opened.info.get("gamma")
-            text = tuple(
-                (str(key), str(value))
-                for key, value in (getattr(opened, "text", None) or {}).items()
-                if isinstance(value, str)
-            )
-            image = _upright(opened)
-            pixels = as_pixels(image, name="image")
-            has_alpha = pixels.shape[2] == 4
-            if not pixels.flags.writeable:
-                # A view of Pillow's buffer; torch.from_numpy warns on read-only arrays.
-                pixels = pixels.copy()
+            yield opened
     except UnidentifiedImageError:
         raise _unidentified_error(p, data) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -271,6 +259,29 @@ def _load(source: Path | io.BytesIO, p: Path, size: int, data: bytes | None) -> 
         raise _file_error(p, err) from None
     except _DECODE_ERRORS as err:
         raise ImageFileError(f"{p}: cannot decode (truncated or corrupt file?): {err}") from None
+
+
+def _load(source: Path | io.BytesIO, p: Path, size: int, data: bytes | None) -> LoadedImage:
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        log.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on: truncated files load padded")
+    with open_image(source, p, data) as opened:
+        opened.load()
+        if opened.width == 0 or opened.height == 0:
+            raise ImageFileError(f"{p}: zero-size image ({opened.width}x{opened.height} pixels)")
+        mode = opened.mode
+        icc = opened.info.get("icc_profile") or None
+        gamma = opened.info.get("gamma")
+        text = tuple(
+            (str(key), str(value))
+            for key, value in (getattr(opened, "text", None) or {}).items()
+            if isinstance(value, str)
+        )
+        image = _upright(opened)
+        pixels = as_pixels(image, name="image")
+        has_alpha = pixels.shape[2] == 4
+        if not pixels.flags.writeable:
+            # A view of Pillow's buffer; torch.from_numpy warns on read-only arrays.
+            pixels = pixels.copy()
     return LoadedImage(
         pixels=pixels,
         mode=mode,
