@@ -668,6 +668,11 @@ def quantize(
     seconds, n_iter, converged. IN may be - (standard input): the image then goes to standard
     output unless -o says otherwise, and the line to stderr.
 
+    Transparency is kept (RGBA clustered premultiplied; a PNG with a tRNS chunk; in a GIF one
+    transparent color). An animated GIF or APNG is written as an animation (GIF, or APNG for
+    .png) with one palette for all frames, frame durations and loop count kept; its JSON has a
+    "frames" key too.
+
     Outputs are never overwritten without --force, and an input never, even with --force.
 
     Exit status: 0 when every image was written; 1 when one failed (bad input, existing output,
