@@ -392,3 +392,40 @@ def test_cli_keep_transparent_rgb(tmp_path: Path) -> None:
     assert bad.exit_code == 1  # type: ignore[attr-defined]
     assert "needs PNG" in bad.stderr  # type: ignore[attr-defined]
     assert not (tmp_path / "k.gif").exists()
+
+
+def _edge_case(name: str) -> np.ndarray:
+    rgba = sprite(4)
+    if name == "all transparent":
+        rgba[..., 3] = 0
+    elif name == "one opaque pixel":
+        rgba[..., 3] = 0
+        rgba[3, 5, 3] = 255
+    elif name == "gradient":
+        rgba[..., 3] = np.linspace(0, 255, W).round().astype(np.uint8)[None, :]
+    return rgba
+
+
+@pytest.mark.parametrize("name", ["all transparent", "one opaque pixel", "gradient", "sprite"])
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_cli_real_files_edge_cases(tmp_path: Path, name: str, mode: str) -> None:
+    rgba = _edge_case(name)
+    src = tmp_path / "in.png"
+    if mode == "RGBA":
+        Image.fromarray(rgba).save(src)
+    elif mode == "LA":
+        rgba[..., :3] = rgba[..., :1]  # gray
+        Image.fromarray(rgba[..., [0, 3]]).save(src)
+    else:  # a palette image with one transparent entry: alpha is 0 or 255
+        rgba[..., 3] = np.where(rgba[..., 3] < 128, 0, 255)
+        Image.fromarray(rgba).quantize(64).save(src)  # Pillow keeps the transparent entry
+    with Image.open(src) as image:
+        expected = np.asarray(image.convert("RGBA"))
+    out = tmp_path / "out.png"
+    result = run("quantize", src, "-k", "256", "-o", out)  # the command's default dither: fs
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    with Image.open(out) as image:
+        assert image.mode == "P"
+        back = np.asarray(image.convert("RGBA"))
+    np.testing.assert_array_equal(back[..., 3] == 0, expected[..., 3] == 0)
+    assert np.abs(back[..., 3].astype(int) - expected[..., 3]).mean() <= 1.0
