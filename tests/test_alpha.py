@@ -406,6 +406,7 @@ def _edge_case(name: str) -> np.ndarray:
     return rgba
 
 
+@pytest.mark.filterwarnings("error")  # e.g. Pillow's on palette images with transparency
 @pytest.mark.parametrize("name", ["all transparent", "one opaque pixel", "gradient", "sprite"])
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
 def test_cli_real_files_edge_cases(tmp_path: Path, name: str, mode: str) -> None:
@@ -424,6 +425,7 @@ def test_cli_real_files_edge_cases(tmp_path: Path, name: str, mode: str) -> None
     out = tmp_path / "out.png"
     result = run("quantize", src, "-k", "256", "-o", out)  # the command's default dither: fs
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert result.stderr == ""  # type: ignore[attr-defined]  # no warning leaks out
     with Image.open(out) as image:
         assert image.mode == "P"
         back = np.asarray(image.convert("RGBA"))

@@ -235,10 +235,15 @@ def as_pixels(image: Any, name: str = "image") -> np.ndarray:
     channel (of a PIL image with an alpha channel or a transparent color, a 4-channel array or
     tensor) is kept when some pixel uses it (is below 255); a fully opaque image gives RGB.
     """
+    from PIL import Image
+
     alpha = _alpha_of(image, name)
     if is_tensor(image) and alpha is not None:
         t = image.detach()
         rgb = as_rgb8(t[..., :3, :, :], name)
+    elif isinstance(image, Image.Image) and alpha is not None:
+        # Through RGBA: Pillow warns when a palette image with transparency goes to RGB.
+        rgb = np.asarray(image.convert("RGBA"), dtype=np.uint8)[..., :3]
     else:
         rgb = as_rgb8(image, name)
     if alpha is None or alpha.min() == 255:
