@@ -77,8 +77,8 @@ def test_in_a_dataloader_with_two_worker_processes() -> None:
     ("image", "match"),
     [
         (np.zeros((4, 4, 3), np.uint8), "PIL image or a \\(3, H, W\\) tensor"),
-        (torch.zeros(1, 3, 4, 4), "\\(3, H, W\\) tensor, got shape"),
-        (torch.zeros(4, 4, 3), "\\(3, H, W\\) tensor, got shape"),
+        (torch.zeros(1, 3, 4, 4), "\\(3, H, W\\) or \\(4, H, W\\) tensor, got shape"),
+        (torch.zeros(5, 4, 3), "\\(4, H, W\\) tensor, got shape \\(5, 4, 3\\)"),
     ],
 )
 def test_bad_input_raises(image: object, match: str) -> None:
@@ -91,3 +91,22 @@ def test_bad_options_raise() -> None:
         Quantize(300)
     with pytest.raises(InputError, match="color_space must be one of"):
         Quantize(4, color_space="hsv")  # type: ignore[arg-type]
+
+
+def test_rgba_in_rgba_out() -> None:
+    rng = np.random.default_rng(5)
+    rgba = rng.integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    rgba[:4, :, 3] = 0
+    rgba[4:, :, 3] = 255
+    t = Quantize(8, color_space="rgb")
+    out = t(Image.fromarray(rgba, "RGBA"))
+    assert out.mode == "RGBA"
+    back = np.asarray(out)
+    np.testing.assert_array_equal(back[..., 3] == 0, rgba[..., 3] == 0)
+    tensor = torch.from_numpy(rgba).permute(2, 0, 1).float() / 255.0
+    out_t = t(tensor)
+    assert out_t.shape == (4, 16, 16) and out_t.dtype == torch.float32
+    assert torch.equal(out_t[3] == 0, tensor[3] == 0)
+    opaque = tensor.clone()
+    opaque[3] = 1.0  # an alpha channel nobody uses: still 4 channels back
+    assert t(opaque).shape == (4, 16, 16) and bool((t(opaque)[3] == 1.0).all())

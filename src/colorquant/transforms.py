@@ -2,6 +2,9 @@
 
 :class:`Quantize` takes a PIL image or a ``(3, H, W)`` tensor and returns the same kind: a PIL
 image in mode ``"RGB"``, or a tensor of the input's dtype (uint8, or float in [0, 1]) and device.
+Images with an alpha channel (a PIL image with alpha or a transparent color, a ``(4, H, W)``
+tensor) are quantized in RGBA (:mod:`colorquant.alpha`) and come back as ``"RGBA"`` images or
+``(4, H, W)`` tensors.
 It is a plain picklable object, so it works in a ``torch.utils.data.DataLoader`` with worker
 processes and inside a torchvision ``Compose``.
 
@@ -28,6 +31,14 @@ from .color import DEFAULT_COLOR_SPACE, ColorSpace
 from .quantize import DEFAULT_SPEED, Quantizer, QuantizeResult, quantize
 
 __all__ = ["Quantize"]
+
+
+def _with_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """``(H, W, 3)`` pixels as opaque ``(H, W, 4)`` when 4 channels are wanted."""
+    if pixels.shape[2] == channels:
+        return pixels
+    opaque = np.full((*pixels.shape[:2], 1), 255, np.uint8)
+    return np.concatenate([pixels, opaque], axis=2)
 
 
 def _in_dataloader_worker() -> bool:
@@ -94,13 +105,18 @@ class Quantize:
         )
 
     def __call__(self, image: Any) -> Any:
-        """Quantize one PIL image or ``(3, H, W)`` tensor; the same kind comes back."""
+        """Quantize one PIL image or ``(3, H, W)`` / ``(4, H, W)`` tensor; the same kind (and
+        channels) comes back."""
         from PIL import Image
 
         if _in_dataloader_worker() and _cpu.get_num_threads() > 1:
             _cpu.set_num_threads(1)
         if isinstance(image, Image.Image):
-            return Image.fromarray(self._quantize(image, "cpu").to_numpy(), "RGB")
+            alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+            pixels = self._quantize(image, "cpu").to_numpy()
+            if alpha:
+                return Image.fromarray(_with_channels(pixels, 4), "RGBA")
+            return Image.fromarray(pixels, "RGB")
         if not is_tensor(image):
             raise InputError(
                 f"image must be a PIL image or a (3, H, W) tensor, got {type(image).__name__}"
@@ -108,13 +124,12 @@ class Quantize:
         import torch
 
         t: torch.Tensor = image
-        if t.ndim != 3 or t.shape[0] != 3:
-            raise InputError(f"image must be a (3, H, W) tensor, got shape {tuple(t.shape)}")
-        out = (
-            torch.from_numpy(self._quantize(t, str(t.device)).to_numpy())
-            .permute(2, 0, 1)
-            .to(t.device)
-        )
+        if t.ndim != 3 or t.shape[0] not in (3, 4):
+            raise InputError(
+                f"image must be a (3, H, W) or (4, H, W) tensor, got shape {tuple(t.shape)}"
+            )
+        pixels = _with_channels(self._quantize(t, str(t.device)).to_numpy(), t.shape[0])
+        out = torch.from_numpy(pixels).permute(2, 0, 1).to(t.device)
         if t.dtype == torch.uint8:
             return out.contiguous()
         return (out.to(t.dtype) / 255.0).contiguous()
