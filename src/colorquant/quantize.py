@@ -709,7 +709,8 @@ class Quantizer:
         color_index = remap[index]
         small = np.uint8 if used.size <= 256 else np.uint16
         seconds = time.perf_counter() - start
-        error = mse(rgb8.reshape(-1, 3), palette[color_index].reshape(-1, 3))
+        # The mse, exactly (integers), without a float copy of the image.
+        error = _cpu.squared_error(rgb8.reshape(-1, 3), full, index.ravel()) / (3.0 * index.size)
 
         def pairs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             # The distinct (color, palette row) pairs with their pixel counts, for ΔE00.
@@ -931,28 +932,13 @@ def _map_pixels(
 
     ``hist``: the image's histogram with its ``inverse``, when already made.
     """
-    from .color import embed
-    from .dither import diffusion_strength, dither_spread, ordered_amplitude, ordered_offsets
+    from .dither import diffusion_strength, dither_spread, ordered_amplitude, ordered_map
 
     spread = dither_spread(palette)
     if dither == "fs":
         pal = palette.astype(np.float64)
-        hint = None
-        if palette.shape[0] > 64:  # where the kernel searches: start at each pixel's own color
-            if hist is None or hist.inverse is None:
-                hist = color_histogram(rgb8.reshape(-1, 3))
-            colors = to_numpy(hist.colors).astype(np.float64)
-            near = _cpu.nearest(colors, pal)[0]
-            hint = near[to_numpy(hist.inverse)].reshape(rgb8.shape[:2])
-        return _cpu.dither_fs(rgb8, pal, diffusion_strength(rgb8, strength), spread, hint).astype(
-            np.int64
-        )
-    height, width = rgb8.shape[:2]
-    offsets = ordered_offsets(np.empty(0), height, width, ordered_amplitude(spread, strength))
-    shifted = np.clip(rgb8.astype(np.float64) + offsets[..., None], 0.0, 255.0)
-    points = embed(shifted.reshape(-1, 3) / 255.0, space)
-    index = to_numpy(nearest(points, encode_colors(palette, space))[0])
-    return index.reshape(height, width)
+        return _cpu.dither_fs(rgb8, pal, diffusion_strength(rgb8, strength), spread)
+    return ordered_map(rgb8, palette, space, ordered_amplitude(spread, strength))
 
 
 def _batch_on_device(

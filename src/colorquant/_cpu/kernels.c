@@ -1320,39 +1320,257 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Floyd-Steinberg error diffusion                                                              */
+/* Candidate grid: exact nearest palette color of points in [0, 255]^C                        */
 
-/* Palettes up to this size are scanned whole for each pixel; larger ones are searched from
-   `hint`, each pixel's own nearest color (measured on a Kodak photo: at K = 64 the scan takes
-   37 ms, the search 53 from the last pixel's color; at K = 256 the scan 117, the search 104
-   from the last pixel's color, and the whole dithered map 125 -> 99 ms with the hint). */
-#define FS_BRUTE_K 64
+/*
+ * Dithered pixels leave the image's histogram (error or an offset moves them), so every pixel
+ * needs its own exact search. The cube [0, 255]^D of the first D = min(C, GRID_DIMS) channels
+ * is cut into cells of side 2^shift (the other channels span 0..255 whole). A cell's candidates
+ * are the palette colors that can be the nearest, or tie with it, at some point of the cell:
+ * those whose smallest squared distance to the cell's box is at most the smallest, over all
+ * colors, of the largest squared distance to the box (times 1 + GRID_SLACK, for rounding). The
+ * nearest color of a point is the first smallest float64 distance among its cell's candidates,
+ * kept in index order: the same as a brute force over the whole palette, lowest index on ties.
+ * A cell is built when a point first falls in it (a photo visits a few thousand cells).
+ */
+#define GRID_DIMS 4
+#define GRID_SLACK 1e-9
 
-/* The nearest of K palette colors (given by channel) to v: every distance, channels summed in
-   order as dist2 (so exact), then the first smallest. */
-static int32_t fs_scan(const double *restrict pr, const double *restrict pg,
-                       const double *restrict pb, int K, const double *v, double *restrict dd)
+typedef struct {
+    int K, C, D, shift, bits;
+    const double *pal; /* K x C */
+    int32_t *cells;    /* per cell: where its candidates begin in idx (and coord), -1 while not
+                          built, then how many */
+    int32_t *coarse;   /* the same for cells of side 2^(shift + 2), each fine cell built from
+                          the candidates of the coarse cell around it */
+    int32_t *idx;      /* candidates of the built cells, each cell's in ascending index order */
+    double *coord;     /* their colors, C each */
+    double *low;       /* K: scratch, each color's smallest squared distance to a cell */
+    Py_ssize_t used, cap;
+} Grid;
+
+static void grid_free(Grid *g)
 {
-    const double v0 = v[0], v1 = v[1], v2 = v[2];
-    for (int c = 0; c < K; c++) {
-        double t0 = v0 - pr[c], t1 = v1 - pg[c], t2 = v2 - pb[c];
-        double d = t0 * t0;
-        d += t1 * t1;
-        d += t2 * t2;
-        dd[c] = d;
-    }
-    int32_t best = 0;
-    double bd = dd[0];
-    for (int c = 1; c < K; c++)
-        if (dd[c] < bd) {
-            bd = dd[c];
-            best = c;
-        }
-    return best;
+    free(g->cells);
+    free(g->coarse);
+    free(g->idx);
+    free(g->coord);
+    free(g->low);
+    memset(g, 0, sizeof *g);
 }
 
-/* dither_fs(pixels, h, w, palette, k, strength, max_error, index, hint): serpentine Floyd-Steinberg
-   in 8-bit RGB. Each pixel plus the error diffused into it (each channel clamped to
+/* Cells of side 2^shift over the first D channels: 2^16 at most. */
+static int grid_shift(int D) { return D <= 2 ? 0 : D == 3 ? 3 : 4; }
+
+/* 0 on success, -1 when out of memory. */
+static int grid_init(Grid *g, const double *pal, int K, int C)
+{
+    memset(g, 0, sizeof *g);
+    g->K = K;
+    g->C = C;
+    g->pal = pal;
+    g->D = C < GRID_DIMS ? C : GRID_DIMS;
+    g->shift = grid_shift(g->D);
+    g->bits = 8 - g->shift;
+    size_t cells = (size_t)1 << (g->D * g->bits), coarse = (size_t)1 << (g->D * (g->bits - 2));
+    g->cells = malloc(2 * cells * sizeof *g->cells);
+    g->coarse = malloc(2 * coarse * sizeof *g->coarse);
+    g->low = malloc((size_t)K * sizeof *g->low);
+    g->cap = 4 * (Py_ssize_t)K + 1024;
+    g->idx = malloc((size_t)g->cap * sizeof *g->idx);
+    g->coord = malloc((size_t)g->cap * C * sizeof *g->coord);
+    if (!g->cells || !g->coarse || !g->low || !g->idx || !g->coord)
+        return -1;
+    memset(g->cells, 0xff, 2 * cells * sizeof *g->cells);
+    memset(g->coarse, 0xff, 2 * coarse * sizeof *g->coarse);
+    return 0;
+}
+
+/* The candidates for the box lo..hi among the n colors at `from` in the pool (the whole
+   palette when from < 0), appended to the pool; slot[0], slot[1]: where they begin, how many.
+   0, or -1 when out of memory. */
+static int grid_fill(Grid *g, const double *lo, const double *hi, Py_ssize_t from, int n,
+                     int32_t *slot)
+{
+    int C = g->C;
+    double bound = INFINITY;
+    for (int t = 0; t < n; t++) {
+        const double *c = from < 0 ? g->pal + (size_t)t * C : g->coord + (size_t)(from + t) * C;
+        double near = 0.0, far = 0.0;
+        for (int d = 0; d < C; d++) {
+            double a = lo[d] - c[d], b = c[d] - hi[d];
+            double out = max_d(0.0, max_d(a, b)), wide = max_d(-a, -b);
+            near += out * out;
+            far += wide * wide;
+        }
+        g->low[t] = near;
+        bound = min_d(bound, far);
+    }
+    bound = bound * (1.0 + GRID_SLACK) + GRID_SLACK;
+    Py_ssize_t m = 0;
+    for (int t = 0; t < n; t++)
+        m += g->low[t] <= bound;
+    if (g->used + m > INT32_MAX)
+        return -1;
+    if (g->used + m > g->cap) {
+        Py_ssize_t cap = min_ssize(2 * g->cap + m, INT32_MAX);
+        int32_t *idx = realloc(g->idx, (size_t)cap * sizeof *idx);
+        if (!idx)
+            return -1;
+        g->idx = idx;
+        double *coord = realloc(g->coord, (size_t)cap * C * sizeof *coord);
+        if (!coord)
+            return -1;
+        g->coord = coord;
+        g->cap = cap;
+    }
+    slot[0] = (int32_t)g->used;
+    slot[1] = (int32_t)m;
+    for (int t = 0; t < n; t++)
+        if (g->low[t] <= bound) {
+            if (from < 0) {
+                g->idx[g->used] = t;
+                memcpy(g->coord + g->used * C, g->pal + (size_t)t * C, (size_t)C * sizeof(double));
+            } else {
+                g->idx[g->used] = g->idx[from + t];
+                memcpy(g->coord + g->used * C, g->coord + (from + t) * C, (size_t)C * sizeof(double));
+            }
+            g->used++;
+        }
+    return 0;
+}
+
+/* The box of a cell of side 2^shift (bits = 8 - shift per channel) over the first D channels;
+   the other channels span 0..255. */
+static void grid_box(const Grid *g, Py_ssize_t cell, int shift, double *lo, double *hi)
+{
+    int bits = 8 - shift;
+    for (int d = 0; d < g->C; d++) {
+        if (d < g->D) {
+            int q = (int)((cell >> (d * bits)) & ((1 << bits) - 1));
+            lo[d] = (double)(q << shift);
+            hi[d] = min_d((double)((q + 1) << shift), 255.0);
+        } else {
+            lo[d] = 0.0;
+            hi[d] = 255.0;
+        }
+    }
+}
+
+/* The candidates of cell `cell`, from those of its coarse cell (built first if need be): a color
+   that can be the nearest somewhere in the cell can be so in the coarse cell. 0, or -1 when out
+   of memory. */
+static int grid_build(Grid *g, Py_ssize_t cell)
+{
+    double lo[MAX_DIMS], hi[MAX_DIMS];
+    int bits = g->bits, mask = (1 << bits) - 1;
+    Py_ssize_t parent = 0;
+    for (int d = 0; d < g->D; d++)
+        parent |= (Py_ssize_t)(((cell >> (d * bits)) & mask) >> 2) << (d * (bits - 2));
+    int32_t *up = g->coarse + 2 * parent;
+    if (up[0] < 0) {
+        grid_box(g, parent, g->shift + 2, lo, hi);
+        if (grid_fill(g, lo, hi, -1, g->K, up) < 0)
+            return -1;
+    }
+    grid_box(g, cell, g->shift, lo, hi);
+    return grid_fill(g, lo, hi, up[0], up[1], g->cells + 2 * cell);
+}
+
+/* Where the last query fell: consecutive pixels mostly share a cell. */
+typedef struct {
+    Py_ssize_t cell;      /* -1: none yet */
+    const int32_t *idx;   /* its candidates */
+    const double *coord;  /* their colors */
+    int n;
+} GridCursor;
+
+/* The nearest palette row to v (each channel in [0, 255]): exact, lowest index on ties; -1 when
+   out of memory. *color points to that row's color. */
+HOT int32_t grid_nearest(Grid *g, GridCursor *at, const double *v, const double **color,
+                         const int C)
+{
+    const int D = C < GRID_DIMS ? C : GRID_DIMS, shift = g->shift, bits = 8 - shift;
+    Py_ssize_t cell = 0;
+    for (int d = 0; d < D; d++)
+        cell |= (Py_ssize_t)((int)v[d] >> shift) << (d * bits);
+    if (cell != at->cell) {
+        if (g->cells[2 * cell] < 0 && grid_build(g, cell) < 0)
+            return -1;
+        at->cell = cell;
+        at->idx = g->idx + g->cells[2 * cell];
+        at->coord = g->coord + (size_t)g->cells[2 * cell] * C;
+        at->n = g->cells[2 * cell + 1];
+    }
+    const int32_t *idx = at->idx;
+    const double *c = at->coord;
+    int n = at->n, t_best = 0;
+    double bd = dist2(v, c, C);
+    for (int t = 1; t < n; t++) {
+        double d = dist2(v, c + (size_t)t * C, C);
+        if (d < bd) {
+            bd = d;
+            t_best = t;
+        }
+    }
+    *color = c + (size_t)t_best * C;
+    return idx[t_best];
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Floyd-Steinberg error diffusion                                                              */
+
+/* Rows y0..y1-1 of serpentine Floyd-Steinberg (even rows left to right), starting with no
+   error; rows: 2 (w + 2) C doubles of scratch. The error a pixel passes ahead (7/16) stays in
+   `carry`, added to what the row above left there: the same sum, in the same order, as adding
+   it to the row buffer. 0, or -1 when out of memory. */
+HOT int fs_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t w,
+                const float *strength, double max_error, Grid *g, double *rows, int32_t *index,
+                const int C)
+{
+    GridCursor at = {-1, NULL, NULL, 0};
+    double *cur = rows, *next = rows + (size_t)(w + 2) * C; /* column x at offset (x + 1) C */
+    memset(cur, 0, (size_t)(w + 2) * C * sizeof *cur);
+    for (Py_ssize_t y = y0; y < y1; y++) {
+        const int forward = (y % 2) == 0;
+        const Py_ssize_t step = forward ? 1 : -1;
+        memset(next, 0, (size_t)(w + 2) * C * sizeof *next);
+        double carry[MAX_DIMS];
+        for (int ch = 0; ch < C; ch++)
+            carry[ch] = 0.0;
+        Py_ssize_t x = forward ? 0 : w - 1;
+        for (Py_ssize_t q = 0; q < w; q++, x += step) {
+            Py_ssize_t i = y * w + x;
+            double *below = next + (x + 1) * C;
+            const double *above = cur + (x + 1) * C;
+            double v[MAX_DIMS];
+            for (int ch = 0; ch < C; ch++) {
+                double e = min_d(max_d(above[ch] + carry[ch], -max_error), max_error);
+                v[ch] = min_d(max_d(px[i * C + ch] + e, 0.0), 255.0);
+            }
+            const double *c;
+            int32_t best = grid_nearest(g, &at, v, &c, C);
+            if (best < 0)
+                return -1;
+            index[i] = best;
+            double k = (double)strength[i] / 16.0;
+            for (int ch = 0; ch < C; ch++) {
+                double err = (v[ch] - c[ch]) * k;
+                carry[ch] = 7.0 * err;
+                below[ch - step * C] += 3.0 * err;
+                below[ch] += 5.0 * err;
+                below[ch + step * C] += err;
+            }
+        }
+        double *t = cur;
+        cur = next;
+        next = t;
+    }
+    return 0;
+}
+
+/* dither_fs(pixels, h, w, c, palette, k, strength, max_error, index): serpentine Floyd-Steinberg
+   on 8-bit channels. Each pixel plus the error diffused into it (each channel clamped to
    +-max_error, then to 0..255) takes its nearest palette color (exact, lowest index on ties);
    strength[i] (0..1, per pixel) scales the error it passes on: less on edges and noise. Rows
    alternate direction; the error runs in two row buffers. Sequential by nature: one thread. */
@@ -1361,102 +1579,325 @@ static PyObject *py_dither_fs(PyObject *self, PyObject *args)
     (void)self;
     Py_buffer pb, cb, sb, ib;
     Py_ssize_t h, w;
-    int K;
+    int C, K;
     double max_error;
-    Py_buffer hb;
-    if (!PyArg_ParseTuple(args, "y*nny*iy*dw*y*", &pb, &h, &w, &cb, &K, &sb, &max_error, &ib,
-                          &hb))
+    if (!PyArg_ParseTuple(args, "y*nniy*iy*dw*", &pb, &h, &w, &C, &cb, &K, &sb, &max_error, &ib))
         return NULL;
     PyObject *result = NULL;
-    Search s;
-    memset(&s, 0, sizeof s);
+    Grid g;
+    memset(&g, 0, sizeof g);
     double *rows = NULL;
-    if (h < 1 || w < 1 || h * w > INT32_MAX || K < 1 || !(max_error >= 0.0)) {
+    if (h < 1 || w < 1 || h * w > INT32_MAX || C < 1 || C > MAX_DIMS || K < 1 ||
+        !(max_error >= 0.0)) {
         PyErr_Format(PyExc_ValueError,
-                     "expected h, w >= 1 with h * w < 2^31, k >= 1, max_error >= 0, got %zd %zd "
-                     "%d %g",
-                     h, w, K, max_error);
+                     "expected h, w >= 1 with h * w < 2^31, 1 <= c <= %d, k >= 1, max_error >= 0, "
+                     "got %zd %zd %d %d %g",
+                     MAX_DIMS, h, w, C, K, max_error);
         goto done;
     }
-    if (check_len(&pb, 3 * h * w, "pixels") < 0 ||
-        check_len(&cb, 8 * 3 * (Py_ssize_t)K, "palette") < 0 ||
-        check_len(&sb, 4 * h * w, "strength") < 0 || check_len(&ib, 4 * h * w, "index") < 0 ||
-        check_len(&hb, 4 * h * w, "hint") < 0)
+    if (check_len(&pb, C * h * w, "pixels") < 0 ||
+        check_len(&cb, 8 * (Py_ssize_t)C * K, "palette") < 0 ||
+        check_len(&sb, 4 * h * w, "strength") < 0 || check_len(&ib, 4 * h * w, "index") < 0)
         goto done;
-    rows = calloc((size_t)2 * (w + 2) * 3, sizeof *rows);
-    if (!rows || search_alloc(&s, K, 3) < 0) {
+    rows = malloc((size_t)2 * (w + 2) * C * sizeof *rows);
+    if (!rows || grid_init(&g, cb.buf, K, C) < 0) {
         PyErr_NoMemory();
         goto done;
     }
-    s.cent = cb.buf;
-    s.axis = widest_axis(cb.buf, K, 3);
-    if (build_sweep(&s) < 0) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    int failed;
     Py_BEGIN_ALLOW_THREADS
-    if (s.L > 0)
-        build_lists(&s, 1);
-    const uint8_t *px = pb.buf;
-    const double *pal = cb.buf;
-    const float *strength = sb.buf;
-    const int32_t *hint = hb.buf;
-    int32_t *index = ib.buf;
-    double *cur = rows, *next = rows + (size_t)(w + 2) * 3; /* column c at offset (c + 1) * 3 */
-    int32_t prev = 0;
-    Found f;
-    /* The palette by channel, for the scan of small palettes. */
-    double pr[FS_BRUTE_K], pg[FS_BRUTE_K], pbl[FS_BRUTE_K], dd[FS_BRUTE_K];
-    for (int c = 0; c < K && c < FS_BRUTE_K; c++) {
-        pr[c] = pal[(size_t)c * 3];
-        pg[c] = pal[(size_t)c * 3 + 1];
-        pbl[c] = pal[(size_t)c * 3 + 2];
+#ifdef CQ_PROFILE
+    double t0 = now_ms();
+#endif
+    failed = BY_CHANNELS(C, fs_rows, pb.buf, 0, h, w, sb.buf, max_error, &g, rows, ib.buf) < 0;
+#ifdef CQ_PROFILE
+    {
+        Py_ssize_t built = 0, cells = (Py_ssize_t)1 << (g.D * g.bits);
+        for (Py_ssize_t c = 0; c < cells; c++)
+            built += g.cells[2 * c] >= 0;
+        fprintf(stderr, "fs K=%d: %.1f ms, %zd cells built, %.1f candidates each\n", K,
+                now_ms() - t0, built, (double)g.used / (built ? built : 1));
     }
-    for (Py_ssize_t y = 0; y < h; y++) {
-        int forward = (y % 2) == 0;
-        memset(next, 0, (size_t)(w + 2) * 3 * sizeof *next);
-        for (Py_ssize_t q = 0; q < w; q++) {
-            Py_ssize_t x = forward ? q : w - 1 - q, i = y * w + x;
-            double v[3];
-            for (int ch = 0; ch < 3; ch++) {
-                double e = cur[(x + 1) * 3 + ch];
-                e = e > max_error ? max_error : e < -max_error ? -max_error : e;
-                double t = px[i * 3 + ch] + e;
-                v[ch] = t < 0.0 ? 0.0 : t > 255.0 ? 255.0 : t;
-            }
-            if (K <= FS_BRUTE_K) {
-                prev = fs_scan(pr, pg, pbl, K, v, dd);
-            } else { /* from the pixel's own nearest color: the error moves it little */
-                int32_t a = hint[i] >= 0 && hint[i] < K ? hint[i] : prev;
-                search_impl(&s, v, a, dist2(v, pal + (size_t)a * 3, 3), 0, &f, 3);
-                prev = f.best;
-            }
-            index[i] = prev;
-            double k = (double)strength[i] / 16.0;
-            Py_ssize_t ahead = forward ? x + 1 : x - 1, behind = forward ? x - 1 : x + 1;
-            for (int ch = 0; ch < 3; ch++) {
-                double err = (v[ch] - pal[(size_t)prev * 3 + ch]) * k;
-                cur[(ahead + 1) * 3 + ch] += 7.0 * err;
-                next[(behind + 1) * 3 + ch] += 3.0 * err;
-                next[(x + 1) * 3 + ch] += 5.0 * err;
-                next[(ahead + 1) * 3 + ch] += err;
-            }
-        }
-        double *t = cur;
-        cur = next;
-        next = t;
-    }
+#endif
     Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
     Py_INCREF(Py_None);
     result = Py_None;
 done:
     free(rows);
-    search_free(&s);
+    grid_free(&g);
     PyBuffer_Release(&pb);
     PyBuffer_Release(&cb);
     PyBuffer_Release(&sb);
     PyBuffer_Release(&ib);
-    PyBuffer_Release(&hb);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Ordered dithering                                                                            */
+
+/* Color spaces of dither_ordered (colorquant.color.COLOR_SPACES, in order), and the layout of
+   its constants: two 3x3 matrices (row-major), the white point, DIN99b's constants and the
+   hybrid weight. */
+enum { SPACE_RGB, SPACE_LAB, SPACE_OKLAB, SPACE_DIN99, SPACE_HYBRID, N_SPACES };
+enum { P_M1 = 0, P_M2 = 9, P_WHITE = 18, P_DIN = 21, P_WEIGHT = 28, N_PARAMS = 29 };
+
+/* y = M x for a row-major 3x3 M, each output summed in order. */
+static inline void mat3(const double *m, const double *x, double *y)
+{
+    for (int r = 0; r < 3; r++) {
+        double s = m[3 * r] * x[0];
+        s += m[3 * r + 1] * x[1];
+        s += m[3 * r + 2] * x[2];
+        y[r] = s;
+    }
+}
+
+/* The coordinates of `space` (colorquant.color.embed) from a pixel's sRGB on the 0..255 scale
+   (rgb) and in linear light (lin): the formulas of color.py, in float64. out: 3 coordinates, 6
+   for hybrid. */
+static inline void embed_pixel(int space, const double *p, const double *rgb, const double *lin,
+                               double *out)
+{
+    double t[3], u[3];
+    if (space == SPACE_RGB) {
+        out[0] = rgb[0];
+        out[1] = rgb[1];
+        out[2] = rgb[2];
+        return;
+    }
+    if (space == SPACE_OKLAB) {
+        mat3(p + P_M1, lin, t);
+        for (int ch = 0; ch < 3; ch++) {
+            double m = fabs(t[ch]);
+            u[ch] = m > 1e-30 ? (t[ch] < 0.0 ? -1.0 : 1.0) * cbrt(m) : 0.0;
+        }
+        mat3(p + P_M2, u, out);
+        return;
+    }
+    /* CIELAB: XYZ over the white point, CIELAB's piecewise cube root. */
+    const double delta = 6.0 / 29.0, d3 = delta * delta * delta;
+    mat3(p + P_M1, lin, t);
+    for (int ch = 0; ch < 3; ch++) {
+        double r = t[ch] / p[P_WHITE + ch];
+        u[ch] = r > d3 ? cbrt(r) : r / (3 * delta * delta) + 4.0 / 29.0;
+    }
+    double light = 116.0 * u[1] - 16.0, a = 500.0 * (u[0] - u[1]), b = 200.0 * (u[1] - u[2]);
+    if (space == SPACE_LAB) {
+        out[0] = light;
+        out[1] = a;
+        out[2] = b;
+        return;
+    }
+    /* DIN99b: log lightness, rotated and squeezed chroma on a log scale. */
+    const double *c = p + P_DIN; /* c1, c2, cos, sin, squeeze, c5, c6 */
+    double e = a * c[2] + b * c[3], f = c[4] * (b * c[2] - a * c[3]);
+    double g2 = e * e + f * f, ratio = c[5] * c[6];
+    if (g2 > 1e-24) {
+        double g = sqrt(g2);
+        ratio = c[5] * log1p(c[6] * g) / g;
+    }
+    double din[3] = {c[0] * log1p(c[1] * light), ratio * (e * c[2] - f * c[3]),
+                     ratio * (f * c[2] + e * c[3])};
+    if (space == SPACE_DIN99) {
+        memcpy(out, din, sizeof din);
+        return;
+    }
+    for (int ch = 0; ch < 3; ch++) {
+        out[ch] = rgb[ch];
+        out[3 + ch] = din[ch] * p[P_WEIGHT];
+    }
+}
+
+/* Rows y0..y1-1 of the ordered map: each pixel's level (its place in the 8x8 tile) selects a row
+   of the tables, which give each channel shifted by the level's offset; the point in `space`
+   is searched from the previous pixel's color (rgb: in the grid). */
+HOT int ordered_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t w,
+                     const double *rgb_table, const double *lin_table, int space,
+                     const double *params, const Search *s, Grid *g, int32_t *index, const int C)
+{
+    GridCursor at = {-1, NULL, NULL, 0};
+    int32_t prev = 0;
+    Found f;
+    for (Py_ssize_t y = y0; y < y1; y++) {
+        for (Py_ssize_t x = 0; x < w; x++) {
+            Py_ssize_t i = y * w + x, level = (y % 8) * 8 + x % 8;
+            const double *rt = rgb_table + level * 256, *lt = lin_table + level * 256;
+            double rgb[3], lin[3], v[MAX_DIMS];
+            for (int ch = 0; ch < 3; ch++) {
+                rgb[ch] = rt[px[i * 3 + ch]];
+                lin[ch] = lt[px[i * 3 + ch]];
+            }
+            if (g) {
+                const double *color;
+                prev = grid_nearest(g, &at, rgb, &color, 3);
+                if (prev < 0)
+                    return -1;
+            } else {
+                embed_pixel(space, params, rgb, lin, v);
+                search_impl(s, v, prev, dist2(v, s->cent + (size_t)prev * C, C), 0, &f, C);
+                prev = f.best;
+            }
+            index[i] = prev;
+        }
+    }
+    return 0;
+}
+
+/* Rows of the ordered map per task: fixed, so that the work splits the same for any thread
+   count (the result does not depend on it anyway: every pixel gets its exact nearest color). */
+#define ORDERED_ROWS 16
+
+/* dither_ordered(pixels, h, w, rgb_table, lin_table, space, params, palette, k, c, index,
+   nthreads): every pixel of an (h, w, 3) uint8 image, shifted by its ordered-dither offset, to
+   its nearest palette point in `space` (exact for the point as computed, lowest index on ties).
+   rgb_table and lin_table: (64, 256) float64, each channel value shifted by the offset of each
+   level of the 8x8 tile (row-major), in `space`'s rgb scale (0..255) and in linear light. */
+static PyObject *py_dither_ordered(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer pb, rb, lb, qb, cb, ib;
+    Py_ssize_t h, w;
+    int space, K, C, nt;
+    if (!PyArg_ParseTuple(args, "y*nny*y*iy*y*iiw*i", &pb, &h, &w, &rb, &lb, &space, &qb, &cb,
+                          &K, &C, &ib, &nt))
+        return NULL;
+    PyObject *result = NULL;
+    Search s;
+    memset(&s, 0, sizeof s);
+    Grid *grids = NULL;
+    int ngrids = 0;
+    if (check_threads(nt) < 0)
+        goto done;
+    if (h < 1 || w < 1 || h * w > INT32_MAX || space < 0 || space >= N_SPACES || K < 1 ||
+        C != (space == SPACE_HYBRID ? 6 : 3)) {
+        PyErr_Format(PyExc_ValueError,
+                     "expected h, w >= 1 with h * w < 2^31, a space in 0..%d, k >= 1 and c = 3 "
+                     "(6 for hybrid), got %zd %zd %d %d %d",
+                     N_SPACES - 1, h, w, space, K, C);
+        goto done;
+    }
+    if (check_len(&pb, 3 * h * w, "pixels") < 0 || check_len(&rb, 8 * 64 * 256, "rgb_table") < 0 ||
+        check_len(&lb, 8 * 64 * 256, "lin_table") < 0 ||
+        check_len(&qb, 8 * N_PARAMS, "params") < 0 ||
+        check_len(&cb, 8 * (Py_ssize_t)K * C, "palette") < 0 ||
+        check_len(&ib, 4 * h * w, "index") < 0)
+        goto done;
+    Py_ssize_t tasks = (h + ORDERED_ROWS - 1) / ORDERED_ROWS;
+    int team = PAR_IF(nt, h * w) ? (int)min_ssize(nt, tasks) : 1;
+    if (space == SPACE_RGB) { /* a grid per thread: cells are built as pixels reach them */
+        grids = calloc((size_t)team, sizeof *grids);
+        if (!grids) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (; ngrids < team; ngrids++)
+            if (grid_init(&grids[ngrids], cb.buf, K, 3) < 0) {
+                ngrids++;
+                PyErr_NoMemory();
+                goto done;
+            }
+    } else {
+        if (search_alloc(&s, K, C) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        s.cent = cb.buf;
+        s.axis = widest_axis(cb.buf, K, C);
+        if (build_sweep(&s) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (s.L > 0)
+        build_lists(&s, nt);
+#pragma omp parallel for num_threads(team) if (team > 1) schedule(dynamic, 1) reduction(| : failed)
+    for (Py_ssize_t task = 0; task < tasks; task++) {
+        Py_ssize_t y0 = task * ORDERED_ROWS, y1 = min_ssize(h, y0 + ORDERED_ROWS);
+        Grid *g = grids ? &grids[THREAD_ID()] : NULL;
+        if (C == 6)
+            failed |= ordered_rows(pb.buf, y0, y1, w, rb.buf, lb.buf, space, qb.buf, &s, g,
+                                   ib.buf, 6) < 0;
+        else
+            failed |= ordered_rows(pb.buf, y0, y1, w, rb.buf, lb.buf, space, qb.buf, &s, g,
+                                   ib.buf, 3) < 0;
+    }
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    for (int t = 0; t < ngrids; t++)
+        grid_free(&grids[t]);
+    free(grids);
+    search_free(&s);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&rb);
+    PyBuffer_Release(&lb);
+    PyBuffer_Release(&qb);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&ib);
+    return result;
+}
+
+/* squared_error(pixels, palette, index, n, c, k, nthreads): the sum over n pixels and c
+   channels of (pixel - palette[index])^2, all uint8: exact in int64 (and order-free). -1 when an
+   index is out of 0..k-1. */
+static PyObject *py_squared_error(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer pb, cb, ib;
+    Py_ssize_t n;
+    int C, K, nt;
+    if (!PyArg_ParseTuple(args, "y*y*y*niii", &pb, &cb, &ib, &n, &C, &K, &nt))
+        return NULL;
+    PyObject *result = NULL;
+    if (check_threads(nt) < 0)
+        goto done;
+    if (n < 0 || C < 1 || C > MAX_DIMS || K < 1) {
+        PyErr_Format(PyExc_ValueError, "expected n >= 0, 1 <= c <= %d, k >= 1, got %zd %d %d",
+                     MAX_DIMS, n, C, K);
+        goto done;
+    }
+    if (check_len(&pb, n * C, "pixels") < 0 || check_len(&cb, (Py_ssize_t)K * C, "palette") < 0 ||
+        check_len(&ib, 4 * n, "index") < 0)
+        goto done;
+    const uint8_t *px = pb.buf, *pal = cb.buf;
+    const int32_t *index = ib.buf;
+    int64_t total = 0;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) reduction(+ : total) \
+    reduction(| : bad) schedule(static)
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t j = index[i];
+        if (j < 0 || j >= K) {
+            bad = 1;
+            continue;
+        }
+        for (int ch = 0; ch < C; ch++) {
+            int d = (int)px[i * C + ch] - (int)pal[(size_t)j * C + ch];
+            total += d * d;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (bad) {
+        PyErr_Format(PyExc_ValueError, "index: expected values in 0..%d", K - 1);
+        goto done;
+    }
+    result = PyLong_FromLongLong((long long)total);
+done:
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&ib);
     return result;
 }
 
@@ -2237,6 +2678,8 @@ static PyMethodDef methods[] = {
     {"kmeanspp", py_kmeanspp, METH_VARARGS, "Greedy weighted k-means++."},
     {"nearest", py_nearest, METH_VARARGS, "Exact nearest palette row."},
     {"dither_fs", py_dither_fs, METH_VARARGS, "Serpentine Floyd-Steinberg error diffusion."},
+    {"dither_ordered", py_dither_ordered, METH_VARARGS, "Ordered dithering to the nearest color."},
+    {"squared_error", py_squared_error, METH_VARARGS, "Exact squared error of a palette map."},
     {"lloyd", py_lloyd, METH_VARARGS, "Weighted Lloyd iterations with exact assignments."},
     {"set_parallel_min", py_set_parallel_min, METH_VARARGS,
      "Work size from which kernels use threads; returns the previous value."},
