@@ -150,6 +150,7 @@ def test_ordered_map_is_the_nearest_color_of_each_shifted_pixel(space: ColorSpac
     rgb8 = rng.integers(0, 256, (37, 45, 3), dtype=np.uint8)
     rgb8[:10] = rng.integers(0, 4, (10, 45, 3))  # near black: the linear parts of the curves
     rgb8[10:14] = 128  # neutral: chroma 0
+    rgb8[14:20] = rng.integers(6, 16, (6, 45, 3))  # where sRGB's two pieces meet (10.3)
     palette = rng.integers(0, 256, (k, 3), dtype=np.uint8)
     if k > 2:
         palette[1] = palette[k - 1]  # a duplicate

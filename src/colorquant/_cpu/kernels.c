@@ -1320,324 +1320,7 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Candidate grid: exact nearest palette color of points in [0, 255]^C                        */
-
-/*
- * Dithered pixels leave the image's histogram (error or an offset moves them), so every pixel
- * needs its own exact search. The cube [0, 255]^D of the first D = min(C, GRID_DIMS) channels
- * is cut into cells of side 2^shift (the other channels span 0..255 whole). A cell's candidates
- * are the palette colors that can be the nearest, or tie with it, at some point of the cell:
- * those whose smallest squared distance to the cell's box is at most the smallest, over all
- * colors, of the largest squared distance to the box (times 1 + GRID_SLACK, for rounding). The
- * nearest color of a point is the first smallest float64 distance among its cell's candidates,
- * kept in index order: the same as a brute force over the whole palette, lowest index on ties.
- * A cell is built when a point first falls in it (a photo visits a few thousand cells).
- */
-#define GRID_DIMS 4
-#define GRID_SLACK 1e-9
-
-typedef struct {
-    int K, C, D, shift, bits;
-    const double *pal; /* K x C */
-    int32_t *cells;    /* per cell: where its candidates begin in idx (and coord), -1 while not
-                          built, then how many */
-    int32_t *coarse;   /* the same for cells of side 2^(shift + 2), each fine cell built from
-                          the candidates of the coarse cell around it */
-    int32_t *idx;      /* candidates of the built cells, each cell's in ascending index order */
-    double *coord;     /* their colors, C each */
-    double *low;       /* K: scratch, each color's smallest squared distance to a cell */
-    Py_ssize_t used, cap;
-} Grid;
-
-static void grid_free(Grid *g)
-{
-    free(g->cells);
-    free(g->coarse);
-    free(g->idx);
-    free(g->coord);
-    free(g->low);
-    memset(g, 0, sizeof *g);
-}
-
-/* Cells of side 2^shift over the first D channels: 2^16 at most. */
-static int grid_shift(int D) { return D <= 2 ? 0 : D == 3 ? 3 : 4; }
-
-/* 0 on success, -1 when out of memory. */
-static int grid_init(Grid *g, const double *pal, int K, int C)
-{
-    memset(g, 0, sizeof *g);
-    g->K = K;
-    g->C = C;
-    g->pal = pal;
-    g->D = C < GRID_DIMS ? C : GRID_DIMS;
-    g->shift = grid_shift(g->D);
-    g->bits = 8 - g->shift;
-    size_t cells = (size_t)1 << (g->D * g->bits), coarse = (size_t)1 << (g->D * (g->bits - 2));
-    g->cells = malloc(2 * cells * sizeof *g->cells);
-    g->coarse = malloc(2 * coarse * sizeof *g->coarse);
-    g->low = malloc((size_t)K * sizeof *g->low);
-    g->cap = 4 * (Py_ssize_t)K + 1024;
-    g->idx = malloc((size_t)g->cap * sizeof *g->idx);
-    g->coord = malloc((size_t)g->cap * C * sizeof *g->coord);
-    if (!g->cells || !g->coarse || !g->low || !g->idx || !g->coord)
-        return -1;
-    memset(g->cells, 0xff, 2 * cells * sizeof *g->cells);
-    memset(g->coarse, 0xff, 2 * coarse * sizeof *g->coarse);
-    return 0;
-}
-
-/* The candidates for the box lo..hi among the n colors at `from` in the pool (the whole
-   palette when from < 0), appended to the pool; slot[0], slot[1]: where they begin, how many.
-   0, or -1 when out of memory. */
-static int grid_fill(Grid *g, const double *lo, const double *hi, Py_ssize_t from, int n,
-                     int32_t *slot)
-{
-    int C = g->C;
-    double bound = INFINITY;
-    for (int t = 0; t < n; t++) {
-        const double *c = from < 0 ? g->pal + (size_t)t * C : g->coord + (size_t)(from + t) * C;
-        double near = 0.0, far = 0.0;
-        for (int d = 0; d < C; d++) {
-            double a = lo[d] - c[d], b = c[d] - hi[d];
-            double out = max_d(0.0, max_d(a, b)), wide = max_d(-a, -b);
-            near += out * out;
-            far += wide * wide;
-        }
-        g->low[t] = near;
-        bound = min_d(bound, far);
-    }
-    bound = bound * (1.0 + GRID_SLACK) + GRID_SLACK;
-    Py_ssize_t m = 0;
-    for (int t = 0; t < n; t++)
-        m += g->low[t] <= bound;
-    if (g->used + m > INT32_MAX)
-        return -1;
-    if (g->used + m > g->cap) {
-        Py_ssize_t cap = min_ssize(2 * g->cap + m, INT32_MAX);
-        int32_t *idx = realloc(g->idx, (size_t)cap * sizeof *idx);
-        if (!idx)
-            return -1;
-        g->idx = idx;
-        double *coord = realloc(g->coord, (size_t)cap * C * sizeof *coord);
-        if (!coord)
-            return -1;
-        g->coord = coord;
-        g->cap = cap;
-    }
-    slot[0] = (int32_t)g->used;
-    slot[1] = (int32_t)m;
-    for (int t = 0; t < n; t++)
-        if (g->low[t] <= bound) {
-            if (from < 0) {
-                g->idx[g->used] = t;
-                memcpy(g->coord + g->used * C, g->pal + (size_t)t * C, (size_t)C * sizeof(double));
-            } else {
-                g->idx[g->used] = g->idx[from + t];
-                memcpy(g->coord + g->used * C, g->coord + (from + t) * C, (size_t)C * sizeof(double));
-            }
-            g->used++;
-        }
-    return 0;
-}
-
-/* The box of a cell of side 2^shift (bits = 8 - shift per channel) over the first D channels;
-   the other channels span 0..255. */
-static void grid_box(const Grid *g, Py_ssize_t cell, int shift, double *lo, double *hi)
-{
-    int bits = 8 - shift;
-    for (int d = 0; d < g->C; d++) {
-        if (d < g->D) {
-            int q = (int)((cell >> (d * bits)) & ((1 << bits) - 1));
-            lo[d] = (double)(q << shift);
-            hi[d] = min_d((double)((q + 1) << shift), 255.0);
-        } else {
-            lo[d] = 0.0;
-            hi[d] = 255.0;
-        }
-    }
-}
-
-/* The candidates of cell `cell`, from those of its coarse cell (built first if need be): a color
-   that can be the nearest somewhere in the cell can be so in the coarse cell. 0, or -1 when out
-   of memory. */
-static int grid_build(Grid *g, Py_ssize_t cell)
-{
-    double lo[MAX_DIMS], hi[MAX_DIMS];
-    int bits = g->bits, mask = (1 << bits) - 1;
-    Py_ssize_t parent = 0;
-    for (int d = 0; d < g->D; d++)
-        parent |= (Py_ssize_t)(((cell >> (d * bits)) & mask) >> 2) << (d * (bits - 2));
-    int32_t *up = g->coarse + 2 * parent;
-    if (up[0] < 0) {
-        grid_box(g, parent, g->shift + 2, lo, hi);
-        if (grid_fill(g, lo, hi, -1, g->K, up) < 0)
-            return -1;
-    }
-    grid_box(g, cell, g->shift, lo, hi);
-    return grid_fill(g, lo, hi, up[0], up[1], g->cells + 2 * cell);
-}
-
-/* Where the last query fell: consecutive pixels mostly share a cell. */
-typedef struct {
-    Py_ssize_t cell;      /* -1: none yet */
-    const int32_t *idx;   /* its candidates */
-    const double *coord;  /* their colors */
-    int n;
-} GridCursor;
-
-/* The nearest palette row to v (each channel in [0, 255]): exact, lowest index on ties; -1 when
-   out of memory. *color points to that row's color. */
-HOT int32_t grid_nearest(Grid *g, GridCursor *at, const double *v, const double **color,
-                         const int C)
-{
-    const int D = C < GRID_DIMS ? C : GRID_DIMS, shift = g->shift, bits = 8 - shift;
-    Py_ssize_t cell = 0;
-    for (int d = 0; d < D; d++)
-        cell |= (Py_ssize_t)((int)v[d] >> shift) << (d * bits);
-    if (cell != at->cell) {
-        if (g->cells[2 * cell] < 0 && grid_build(g, cell) < 0)
-            return -1;
-        at->cell = cell;
-        at->idx = g->idx + g->cells[2 * cell];
-        at->coord = g->coord + (size_t)g->cells[2 * cell] * C;
-        at->n = g->cells[2 * cell + 1];
-    }
-    const int32_t *idx = at->idx;
-    const double *c = at->coord;
-    int n = at->n, t_best = 0;
-    double bd = dist2(v, c, C);
-    for (int t = 1; t < n; t++) {
-        double d = dist2(v, c + (size_t)t * C, C);
-        if (d < bd) {
-            bd = d;
-            t_best = t;
-        }
-    }
-    *color = c + (size_t)t_best * C;
-    return idx[t_best];
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Floyd-Steinberg error diffusion                                                              */
-
-/* Rows y0..y1-1 of serpentine Floyd-Steinberg (even rows left to right), starting with no
-   error; rows: 2 (w + 2) C doubles of scratch. The error a pixel passes ahead (7/16) stays in
-   `carry`, added to what the row above left there: the same sum, in the same order, as adding
-   it to the row buffer. 0, or -1 when out of memory. */
-HOT int fs_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t w,
-                const float *strength, double max_error, Grid *g, double *rows, int32_t *index,
-                const int C)
-{
-    GridCursor at = {-1, NULL, NULL, 0};
-    double *cur = rows, *next = rows + (size_t)(w + 2) * C; /* column x at offset (x + 1) C */
-    memset(cur, 0, (size_t)(w + 2) * C * sizeof *cur);
-    for (Py_ssize_t y = y0; y < y1; y++) {
-        const int forward = (y % 2) == 0;
-        const Py_ssize_t step = forward ? 1 : -1;
-        memset(next, 0, (size_t)(w + 2) * C * sizeof *next);
-        double carry[MAX_DIMS];
-        for (int ch = 0; ch < C; ch++)
-            carry[ch] = 0.0;
-        Py_ssize_t x = forward ? 0 : w - 1;
-        for (Py_ssize_t q = 0; q < w; q++, x += step) {
-            Py_ssize_t i = y * w + x;
-            double *below = next + (x + 1) * C;
-            const double *above = cur + (x + 1) * C;
-            double v[MAX_DIMS];
-            for (int ch = 0; ch < C; ch++) {
-                double e = min_d(max_d(above[ch] + carry[ch], -max_error), max_error);
-                v[ch] = min_d(max_d(px[i * C + ch] + e, 0.0), 255.0);
-            }
-            const double *c;
-            int32_t best = grid_nearest(g, &at, v, &c, C);
-            if (best < 0)
-                return -1;
-            index[i] = best;
-            double k = (double)strength[i] / 16.0;
-            for (int ch = 0; ch < C; ch++) {
-                double err = (v[ch] - c[ch]) * k;
-                carry[ch] = 7.0 * err;
-                below[ch - step * C] += 3.0 * err;
-                below[ch] += 5.0 * err;
-                below[ch + step * C] += err;
-            }
-        }
-        double *t = cur;
-        cur = next;
-        next = t;
-    }
-    return 0;
-}
-
-/* dither_fs(pixels, h, w, c, palette, k, strength, max_error, index): serpentine Floyd-Steinberg
-   on 8-bit channels. Each pixel plus the error diffused into it (each channel clamped to
-   +-max_error, then to 0..255) takes its nearest palette color (exact, lowest index on ties);
-   strength[i] (0..1, per pixel) scales the error it passes on: less on edges and noise. Rows
-   alternate direction; the error runs in two row buffers. Sequential by nature: one thread. */
-static PyObject *py_dither_fs(PyObject *self, PyObject *args)
-{
-    (void)self;
-    Py_buffer pb, cb, sb, ib;
-    Py_ssize_t h, w;
-    int C, K;
-    double max_error;
-    if (!PyArg_ParseTuple(args, "y*nniy*iy*dw*", &pb, &h, &w, &C, &cb, &K, &sb, &max_error, &ib))
-        return NULL;
-    PyObject *result = NULL;
-    Grid g;
-    memset(&g, 0, sizeof g);
-    double *rows = NULL;
-    if (h < 1 || w < 1 || h * w > INT32_MAX || C < 1 || C > MAX_DIMS || K < 1 ||
-        !(max_error >= 0.0)) {
-        PyErr_Format(PyExc_ValueError,
-                     "expected h, w >= 1 with h * w < 2^31, 1 <= c <= %d, k >= 1, max_error >= 0, "
-                     "got %zd %zd %d %d %g",
-                     MAX_DIMS, h, w, C, K, max_error);
-        goto done;
-    }
-    if (check_len(&pb, C * h * w, "pixels") < 0 ||
-        check_len(&cb, 8 * (Py_ssize_t)C * K, "palette") < 0 ||
-        check_len(&sb, 4 * h * w, "strength") < 0 || check_len(&ib, 4 * h * w, "index") < 0)
-        goto done;
-    rows = malloc((size_t)2 * (w + 2) * C * sizeof *rows);
-    if (!rows || grid_init(&g, cb.buf, K, C) < 0) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    int failed;
-    Py_BEGIN_ALLOW_THREADS
-#ifdef CQ_PROFILE
-    double t0 = now_ms();
-#endif
-    failed = BY_CHANNELS(C, fs_rows, pb.buf, 0, h, w, sb.buf, max_error, &g, rows, ib.buf) < 0;
-#ifdef CQ_PROFILE
-    {
-        Py_ssize_t built = 0, cells = (Py_ssize_t)1 << (g.D * g.bits);
-        for (Py_ssize_t c = 0; c < cells; c++)
-            built += g.cells[2 * c] >= 0;
-        fprintf(stderr, "fs K=%d: %.1f ms, %zd cells built, %.1f candidates each\n", K,
-                now_ms() - t0, built, (double)g.used / (built ? built : 1));
-    }
-#endif
-    Py_END_ALLOW_THREADS
-    if (failed) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    Py_INCREF(Py_None);
-    result = Py_None;
-done:
-    free(rows);
-    grid_free(&g);
-    PyBuffer_Release(&pb);
-    PyBuffer_Release(&cb);
-    PyBuffer_Release(&sb);
-    PyBuffer_Release(&ib);
-    return result;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Ordered dithering                                                                            */
+/* Color spaces                                                                                 */
 
 /* Color spaces of dither_ordered (colorquant.color.COLOR_SPACES, in order), and the layout of
    its constants: two 3x3 matrices (row-major), the white point, DIN99b's constants and the
@@ -1712,36 +1395,512 @@ static inline void embed_pixel(int space, const double *p, const double *rgb, co
     }
 }
 
-/* Rows y0..y1-1 of the ordered map: each pixel's level (its place in the 8x8 tile) selects a row
-   of the tables, which give each channel shifted by the level's offset; the point in `space`
-   is searched from the previous pixel's color (rgb: in the grid). */
-HOT int ordered_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t w,
-                     const double *rgb_table, const double *lin_table, int space,
-                     const double *params, const Search *s, Grid *g, int32_t *index, const int C)
+/* sRGB in [0, 1] to linear light (IEC 61966-2-1), as colorquant.color.srgb_to_linear. */
+static inline double srgb_linear(double u)
+{
+    return u <= 0.04045 ? u / 12.92 : pow((u + 0.055) / 1.055, 2.4);
+}
+
+/* y = M x over intervals (lo, hi) of x: each output's bounds. */
+static void mat3_box(const double *m, const double *lo, const double *hi, double *ylo, double *yhi)
+{
+    for (int r = 0; r < 3; r++) {
+        double a = 0.0, b = 0.0;
+        for (int c = 0; c < 3; c++) {
+            double u = m[3 * r + c] * lo[c], v = m[3 * r + c] * hi[c];
+            a += min_d(u, v);
+            b += max_d(u, v);
+        }
+        ylo[r] = a;
+        yhi[r] = b;
+    }
+}
+
+/* Bounds of p * q for p in [plo, phi] with 0 < plo, and q in [qlo, qhi]. */
+static inline void scale_box(double plo, double phi, double qlo, double qhi, double *lo, double *hi)
+{
+    *lo = qlo >= 0.0 ? plo * qlo : phi * qlo;
+    *hi = qhi >= 0.0 ? phi * qhi : plo * qhi;
+}
+
+/* A box that holds the coordinates of `space` (embed_pixel) of every sRGB color in the box
+   klo..khi (0..255 scale): interval arithmetic through the formulas, every step monotone or
+   bounded by its corners, then widened by a relative 1e-8 for rounding. out: C bounds. */
+static void embed_box(int space, const double *p, const double *klo, const double *khi,
+                      double *lo, double *hi)
+{
+    int C = space == SPACE_HYBRID ? 6 : 3;
+    if (space == SPACE_RGB) {
+        memcpy(lo, klo, 3 * sizeof *lo);
+        memcpy(hi, khi, 3 * sizeof *hi);
+    } else {
+        double llo[3], lhi[3], tlo[3], thi[3], ulo[3], uhi[3];
+        for (int ch = 0; ch < 3; ch++) {
+            double a = klo[ch] / 255.0, b = khi[ch] / 255.0;
+            llo[ch] = srgb_linear(a);
+            lhi[ch] = srgb_linear(b);
+            if (a <= 0.04045 && 0.04045 <= b) /* the two pieces do not quite meet there */
+                lhi[ch] = max_d(lhi[ch], 0.04045 / 12.92);
+        }
+        mat3_box(p + P_M1, llo, lhi, tlo, thi);
+        if (space == SPACE_OKLAB) {
+            for (int ch = 0; ch < 3; ch++) {
+                ulo[ch] = cbrt(tlo[ch]);
+                uhi[ch] = cbrt(thi[ch]);
+            }
+            mat3_box(p + P_M2, ulo, uhi, lo, hi);
+        } else {
+            const double delta = 6.0 / 29.0, d3 = delta * delta * delta;
+            for (int ch = 0; ch < 3; ch++) {
+                double a = tlo[ch] / p[P_WHITE + ch], b = thi[ch] / p[P_WHITE + ch];
+                ulo[ch] = a > d3 ? cbrt(a) : a / (3 * delta * delta) + 4.0 / 29.0;
+                uhi[ch] = b > d3 ? cbrt(b) : b / (3 * delta * delta) + 4.0 / 29.0;
+            }
+            double L0 = 116.0 * ulo[1] - 16.0, L1 = 116.0 * uhi[1] - 16.0;
+            double a0 = 500.0 * (ulo[0] - uhi[1]), a1 = 500.0 * (uhi[0] - ulo[1]);
+            double b0 = 200.0 * (ulo[1] - uhi[2]), b1 = 200.0 * (uhi[1] - ulo[2]);
+            if (space == SPACE_LAB) {
+                lo[0] = L0, lo[1] = a0, lo[2] = b0;
+                hi[0] = L1, hi[1] = a1, hi[2] = b1;
+            } else {
+                const double *c = p + P_DIN; /* c1, c2, cos, sin, squeeze, c5, c6 */
+                double e0, e1, f0, f1, x0, x1, y0, y1;
+                /* e = a cos + b sin, f = squeeze (b cos - a sin), over the box of (a, b). */
+                double ea0 = min_d(a0 * c[2], a1 * c[2]), ea1 = max_d(a0 * c[2], a1 * c[2]);
+                double eb0 = min_d(b0 * c[3], b1 * c[3]), eb1 = max_d(b0 * c[3], b1 * c[3]);
+                double fb0 = min_d(b0 * c[2], b1 * c[2]), fb1 = max_d(b0 * c[2], b1 * c[2]);
+                double fa0 = min_d(a0 * c[3], a1 * c[3]), fa1 = max_d(a0 * c[3], a1 * c[3]);
+                e0 = ea0 + eb0, e1 = ea1 + eb1;
+                f0 = min_d(c[4] * (fb0 - fa1), c[4] * (fb1 - fa0));
+                f1 = max_d(c[4] * (fb0 - fa1), c[4] * (fb1 - fa0));
+                /* g = |(e, f)| and the factor c5 log1p(c6 g) / g, decreasing in g. */
+                double ge = e0 > 0.0 ? e0 : e1 < 0.0 ? -e1 : 0.0;
+                double gf = f0 > 0.0 ? f0 : f1 < 0.0 ? -f1 : 0.0;
+                double gmin = sqrt(ge * ge + gf * gf);
+                double me = max_d(fabs(e0), fabs(e1)), mf = max_d(fabs(f0), fabs(f1));
+                double gmax = sqrt(me * me + mf * mf);
+                double rhi = gmin > 1e-12 ? c[5] * log1p(c[6] * gmin) / gmin : c[5] * c[6];
+                double rlo = gmax > 1e-12 ? c[5] * log1p(c[6] * gmax) / gmax : c[5] * c[6];
+                rlo = min_d(rlo, rhi);
+                /* (a99, b99) = ratio (e cos - f sin, f cos + e sin): no longer than C99(gmax). */
+                double u0 = min_d(e0 * c[2], e1 * c[2]) - max_d(f0 * c[3], f1 * c[3]);
+                double u1 = max_d(e0 * c[2], e1 * c[2]) - min_d(f0 * c[3], f1 * c[3]);
+                double v0 = min_d(f0 * c[2], f1 * c[2]) + min_d(e0 * c[3], e1 * c[3]);
+                double v1 = max_d(f0 * c[2], f1 * c[2]) + max_d(e0 * c[3], e1 * c[3]);
+                scale_box(rlo, rhi, u0, u1, &x0, &x1);
+                scale_box(rlo, rhi, v0, v1, &y0, &y1);
+                double reach = c[5] * log1p(c[6] * gmax);
+                double din_lo[3] = {c[0] * log1p(c[1] * L0), max_d(x0, -reach), max_d(y0, -reach)};
+                double din_hi[3] = {c[0] * log1p(c[1] * L1), min_d(x1, reach), min_d(y1, reach)};
+                if (space == SPACE_DIN99) {
+                    memcpy(lo, din_lo, sizeof din_lo);
+                    memcpy(hi, din_hi, sizeof din_hi);
+                } else {
+                    for (int ch = 0; ch < 3; ch++) {
+                        lo[ch] = klo[ch];
+                        hi[ch] = khi[ch];
+                        lo[3 + ch] = din_lo[ch] * p[P_WEIGHT];
+                        hi[3 + ch] = din_hi[ch] * p[P_WEIGHT];
+                    }
+                }
+            }
+        }
+    }
+    for (int d = 0; d < C; d++) {
+        double pad = 1e-8 * (1.0 + fabs(lo[d]) + fabs(hi[d]));
+        lo[d] -= pad;
+        hi[d] += pad;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Candidate grid: exact nearest palette point of dithered pixels                              */
+
+/*
+ * Dithered pixels leave the image's histogram (error or an offset moves them), so every pixel
+ * needs its own exact search. Each point has a key in [0, 255]^D: its first D = min(C,
+ * GRID_DIMS) channels (Floyd-Steinberg), or its sRGB color when the point is that color's
+ * coordinates in a color space (ordered dithering). The key cube is cut into cells of side
+ * 2^shift, and a cell's box in point space bounds the points of its keys: the key box itself
+ * (the channels past D spanning 0..255 whole), or embed_box's. A cell's candidates are the
+ * palette points that can be the nearest, or tie with it, somewhere in that box: those whose
+ * smallest squared distance to the box is at most the smallest, over all palette points, of the
+ * largest squared distance to the box (times 1 + GRID_SLACK, for rounding). The nearest point
+ * is then the first smallest float64 distance among the candidates, kept in index order: the
+ * same as a brute force over the whole palette, lowest index on ties. A cell is built when a
+ * key first falls in it (a photo visits a few thousand cells).
+ */
+#define GRID_DIMS 4
+#define GRID_SLACK 1e-9
+#define GRID_PARTS 2
+
+typedef struct {
+    int K, C, D, shift, bits;
+    int space;             /* points: the keys themselves (-1), or their coordinates in a space */
+    const double *params;  /* that space's constants */
+    const double *pal;     /* K x C */
+    int32_t *cells;    /* per cell: where its candidates begin in idx (and coord), -1 while not
+                          built, then how many */
+    int32_t *coarse;   /* the same for cells of side 2^(shift + 2), each fine cell built from
+                          the candidates of the coarse cell around it */
+    int32_t *idx;      /* candidates of the built cells, each cell's in ascending index order */
+    double *coord;     /* their colors, C each */
+    double *low;       /* K: scratch, each color's smallest squared distance to a cell */
+    Py_ssize_t used, cap;
+} Grid;
+
+static void grid_free(Grid *g)
+{
+    free(g->cells);
+    free(g->coarse);
+    free(g->idx);
+    free(g->coord);
+    free(g->low);
+    memset(g, 0, sizeof *g);
+}
+
+/* Cells of side 2^shift over the first D channels: 2^16 at most. */
+static int grid_shift(int D) { return D <= 2 ? 0 : D == 3 ? 3 : 4; }
+
+/* 0 on success, -1 when out of memory. */
+static int grid_init(Grid *g, const double *pal, int K, int C, int D, int space,
+                     const double *params)
+{
+    memset(g, 0, sizeof *g);
+    g->K = K;
+    g->C = C;
+    g->D = D;
+    g->space = space;
+    g->params = params;
+    g->pal = pal;
+    g->shift = grid_shift(g->D);
+    g->bits = 8 - g->shift;
+    size_t cells = (size_t)1 << (g->D * g->bits), coarse = (size_t)1 << (g->D * (g->bits - 2));
+    g->cells = malloc(2 * cells * sizeof *g->cells);
+    g->coarse = malloc(2 * coarse * sizeof *g->coarse);
+    g->low = malloc((size_t)K * sizeof *g->low);
+    g->cap = 4 * (Py_ssize_t)K + 1024;
+    g->idx = malloc((size_t)g->cap * sizeof *g->idx);
+    g->coord = malloc((size_t)g->cap * C * sizeof *g->coord);
+    if (!g->cells || !g->coarse || !g->low || !g->idx || !g->coord)
+        return -1;
+    memset(g->cells, 0xff, 2 * cells * sizeof *g->cells);
+    memset(g->coarse, 0xff, 2 * coarse * sizeof *g->coarse);
+    return 0;
+}
+
+/* The candidates for the box lo..hi among the n colors at `from` in the pool (the whole
+   palette when from < 0), appended to the pool; slot[0], slot[1]: where they begin, how many.
+   0, or -1 when out of memory. */
+static int grid_fill(Grid *g, const double *lo, const double *hi, Py_ssize_t from, int n,
+                     int32_t *slot)
+{
+    int C = g->C;
+    double bound = INFINITY;
+    for (int t = 0; t < n; t++) {
+        const double *c = from < 0 ? g->pal + (size_t)t * C : g->coord + (size_t)(from + t) * C;
+        double near = 0.0, far = 0.0;
+        for (int d = 0; d < C; d++) {
+            double a = lo[d] - c[d], b = c[d] - hi[d];
+            double out = max_d(0.0, max_d(a, b)), wide = max_d(-a, -b);
+            near += out * out;
+            far += wide * wide;
+        }
+        g->low[t] = near;
+        bound = min_d(bound, far);
+    }
+    bound = bound * (1.0 + GRID_SLACK) + GRID_SLACK;
+    Py_ssize_t m = 0;
+    for (int t = 0; t < n; t++)
+        m += g->low[t] <= bound;
+    if (g->used + m > INT32_MAX)
+        return -1;
+    if (g->used + m > g->cap) {
+        Py_ssize_t cap = min_ssize(2 * g->cap + m, INT32_MAX);
+        int32_t *idx = realloc(g->idx, (size_t)cap * sizeof *idx);
+        if (!idx)
+            return -1;
+        g->idx = idx;
+        double *coord = realloc(g->coord, (size_t)cap * C * sizeof *coord);
+        if (!coord)
+            return -1;
+        g->coord = coord;
+        g->cap = cap;
+    }
+    slot[0] = (int32_t)g->used;
+    slot[1] = (int32_t)m;
+    for (int t = 0; t < n; t++)
+        if (g->low[t] <= bound) {
+            if (from < 0) {
+                g->idx[g->used] = t;
+                memcpy(g->coord + g->used * C, g->pal + (size_t)t * C, (size_t)C * sizeof(double));
+            } else {
+                g->idx[g->used] = g->idx[from + t];
+                memcpy(g->coord + g->used * C, g->coord + (from + t) * C, (size_t)C * sizeof(double));
+            }
+            g->used++;
+        }
+    return 0;
+}
+
+/* The box in point space of a cell of side 2^shift (bits = 8 - shift per key channel). */
+static void grid_box(const Grid *g, Py_ssize_t cell, int shift, double *lo, double *hi)
+{
+    int bits = 8 - shift;
+    double klo[GRID_DIMS], khi[GRID_DIMS];
+    for (int d = 0; d < g->D; d++) {
+        int q = (int)((cell >> (d * bits)) & ((1 << bits) - 1));
+        klo[d] = (double)(q << shift);
+        khi[d] = min_d((double)((q + 1) << shift), 255.0);
+    }
+    if (g->space >= 0) {
+        /* The union of the boxes of parts of the cell: interval arithmetic overestimates in
+           proportion to the width it starts from. */
+        int parts = GRID_PARTS;
+#ifdef CQ_PROFILE
+        if (getenv("CQ_PARTS"))
+            parts = atoi(getenv("CQ_PARTS"));
+#endif
+        for (int d = 0; d < g->C; d++) {
+            lo[d] = INFINITY;
+            hi[d] = -INFINITY;
+        }
+        for (int q = 0; q < parts * parts * parts; q++) {
+            double plo[3], phi[3], blo[MAX_DIMS] = {0.0}, bhi[MAX_DIMS] = {0.0};
+            for (int d = 0, r = q; d < 3; d++, r /= parts) {
+                double step = (khi[d] - klo[d]) / parts;
+                plo[d] = klo[d] + (r % parts) * step;
+                phi[d] = r % parts == parts - 1 ? khi[d] : klo[d] + (r % parts + 1) * step;
+            }
+            embed_box(g->space, g->params, plo, phi, blo, bhi);
+            for (int d = 0; d < g->C; d++) {
+                lo[d] = min_d(lo[d], blo[d]);
+                hi[d] = max_d(hi[d], bhi[d]);
+            }
+        }
+        return;
+    }
+    for (int d = 0; d < g->C; d++) {
+        lo[d] = d < g->D ? klo[d] : 0.0;
+        hi[d] = d < g->D ? khi[d] : 255.0;
+    }
+}
+
+/* The candidates of cell `cell`, from those of its coarse cell (built first if need be): a color
+   that can be the nearest somewhere in the cell can be so in the coarse cell. 0, or -1 when out
+   of memory. */
+static int grid_build(Grid *g, Py_ssize_t cell)
+{
+    double lo[MAX_DIMS], hi[MAX_DIMS];
+    int bits = g->bits, mask = (1 << bits) - 1;
+    Py_ssize_t parent = 0;
+    for (int d = 0; d < g->D; d++)
+        parent |= (Py_ssize_t)(((cell >> (d * bits)) & mask) >> 2) << (d * (bits - 2));
+    int32_t *up = g->coarse + 2 * parent;
+    if (up[0] < 0) {
+        grid_box(g, parent, g->shift + 2, lo, hi);
+        if (grid_fill(g, lo, hi, -1, g->K, up) < 0)
+            return -1;
+    }
+    grid_box(g, cell, g->shift, lo, hi);
+    return grid_fill(g, lo, hi, up[0], up[1], g->cells + 2 * cell);
+}
+
+/* Where the last query fell: consecutive pixels mostly share a cell. */
+typedef struct {
+    Py_ssize_t cell;      /* -1: none yet */
+    const int32_t *idx;   /* its candidates */
+    const double *coord;  /* their colors */
+    int n;
+} GridCursor;
+
+/* Points the cursor at the cell of `key` (each of its D channels in [0, 255]), built first if
+   need be; 0, or -1 when out of memory. */
+HOT int grid_find(Grid *g, GridCursor *at, const double *key, const int D, const int C)
+{
+    const int shift = g->shift, bits = 8 - shift;
+    Py_ssize_t cell = 0;
+    for (int d = 0; d < D; d++)
+        cell |= (Py_ssize_t)((int)key[d] >> shift) << (d * bits);
+    if (cell != at->cell) {
+        if (g->cells[2 * cell] < 0 && grid_build(g, cell) < 0)
+            return -1;
+        at->cell = cell;
+        at->idx = g->idx + g->cells[2 * cell];
+        at->coord = g->coord + (size_t)g->cells[2 * cell] * C;
+        at->n = g->cells[2 * cell + 1];
+    }
+    return 0;
+}
+
+/* The nearest palette row to v among the cursor's candidates (v in its cell's box): exact,
+   lowest index on ties. *color points to that row's point. */
+HOT int32_t grid_scan(const GridCursor *at, const double *v, const double **color, const int C)
+{
+    const double *c = at->coord;
+    int n = at->n, t_best = 0;
+    double bd = dist2(v, c, C);
+    for (int t = 1; t < n; t++) {
+        double d = dist2(v, c + (size_t)t * C, C);
+        if (d < bd) {
+            bd = d;
+            t_best = t;
+        }
+    }
+    *color = c + (size_t)t_best * C;
+    return at->idx[t_best];
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Floyd-Steinberg error diffusion                                                              */
+
+/* Rows y0..y1-1 of serpentine Floyd-Steinberg (even rows left to right), starting with no
+   error; rows: 2 (w + 2) C doubles of scratch. The error a pixel passes ahead (7/16) stays in
+   `carry`, added to what the row above left there: the same sum, in the same order, as adding
+   it to the row buffer. 0, or -1 when out of memory. */
+HOT int fs_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t w,
+                const float *strength, double max_error, Grid *g, double *rows, int32_t *index,
+                const int C)
 {
     GridCursor at = {-1, NULL, NULL, 0};
-    int32_t prev = 0;
-    Found f;
+    double *cur = rows, *next = rows + (size_t)(w + 2) * C; /* column x at offset (x + 1) C */
+    memset(cur, 0, (size_t)(w + 2) * C * sizeof *cur);
+    for (Py_ssize_t y = y0; y < y1; y++) {
+        const int forward = (y % 2) == 0;
+        const Py_ssize_t step = forward ? 1 : -1;
+        memset(next, 0, (size_t)(w + 2) * C * sizeof *next);
+        double carry[MAX_DIMS];
+        for (int ch = 0; ch < C; ch++)
+            carry[ch] = 0.0;
+        Py_ssize_t x = forward ? 0 : w - 1;
+        for (Py_ssize_t q = 0; q < w; q++, x += step) {
+            Py_ssize_t i = y * w + x;
+            double *below = next + (x + 1) * C;
+            const double *above = cur + (x + 1) * C;
+            double v[MAX_DIMS];
+            for (int ch = 0; ch < C; ch++) {
+                double e = min_d(max_d(above[ch] + carry[ch], -max_error), max_error);
+                v[ch] = min_d(max_d(px[i * C + ch] + e, 0.0), 255.0);
+            }
+            if (grid_find(g, &at, v, C < GRID_DIMS ? C : GRID_DIMS, C) < 0)
+                return -1;
+            const double *c;
+            int32_t best = grid_scan(&at, v, &c, C);
+            index[i] = best;
+            double k = (double)strength[i] / 16.0;
+            for (int ch = 0; ch < C; ch++) {
+                double err = (v[ch] - c[ch]) * k;
+                carry[ch] = 7.0 * err;
+                below[ch - step * C] += 3.0 * err;
+                below[ch] += 5.0 * err;
+                below[ch + step * C] += err;
+            }
+        }
+        double *t = cur;
+        cur = next;
+        next = t;
+    }
+    return 0;
+}
+
+/* dither_fs(pixels, h, w, c, palette, k, strength, max_error, index): serpentine Floyd-Steinberg
+   on 8-bit channels. Each pixel plus the error diffused into it (each channel clamped to
+   +-max_error, then to 0..255) takes its nearest palette color (exact, lowest index on ties);
+   strength[i] (0..1, per pixel) scales the error it passes on: less on edges and noise. Rows
+   alternate direction; the error runs in two row buffers. Sequential by nature: one thread. */
+static PyObject *py_dither_fs(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer pb, cb, sb, ib;
+    Py_ssize_t h, w;
+    int C, K;
+    double max_error;
+    if (!PyArg_ParseTuple(args, "y*nniy*iy*dw*", &pb, &h, &w, &C, &cb, &K, &sb, &max_error, &ib))
+        return NULL;
+    PyObject *result = NULL;
+    Grid g;
+    memset(&g, 0, sizeof g);
+    double *rows = NULL;
+    if (h < 1 || w < 1 || h * w > INT32_MAX || C < 1 || C > MAX_DIMS || K < 1 ||
+        !(max_error >= 0.0)) {
+        PyErr_Format(PyExc_ValueError,
+                     "expected h, w >= 1 with h * w < 2^31, 1 <= c <= %d, k >= 1, max_error >= 0, "
+                     "got %zd %zd %d %d %g",
+                     MAX_DIMS, h, w, C, K, max_error);
+        goto done;
+    }
+    if (check_len(&pb, C * h * w, "pixels") < 0 ||
+        check_len(&cb, 8 * (Py_ssize_t)C * K, "palette") < 0 ||
+        check_len(&sb, 4 * h * w, "strength") < 0 || check_len(&ib, 4 * h * w, "index") < 0)
+        goto done;
+    rows = malloc((size_t)2 * (w + 2) * C * sizeof *rows);
+    if (!rows || grid_init(&g, cb.buf, K, C, C < GRID_DIMS ? C : GRID_DIMS, -1, NULL) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int failed;
+    Py_BEGIN_ALLOW_THREADS
+#ifdef CQ_PROFILE
+    double t0 = now_ms();
+#endif
+    failed = BY_CHANNELS(C, fs_rows, pb.buf, 0, h, w, sb.buf, max_error, &g, rows, ib.buf) < 0;
+#ifdef CQ_PROFILE
+    {
+        Py_ssize_t built = 0, cells = (Py_ssize_t)1 << (g.D * g.bits);
+        for (Py_ssize_t c = 0; c < cells; c++)
+            built += g.cells[2 * c] >= 0;
+        fprintf(stderr, "fs K=%d: %.1f ms, %zd cells built, %.1f candidates each\n", K,
+                now_ms() - t0, built, (double)g.used / (built ? built : 1));
+    }
+#endif
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    free(rows);
+    grid_free(&g);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&ib);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Ordered dithering                                                                            */
+
+/* Rows y0..y1-1 of the ordered map: each pixel's level (its place in the 8x8 tile) selects a row
+   of the tables, which give each channel shifted by the level's offset. Its point in `space`
+   is computed only when its cell has more than one candidate. */
+HOT int ordered_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t w,
+                     const double *rgb_table, const double *lin_table, int space,
+                     const double *params, Grid *g, int32_t *index, const int C)
+{
+    GridCursor at = {-1, NULL, NULL, 0};
     for (Py_ssize_t y = y0; y < y1; y++) {
         for (Py_ssize_t x = 0; x < w; x++) {
             Py_ssize_t i = y * w + x, level = (y % 8) * 8 + x % 8;
             const double *rt = rgb_table + level * 256, *lt = lin_table + level * 256;
-            double rgb[3], lin[3], v[MAX_DIMS];
-            for (int ch = 0; ch < 3; ch++) {
-                rgb[ch] = rt[px[i * 3 + ch]];
-                lin[ch] = lt[px[i * 3 + ch]];
+            const uint8_t *p = px + i * 3;
+            double rgb[3] = {rt[p[0]], rt[p[1]], rt[p[2]]};
+            if (grid_find(g, &at, rgb, 3, C) < 0)
+                return -1;
+            if (at.n == 1) {
+                index[i] = at.idx[0];
+                continue;
             }
-            if (g) {
-                const double *color;
-                prev = grid_nearest(g, &at, rgb, &color, 3);
-                if (prev < 0)
-                    return -1;
-            } else {
-                embed_pixel(space, params, rgb, lin, v);
-                search_impl(s, v, prev, dist2(v, s->cent + (size_t)prev * C, C), 0, &f, C);
-                prev = f.best;
+            const double *color;
+            if (C == 3 && space == SPACE_RGB) {
+                index[i] = grid_scan(&at, rgb, &color, C);
+            } else { /* C is 6 for hybrid alone */
+                double lin[3] = {lt[p[0]], lt[p[1]], lt[p[2]]}, v[MAX_DIMS];
+                embed_pixel(C == 6 ? SPACE_HYBRID : space, params, rgb, lin, v);
+                index[i] = grid_scan(&at, v, &color, C);
             }
-            index[i] = prev;
         }
     }
     return 0;
@@ -1766,8 +1925,6 @@ static PyObject *py_dither_ordered(PyObject *self, PyObject *args)
                           &K, &C, &ib, &nt))
         return NULL;
     PyObject *result = NULL;
-    Search s;
-    memset(&s, 0, sizeof s);
     Grid *grids = NULL;
     int ngrids = 0;
     if (check_threads(nt) < 0)
@@ -1788,46 +1945,46 @@ static PyObject *py_dither_ordered(PyObject *self, PyObject *args)
         goto done;
     Py_ssize_t tasks = (h + ORDERED_ROWS - 1) / ORDERED_ROWS;
     int team = PAR_IF(nt, h * w) ? (int)min_ssize(nt, tasks) : 1;
-    if (space == SPACE_RGB) { /* a grid per thread: cells are built as pixels reach them */
-        grids = calloc((size_t)team, sizeof *grids);
-        if (!grids) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        for (; ngrids < team; ngrids++)
-            if (grid_init(&grids[ngrids], cb.buf, K, 3) < 0) {
-                ngrids++;
-                PyErr_NoMemory();
-                goto done;
-            }
-    } else {
-        if (search_alloc(&s, K, C) < 0) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        s.cent = cb.buf;
-        s.axis = widest_axis(cb.buf, K, C);
-        if (build_sweep(&s) < 0) {
-            PyErr_NoMemory();
-            goto done;
-        }
+    /* A grid per thread: cells are built as its pixels reach them. */
+    grids = calloc((size_t)team, sizeof *grids);
+    if (!grids) {
+        PyErr_NoMemory();
+        goto done;
     }
+    for (; ngrids < team; ngrids++)
+        if (grid_init(&grids[ngrids], cb.buf, K, C, 3, space, qb.buf) < 0) {
+            ngrids++;
+            PyErr_NoMemory();
+            goto done;
+        }
     int failed = 0;
     Py_BEGIN_ALLOW_THREADS
-    if (s.L > 0)
-        build_lists(&s, nt);
 #pragma omp parallel for num_threads(team) if (team > 1) schedule(dynamic, 1) reduction(| : failed)
     for (Py_ssize_t task = 0; task < tasks; task++) {
         Py_ssize_t y0 = task * ORDERED_ROWS, y1 = min_ssize(h, y0 + ORDERED_ROWS);
-        Grid *g = grids ? &grids[THREAD_ID()] : NULL;
+        Grid *g = &grids[THREAD_ID()];
         if (C == 6)
-            failed |= ordered_rows(pb.buf, y0, y1, w, rb.buf, lb.buf, space, qb.buf, &s, g,
-                                   ib.buf, 6) < 0;
+            failed |= ordered_rows(pb.buf, y0, y1, w, rb.buf, lb.buf, space, qb.buf, g, ib.buf,
+                                   6) < 0;
         else
-            failed |= ordered_rows(pb.buf, y0, y1, w, rb.buf, lb.buf, space, qb.buf, &s, g,
-                                   ib.buf, 3) < 0;
+            failed |= ordered_rows(pb.buf, y0, y1, w, rb.buf, lb.buf, space, qb.buf, g, ib.buf,
+                                   3) < 0;
     }
     Py_END_ALLOW_THREADS
+#ifdef CQ_PROFILE
+    {
+        Grid *g = &grids[0];
+        Py_ssize_t built = 0, cand = 0, single = 0, cells = (Py_ssize_t)1 << (g->D * g->bits);
+        for (Py_ssize_t c = 0; c < cells; c++)
+            if (g->cells[2 * c] >= 0) {
+                built++;
+                cand += g->cells[2 * c + 1];
+                single += g->cells[2 * c + 1] == 1;
+            }
+        fprintf(stderr, "ordered space %d K=%d: %zd cells, %.1f candidates, %zd single\n", space, K,
+                built, (double)cand / (built ? built : 1), single);
+    }
+#endif
     if (failed) {
         PyErr_NoMemory();
         goto done;
@@ -1838,7 +1995,6 @@ done:
     for (int t = 0; t < ngrids; t++)
         grid_free(&grids[t]);
     free(grids);
-    search_free(&s);
     PyBuffer_Release(&pb);
     PyBuffer_Release(&rb);
     PyBuffer_Release(&lb);
