@@ -32,13 +32,19 @@ def brute_nearest(points: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 
 def fs_reference(
-    pixels: np.ndarray, palette: np.ndarray, strength: np.ndarray, max_error: float
+    pixels: np.ndarray,
+    palette: np.ndarray,
+    strength: np.ndarray,
+    max_error: float,
+    first: int = 0,
+    last: int | None = None,
 ) -> np.ndarray:
-    """Serpentine Floyd-Steinberg on C channels, plainly (tests/test_dither.py for C = 3)."""
+    """Serpentine Floyd-Steinberg on C channels, plainly (tests/test_dither.py for C = 3), on rows
+    ``first..last-1`` (starting there with no error; even rows left to right)."""
     h, w, c = pixels.shape
     err = np.zeros((h + 1, w + 2, c))
     out = np.zeros((h, w), np.int64)
-    for y in range(h):
+    for y in range(first, h if last is None else min(last, h)):
         forward = y % 2 == 0
         for q in range(w):
             x = q if forward else w - 1 - q
@@ -105,6 +111,24 @@ def test_fs_on_a_large_image_equals_reference_row_by_row() -> None:
     np.testing.assert_array_equal(_cpu.dither_fs(pixels, palette, strength, spread), expected)
 
 
+@pytest.mark.parametrize(("band", "warm"), [(4, 0), (4, 3), (5, 8), (13, 2)])
+def test_fs_in_bands_equals_reference_band_by_band(band: int, warm: int) -> None:
+    # Each band of rows starts `warm` rows above its first (with no error there) and keeps its
+    # own rows: the same whatever the number of threads.
+    rng = np.random.default_rng(band * 10 + warm)
+    pixels = rng.integers(0, 256, (13, 9, 3), dtype=np.uint8)
+    palette = rng.integers(0, 256, (20, 3)).astype(np.float64)
+    strength = rng.uniform(0, 1, (13, 9)).astype(np.float32)
+    expected = np.zeros((13, 9), np.int64)
+    for top in range(0, 13, band):
+        rows = fs_reference(pixels, palette, strength, 30.0, max(0, top - warm), top + band)
+        expected[top : top + band] = rows[top : top + band]
+    for n in (1, 2, 3):
+        with threads(n):
+            got = _cpu.dither_fs(pixels, palette, strength, 30.0, band=band, warm=warm)
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_fs_rejects_bad_input() -> None:
     pixels = np.zeros((2, 3, 3), np.uint8)
     strength = np.ones((2, 3), np.float32)
@@ -116,6 +140,10 @@ def test_fs_rejects_bad_input() -> None:
         _cpu.dither_fs(pixels, np.zeros((4, 3)), strength[:1], 1.0)
     with pytest.raises(ValueError, match="max_error"):
         _cpu.dither_fs(pixels, np.zeros((4, 3)), strength, -1.0)
+    with pytest.raises(ValueError, match="band"):
+        _cpu.dither_fs(pixels, np.zeros((4, 3)), strength, 1.0, band=0)
+    with pytest.raises(ValueError, match="warm"):
+        _cpu.dither_fs(pixels, np.zeros((4, 3)), strength, 1.0, warm=-1)
 
 
 def test_squared_error_is_exact() -> None:

@@ -482,7 +482,12 @@ def lloyd(
 
 
 def dither_fs(
-    pixels: np.ndarray, palette: np.ndarray, strength: np.ndarray, max_error: float
+    pixels: np.ndarray,
+    palette: np.ndarray,
+    strength: np.ndarray,
+    max_error: float,
+    band: int | None = None,
+    warm: int = 0,
 ) -> np.ndarray:
     """Serpentine Floyd-Steinberg error diffusion on 8-bit channels: every pixel's palette row.
 
@@ -496,6 +501,8 @@ def dither_fs(
         palette: ``(K, C)`` float64 colors on the 0..255 scale, ``K >= 1``.
         strength: ``(H, W)`` float32 in [0, 1].
         max_error: largest error a channel carries, ``>= 0``.
+        band: rows of a band, ``>= 1`` (default: the whole image).
+        warm: rows a band runs before its first, ``>= 0``.
 
     Returns:
         ``(H, W)`` int32 palette rows.
@@ -537,6 +544,9 @@ def dither_fs(
         np.ascontiguousarray(strength),
         float(max_error),
         index,
+        h if band is None else _integer("band", band, 1),
+        _integer("warm", warm, 0),
+        _threads,
     )
     return index
 

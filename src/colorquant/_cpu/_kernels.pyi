@@ -74,6 +74,9 @@ def dither_fs(
     strength: Array,
     max_error: float,
     index: Array,
+    band: int,
+    warm: int,
+    nthreads: int,
     /,
 ) -> None: ...
 def dither_ordered(

@@ -1758,7 +1758,7 @@ HOT int32_t grid_scan(const GridCursor *at, const double *v, const double **colo
    error; rows: 2 (w + 2) C doubles of scratch. The error a pixel passes ahead (7/16) stays in
    `carry`, added to what the row above left there: the same sum, in the same order, as adding
    it to the row buffer. 0, or -1 when out of memory. */
-HOT int fs_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t w,
+HOT int fs_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y_out, Py_ssize_t y1, Py_ssize_t w,
                 const float *strength, double max_error, Grid *g, double *rows, int32_t *index,
                 const int C)
 {
@@ -1786,7 +1786,8 @@ HOT int fs_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t w,
                 return -1;
             const double *c;
             int32_t best = grid_scan(&at, v, &c, C);
-            index[i] = best;
+            if (y >= y_out)
+                index[i] = best;
             double k = (double)strength[i] / 16.0;
             for (int ch = 0; ch < C; ch++) {
                 double err = (v[ch] - c[ch]) * k;
@@ -1812,47 +1813,53 @@ static PyObject *py_dither_fs(PyObject *self, PyObject *args)
 {
     (void)self;
     Py_buffer pb, cb, sb, ib;
-    Py_ssize_t h, w;
-    int C, K;
+    Py_ssize_t h, w, band, warm;
+    int C, K, nt;
     double max_error;
-    if (!PyArg_ParseTuple(args, "y*nniy*iy*dw*", &pb, &h, &w, &C, &cb, &K, &sb, &max_error, &ib))
+    if (!PyArg_ParseTuple(args, "y*nniy*iy*dw*nni", &pb, &h, &w, &C, &cb, &K, &sb, &max_error,
+                          &ib, &band, &warm, &nt))
         return NULL;
     PyObject *result = NULL;
-    Grid g;
-    memset(&g, 0, sizeof g);
+    Grid *grids = NULL;
     double *rows = NULL;
+    int ngrids = 0;
+    if (check_threads(nt) < 0)
+        goto done;
     if (h < 1 || w < 1 || h * w > INT32_MAX || C < 1 || C > MAX_DIMS || K < 1 ||
-        !(max_error >= 0.0)) {
+        !(max_error >= 0.0) || band < 1 || warm < 0) {
         PyErr_Format(PyExc_ValueError,
                      "expected h, w >= 1 with h * w < 2^31, 1 <= c <= %d, k >= 1, max_error >= 0, "
-                     "got %zd %zd %d %d %g",
-                     MAX_DIMS, h, w, C, K, max_error);
+                     "band >= 1, warm >= 0, got %zd %zd %d %d %g %zd %zd",
+                     MAX_DIMS, h, w, C, K, max_error, band, warm);
         goto done;
     }
     if (check_len(&pb, C * h * w, "pixels") < 0 ||
         check_len(&cb, 8 * (Py_ssize_t)C * K, "palette") < 0 ||
         check_len(&sb, 4 * h * w, "strength") < 0 || check_len(&ib, 4 * h * w, "index") < 0)
         goto done;
-    rows = malloc((size_t)2 * (w + 2) * C * sizeof *rows);
-    if (!rows || grid_init(&g, cb.buf, K, C, C < GRID_DIMS ? C : GRID_DIMS, -1, NULL) < 0) {
+    Py_ssize_t bands = (h + band - 1) / band, stride = (Py_ssize_t)2 * (w + 2) * C;
+    int team = PAR_IF(nt, h * w) ? (int)min_ssize(nt, bands) : 1;
+    grids = calloc((size_t)team, sizeof *grids);
+    rows = malloc((size_t)team * stride * sizeof *rows);
+    if (!grids || !rows) {
         PyErr_NoMemory();
         goto done;
     }
-    int failed;
+    for (; ngrids < team; ngrids++)
+        if (grid_init(&grids[ngrids], cb.buf, K, C, C < GRID_DIMS ? C : GRID_DIMS, -1, NULL) < 0) {
+            ngrids++;
+            PyErr_NoMemory();
+            goto done;
+        }
+    int failed = 0;
     Py_BEGIN_ALLOW_THREADS
-#ifdef CQ_PROFILE
-    double t0 = now_ms();
-#endif
-    failed = BY_CHANNELS(C, fs_rows, pb.buf, 0, h, w, sb.buf, max_error, &g, rows, ib.buf) < 0;
-#ifdef CQ_PROFILE
-    {
-        Py_ssize_t built = 0, cells = (Py_ssize_t)1 << (g.D * g.bits);
-        for (Py_ssize_t c = 0; c < cells; c++)
-            built += g.cells[2 * c] >= 0;
-        fprintf(stderr, "fs K=%d: %.1f ms, %zd cells built, %.1f candidates each\n", K,
-                now_ms() - t0, built, (double)g.used / (built ? built : 1));
+#pragma omp parallel for num_threads(team) if (team > 1) schedule(dynamic, 1) reduction(| : failed)
+    for (Py_ssize_t b = 0; b < bands; b++) {
+        int t = THREAD_ID();
+        Py_ssize_t y_out = b * band, y0 = y_out > warm ? y_out - warm : 0;
+        failed |= BY_CHANNELS(C, fs_rows, pb.buf, y0, y_out, min_ssize(h, y_out + band), w,
+                              sb.buf, max_error, &grids[t], rows + t * stride, ib.buf) < 0;
     }
-#endif
     Py_END_ALLOW_THREADS
     if (failed) {
         PyErr_NoMemory();
@@ -1861,8 +1868,10 @@ static PyObject *py_dither_fs(PyObject *self, PyObject *args)
     Py_INCREF(Py_None);
     result = Py_None;
 done:
+    for (int t = 0; t < ngrids; t++)
+        grid_free(&grids[t]);
+    free(grids);
     free(rows);
-    grid_free(&g);
     PyBuffer_Release(&pb);
     PyBuffer_Release(&cb);
     PyBuffer_Release(&sb);
