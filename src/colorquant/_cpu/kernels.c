@@ -1464,15 +1464,31 @@ static void embed_box(int space, const double *p, const double *klo, const doubl
                 hi[0] = L1, hi[1] = a1, hi[2] = b1;
             } else {
                 const double *c = p + P_DIN; /* c1, c2, cos, sin, squeeze, c5, c6 */
-                double e0, e1, f0, f1, x0, x1, y0, y1;
-                /* e = a cos + b sin, f = squeeze (b cos - a sin), over the box of (a, b). */
-                double ea0 = min_d(a0 * c[2], a1 * c[2]), ea1 = max_d(a0 * c[2], a1 * c[2]);
-                double eb0 = min_d(b0 * c[3], b1 * c[3]), eb1 = max_d(b0 * c[3], b1 * c[3]);
-                double fb0 = min_d(b0 * c[2], b1 * c[2]), fb1 = max_d(b0 * c[2], b1 * c[2]);
-                double fa0 = min_d(a0 * c[3], a1 * c[3]), fa1 = max_d(a0 * c[3], a1 * c[3]);
-                e0 = ea0 + eb0, e1 = ea1 + eb1;
-                f0 = min_d(c[4] * (fb0 - fa1), c[4] * (fb1 - fa0));
-                f1 = max_d(c[4] * (fb0 - fa1), c[4] * (fb1 - fa0));
+                /* (e, f) and (e cos - f sin, f cos + e sin) are linear in (fx, fy, fz): bound
+                   them in one step from the box of (fx, fy, fz), not step by step (each step
+                   of interval arithmetic would widen the box again). */
+                double ab[6] = {500.0, -500.0, 0.0, 0.0, 200.0, -200.0}; /* (a, b) */
+                double ef[6], uv[6];
+                for (int q = 0; q < 3; q++) {
+                    ef[q] = c[2] * ab[q] + c[3] * ab[3 + q];
+                    ef[3 + q] = c[4] * (c[2] * ab[3 + q] - c[3] * ab[q]);
+                }
+                for (int q = 0; q < 3; q++) {
+                    uv[q] = c[2] * ef[q] - c[3] * ef[3 + q];
+                    uv[3 + q] = c[2] * ef[3 + q] + c[3] * ef[q];
+                }
+                double efl[2], efh[2], uvl[2], uvh[2], x0, x1, y0, y1;
+                for (int r = 0; r < 2; r++) {
+                    efl[r] = efh[r] = uvl[r] = uvh[r] = 0.0;
+                    for (int q = 0; q < 3; q++) {
+                        double m = ef[3 * r + q], n = uv[3 * r + q];
+                        efl[r] += min_d(m * ulo[q], m * uhi[q]);
+                        efh[r] += max_d(m * ulo[q], m * uhi[q]);
+                        uvl[r] += min_d(n * ulo[q], n * uhi[q]);
+                        uvh[r] += max_d(n * ulo[q], n * uhi[q]);
+                    }
+                }
+                double e0 = efl[0], e1 = efh[0], f0 = efl[1], f1 = efh[1];
                 /* g = |(e, f)| and the factor c5 log1p(c6 g) / g, decreasing in g. */
                 double ge = e0 > 0.0 ? e0 : e1 < 0.0 ? -e1 : 0.0;
                 double gf = f0 > 0.0 ? f0 : f1 < 0.0 ? -f1 : 0.0;
@@ -1482,13 +1498,9 @@ static void embed_box(int space, const double *p, const double *klo, const doubl
                 double rhi = gmin > 1e-12 ? c[5] * log1p(c[6] * gmin) / gmin : c[5] * c[6];
                 double rlo = gmax > 1e-12 ? c[5] * log1p(c[6] * gmax) / gmax : c[5] * c[6];
                 rlo = min_d(rlo, rhi);
-                /* (a99, b99) = ratio (e cos - f sin, f cos + e sin): no longer than C99(gmax). */
-                double u0 = min_d(e0 * c[2], e1 * c[2]) - max_d(f0 * c[3], f1 * c[3]);
-                double u1 = max_d(e0 * c[2], e1 * c[2]) - min_d(f0 * c[3], f1 * c[3]);
-                double v0 = min_d(f0 * c[2], f1 * c[2]) + min_d(e0 * c[3], e1 * c[3]);
-                double v1 = max_d(f0 * c[2], f1 * c[2]) + max_d(e0 * c[3], e1 * c[3]);
-                scale_box(rlo, rhi, u0, u1, &x0, &x1);
-                scale_box(rlo, rhi, v0, v1, &y0, &y1);
+                /* (a99, b99) = ratio (u, v): no longer than C99(gmax) either. */
+                scale_box(rlo, rhi, uvl[0], uvh[0], &x0, &x1);
+                scale_box(rlo, rhi, uvl[1], uvh[1], &y0, &y1);
                 double reach = c[5] * log1p(c[6] * gmax);
                 double din_lo[3] = {c[0] * log1p(c[1] * L0), max_d(x0, -reach), max_d(y0, -reach)};
                 double din_hi[3] = {c[0] * log1p(c[1] * L1), min_d(x1, reach), min_d(y1, reach)};
@@ -1712,6 +1724,7 @@ typedef struct {
     const int32_t *idx;   /* its candidates */
     const double *coord;  /* their colors */
     int n;
+    int last;             /* the place of the last answer among them */
 } GridCursor;
 
 /* Points the cursor at the cell of `key` (each of its D channels in [0, 255]), built first if
@@ -1729,6 +1742,7 @@ HOT int grid_find(Grid *g, GridCursor *at, const double *key, const int D, const
         at->idx = g->idx + g->cells[2 * cell];
         at->coord = g->coord + (size_t)g->cells[2 * cell] * C;
         at->n = g->cells[2 * cell + 1];
+        at->last = 0;
     }
     return 0;
 }
@@ -1751,6 +1765,37 @@ HOT int32_t grid_scan(const GridCursor *at, const double *v, const double **colo
     return at->idx[t_best];
 }
 
+/* grid_scan for points of more channels (ordered dithering): from the last answer, a candidate
+   is only finished when the sum of its first P channels' squares (a lower bound, and the start
+   of the same sum in the same order) does not exceed the best distance. */
+HOT int32_t grid_scan_from_last(GridCursor *at, const double *v, const int C)
+{
+    const int P = C == 6 ? 3 : 1;
+    const double *c = at->coord;
+    int n = at->n, t_best = at->last;
+    double bd = dist2(v, c + (size_t)t_best * C, C);
+    for (int t = 0; t < n; t++) {
+        const double *ct = c + (size_t)t * C;
+        double s = 0.0;
+        for (int ch = 0; ch < P; ch++) {
+            double d = v[ch] - ct[ch];
+            s += d * d;
+        }
+        if (s > bd || t == t_best)
+            continue;
+        for (int ch = P; ch < C; ch++) {
+            double d = v[ch] - ct[ch];
+            s += d * d;
+        }
+        if (s < bd || (s == bd && t < t_best)) {
+            bd = s;
+            t_best = t;
+        }
+    }
+    at->last = t_best;
+    return at->idx[t_best];
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Floyd-Steinberg error diffusion                                                              */
 
@@ -1762,7 +1807,7 @@ HOT int fs_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y_out, Py_ssize_t y
                 const float *strength, double max_error, Grid *g, double *rows, int32_t *index,
                 const int C)
 {
-    GridCursor at = {-1, NULL, NULL, 0};
+    GridCursor at = {-1, NULL, NULL, 0, 0};
     double *cur = rows, *next = rows + (size_t)(w + 2) * C; /* column x at offset (x + 1) C */
     memset(cur, 0, (size_t)(w + 2) * C * sizeof *cur);
     for (Py_ssize_t y = y0; y < y1; y++) {
@@ -1889,7 +1934,7 @@ HOT int ordered_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t
                      const double *rgb_table, const double *lin_table, int space,
                      const double *params, Grid *g, int32_t *index, const int C)
 {
-    GridCursor at = {-1, NULL, NULL, 0};
+    GridCursor at = {-1, NULL, NULL, 0, 0};
     for (Py_ssize_t y = y0; y < y1; y++) {
         for (Py_ssize_t x = 0; x < w; x++) {
             Py_ssize_t i = y * w + x, level = (y % 8) * 8 + x % 8;
@@ -1908,7 +1953,7 @@ HOT int ordered_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t
             } else { /* C is 6 for hybrid alone */
                 double lin[3] = {lt[p[0]], lt[p[1]], lt[p[2]]}, v[MAX_DIMS];
                 embed_pixel(C == 6 ? SPACE_HYBRID : space, params, rgb, lin, v);
-                index[i] = grid_scan(&at, v, &color, C);
+                index[i] = grid_scan_from_last(&at, v, C);
             }
         }
     }
