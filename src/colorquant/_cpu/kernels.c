@@ -1340,8 +1340,8 @@ static inline void mat3(const double *m, const double *x, double *y)
 }
 
 /* The coordinates of `space` (colorquant.color.embed) from a pixel's sRGB on the 0..255 scale
-   (rgb) and in linear light (lin): the formulas of color.py, in float64. out: 3 coordinates, 6
-   for hybrid. */
+   (rgb) and in linear light (lin): the formulas of color.py, in float64 (cube roots by cbrt,
+   so the last bits may differ from NumPy's power). out: 3 coordinates, 6 for hybrid. */
 static inline void embed_pixel(int space, const double *p, const double *rgb, const double *lin,
                                double *out)
 {
@@ -1668,11 +1668,7 @@ static void grid_box(const Grid *g, Py_ssize_t cell, int shift, double *lo, doub
     if (g->space >= 0) {
         /* The union of the boxes of parts of the cell: interval arithmetic overestimates in
            proportion to the width it starts from. */
-        int parts = GRID_PARTS;
-#ifdef CQ_PROFILE
-        if (getenv("CQ_PARTS"))
-            parts = atoi(getenv("CQ_PARTS"));
-#endif
+        const int parts = GRID_PARTS;
         for (int d = 0; d < g->C; d++) {
             lo[d] = INFINITY;
             hi[d] = -INFINITY;
@@ -2025,20 +2021,6 @@ static PyObject *py_dither_ordered(PyObject *self, PyObject *args)
                                    3) < 0;
     }
     Py_END_ALLOW_THREADS
-#ifdef CQ_PROFILE
-    {
-        Grid *g = &grids[0];
-        Py_ssize_t built = 0, cand = 0, single = 0, cells = (Py_ssize_t)1 << (g->D * g->bits);
-        for (Py_ssize_t c = 0; c < cells; c++)
-            if (g->cells[2 * c] >= 0) {
-                built++;
-                cand += g->cells[2 * c + 1];
-                single += g->cells[2 * c + 1] == 1;
-            }
-        fprintf(stderr, "ordered space %d K=%d: %zd cells, %.1f candidates, %zd single\n", space, K,
-                built, (double)cand / (built ? built : 1), single);
-    }
-#endif
     if (failed) {
         PyErr_NoMemory();
         goto done;
