@@ -1557,6 +1557,8 @@ typedef struct {
                           the candidates of the coarse cell around it */
     int32_t *idx;      /* candidates of the built cells, each cell's in ascending index order */
     double *coord;     /* their colors, C each */
+    double *near;      /* their smallest squared distance to their cell's box */
+    int sorted;        /* lists of the fine cells ascending by `near` (ties by index) */
     double *low;       /* K: scratch, each color's smallest squared distance to a cell */
     Py_ssize_t used, cap;
 } Grid;
@@ -1568,6 +1570,7 @@ static void grid_free(Grid *g)
     free(g->idx);
     free(g->coord);
     free(g->low);
+    free(g->near);
     memset(g, 0, sizeof *g);
 }
 
@@ -1584,6 +1587,7 @@ static int grid_init(Grid *g, const double *pal, int K, int C, int D, int space,
     g->D = D;
     g->space = space;
     g->params = params;
+    g->sorted = space >= 0;
     g->pal = pal;
     g->shift = grid_shift(g->D);
     g->bits = 8 - g->shift;
@@ -1594,7 +1598,8 @@ static int grid_init(Grid *g, const double *pal, int K, int C, int D, int space,
     g->cap = 4 * (Py_ssize_t)K + 1024;
     g->idx = malloc((size_t)g->cap * sizeof *g->idx);
     g->coord = malloc((size_t)g->cap * C * sizeof *g->coord);
-    if (!g->cells || !g->coarse || !g->low || !g->idx || !g->coord)
+    g->near = malloc((size_t)g->cap * sizeof *g->near);
+    if (!g->cells || !g->coarse || !g->low || !g->idx || !g->coord || !g->near)
         return -1;
     memset(g->cells, 0xff, 2 * cells * sizeof *g->cells);
     memset(g->coarse, 0xff, 2 * coarse * sizeof *g->coarse);
@@ -1605,7 +1610,7 @@ static int grid_init(Grid *g, const double *pal, int K, int C, int D, int space,
    palette when from < 0), appended to the pool; slot[0], slot[1]: where they begin, how many.
    0, or -1 when out of memory. */
 static int grid_fill(Grid *g, const double *lo, const double *hi, Py_ssize_t from, int n,
-                     int32_t *slot)
+                     int sorted, int32_t *slot)
 {
     int C = g->C;
     double bound = INFINITY;
@@ -1637,20 +1642,38 @@ static int grid_fill(Grid *g, const double *lo, const double *hi, Py_ssize_t fro
         if (!coord)
             return -1;
         g->coord = coord;
+        double *near = realloc(g->near, (size_t)cap * sizeof *near);
+        if (!near)
+            return -1;
+        g->near = near;
         g->cap = cap;
     }
     slot[0] = (int32_t)g->used;
     slot[1] = (int32_t)m;
     for (int t = 0; t < n; t++)
         if (g->low[t] <= bound) {
+            Py_ssize_t u = g->used++;
             if (from < 0) {
-                g->idx[g->used] = t;
-                memcpy(g->coord + g->used * C, g->pal + (size_t)t * C, (size_t)C * sizeof(double));
+                g->idx[u] = t;
+                memcpy(g->coord + u * C, g->pal + (size_t)t * C, (size_t)C * sizeof(double));
             } else {
-                g->idx[g->used] = g->idx[from + t];
-                memcpy(g->coord + g->used * C, g->coord + (from + t) * C, (size_t)C * sizeof(double));
+                g->idx[u] = g->idx[from + t];
+                memcpy(g->coord + u * C, g->coord + (from + t) * C, (size_t)C * sizeof(double));
             }
-            g->used++;
+            g->near[u] = g->low[t];
+            /* Insertion sort by `near` (the list arrives in index order: ties stay so). */
+            if (sorted)
+                for (; u > slot[0] && g->near[u - 1] > g->near[u]; u--) {
+                    double tn = g->near[u], tc[MAX_DIMS];
+                    int32_t ti = g->idx[u];
+                    memcpy(tc, g->coord + u * C, (size_t)C * sizeof(double));
+                    g->near[u] = g->near[u - 1];
+                    g->idx[u] = g->idx[u - 1];
+                    memcpy(g->coord + u * C, g->coord + (u - 1) * C, (size_t)C * sizeof(double));
+                    g->near[u - 1] = tn;
+                    g->idx[u - 1] = ti;
+                    memcpy(g->coord + (u - 1) * C, tc, (size_t)C * sizeof(double));
+                }
         }
     return 0;
 }
@@ -1707,11 +1730,11 @@ static int grid_build(Grid *g, Py_ssize_t cell)
     int32_t *up = g->coarse + 2 * parent;
     if (up[0] < 0) {
         grid_box(g, parent, g->shift + 2, lo, hi);
-        if (grid_fill(g, lo, hi, -1, g->K, up) < 0)
+        if (grid_fill(g, lo, hi, -1, g->K, 0, up) < 0)
             return -1;
     }
     grid_box(g, cell, g->shift, lo, hi);
-    return grid_fill(g, lo, hi, up[0], up[1], g->cells + 2 * cell);
+    return grid_fill(g, lo, hi, up[0], up[1], g->sorted, g->cells + 2 * cell);
 }
 
 /* Where the last query fell: consecutive pixels mostly share a cell. */
@@ -1719,6 +1742,7 @@ typedef struct {
     Py_ssize_t cell;      /* -1: none yet */
     const int32_t *idx;   /* its candidates */
     const double *coord;  /* their colors */
+    const double *near;   /* their smallest squared distance to the cell's box */
     int n;
     int last;             /* the place of the last answer among them */
 } GridCursor;
@@ -1737,6 +1761,7 @@ HOT int grid_find(Grid *g, GridCursor *at, const double *key, const int D, const
         at->cell = cell;
         at->idx = g->idx + g->cells[2 * cell];
         at->coord = g->coord + (size_t)g->cells[2 * cell] * C;
+        at->near = g->near + g->cells[2 * cell];
         at->n = g->cells[2 * cell + 1];
         at->last = 0;
     }
@@ -1761,16 +1786,19 @@ HOT int32_t grid_scan(const GridCursor *at, const double *v, const double **colo
     return at->idx[t_best];
 }
 
-/* grid_scan for points of more channels (ordered dithering): from the last answer, a candidate
-   is only finished when the sum of its first P channels' squares (a lower bound, and the start
-   of the same sum in the same order) does not exceed the best distance. */
-HOT int32_t grid_scan_from_last(GridCursor *at, const double *v, const int C)
+/* grid_scan over a cell's candidates sorted by their distance to the cell's box (ordered
+   dithering): from the last answer, a candidate is only finished when the sum of its first P
+   channels' squares (a lower bound, and the start of the same sum in the same order) does not
+   exceed the best distance, and the scan stops at the first candidate whose box distance
+   (less a relative 1e-9 for rounding) does. Exact, lowest index on ties. */
+HOT int32_t grid_scan_sorted(GridCursor *at, const double *v, const int C)
 {
     const int P = C == 6 ? 3 : 1;
-    const double *c = at->coord;
+    const double *c = at->coord, *near = at->near;
+    const int32_t *idx = at->idx;
     int n = at->n, t_best = at->last;
     double bd = dist2(v, c + (size_t)t_best * C, C);
-    for (int t = 0; t < n; t++) {
+    for (int t = 0; t < n && near[t] * (1.0 - 1e-9) <= bd; t++) {
         const double *ct = c + (size_t)t * C;
         double s = 0.0;
         for (int ch = 0; ch < P; ch++) {
@@ -1783,13 +1811,13 @@ HOT int32_t grid_scan_from_last(GridCursor *at, const double *v, const int C)
             double d = v[ch] - ct[ch];
             s += d * d;
         }
-        if (s < bd || (s == bd && t < t_best)) {
+        if (s < bd || (s == bd && idx[t] < idx[t_best])) {
             bd = s;
             t_best = t;
         }
     }
     at->last = t_best;
-    return at->idx[t_best];
+    return idx[t_best];
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1803,7 +1831,7 @@ HOT int fs_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y_out, Py_ssize_t y
                 const float *strength, double max_error, Grid *g, double *rows, int32_t *index,
                 const int C)
 {
-    GridCursor at = {-1, NULL, NULL, 0, 0};
+    GridCursor at = {-1, NULL, NULL, NULL, 0, 0};
     double *cur = rows, *next = rows + (size_t)(w + 2) * C; /* column x at offset (x + 1) C */
     memset(cur, 0, (size_t)(w + 2) * C * sizeof *cur);
     for (Py_ssize_t y = y0; y < y1; y++) {
@@ -1930,7 +1958,7 @@ HOT int ordered_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t
                      const double *rgb_table, const double *lin_table, int space,
                      const double *params, Grid *g, int32_t *index, const int C)
 {
-    GridCursor at = {-1, NULL, NULL, 0, 0};
+    GridCursor at = {-1, NULL, NULL, NULL, 0, 0};
     for (Py_ssize_t y = y0; y < y1; y++) {
         for (Py_ssize_t x = 0; x < w; x++) {
             Py_ssize_t i = y * w + x, level = (y % 8) * 8 + x % 8;
@@ -1943,13 +1971,12 @@ HOT int ordered_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t
                 index[i] = at.idx[0];
                 continue;
             }
-            const double *color;
             if (C == 3 && space == SPACE_RGB) {
-                index[i] = grid_scan(&at, rgb, &color, C);
+                index[i] = grid_scan_sorted(&at, rgb, C);
             } else { /* C is 6 for hybrid alone */
                 double lin[3] = {lt[p[0]], lt[p[1]], lt[p[2]]}, v[MAX_DIMS];
                 embed_pixel(C == 6 ? SPACE_HYBRID : space, params, rgb, lin, v);
-                index[i] = grid_scan_from_last(&at, v, C);
+                index[i] = grid_scan_sorted(&at, v, C);
             }
         }
     }
