@@ -1558,6 +1558,7 @@ typedef struct {
     int32_t *idx;      /* candidates of the built cells, each cell's in ascending index order */
     double *coord;     /* their colors, C each */
     double *near;      /* their smallest squared distance to their cell's box */
+    double *rest;      /* the smallest and largest squared distance over channels 3.. alone */
     int sorted;        /* lists of the fine cells ascending by `near` (ties by index) */
     double *low;       /* K: scratch, each color's smallest squared distance to a cell */
     Py_ssize_t used, cap;
@@ -1571,6 +1572,7 @@ static void grid_free(Grid *g)
     free(g->coord);
     free(g->low);
     free(g->near);
+    free(g->rest);
     memset(g, 0, sizeof *g);
 }
 
@@ -1599,7 +1601,8 @@ static int grid_init(Grid *g, const double *pal, int K, int C, int D, int space,
     g->idx = malloc((size_t)g->cap * sizeof *g->idx);
     g->coord = malloc((size_t)g->cap * C * sizeof *g->coord);
     g->near = malloc((size_t)g->cap * sizeof *g->near);
-    if (!g->cells || !g->coarse || !g->low || !g->idx || !g->coord || !g->near)
+    g->rest = malloc((size_t)g->cap * 2 * sizeof *g->rest);
+    if (!g->cells || !g->coarse || !g->low || !g->idx || !g->coord || !g->near || !g->rest)
         return -1;
     memset(g->cells, 0xff, 2 * cells * sizeof *g->cells);
     memset(g->coarse, 0xff, 2 * coarse * sizeof *g->coarse);
@@ -1646,6 +1649,10 @@ static int grid_fill(Grid *g, const double *lo, const double *hi, Py_ssize_t fro
         if (!near)
             return -1;
         g->near = near;
+        double *rest = realloc(g->rest, (size_t)cap * 2 * sizeof *rest);
+        if (!rest)
+            return -1;
+        g->rest = rest;
         g->cap = cap;
     }
     slot[0] = (int32_t)g->used;
@@ -1661,16 +1668,31 @@ static int grid_fill(Grid *g, const double *lo, const double *hi, Py_ssize_t fro
                 memcpy(g->coord + u * C, g->coord + (from + t) * C, (size_t)C * sizeof(double));
             }
             g->near[u] = g->low[t];
+            const double *c = g->coord + u * C;
+            double r0 = 0.0, r1 = 0.0;
+            for (int d = 3; d < C; d++) {
+                double a = lo[d] - c[d], b = c[d] - hi[d];
+                double out = max_d(0.0, max_d(a, b)), wide = max_d(-a, -b);
+                r0 += out * out;
+                r1 += wide * wide;
+            }
+            g->rest[2 * u] = r0;
+            g->rest[2 * u + 1] = r1;
             /* Insertion sort by `near` (the list arrives in index order: ties stay so). */
             if (sorted)
                 for (; u > slot[0] && g->near[u - 1] > g->near[u]; u--) {
-                    double tn = g->near[u], tc[MAX_DIMS];
+                    double tn = g->near[u], tr0 = g->rest[2 * u], tr1 = g->rest[2 * u + 1];
+                    double tc[MAX_DIMS];
                     int32_t ti = g->idx[u];
                     memcpy(tc, g->coord + u * C, (size_t)C * sizeof(double));
                     g->near[u] = g->near[u - 1];
+                    g->rest[2 * u] = g->rest[2 * u - 2];
+                    g->rest[2 * u + 1] = g->rest[2 * u - 1];
                     g->idx[u] = g->idx[u - 1];
                     memcpy(g->coord + u * C, g->coord + (u - 1) * C, (size_t)C * sizeof(double));
                     g->near[u - 1] = tn;
+                    g->rest[2 * u - 2] = tr0;
+                    g->rest[2 * u - 1] = tr1;
                     g->idx[u - 1] = ti;
                     memcpy(g->coord + (u - 1) * C, tc, (size_t)C * sizeof(double));
                 }
@@ -1743,6 +1765,7 @@ typedef struct {
     const int32_t *idx;   /* its candidates */
     const double *coord;  /* their colors */
     const double *near;   /* their smallest squared distance to the cell's box */
+    const double *rest;   /* over channels 3.. alone, the smallest and the largest */
     int n;
     int last;             /* the place of the last answer among them */
 } GridCursor;
@@ -1762,6 +1785,7 @@ HOT int grid_find(Grid *g, GridCursor *at, const double *key, const int D, const
         at->idx = g->idx + g->cells[2 * cell];
         at->coord = g->coord + (size_t)g->cells[2 * cell] * C;
         at->near = g->near + g->cells[2 * cell];
+        at->rest = g->rest + 2 * (size_t)g->cells[2 * cell];
         at->n = g->cells[2 * cell + 1];
         at->last = 0;
     }
@@ -1820,6 +1844,36 @@ HOT int32_t grid_scan_sorted(GridCursor *at, const double *v, const int C)
     return idx[t_best];
 }
 
+/* Hybrid points (C = 6) whose first 3 coordinates are known (the sRGB key), the others only to
+   lie in the cell's box: the nearest candidate when that decides it (bounds of every distance,
+   the other channels' part from the cell), else -1. Used up to BOUNDS_MAX candidates. */
+#define BOUNDS_MAX 8
+
+HOT int32_t grid_decide(GridCursor *at, const double *key)
+{
+    const double *c = at->coord, *rest = at->rest;
+    int n = at->n, t_best = 0;
+    double lower[BOUNDS_MAX], upper = INFINITY;
+    for (int t = 0; t < n; t++) {
+        const double *ct = c + (size_t)t * 6;
+        double d0 = key[0] - ct[0], d1 = key[1] - ct[1], d2 = key[2] - ct[2];
+        double s = d0 * d0;
+        s += d1 * d1;
+        s += d2 * d2;
+        lower[t] = (s + rest[2 * t]) * (1.0 - 1e-9);
+        double up = (s + rest[2 * t + 1]) * (1.0 + 1e-9);
+        if (up < upper) {
+            upper = up;
+            t_best = t;
+        }
+    }
+    for (int t = 0; t < n; t++)
+        if (t != t_best && !(lower[t] > upper))
+            return -1;
+    at->last = t_best;
+    return at->idx[t_best];
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Floyd-Steinberg error diffusion                                                              */
 
@@ -1831,7 +1885,7 @@ HOT int fs_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y_out, Py_ssize_t y
                 const float *strength, double max_error, Grid *g, double *rows, int32_t *index,
                 const int C)
 {
-    GridCursor at = {-1, NULL, NULL, NULL, 0, 0};
+    GridCursor at = {-1, NULL, NULL, NULL, NULL, 0, 0};
     double *cur = rows, *next = rows + (size_t)(w + 2) * C; /* column x at offset (x + 1) C */
     memset(cur, 0, (size_t)(w + 2) * C * sizeof *cur);
     for (Py_ssize_t y = y0; y < y1; y++) {
@@ -1958,7 +2012,7 @@ HOT int ordered_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t
                      const double *rgb_table, const double *lin_table, int space,
                      const double *params, Grid *g, int32_t *index, const int C)
 {
-    GridCursor at = {-1, NULL, NULL, NULL, 0, 0};
+    GridCursor at = {-1, NULL, NULL, NULL, NULL, 0, 0};
     for (Py_ssize_t y = y0; y < y1; y++) {
         for (Py_ssize_t x = 0; x < w; x++) {
             Py_ssize_t i = y * w + x, level = (y % 8) * 8 + x % 8;
@@ -1974,6 +2028,13 @@ HOT int ordered_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t
             if (C == 3 && space == SPACE_RGB) {
                 index[i] = grid_scan_sorted(&at, rgb, C);
             } else { /* C is 6 for hybrid alone */
+                if (C == 6 && at.n <= BOUNDS_MAX) {
+                    int32_t j = grid_decide(&at, rgb);
+                    if (j >= 0) {
+                        index[i] = j;
+                        continue;
+                    }
+                }
                 double lin[3] = {lt[p[0]], lt[p[1]], lt[p[2]]}, v[MAX_DIMS];
                 embed_pixel(C == 6 ? SPACE_HYBRID : space, params, rgb, lin, v);
                 index[i] = grid_scan_sorted(&at, v, C);
