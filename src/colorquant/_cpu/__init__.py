@@ -496,6 +496,13 @@ def dither_fs(
     on ties); ``strength`` scales, pixel by pixel, the error it passes on (7/16 ahead, 3/16,
     5/16, 1/16 below). Even rows run left to right, odd rows right to left.
 
+    The nearest colors come from a grid of cells over the channels, each holding the colors
+    that can be nearest somewhere in it (built as pixels reach it): a few exact distances a
+    pixel instead of K. With ``band``, the rows are cut into bands, each diffused on its own
+    from ``warm`` rows above it (started there with no error, those rows' results dropped) and
+    the bands spread over the threads; the result depends on ``band`` and ``warm`` only, not on
+    the number of threads. Without, the image is one band: the plain sequential diffusion.
+
     Args:
         pixels: ``(H, W, C)`` uint8 image, ``1 <= C <= 8`` (8-bit RGB: C = 3).
         palette: ``(K, C)`` float64 colors on the 0..255 scale, ``K >= 1``.

@@ -1878,9 +1878,10 @@ HOT int32_t grid_decide(GridCursor *at, const double *key)
 /* Floyd-Steinberg error diffusion                                                              */
 
 /* Rows y0..y1-1 of serpentine Floyd-Steinberg (even rows left to right), starting with no
-   error; rows: 2 (w + 2) C doubles of scratch. The error a pixel passes ahead (7/16) stays in
-   `carry`, added to what the row above left there: the same sum, in the same order, as adding
-   it to the row buffer. 0, or -1 when out of memory. */
+   error, the rows from y_out on written to index; rows: 2 (w + 2) C doubles of scratch. The
+   error a pixel passes ahead (7/16) stays in `carry`, added to what the row above left there:
+   the same sum, in the same order, as adding it to the row buffer. 0, or -1 when out of
+   memory. */
 HOT int fs_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y_out, Py_ssize_t y1, Py_ssize_t w,
                 const float *strength, double max_error, Grid *g, double *rows, int32_t *index,
                 const int C)
@@ -1927,11 +1928,15 @@ HOT int fs_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y_out, Py_ssize_t y
     return 0;
 }
 
-/* dither_fs(pixels, h, w, c, palette, k, strength, max_error, index): serpentine Floyd-Steinberg
-   on 8-bit channels. Each pixel plus the error diffused into it (each channel clamped to
-   +-max_error, then to 0..255) takes its nearest palette color (exact, lowest index on ties);
-   strength[i] (0..1, per pixel) scales the error it passes on: less on edges and noise. Rows
-   alternate direction; the error runs in two row buffers. Sequential by nature: one thread. */
+/* dither_fs(pixels, h, w, c, palette, k, strength, max_error, index, band, warm, nthreads):
+   serpentine Floyd-Steinberg on 8-bit channels. Each pixel plus the error diffused into it
+   (each channel clamped to +-max_error, then to 0..255) takes its nearest palette color (exact,
+   lowest index on ties, from the candidate grid); strength[i] (0..1, per pixel) scales the
+   error it passes on: less on edges and noise. Rows alternate direction; the error runs in two
+   row buffers. Error diffusion is sequential: the image is cut into bands of `band` rows (band =
+   h: one), each run on its own from `warm` rows above it with no error there, and the bands are
+   shared among the threads (each with its own grid): the result depends on band and warm, never
+   on the number of threads. */
 static PyObject *py_dither_fs(PyObject *self, PyObject *args)
 {
     (void)self;
