@@ -1328,6 +1328,24 @@ done:
 enum { SPACE_RGB, SPACE_LAB, SPACE_OKLAB, SPACE_DIN99, SPACE_HYBRID, N_SPACES };
 enum { P_M1 = 0, P_M2 = 9, P_WHITE = 18, P_DIN = 21, P_WEIGHT = 28, N_PARAMS = 29 };
 
+/* The cube root of a positive normal x, to a few units in the last place (twice as fast as
+   libm's cbrt): a first guess from the bits of x (its exponent divided by 3), two Halley steps
+   and a Newton step. */
+static inline double cube_root(double x)
+{
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    bits = bits / 3 + UINT64_C(0x2A9F7893782DA1CE);
+    double y;
+    memcpy(&y, &bits, sizeof y);
+    for (int k = 0; k < 2; k++) {
+        double y3 = y * y * y;
+        y = y * (y3 + 2.0 * x) / (2.0 * y3 + x);
+    }
+    double y2 = y * y;
+    return y - (y2 * y - x) / (3.0 * y2);
+}
+
 /* y = M x for a row-major 3x3 M, each output summed in order. */
 static inline void mat3(const double *m, const double *x, double *y)
 {
@@ -1340,8 +1358,8 @@ static inline void mat3(const double *m, const double *x, double *y)
 }
 
 /* The coordinates of `space` (colorquant.color.embed) from a pixel's sRGB on the 0..255 scale
-   (rgb) and in linear light (lin): the formulas of color.py, in float64 (cube roots by cbrt,
-   so the last bits may differ from NumPy's power). out: 3 coordinates, 6 for hybrid. */
+   (rgb) and in linear light (lin): the formulas of color.py, in float64 (cube roots by
+   cube_root: the last bits may differ from NumPy's power). out: 3 coordinates, 6 for hybrid. */
 static inline void embed_pixel(int space, const double *p, const double *rgb, const double *lin,
                                double *out)
 {
@@ -1356,7 +1374,7 @@ static inline void embed_pixel(int space, const double *p, const double *rgb, co
         mat3(p + P_M1, lin, t);
         for (int ch = 0; ch < 3; ch++) {
             double m = fabs(t[ch]);
-            u[ch] = m > 1e-30 ? (t[ch] < 0.0 ? -1.0 : 1.0) * cbrt(m) : 0.0;
+            u[ch] = m > 1e-30 ? (t[ch] < 0.0 ? -1.0 : 1.0) * cube_root(m) : 0.0;
         }
         mat3(p + P_M2, u, out);
         return;
@@ -1366,7 +1384,7 @@ static inline void embed_pixel(int space, const double *p, const double *rgb, co
     mat3(p + P_M1, lin, t);
     for (int ch = 0; ch < 3; ch++) {
         double r = t[ch] / p[P_WHITE + ch];
-        u[ch] = r > d3 ? cbrt(r) : r / (3 * delta * delta) + 4.0 / 29.0;
+        u[ch] = r > d3 ? cube_root(r) : r / (3 * delta * delta) + 4.0 / 29.0;
     }
     double light = 116.0 * u[1] - 16.0, a = 500.0 * (u[0] - u[1]), b = 200.0 * (u[1] - u[2]);
     if (space == SPACE_LAB) {
