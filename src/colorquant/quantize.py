@@ -697,12 +697,11 @@ class Quantizer:
         start: float,
         dither: Dither,
         strength: float,
-        hist: ColorHistogram | None = None,
     ) -> QuantizeResult:
         """Map every pixel through a dither (positions matter: no histogram shortcut)."""
         fit = self._fitted()
         full = to_numpy(fit.palette)
-        index = _map_pixels(rgb8, full, self.color_space, dither, strength, hist)
+        index = _map_pixels(rgb8, full, self.color_space, dither, strength)
         counts = np.bincount(index.ravel(), minlength=full.shape[0]).astype(np.int64)
         used, remap = _used_colors(counts, keep=fit.n_fixed)
         palette = full[used]
@@ -833,7 +832,7 @@ def quantize(
         if palette is None:
             quantizer._fit_histogram(hist, points)
         if rgb8 is not None:
-            return quantizer._apply_pixels(rgb8, start, dither, strength, hist)
+            return quantizer._apply_pixels(rgb8, start, dither, strength)
         return quantizer._apply_histogram(hist, shape, start, points)
 
     if target is None or palette is not None:
@@ -926,12 +925,8 @@ def _map_pixels(
     space: ColorSpace,
     dither: Dither,
     strength: float,
-    hist: ColorHistogram | None = None,
 ) -> np.ndarray:
-    """Every pixel's palette row through a dither (``"ordered"`` or ``"fs"``): ``(H, W)``.
-
-    ``hist``: the image's histogram with its ``inverse``, when already made.
-    """
+    """Every pixel's palette row through a dither (``"ordered"`` or ``"fs"``): ``(H, W)``."""
     from .dither import diffusion_strength, dither_spread, ordered_amplitude, ordered_map
 
     spread = dither_spread(palette)
