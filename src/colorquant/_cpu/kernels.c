@@ -2031,37 +2031,43 @@ done:
 /* Rows y0..y1-1 of the ordered map: each pixel's level (its place in the 8x8 tile) selects a row
    of the tables, which give each channel shifted by the level's offset. Its point in `space`
    is computed only when its cell has more than one candidate. */
+/* Answers remembered per thread: 2^MEMO_BITS slots, each a (level, color) key and its row. */
+#define MEMO_BITS 15
+
 HOT int ordered_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t w,
                      const double *rgb_table, const double *lin_table, int space,
-                     const double *params, Grid *g, int32_t *index, const int C)
+                     const double *params, Grid *g, uint64_t *memo, int32_t *index, const int C)
 {
     GridCursor at = {-1, NULL, NULL, NULL, NULL, 0, 0};
     for (Py_ssize_t y = y0; y < y1; y++) {
         for (Py_ssize_t x = 0; x < w; x++) {
             Py_ssize_t i = y * w + x, level = (y % 8) * 8 + x % 8;
-            const double *rt = rgb_table + level * 256, *lt = lin_table + level * 256;
             const uint8_t *p = px + i * 3;
+            /* The same color at the same level gives the same answer: remembered. */
+            uint32_t key = (uint32_t)level << 24 | (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+            uint64_t *slot = memo + ((key * UINT32_C(0x9E3779B1)) >> (32 - MEMO_BITS));
+            if ((uint32_t)(*slot >> 32) == key) {
+                index[i] = (int32_t)(uint32_t)*slot;
+                continue;
+            }
+            const double *rt = rgb_table + level * 256, *lt = lin_table + level * 256;
             double rgb[3] = {rt[p[0]], rt[p[1]], rt[p[2]]};
             if (grid_find(g, &at, rgb, 3, C) < 0)
                 return -1;
+            int32_t j = at.idx[0];
             if (at.n == 1) {
-                index[i] = at.idx[0];
-                continue;
-            }
-            if (C == 3 && space == SPACE_RGB) {
-                index[i] = grid_scan_sorted(&at, rgb, C);
+            } else if (C == 3 && space == SPACE_RGB) {
+                j = grid_scan_sorted(&at, rgb, C);
             } else { /* C is 6 for hybrid alone */
-                if (C == 6 && at.n <= BOUNDS_MAX) {
-                    int32_t j = grid_decide(&at, rgb);
-                    if (j >= 0) {
-                        index[i] = j;
-                        continue;
-                    }
+                j = C == 6 && at.n <= BOUNDS_MAX ? grid_decide(&at, rgb) : -1;
+                if (j < 0) {
+                    double lin[3] = {lt[p[0]], lt[p[1]], lt[p[2]]}, v[MAX_DIMS];
+                    embed_pixel(C == 6 ? SPACE_HYBRID : space, params, rgb, lin, v);
+                    j = grid_scan_sorted(&at, v, C);
                 }
-                double lin[3] = {lt[p[0]], lt[p[1]], lt[p[2]]}, v[MAX_DIMS];
-                embed_pixel(C == 6 ? SPACE_HYBRID : space, params, rgb, lin, v);
-                index[i] = grid_scan_sorted(&at, v, C);
             }
+            index[i] = j;
+            *slot = (uint64_t)key << 32 | (uint32_t)j;
         }
     }
     return 0;
@@ -2087,6 +2093,7 @@ static PyObject *py_dither_ordered(PyObject *self, PyObject *args)
         return NULL;
     PyObject *result = NULL;
     Grid *grids = NULL;
+    uint64_t *memo = NULL;
     int ngrids = 0;
     if (check_threads(nt) < 0)
         goto done;
@@ -2106,12 +2113,14 @@ static PyObject *py_dither_ordered(PyObject *self, PyObject *args)
         goto done;
     Py_ssize_t tasks = (h + ORDERED_ROWS - 1) / ORDERED_ROWS;
     int team = PAR_IF(nt, h * w) ? (int)min_ssize(nt, tasks) : 1;
-    /* A grid per thread: cells are built as its pixels reach them. */
+    /* A grid and a memo per thread: cells are built as its pixels reach them. */
     grids = calloc((size_t)team, sizeof *grids);
-    if (!grids) {
+    memo = malloc(((size_t)team << MEMO_BITS) * sizeof *memo);
+    if (!grids || !memo) {
         PyErr_NoMemory();
         goto done;
     }
+    memset(memo, 0xff, ((size_t)team << MEMO_BITS) * sizeof *memo);
     for (; ngrids < team; ngrids++)
         if (grid_init(&grids[ngrids], cb.buf, K, C, 3, space, qb.buf) < 0) {
             ngrids++;
@@ -2123,13 +2132,14 @@ static PyObject *py_dither_ordered(PyObject *self, PyObject *args)
 #pragma omp parallel for num_threads(team) if (team > 1) schedule(dynamic, 1) reduction(| : failed)
     for (Py_ssize_t task = 0; task < tasks; task++) {
         Py_ssize_t y0 = task * ORDERED_ROWS, y1 = min_ssize(h, y0 + ORDERED_ROWS);
-        Grid *g = &grids[THREAD_ID()];
+        int t = THREAD_ID();
+        uint64_t *m = memo + ((size_t)t << MEMO_BITS);
         if (C == 6)
-            failed |= ordered_rows(pb.buf, y0, y1, w, rb.buf, lb.buf, space, qb.buf, g, ib.buf,
-                                   6) < 0;
+            failed |= ordered_rows(pb.buf, y0, y1, w, rb.buf, lb.buf, space, qb.buf, &grids[t], m,
+                                   ib.buf, 6) < 0;
         else
-            failed |= ordered_rows(pb.buf, y0, y1, w, rb.buf, lb.buf, space, qb.buf, g, ib.buf,
-                                   3) < 0;
+            failed |= ordered_rows(pb.buf, y0, y1, w, rb.buf, lb.buf, space, qb.buf, &grids[t], m,
+                                   ib.buf, 3) < 0;
     }
     Py_END_ALLOW_THREADS
     if (failed) {
@@ -2142,6 +2152,7 @@ done:
     for (int t = 0; t < ngrids; t++)
         grid_free(&grids[t]);
     free(grids);
+    free(memo);
     PyBuffer_Release(&pb);
     PyBuffer_Release(&rb);
     PyBuffer_Release(&lb);
