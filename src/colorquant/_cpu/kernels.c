@@ -2044,7 +2044,8 @@ HOT int ordered_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t
             Py_ssize_t i = y * w + x, level = (y % 8) * 8 + x % 8;
             const uint8_t *p = px + i * 3;
             /* The same color at the same level gives the same answer: remembered. */
-            uint32_t key = (uint32_t)level << 24 | (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+            uint32_t key = (uint32_t)level << 24 | (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8;
+            key |= p[2];
             uint64_t *slot = memo + ((key * UINT32_C(0x9E3779B1)) >> (32 - MEMO_BITS));
             if ((uint32_t)(*slot >> 32) == key) {
                 index[i] = (int32_t)(uint32_t)*slot;
