@@ -2032,7 +2032,7 @@ done:
    of the tables, which give each channel shifted by the level's offset. Its point in `space`
    is computed only when its cell has more than one candidate. */
 /* Answers remembered per thread: 2^MEMO_BITS slots, each a (level, color) key and its row. */
-#define MEMO_BITS 15
+#define MEMO_BITS 16
 
 HOT int ordered_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t w,
                      const double *rgb_table, const double *lin_table, int space,
