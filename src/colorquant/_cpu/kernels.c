@@ -1579,6 +1579,7 @@ typedef struct {
     double *rest;      /* the smallest and largest squared distance over channels 3.. alone */
     int sorted;        /* lists of the fine cells ascending by `near` (ties by index) */
     double *low;       /* K: scratch, each color's smallest squared distance to a cell */
+    int32_t *sel;      /* K: scratch, the colors kept for a cell */
     Py_ssize_t used, cap;
 } Grid;
 
@@ -1589,6 +1590,7 @@ static void grid_free(Grid *g)
     free(g->idx);
     free(g->coord);
     free(g->low);
+    free(g->sel);
     free(g->near);
     free(g->rest);
     memset(g, 0, sizeof *g);
@@ -1615,12 +1617,14 @@ static int grid_init(Grid *g, const double *pal, int K, int C, int D, int space,
     g->cells = malloc(2 * cells * sizeof *g->cells);
     g->coarse = malloc(2 * coarse * sizeof *g->coarse);
     g->low = malloc((size_t)K * sizeof *g->low);
+    g->sel = malloc((size_t)K * sizeof *g->sel);
     g->cap = 4 * (Py_ssize_t)K + 1024;
     g->idx = malloc((size_t)g->cap * sizeof *g->idx);
     g->coord = malloc((size_t)g->cap * C * sizeof *g->coord);
     g->near = malloc((size_t)g->cap * sizeof *g->near);
     g->rest = malloc((size_t)g->cap * 2 * sizeof *g->rest);
-    if (!g->cells || !g->coarse || !g->low || !g->idx || !g->coord || !g->near || !g->rest)
+    if (!g->cells || !g->coarse || !g->low || !g->sel || !g->idx || !g->coord || !g->near ||
+        !g->rest)
         return -1;
     memset(g->cells, 0xff, 2 * cells * sizeof *g->cells);
     memset(g->coarse, 0xff, 2 * coarse * sizeof *g->coarse);
@@ -1673,48 +1677,38 @@ static int grid_fill(Grid *g, const double *lo, const double *hi, Py_ssize_t fro
         g->rest = rest;
         g->cap = cap;
     }
-    slot[0] = (int32_t)g->used;
-    slot[1] = (int32_t)m;
+    /* The chosen ones in index order, then (sorted) stably by their distance to the box. */
+    int32_t *sel = g->sel;
+    int count = 0;
     for (int t = 0; t < n; t++)
         if (g->low[t] <= bound) {
-            Py_ssize_t u = g->used++;
-            if (from < 0) {
-                g->idx[u] = t;
-                memcpy(g->coord + u * C, g->pal + (size_t)t * C, (size_t)C * sizeof(double));
-            } else {
-                g->idx[u] = g->idx[from + t];
-                memcpy(g->coord + u * C, g->coord + (from + t) * C, (size_t)C * sizeof(double));
-            }
-            g->near[u] = g->low[t];
-            const double *c = g->coord + u * C;
-            double r0 = 0.0, r1 = 0.0;
-            for (int d = 3; d < C; d++) {
-                double a = lo[d] - c[d], b = c[d] - hi[d];
-                double out = max_d(0.0, max_d(a, b)), wide = max_d(-a, -b);
-                r0 += out * out;
-                r1 += wide * wide;
-            }
-            g->rest[2 * u] = r0;
-            g->rest[2 * u + 1] = r1;
-            /* Insertion sort by `near` (the list arrives in index order: ties stay so). */
+            int q = count++;
             if (sorted)
-                for (; u > slot[0] && g->near[u - 1] > g->near[u]; u--) {
-                    double tn = g->near[u], tr0 = g->rest[2 * u], tr1 = g->rest[2 * u + 1];
-                    double tc[MAX_DIMS];
-                    int32_t ti = g->idx[u];
-                    memcpy(tc, g->coord + u * C, (size_t)C * sizeof(double));
-                    g->near[u] = g->near[u - 1];
-                    g->rest[2 * u] = g->rest[2 * u - 2];
-                    g->rest[2 * u + 1] = g->rest[2 * u - 1];
-                    g->idx[u] = g->idx[u - 1];
-                    memcpy(g->coord + u * C, g->coord + (u - 1) * C, (size_t)C * sizeof(double));
-                    g->near[u - 1] = tn;
-                    g->rest[2 * u - 2] = tr0;
-                    g->rest[2 * u - 1] = tr1;
-                    g->idx[u - 1] = ti;
-                    memcpy(g->coord + (u - 1) * C, tc, (size_t)C * sizeof(double));
-                }
+                for (; q > 0 && g->low[sel[q - 1]] > g->low[t]; q--)
+                    sel[q] = sel[q - 1];
+            sel[q] = t;
         }
+    slot[0] = (int32_t)g->used;
+    slot[1] = (int32_t)m;
+    for (int q = 0; q < count; q++) {
+        int t = sel[q];
+        Py_ssize_t u = g->used++;
+        const double *src = from < 0 ? g->pal + (size_t)t * C : g->coord + (from + t) * C;
+        double *c = g->coord + u * C;
+        g->idx[u] = from < 0 ? t : g->idx[from + t];
+        for (int d = 0; d < C; d++)
+            c[d] = src[d];
+        g->near[u] = g->low[t];
+        double r0 = 0.0, r1 = 0.0;
+        for (int d = 3; d < C; d++) {
+            double a = lo[d] - c[d], b = c[d] - hi[d];
+            double out = max_d(0.0, max_d(a, b)), wide = max_d(-a, -b);
+            r0 += out * out;
+            r1 += wide * wide;
+        }
+        g->rest[2 * u] = r0;
+        g->rest[2 * u + 1] = r1;
+    }
     return 0;
 }
 
