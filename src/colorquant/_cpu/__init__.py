@@ -1,4 +1,5 @@
-"""The compiled CPU core: histogram, k-means++, Lloyd and nearest-color search in C + OpenMP.
+"""The compiled CPU core: histogram, k-means++, Lloyd, nearest-color search and dithering in C +
+OpenMP.
 
 Every kernel works in float64 with direct distances (the sum over channels ``0..C-1`` of
 ``(x - c)^2``), so each nearest-centroid decision equals a float64 brute force, the lowest
