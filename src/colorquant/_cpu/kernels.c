@@ -1611,7 +1611,8 @@ static int grid_init(Grid *g, const double *pal, int K, int C, int D, int space,
     g->params = params;
     g->sorted = space >= 0;
     g->pal = pal;
-    g->shift = grid_shift(g->D);
+    /* Ordered dithering: cells of 16 levels from K = 32 on (fewer to build; measured faster). */
+    g->shift = space >= 0 && K >= 32 ? 4 : grid_shift(g->D);
     g->bits = 8 - g->shift;
     size_t cells = (size_t)1 << (g->D * g->bits), coarse = (size_t)1 << (g->D * (g->bits - 2));
     g->cells = malloc(2 * cells * sizeof *g->cells);
