@@ -4,7 +4,10 @@ An ordered dither adds to every pixel a fixed offset that depends only on its po
 threshold matrix tiled over the image), then maps it to its nearest palette color. Areas between
 two palette colors become a fine, regular mix of both whose local average is close to the
 original; the pattern is the same on every frame of a video (no shimmer), and every pixel is
-computed independently (batched, on any device).
+computed independently (batched, on any device). On the CPU, :func:`ordered_map` runs it in the
+compiled core (:func:`colorquant._cpu.dither_ordered`): a channel shifted by an offset takes
+only 64 x 256 values, tabulated here (sRGB and linear light), and the rest of the conversion
+into the color space and the exact nearest-color search run per pixel in C, on all threads.
 
 The offsets are scaled to the palette: ``strength`` times the median distance from each palette
 color to its nearest other one (in 8-bit RGB), divided by sqrt(3) since the same offset moves
@@ -19,11 +22,25 @@ palette's spread, which caps the error a pixel carries so that it never runs awa
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
+from . import _cpu
 from ._array import ArrayT, constant, is_tensor
+from .color import (
+    COLOR_SPACES,
+    DIN99_CONSTANTS,
+    HYBRID_DIN99_WEIGHT,
+    LMS_FROM_RGB,
+    OKLAB_FROM_LMS,
+    WHITE_D65,
+    XYZ_FROM_RGB,
+    ColorSpace,
+    encode_colors,
+    srgb_to_linear,
+)
 
 __all__ = [
     "EDGE_SCALE",
@@ -31,7 +48,10 @@ __all__ = [
     "diffusion_strength",
     "dither_spread",
     "ordered_amplitude",
+    "ordered_map",
     "ordered_offsets",
+    "ordered_params",
+    "ordered_tables",
 ]
 
 BAYER_SIZE = 8
@@ -103,6 +123,69 @@ def ordered_offsets(like: ArrayT, height: int, width: int, amplitude: float) -> 
     full = np.tile(tile, reps)[:height, :width]
     offsets: ArrayT = constant(amplitude * (full - 0.5), like)
     return offsets
+
+
+def ordered_tables(amplitude: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every channel value shifted by the offset of every level of the Bayer tile, clipped.
+
+    Level ``8 * (y % 8) + x % 8`` is the pixel ``(y, x)``'s place in the tile; its offset is that
+    of :func:`ordered_offsets`. The values are those the NumPy path computes per pixel: ``s =
+    clip(v + offset, 0, 255)``, then ``embed(s / 255, "rgb")`` and ``srgb_to_linear(s / 255)``.
+
+    Args:
+        amplitude: peak-to-peak size of the offsets (8-bit units).
+
+    Returns:
+        ``(rgb, linear)``: two ``(64, 256)`` float64 tables, indexed by level and channel value,
+        on the 0..255 scale and in linear light.
+    """
+    offsets = amplitude * (bayer_matrix() - 0.5)
+    shifted = np.clip(np.arange(256.0)[None, :] + offsets.reshape(-1, 1), 0.0, 255.0) / 255.0
+    linear = srgb_to_linear(np.repeat(shifted[..., None], 3, axis=-1))[..., 0]
+    return np.ascontiguousarray(shifted * 255.0), np.ascontiguousarray(linear)
+
+
+def ordered_params(space: ColorSpace) -> np.ndarray:
+    """The constants of ``space`` that :func:`colorquant._cpu.dither_ordered` takes (from
+    :mod:`colorquant.color`): ``(ORDERED_PARAMS,)`` float64."""
+    params = np.zeros(_cpu.ORDERED_PARAMS)
+    if space == "oklab":
+        params[0:9] = LMS_FROM_RGB.ravel()
+        params[9:18] = OKLAB_FROM_LMS.ravel()
+    else:
+        params[0:9] = XYZ_FROM_RGB.ravel()
+    params[18:21] = WHITE_D65
+    c1, c2, angle, squeeze, c5, c6 = DIN99_CONSTANTS
+    theta = math.radians(angle)
+    params[21:28] = (c1, c2, math.cos(theta), math.sin(theta), squeeze, c5, c6)
+    params[28] = HYBRID_DIN99_WEIGHT
+    return params
+
+
+def ordered_map(
+    rgb8: np.ndarray, palette: np.ndarray, space: ColorSpace, amplitude: float
+) -> np.ndarray:
+    """Ordered dithering on the CPU: every pixel, shifted by its Bayer offset, to its nearest
+    palette color in ``space`` (exactly, for the point as computed in float64).
+
+    Args:
+        rgb8: ``(H, W, 3)`` uint8 image.
+        palette: ``(K, 3)`` uint8 palette.
+        space: the color space of the search.
+        amplitude: peak-to-peak size of the offsets (:func:`ordered_amplitude`).
+
+    Returns:
+        ``(H, W)`` int32 palette rows.
+    """
+    rgb_table, lin_table = ordered_tables(amplitude)
+    return _cpu.dither_ordered(
+        rgb8,
+        rgb_table,
+        lin_table,
+        COLOR_SPACES.index(space),
+        ordered_params(space),
+        encode_colors(palette, space),
+    )
 
 
 def diffusion_strength(rgb8: np.ndarray, strength: float) -> np.ndarray:

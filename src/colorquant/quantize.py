@@ -861,7 +861,6 @@ class Quantizer:
         start: float,
         dither: Dither,
         strength: float,
-        hist: ColorHistogram | None = None,
     ) -> QuantizeResult:
         """Map every pixel through a dither (positions matter: no histogram shortcut).
 
@@ -871,15 +870,17 @@ class Quantizer:
         channels = pixels.shape[2]
         flat = pixels.reshape(-1, channels)
         full = to_numpy(self._palette_for(flat))
-        index = _map_pixels(pixels, full, self.color_space, dither, strength, hist)
+        index = _map_pixels(pixels, full, self.color_space, dither, strength)
         counts = np.bincount(index.ravel(), minlength=full.shape[0]).astype(np.int64)
         used, remap = _used_colors(counts, keep=fit.n_fixed, palette=full)
         palette = full[used]
         color_index = remap[index]
         small = np.uint8 if used.size <= 256 else np.uint16
         seconds = time.perf_counter() - start
-        measure = mse_rgba if channels == 4 else mse
-        error = measure(flat, palette[color_index].reshape(-1, channels))
+        if channels == 4:
+            error = mse_rgba(flat, palette[color_index].reshape(-1, 4))
+        else:  # the mse, exactly (integers), without a float copy of the image
+            error = _cpu.squared_error(flat, full, index.ravel()) / (3.0 * index.size)
 
         def pairs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             # The distinct (color, palette row) pairs with their pixel counts, for ΔE00.
@@ -1020,7 +1021,7 @@ def quantize(
         if palette is None:
             quantizer._fit_histogram(hist, points)
         if rgb8 is not None:
-            return quantizer._apply_pixels(rgb8, start, dither, strength, hist)
+            return quantizer._apply_pixels(rgb8, start, dither, strength)
         return quantizer._apply_histogram(hist, shape, start, points)
 
     if target is None or palette is not None:
@@ -1115,37 +1116,20 @@ def _map_pixels(
     space: ColorSpace,
     dither: Dither,
     strength: float,
-    hist: ColorHistogram | None = None,
 ) -> np.ndarray:
     """Every pixel's palette row through a dither (``"ordered"`` or ``"fs"``): ``(H, W)``.
 
     ``rgb8``: ``(H, W, 3)`` uint8, or ``(H, W, 4)`` RGBA with a ``(K, 4)`` palette.
-    ``hist``: the image's histogram with its ``inverse``, when already made.
     """
-    from .color import embed
-    from .dither import diffusion_strength, dither_spread, ordered_amplitude, ordered_offsets
+    from .dither import diffusion_strength, dither_spread, ordered_amplitude, ordered_map
 
     if rgb8.shape[2] == 4:
         return _map_rgba_pixels(rgb8, palette, space, dither, strength)
     spread = dither_spread(palette)
     if dither == "fs":
         pal = palette.astype(np.float64)
-        hint = None
-        if palette.shape[0] > 64:  # where the kernel searches: start at each pixel's own color
-            if hist is None or hist.inverse is None:
-                hist = color_histogram(rgb8.reshape(-1, 3))
-            colors = to_numpy(hist.colors).astype(np.float64)
-            near = _cpu.nearest(colors, pal)[0]
-            hint = near[to_numpy(hist.inverse)].reshape(rgb8.shape[:2])
-        return _cpu.dither_fs(rgb8, pal, diffusion_strength(rgb8, strength), spread, hint).astype(
-            np.int64
-        )
-    height, width = rgb8.shape[:2]
-    offsets = ordered_offsets(np.empty(0), height, width, ordered_amplitude(spread, strength))
-    shifted = np.clip(rgb8.astype(np.float64) + offsets[..., None], 0.0, 255.0)
-    points = embed(shifted.reshape(-1, 3) / 255.0, space)
-    index = to_numpy(nearest(points, encode_colors(palette, space))[0])
-    return index.reshape(height, width)
+        return _cpu.dither_fs(rgb8, pal, diffusion_strength(rgb8, strength), spread)
+    return ordered_map(rgb8, palette, space, ordered_amplitude(spread, strength))
 
 
 def _map_rgba_pixels(

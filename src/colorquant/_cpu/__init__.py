@@ -1,4 +1,5 @@
-"""The compiled CPU core: histogram, k-means++, Lloyd and nearest-color search in C + OpenMP.
+"""The compiled CPU core: histogram, k-means++, Lloyd, nearest-color search and dithering in C +
+OpenMP.
 
 Every kernel works in float64 with direct distances (the sum over channels ``0..C-1`` of
 ``(x - c)^2``), so each nearest-centroid decision equals a float64 brute force, the lowest
@@ -31,6 +32,7 @@ __all__ = [
     "cell_means",
     "dither_fs",
     "dither_fs_groups",
+    "dither_ordered",
     "get_num_threads",
     "histogram",
     "kmeans_plusplus",
@@ -38,6 +40,7 @@ __all__ = [
     "nearest",
     "set_num_threads",
     "shared_threads",
+    "squared_error",
 ]
 
 MAX_CHANNELS = 8
@@ -481,25 +484,34 @@ def lloyd(
 
 
 def dither_fs(
-    rgb8: np.ndarray,
+    pixels: np.ndarray,
     palette: np.ndarray,
     strength: np.ndarray,
     max_error: float,
-    hint: np.ndarray | None = None,
+    band: int | None = None,
+    warm: int = 0,
 ) -> np.ndarray:
-    """Serpentine Floyd-Steinberg error diffusion in 8-bit RGB: every pixel's palette row.
+    """Serpentine Floyd-Steinberg error diffusion on 8-bit channels: every pixel's palette row.
 
     Each pixel plus the error diffused into it (each channel clamped to ``+-max_error``, then
-    to 0..255) takes its exactly nearest palette color (lowest index on ties); ``strength``
-    scales, pixel by pixel, the error it passes on (7/16 ahead, 3/16, 5/16, 1/16 below).
+    to 0..255) takes its exactly nearest palette color (float64 squared distance, lowest index
+    on ties); ``strength`` scales, pixel by pixel, the error it passes on (7/16 ahead, 3/16,
+    5/16, 1/16 below). Even rows run left to right, odd rows right to left.
+
+    The nearest colors come from a grid of cells over the channels, each holding the colors
+    that can be nearest somewhere in it (built as pixels reach it): a few exact distances a
+    pixel instead of K. With ``band``, the rows are cut into bands, each diffused on its own
+    from ``warm`` rows above it (started there with no error, those rows' results dropped) and
+    the bands spread over the threads; the result depends on ``band`` and ``warm`` only, not on
+    the number of threads. Without, the image is one band: the plain sequential diffusion.
 
     Args:
-        rgb8: ``(H, W, 3)`` uint8 image.
-        palette: ``(K, 3)`` float64 colors on the 0..255 scale, ``K >= 1``.
+        pixels: ``(H, W, C)`` uint8 image, ``1 <= C <= 8`` (8-bit RGB: C = 3).
+        palette: ``(K, C)`` float64 colors on the 0..255 scale, ``K >= 1``.
         strength: ``(H, W)`` float32 in [0, 1].
         max_error: largest error a channel carries, ``>= 0``.
-        hint: optional ``(H, W)`` int32, a palette row near each pixel (its own nearest color)
-            where the exact search starts for K > 64; only speed depends on it.
+        band: rows of a band, ``>= 1`` (default: the whole image).
+        warm: rows a band runs before its first, ``>= 0``.
 
     Returns:
         ``(H, W)`` int32 palette rows.
@@ -507,12 +519,19 @@ def dither_fs(
     Raises:
         ValueError: a shape, dtype or value is out of range (the message names the argument).
     """
-    if not isinstance(rgb8, np.ndarray) or rgb8.dtype != np.uint8 or rgb8.ndim != 3:
-        raise ValueError(f"rgb8 must be a uint8 array of shape (H, W, 3), got {_describe(rgb8)}")
-    if rgb8.shape[2] != 3 or rgb8.shape[0] < 1 or rgb8.shape[1] < 1:
-        raise ValueError(f"rgb8 must be a uint8 array of shape (H, W, 3), got {_describe(rgb8)}")
-    h, w = rgb8.shape[:2]
-    pal = _points("palette", palette, channels=3)
+    if (
+        not isinstance(pixels, np.ndarray)
+        or pixels.dtype != np.uint8
+        or pixels.ndim != 3
+        or min(pixels.shape) < 1
+        or pixels.shape[2] > MAX_CHANNELS
+    ):
+        raise ValueError(
+            f"pixels must be a uint8 array of shape (H, W, C) with 1 <= C <= {MAX_CHANNELS}, "
+            f"got {_describe(pixels)}"
+        )
+    h, w, c = pixels.shape
+    pal = _points("palette", palette, channels=c)
     if (
         not isinstance(strength, np.ndarray)
         or strength.shape != (h, w)
@@ -523,23 +542,154 @@ def dither_fs(
         )
     if not (np.isfinite(max_error) and max_error >= 0):
         raise ValueError(f"max_error must be a finite number >= 0, got {max_error!r}")
-    if hint is None:
-        hint = np.full((h, w), -1, np.int32)
-    elif not isinstance(hint, np.ndarray) or hint.shape != (h, w) or hint.dtype != np.int32:
-        raise ValueError(f"hint must be an int32 array of shape ({h}, {w}), got {_describe(hint)}")
     index = np.empty((h, w), np.int32)
     _kernels.dither_fs(
-        np.ascontiguousarray(rgb8),
+        np.ascontiguousarray(pixels),
         h,
         w,
+        c,
         pal,
         pal.shape[0],
         np.ascontiguousarray(strength),
         float(max_error),
         index,
-        np.ascontiguousarray(hint),
+        h if band is None else _integer("band", band, 1),
+        _integer("warm", warm, 0),
+        _threads,
     )
     return index
+
+
+ORDERED_PARAMS = 29
+"""Constants :func:`dither_ordered` takes: two row-major 3x3 matrices (sRGB linear -> XYZ or LMS,
+then LMS' -> OKLab), the white point, DIN99b's ``c1, c2, cos, sin, squeeze, c5, c6`` and the
+hybrid weight (``colorquant.dither.ordered_params`` fills them from ``colorquant.color``)."""
+
+
+def dither_ordered(
+    pixels: np.ndarray,
+    rgb_table: np.ndarray,
+    lin_table: np.ndarray,
+    space: int,
+    params: np.ndarray,
+    palette: np.ndarray,
+) -> np.ndarray:
+    """Ordered dithering: every pixel, shifted by its offset, to its nearest palette point.
+
+    A pixel at ``(y, x)`` has level ``8 * (y % 8) + x % 8``; ``rgb_table[level, v]`` and
+    ``lin_table[level, v]`` are a channel value ``v`` shifted by that level's offset, on the
+    0..255 scale of the ``rgb`` space and in linear light. From them the pixel's point in the
+    color space is computed (the formulas of :func:`colorquant.color.embed`, in float64) and
+    given its exactly nearest palette point (lowest index on ties); in ``rgb`` the point is the
+    table's. Rows are split among the threads; the result does not depend on their number.
+
+    Args:
+        pixels: ``(H, W, 3)`` uint8 image.
+        rgb_table: ``(64, 256)`` float64.
+        lin_table: ``(64, 256)`` float64.
+        space: index of the space in ``colorquant.color.COLOR_SPACES``.
+        params: ``(ORDERED_PARAMS,)`` float64 constants of the spaces.
+        palette: ``(K, C)`` float64 palette points in the space (C = 6 for hybrid, else 3).
+
+    Returns:
+        ``(H, W)`` int32 palette rows.
+
+    Raises:
+        ValueError: a shape, dtype or value is out of range (the message names the argument).
+    """
+    if (
+        not isinstance(pixels, np.ndarray)
+        or pixels.dtype != np.uint8
+        or pixels.ndim != 3
+        or pixels.shape[2] != 3
+        or min(pixels.shape) < 1
+    ):
+        raise ValueError(
+            f"pixels must be a uint8 array of shape (H, W, 3), got {_describe(pixels)}"
+        )
+    for name, table in (("rgb_table", rgb_table), ("lin_table", lin_table)):
+        if (
+            not isinstance(table, np.ndarray)
+            or table.dtype != np.float64
+            or table.shape != (64, 256)
+        ):
+            raise ValueError(
+                f"{name} must be a float64 array of shape (64, 256), got {_describe(table)}"
+            )
+    if isinstance(space, bool) or not isinstance(space, (int, np.integer)) or not 0 <= space < 5:
+        raise ValueError(f"space must be an integer in 0..4, got {space!r}")
+    if (
+        not isinstance(params, np.ndarray)
+        or params.dtype != np.float64
+        or params.shape != (ORDERED_PARAMS,)
+    ):
+        raise ValueError(
+            f"params must be a float64 array of shape ({ORDERED_PARAMS},), got {_describe(params)}"
+        )
+    pal = _points("palette", palette, channels=6 if space == 4 else 3)
+    h, w = pixels.shape[:2]
+    index = np.empty((h, w), np.int32)
+    _kernels.dither_ordered(
+        np.ascontiguousarray(pixels),
+        h,
+        w,
+        np.ascontiguousarray(rgb_table),
+        np.ascontiguousarray(lin_table),
+        int(space),
+        np.ascontiguousarray(params),
+        pal,
+        pal.shape[0],
+        pal.shape[1],
+        index,
+        _threads,
+    )
+    return index
+
+
+def squared_error(pixels: np.ndarray, palette: np.ndarray, index: np.ndarray) -> int:
+    """Sum over pixels and channels of ``(pixel - palette[index])^2``, exact (integers).
+
+    Args:
+        pixels: ``(N, C)`` uint8, ``1 <= C <= 8``.
+        palette: ``(K, C)`` uint8, ``K >= 1``.
+        index: ``(N,)`` integer palette rows, in ``0..K-1``.
+
+    Returns:
+        The sum, an ``int``: ``mse * N * C``.
+
+    Raises:
+        ValueError: a shape, dtype or value is out of range (the message names the argument).
+    """
+    for name, a in (("pixels", pixels), ("palette", palette)):
+        if (
+            not isinstance(a, np.ndarray)
+            or a.dtype != np.uint8
+            or a.ndim != 2
+            or not 1 <= a.shape[1] <= MAX_CHANNELS
+        ):
+            raise ValueError(
+                f"{name} must be a uint8 array of shape (rows, C) with 1 <= C <= {MAX_CHANNELS}, "
+                f"got {_describe(a)}"
+            )
+    n, c = pixels.shape
+    if palette.shape[1] != c or palette.shape[0] < 1:
+        raise ValueError(
+            f"palette must be a uint8 array of shape (K, {c}), got {_describe(palette)}"
+        )
+    if not isinstance(index, np.ndarray) or index.shape != (n,) or index.dtype.kind not in "iu":
+        raise ValueError(f"index must be an integer array of shape ({n},), got {_describe(index)}")
+    k = palette.shape[0]
+    if n and (index.min() < 0 or index.max() >= k):
+        raise ValueError(f"index must lie in 0..{k - 1}")
+    return _kernels.squared_error(
+        np.ascontiguousarray(pixels),
+        np.ascontiguousarray(palette),
+        np.ascontiguousarray(index, dtype=np.int32),
+        n,
+        c,
+        k,
+        _threads,
+    )
 
 
 def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

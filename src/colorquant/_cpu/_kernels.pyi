@@ -68,14 +68,35 @@ def dither_fs(
     pixels: Array,
     h: int,
     w: int,
+    c: int,
     palette: Array,
     k: int,
     strength: Array,
     max_error: float,
     index: Array,
-    hint: Array,
+    band: int,
+    warm: int,
+    nthreads: int,
     /,
 ) -> None: ...
+def dither_ordered(
+    pixels: Array,
+    h: int,
+    w: int,
+    rgb_table: Array,
+    lin_table: Array,
+    space: int,
+    params: Array,
+    palette: Array,
+    k: int,
+    c: int,
+    index: Array,
+    nthreads: int,
+    /,
+) -> None: ...
+def squared_error(
+    pixels: Array, palette: Array, index: Array, n: int, c: int, k: int, nthreads: int, /
+) -> int: ...
 def lloyd(
     points: Array,
     weights: Array,

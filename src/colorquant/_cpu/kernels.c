@@ -1320,143 +1320,894 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Floyd-Steinberg error diffusion                                                              */
+/* Color spaces                                                                                 */
 
-/* Palettes up to this size are scanned whole for each pixel; larger ones are searched from
-   `hint`, each pixel's own nearest color (measured on a Kodak photo: at K = 64 the scan takes
-   37 ms, the search 53 from the last pixel's color; at K = 256 the scan 117, the search 104
-   from the last pixel's color, and the whole dithered map 125 -> 99 ms with the hint). */
-#define FS_BRUTE_K 64
+/* Color spaces of dither_ordered (colorquant.color.COLOR_SPACES, in order), and the layout of
+   its constants: two 3x3 matrices (row-major), the white point, DIN99b's constants and the
+   hybrid weight. */
+enum { SPACE_RGB, SPACE_LAB, SPACE_OKLAB, SPACE_DIN99, SPACE_HYBRID, N_SPACES };
+enum { P_M1 = 0, P_M2 = 9, P_WHITE = 18, P_DIN = 21, P_WEIGHT = 28, N_PARAMS = 29 };
 
-/* The nearest of K palette colors (given by channel) to v: every distance, channels summed in
-   order as dist2 (so exact), then the first smallest. */
-static int32_t fs_scan(const double *restrict pr, const double *restrict pg,
-                       const double *restrict pb, int K, const double *v, double *restrict dd)
+/* The cube root of a positive normal x, to a few units in the last place (twice as fast as
+   libm's cbrt): a first guess from the bits of x (its exponent divided by 3), two Halley steps
+   and a Newton step. */
+static inline double cube_root(double x)
 {
-    const double v0 = v[0], v1 = v[1], v2 = v[2];
-    for (int c = 0; c < K; c++) {
-        double t0 = v0 - pr[c], t1 = v1 - pg[c], t2 = v2 - pb[c];
-        double d = t0 * t0;
-        d += t1 * t1;
-        d += t2 * t2;
-        dd[c] = d;
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    bits = bits / 3 + UINT64_C(0x2A9F7893782DA1CE);
+    double y;
+    memcpy(&y, &bits, sizeof y);
+    for (int k = 0; k < 2; k++) {
+        double y3 = y * y * y;
+        y = y * (y3 + 2.0 * x) / (2.0 * y3 + x);
     }
-    int32_t best = 0;
-    double bd = dd[0];
-    for (int c = 1; c < K; c++)
-        if (dd[c] < bd) {
-            bd = dd[c];
-            best = c;
-        }
-    return best;
+    double y2 = y * y;
+    return y - (y2 * y - x) / (3.0 * y2);
 }
 
-/* dither_fs(pixels, h, w, palette, k, strength, max_error, index, hint): serpentine Floyd-Steinberg
-   in 8-bit RGB. Each pixel plus the error diffused into it (each channel clamped to
-   +-max_error, then to 0..255) takes its nearest palette color (exact, lowest index on ties);
-   strength[i] (0..1, per pixel) scales the error it passes on: less on edges and noise. Rows
-   alternate direction; the error runs in two row buffers. Sequential by nature: one thread. */
-static PyObject *py_dither_fs(PyObject *self, PyObject *args)
+/* y = M x for a row-major 3x3 M, each output summed in order. */
+static inline void mat3(const double *m, const double *x, double *y)
 {
-    (void)self;
-    Py_buffer pb, cb, sb, ib;
-    Py_ssize_t h, w;
-    int K;
-    double max_error;
-    Py_buffer hb;
-    if (!PyArg_ParseTuple(args, "y*nny*iy*dw*y*", &pb, &h, &w, &cb, &K, &sb, &max_error, &ib,
-                          &hb))
-        return NULL;
-    PyObject *result = NULL;
-    Search s;
-    memset(&s, 0, sizeof s);
-    double *rows = NULL;
-    if (h < 1 || w < 1 || h * w > INT32_MAX || K < 1 || !(max_error >= 0.0)) {
-        PyErr_Format(PyExc_ValueError,
-                     "expected h, w >= 1 with h * w < 2^31, k >= 1, max_error >= 0, got %zd %zd "
-                     "%d %g",
-                     h, w, K, max_error);
-        goto done;
+    for (int r = 0; r < 3; r++) {
+        double s = m[3 * r] * x[0];
+        s += m[3 * r + 1] * x[1];
+        s += m[3 * r + 2] * x[2];
+        y[r] = s;
     }
-    if (check_len(&pb, 3 * h * w, "pixels") < 0 ||
-        check_len(&cb, 8 * 3 * (Py_ssize_t)K, "palette") < 0 ||
-        check_len(&sb, 4 * h * w, "strength") < 0 || check_len(&ib, 4 * h * w, "index") < 0 ||
-        check_len(&hb, 4 * h * w, "hint") < 0)
-        goto done;
-    rows = calloc((size_t)2 * (w + 2) * 3, sizeof *rows);
-    if (!rows || search_alloc(&s, K, 3) < 0) {
-        PyErr_NoMemory();
-        goto done;
+}
+
+/* The coordinates of `space` (colorquant.color.embed) from a pixel's sRGB on the 0..255 scale
+   (rgb) and in linear light (lin): the formulas of color.py, in float64 (cube roots by
+   cube_root: the last bits may differ from NumPy's power). out: 3 coordinates, 6 for hybrid. */
+static inline void embed_pixel(int space, const double *p, const double *rgb, const double *lin,
+                               double *out)
+{
+    double t[3], u[3];
+    if (space == SPACE_RGB) {
+        out[0] = rgb[0];
+        out[1] = rgb[1];
+        out[2] = rgb[2];
+        return;
     }
-    s.cent = cb.buf;
-    s.axis = widest_axis(cb.buf, K, 3);
-    if (build_sweep(&s) < 0) {
-        PyErr_NoMemory();
-        goto done;
+    if (space == SPACE_OKLAB) {
+        mat3(p + P_M1, lin, t);
+        for (int ch = 0; ch < 3; ch++) {
+            double m = fabs(t[ch]);
+            u[ch] = m > 1e-30 ? (t[ch] < 0.0 ? -1.0 : 1.0) * cube_root(m) : 0.0;
+        }
+        mat3(p + P_M2, u, out);
+        return;
     }
-    Py_BEGIN_ALLOW_THREADS
-    if (s.L > 0)
-        build_lists(&s, 1);
-    const uint8_t *px = pb.buf;
-    const double *pal = cb.buf;
-    const float *strength = sb.buf;
-    const int32_t *hint = hb.buf;
-    int32_t *index = ib.buf;
-    double *cur = rows, *next = rows + (size_t)(w + 2) * 3; /* column c at offset (c + 1) * 3 */
-    int32_t prev = 0;
-    Found f;
-    /* The palette by channel, for the scan of small palettes. */
-    double pr[FS_BRUTE_K], pg[FS_BRUTE_K], pbl[FS_BRUTE_K], dd[FS_BRUTE_K];
-    for (int c = 0; c < K && c < FS_BRUTE_K; c++) {
-        pr[c] = pal[(size_t)c * 3];
-        pg[c] = pal[(size_t)c * 3 + 1];
-        pbl[c] = pal[(size_t)c * 3 + 2];
+    /* CIELAB: XYZ over the white point, CIELAB's piecewise cube root. */
+    const double delta = 6.0 / 29.0, d3 = delta * delta * delta;
+    mat3(p + P_M1, lin, t);
+    for (int ch = 0; ch < 3; ch++) {
+        double r = t[ch] / p[P_WHITE + ch];
+        u[ch] = r > d3 ? cube_root(r) : r / (3 * delta * delta) + 4.0 / 29.0;
     }
-    for (Py_ssize_t y = 0; y < h; y++) {
-        int forward = (y % 2) == 0;
-        memset(next, 0, (size_t)(w + 2) * 3 * sizeof *next);
-        for (Py_ssize_t q = 0; q < w; q++) {
-            Py_ssize_t x = forward ? q : w - 1 - q, i = y * w + x;
-            double v[3];
+    double light = 116.0 * u[1] - 16.0, a = 500.0 * (u[0] - u[1]), b = 200.0 * (u[1] - u[2]);
+    if (space == SPACE_LAB) {
+        out[0] = light;
+        out[1] = a;
+        out[2] = b;
+        return;
+    }
+    /* DIN99b: log lightness, rotated and squeezed chroma on a log scale. */
+    const double *c = p + P_DIN; /* c1, c2, cos, sin, squeeze, c5, c6 */
+    double e = a * c[2] + b * c[3], f = c[4] * (b * c[2] - a * c[3]);
+    double g2 = e * e + f * f, ratio = c[5] * c[6];
+    if (g2 > 1e-24) {
+        double g = sqrt(g2);
+        ratio = c[5] * log1p(c[6] * g) / g;
+    }
+    double din[3] = {c[0] * log1p(c[1] * light), ratio * (e * c[2] - f * c[3]),
+                     ratio * (f * c[2] + e * c[3])};
+    if (space == SPACE_DIN99) {
+        memcpy(out, din, sizeof din);
+        return;
+    }
+    for (int ch = 0; ch < 3; ch++) {
+        out[ch] = rgb[ch];
+        out[3 + ch] = din[ch] * p[P_WEIGHT];
+    }
+}
+
+/* sRGB in [0, 1] to linear light (IEC 61966-2-1), as colorquant.color.srgb_to_linear. */
+static inline double srgb_linear(double u)
+{
+    return u <= 0.04045 ? u / 12.92 : pow((u + 0.055) / 1.055, 2.4);
+}
+
+/* y = M x over intervals (lo, hi) of x: each output's bounds. */
+static void mat3_box(const double *m, const double *lo, const double *hi, double *ylo, double *yhi)
+{
+    for (int r = 0; r < 3; r++) {
+        double a = 0.0, b = 0.0;
+        for (int c = 0; c < 3; c++) {
+            double u = m[3 * r + c] * lo[c], v = m[3 * r + c] * hi[c];
+            a += min_d(u, v);
+            b += max_d(u, v);
+        }
+        ylo[r] = a;
+        yhi[r] = b;
+    }
+}
+
+/* Bounds of p * q for p in [plo, phi] with 0 < plo, and q in [qlo, qhi]. */
+static inline void scale_box(double plo, double phi, double qlo, double qhi, double *lo, double *hi)
+{
+    *lo = qlo >= 0.0 ? plo * qlo : phi * qlo;
+    *hi = qhi >= 0.0 ? phi * qhi : plo * qhi;
+}
+
+/* A box that holds the coordinates of `space` (embed_pixel) of every sRGB color in the box
+   klo..khi (0..255 scale): interval arithmetic through the formulas, every step monotone or
+   bounded by its corners, then widened by a relative 1e-8 for rounding. out: C bounds. */
+static void embed_box(int space, const double *p, const double *klo, const double *khi,
+                      double *lo, double *hi)
+{
+    int C = space == SPACE_HYBRID ? 6 : 3;
+    if (space == SPACE_RGB) {
+        memcpy(lo, klo, 3 * sizeof *lo);
+        memcpy(hi, khi, 3 * sizeof *hi);
+    } else {
+        double llo[3], lhi[3], tlo[3], thi[3], ulo[3], uhi[3];
+        for (int ch = 0; ch < 3; ch++) {
+            double a = klo[ch] / 255.0, b = khi[ch] / 255.0;
+            llo[ch] = srgb_linear(a);
+            lhi[ch] = srgb_linear(b);
+            if (a <= 0.04045 && 0.04045 <= b) /* the two pieces do not quite meet there */
+                lhi[ch] = max_d(lhi[ch], 0.04045 / 12.92);
+        }
+        mat3_box(p + P_M1, llo, lhi, tlo, thi);
+        if (space == SPACE_OKLAB) {
             for (int ch = 0; ch < 3; ch++) {
-                double e = cur[(x + 1) * 3 + ch];
-                e = e > max_error ? max_error : e < -max_error ? -max_error : e;
-                double t = px[i * 3 + ch] + e;
-                v[ch] = t < 0.0 ? 0.0 : t > 255.0 ? 255.0 : t;
+                ulo[ch] = cbrt(tlo[ch]);
+                uhi[ch] = cbrt(thi[ch]);
             }
-            if (K <= FS_BRUTE_K) {
-                prev = fs_scan(pr, pg, pbl, K, v, dd);
-            } else { /* from the pixel's own nearest color: the error moves it little */
-                int32_t a = hint[i] >= 0 && hint[i] < K ? hint[i] : prev;
-                search_impl(&s, v, a, dist2(v, pal + (size_t)a * 3, 3), 0, &f, 3);
-                prev = f.best;
+            mat3_box(p + P_M2, ulo, uhi, lo, hi);
+        } else {
+            const double delta = 6.0 / 29.0, d3 = delta * delta * delta;
+            for (int ch = 0; ch < 3; ch++) {
+                double a = tlo[ch] / p[P_WHITE + ch], b = thi[ch] / p[P_WHITE + ch];
+                ulo[ch] = a > d3 ? cbrt(a) : a / (3 * delta * delta) + 4.0 / 29.0;
+                uhi[ch] = b > d3 ? cbrt(b) : b / (3 * delta * delta) + 4.0 / 29.0;
             }
-            index[i] = prev;
+            double L0 = 116.0 * ulo[1] - 16.0, L1 = 116.0 * uhi[1] - 16.0;
+            double a0 = 500.0 * (ulo[0] - uhi[1]), a1 = 500.0 * (uhi[0] - ulo[1]);
+            double b0 = 200.0 * (ulo[1] - uhi[2]), b1 = 200.0 * (uhi[1] - ulo[2]);
+            if (space == SPACE_LAB) {
+                lo[0] = L0, lo[1] = a0, lo[2] = b0;
+                hi[0] = L1, hi[1] = a1, hi[2] = b1;
+            } else {
+                const double *c = p + P_DIN; /* c1, c2, cos, sin, squeeze, c5, c6 */
+                /* (e, f) and (e cos - f sin, f cos + e sin) are linear in (fx, fy, fz): bound
+                   them in one step from the box of (fx, fy, fz), not step by step (each step
+                   of interval arithmetic would widen the box again). */
+                double ab[6] = {500.0, -500.0, 0.0, 0.0, 200.0, -200.0}; /* (a, b) */
+                double ef[6], uv[6];
+                for (int q = 0; q < 3; q++) {
+                    ef[q] = c[2] * ab[q] + c[3] * ab[3 + q];
+                    ef[3 + q] = c[4] * (c[2] * ab[3 + q] - c[3] * ab[q]);
+                }
+                for (int q = 0; q < 3; q++) {
+                    uv[q] = c[2] * ef[q] - c[3] * ef[3 + q];
+                    uv[3 + q] = c[2] * ef[3 + q] + c[3] * ef[q];
+                }
+                double efl[2], efh[2], uvl[2], uvh[2], x0, x1, y0, y1;
+                for (int r = 0; r < 2; r++) {
+                    efl[r] = efh[r] = uvl[r] = uvh[r] = 0.0;
+                    for (int q = 0; q < 3; q++) {
+                        double m = ef[3 * r + q], n = uv[3 * r + q];
+                        efl[r] += min_d(m * ulo[q], m * uhi[q]);
+                        efh[r] += max_d(m * ulo[q], m * uhi[q]);
+                        uvl[r] += min_d(n * ulo[q], n * uhi[q]);
+                        uvh[r] += max_d(n * ulo[q], n * uhi[q]);
+                    }
+                }
+                double e0 = efl[0], e1 = efh[0], f0 = efl[1], f1 = efh[1];
+                /* g = |(e, f)| and the factor c5 log1p(c6 g) / g, decreasing in g. */
+                double ge = e0 > 0.0 ? e0 : e1 < 0.0 ? -e1 : 0.0;
+                double gf = f0 > 0.0 ? f0 : f1 < 0.0 ? -f1 : 0.0;
+                double gmin = sqrt(ge * ge + gf * gf);
+                double me = max_d(fabs(e0), fabs(e1)), mf = max_d(fabs(f0), fabs(f1));
+                double gmax = sqrt(me * me + mf * mf);
+                double rhi = gmin > 1e-12 ? c[5] * log1p(c[6] * gmin) / gmin : c[5] * c[6];
+                double rlo = gmax > 1e-12 ? c[5] * log1p(c[6] * gmax) / gmax : c[5] * c[6];
+                rlo = min_d(rlo, rhi);
+                /* (a99, b99) = ratio (u, v): no longer than C99(gmax) either. */
+                scale_box(rlo, rhi, uvl[0], uvh[0], &x0, &x1);
+                scale_box(rlo, rhi, uvl[1], uvh[1], &y0, &y1);
+                double reach = c[5] * log1p(c[6] * gmax);
+                double din_lo[3] = {c[0] * log1p(c[1] * L0), max_d(x0, -reach), max_d(y0, -reach)};
+                double din_hi[3] = {c[0] * log1p(c[1] * L1), min_d(x1, reach), min_d(y1, reach)};
+                if (space == SPACE_DIN99) {
+                    memcpy(lo, din_lo, sizeof din_lo);
+                    memcpy(hi, din_hi, sizeof din_hi);
+                } else {
+                    for (int ch = 0; ch < 3; ch++) {
+                        lo[ch] = klo[ch];
+                        hi[ch] = khi[ch];
+                        lo[3 + ch] = din_lo[ch] * p[P_WEIGHT];
+                        hi[3 + ch] = din_hi[ch] * p[P_WEIGHT];
+                    }
+                }
+            }
+        }
+    }
+    for (int d = 0; d < C; d++) {
+        double pad = 1e-8 * (1.0 + fabs(lo[d]) + fabs(hi[d]));
+        lo[d] -= pad;
+        hi[d] += pad;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Candidate grid: exact nearest palette point of dithered pixels                              */
+
+/*
+ * Dithered pixels leave the image's histogram (error or an offset moves them), so every pixel
+ * needs its own exact search. Each point has a key in [0, 255]^D: its first D = min(C,
+ * GRID_DIMS) channels (Floyd-Steinberg), or its sRGB color when the point is that color's
+ * coordinates in a color space (ordered dithering). The key cube is cut into cells of side
+ * 2^shift, and a cell's box in point space bounds the points of its keys: the key box itself
+ * (the channels past D spanning 0..255 whole), or embed_box's. A cell's candidates are the
+ * palette points that can be the nearest, or tie with it, somewhere in that box: those whose
+ * smallest squared distance to the box is at most the smallest, over all palette points, of the
+ * largest squared distance to the box (times 1 + GRID_SLACK, for rounding). The nearest point
+ * is then the first smallest float64 distance among the candidates, kept in index order: the
+ * same as a brute force over the whole palette, lowest index on ties. A cell is built when a
+ * key first falls in it (a photo visits a few thousand cells).
+ */
+#define GRID_DIMS 4
+#define GRID_SLACK 1e-9
+#define GRID_PARTS 2
+
+typedef struct {
+    int K, C, D, shift, bits;
+    int space;             /* points: the keys themselves (-1), or their coordinates in a space */
+    const double *params;  /* that space's constants */
+    const double *pal;     /* K x C */
+    int32_t *cells;    /* per cell: where its candidates begin in idx (and coord), -1 while not
+                          built, then how many */
+    int32_t *coarse;   /* the same for cells of side 2^(shift + 2), each fine cell built from
+                          the candidates of the coarse cell around it */
+    int32_t *idx;      /* candidates of the built cells, each cell's in ascending index order */
+    double *coord;     /* their colors, C each */
+    double *near;      /* their smallest squared distance to their cell's box */
+    double *rest;      /* the smallest and largest squared distance over channels 3.. alone */
+    int sorted;        /* lists of the fine cells ascending by `near` (ties by index) */
+    double *low;       /* K: scratch, each color's smallest squared distance to a cell */
+    int32_t *sel;      /* K: scratch, the colors kept for a cell */
+    Py_ssize_t used, cap;
+} Grid;
+
+static void grid_free(Grid *g)
+{
+    free(g->cells);
+    free(g->coarse);
+    free(g->idx);
+    free(g->coord);
+    free(g->low);
+    free(g->sel);
+    free(g->near);
+    free(g->rest);
+    memset(g, 0, sizeof *g);
+}
+
+/* Cells of side 2^shift over the first D channels: 2^16 at most. */
+static int grid_shift(int D) { return D <= 2 ? 0 : D == 3 ? 3 : 4; }
+
+/* 0 on success, -1 when out of memory. */
+static int grid_init(Grid *g, const double *pal, int K, int C, int D, int space,
+                     const double *params)
+{
+    memset(g, 0, sizeof *g);
+    g->K = K;
+    g->C = C;
+    g->D = D;
+    g->space = space;
+    g->params = params;
+    g->sorted = space >= 0;
+    g->pal = pal;
+    /* Ordered dithering: cells of 16 levels from K = 32 on (fewer to build; measured faster). */
+    g->shift = space >= 0 && K >= 32 ? 4 : grid_shift(g->D);
+    g->bits = 8 - g->shift;
+    size_t cells = (size_t)1 << (g->D * g->bits), coarse = (size_t)1 << (g->D * (g->bits - 2));
+    g->cells = malloc(2 * cells * sizeof *g->cells);
+    g->coarse = malloc(2 * coarse * sizeof *g->coarse);
+    g->low = malloc((size_t)K * sizeof *g->low);
+    g->sel = malloc((size_t)K * sizeof *g->sel);
+    g->cap = 4 * (Py_ssize_t)K + 1024;
+    g->idx = malloc((size_t)g->cap * sizeof *g->idx);
+    g->coord = malloc((size_t)g->cap * C * sizeof *g->coord);
+    g->near = malloc((size_t)g->cap * sizeof *g->near);
+    g->rest = malloc((size_t)g->cap * 2 * sizeof *g->rest);
+    if (!g->cells || !g->coarse || !g->low || !g->sel || !g->idx || !g->coord || !g->near ||
+        !g->rest)
+        return -1;
+    memset(g->cells, 0xff, 2 * cells * sizeof *g->cells);
+    memset(g->coarse, 0xff, 2 * coarse * sizeof *g->coarse);
+    return 0;
+}
+
+/* The candidates for the box lo..hi among the n colors at `from` in the pool (the whole
+   palette when from < 0), appended to the pool; slot[0], slot[1]: where they begin, how many.
+   0, or -1 when out of memory. */
+static int grid_fill(Grid *g, const double *lo, const double *hi, Py_ssize_t from, int n,
+                     int sorted, int32_t *slot)
+{
+    int C = g->C;
+    double bound = INFINITY;
+    for (int t = 0; t < n; t++) {
+        const double *c = from < 0 ? g->pal + (size_t)t * C : g->coord + (size_t)(from + t) * C;
+        double near = 0.0, far = 0.0;
+        for (int d = 0; d < C; d++) {
+            double a = lo[d] - c[d], b = c[d] - hi[d];
+            double out = max_d(0.0, max_d(a, b)), wide = max_d(-a, -b);
+            near += out * out;
+            far += wide * wide;
+        }
+        g->low[t] = near;
+        bound = min_d(bound, far);
+    }
+    bound = bound * (1.0 + GRID_SLACK) + GRID_SLACK;
+    Py_ssize_t m = 0;
+    for (int t = 0; t < n; t++)
+        m += g->low[t] <= bound;
+    if (g->used + m > INT32_MAX)
+        return -1;
+    if (g->used + m > g->cap) {
+        Py_ssize_t cap = min_ssize(2 * g->cap + m, INT32_MAX);
+        int32_t *idx = realloc(g->idx, (size_t)cap * sizeof *idx);
+        if (!idx)
+            return -1;
+        g->idx = idx;
+        double *coord = realloc(g->coord, (size_t)cap * C * sizeof *coord);
+        if (!coord)
+            return -1;
+        g->coord = coord;
+        double *near = realloc(g->near, (size_t)cap * sizeof *near);
+        if (!near)
+            return -1;
+        g->near = near;
+        double *rest = realloc(g->rest, (size_t)cap * 2 * sizeof *rest);
+        if (!rest)
+            return -1;
+        g->rest = rest;
+        g->cap = cap;
+    }
+    /* The chosen ones in index order, then (sorted) stably by their distance to the box. */
+    int32_t *sel = g->sel;
+    int count = 0;
+    for (int t = 0; t < n; t++)
+        if (g->low[t] <= bound) {
+            int q = count++;
+            if (sorted)
+                for (; q > 0 && g->low[sel[q - 1]] > g->low[t]; q--)
+                    sel[q] = sel[q - 1];
+            sel[q] = t;
+        }
+    slot[0] = (int32_t)g->used;
+    slot[1] = (int32_t)m;
+    for (int q = 0; q < count; q++) {
+        int t = sel[q];
+        Py_ssize_t u = g->used++;
+        const double *src = from < 0 ? g->pal + (size_t)t * C : g->coord + (from + t) * C;
+        double *c = g->coord + u * C;
+        g->idx[u] = from < 0 ? t : g->idx[from + t];
+        for (int d = 0; d < C; d++)
+            c[d] = src[d];
+        g->near[u] = g->low[t];
+        double r0 = 0.0, r1 = 0.0;
+        for (int d = 3; d < C; d++) {
+            double a = lo[d] - c[d], b = c[d] - hi[d];
+            double out = max_d(0.0, max_d(a, b)), wide = max_d(-a, -b);
+            r0 += out * out;
+            r1 += wide * wide;
+        }
+        g->rest[2 * u] = r0;
+        g->rest[2 * u + 1] = r1;
+    }
+    return 0;
+}
+
+/* The box in point space of a cell of side 2^shift (bits = 8 - shift per key channel). */
+static void grid_box(const Grid *g, Py_ssize_t cell, int shift, double *lo, double *hi)
+{
+    int bits = 8 - shift;
+    double klo[GRID_DIMS], khi[GRID_DIMS];
+    for (int d = 0; d < g->D; d++) {
+        int q = (int)((cell >> (d * bits)) & ((1 << bits) - 1));
+        klo[d] = (double)(q << shift);
+        khi[d] = min_d((double)((q + 1) << shift), 255.0);
+    }
+    if (g->space >= 0) {
+        /* The union of the boxes of parts of the cell: interval arithmetic overestimates in
+           proportion to the width it starts from. */
+        const int parts = GRID_PARTS;
+        for (int d = 0; d < g->C; d++) {
+            lo[d] = INFINITY;
+            hi[d] = -INFINITY;
+        }
+        for (int q = 0; q < parts * parts * parts; q++) {
+            double plo[3], phi[3], blo[MAX_DIMS] = {0.0}, bhi[MAX_DIMS] = {0.0};
+            for (int d = 0, r = q; d < 3; d++, r /= parts) {
+                double step = (khi[d] - klo[d]) / parts;
+                plo[d] = klo[d] + (r % parts) * step;
+                phi[d] = r % parts == parts - 1 ? khi[d] : klo[d] + (r % parts + 1) * step;
+            }
+            embed_box(g->space, g->params, plo, phi, blo, bhi);
+            for (int d = 0; d < g->C; d++) {
+                lo[d] = min_d(lo[d], blo[d]);
+                hi[d] = max_d(hi[d], bhi[d]);
+            }
+        }
+        return;
+    }
+    for (int d = 0; d < g->C; d++) {
+        lo[d] = d < g->D ? klo[d] : 0.0;
+        hi[d] = d < g->D ? khi[d] : 255.0;
+    }
+}
+
+/* The candidates of cell `cell`, from those of its coarse cell (built first if need be): a color
+   that can be the nearest somewhere in the cell can be so in the coarse cell. 0, or -1 when out
+   of memory. */
+static int grid_build(Grid *g, Py_ssize_t cell)
+{
+    double lo[MAX_DIMS], hi[MAX_DIMS];
+    int bits = g->bits, mask = (1 << bits) - 1;
+    Py_ssize_t parent = 0;
+    for (int d = 0; d < g->D; d++)
+        parent |= (Py_ssize_t)(((cell >> (d * bits)) & mask) >> 2) << (d * (bits - 2));
+    int32_t *up = g->coarse + 2 * parent;
+    if (up[0] < 0) {
+        grid_box(g, parent, g->shift + 2, lo, hi);
+        if (grid_fill(g, lo, hi, -1, g->K, 0, up) < 0)
+            return -1;
+    }
+    grid_box(g, cell, g->shift, lo, hi);
+    return grid_fill(g, lo, hi, up[0], up[1], g->sorted, g->cells + 2 * cell);
+}
+
+/* Where the last query fell: consecutive pixels mostly share a cell. */
+typedef struct {
+    Py_ssize_t cell;      /* -1: none yet */
+    const int32_t *idx;   /* its candidates */
+    const double *coord;  /* their colors */
+    const double *near;   /* their smallest squared distance to the cell's box */
+    const double *rest;   /* over channels 3.. alone, the smallest and the largest */
+    int n;
+    int last;             /* the place of the last answer among them */
+} GridCursor;
+
+/* Points the cursor at the cell of `key` (each of its D channels in [0, 255]), built first if
+   need be; 0, or -1 when out of memory. */
+HOT int grid_find(Grid *g, GridCursor *at, const double *key, const int D, const int C)
+{
+    const int shift = g->shift, bits = 8 - shift;
+    Py_ssize_t cell = 0;
+    for (int d = 0; d < D; d++)
+        cell |= (Py_ssize_t)((int)key[d] >> shift) << (d * bits);
+    if (cell != at->cell) {
+        if (g->cells[2 * cell] < 0 && grid_build(g, cell) < 0)
+            return -1;
+        at->cell = cell;
+        at->idx = g->idx + g->cells[2 * cell];
+        at->coord = g->coord + (size_t)g->cells[2 * cell] * C;
+        at->near = g->near + g->cells[2 * cell];
+        at->rest = g->rest + 2 * (size_t)g->cells[2 * cell];
+        at->n = g->cells[2 * cell + 1];
+        at->last = 0;
+    }
+    return 0;
+}
+
+/* The nearest palette row to v among the cursor's candidates (v in its cell's box): exact,
+   lowest index on ties. *color points to that row's point. */
+HOT int32_t grid_scan(const GridCursor *at, const double *v, const double **color, const int C)
+{
+    const double *c = at->coord;
+    int n = at->n, t_best = 0;
+    double bd = dist2(v, c, C);
+    for (int t = 1; t < n; t++) {
+        double d = dist2(v, c + (size_t)t * C, C);
+        if (d < bd) {
+            bd = d;
+            t_best = t;
+        }
+    }
+    *color = c + (size_t)t_best * C;
+    return at->idx[t_best];
+}
+
+/* grid_scan over a cell's candidates sorted by their distance to the cell's box (ordered
+   dithering): from the last answer, a candidate is only finished when the sum of its first P
+   channels' squares (a lower bound, and the start of the same sum in the same order) does not
+   exceed the best distance, and the scan stops at the first candidate whose box distance
+   (less a relative 1e-9 for rounding) does. Exact, lowest index on ties. */
+HOT int32_t grid_scan_sorted(GridCursor *at, const double *v, const int C)
+{
+    const int P = C == 6 ? 3 : 1;
+    const double *c = at->coord, *near = at->near;
+    const int32_t *idx = at->idx;
+    int n = at->n, t_best = at->last;
+    double bd = dist2(v, c + (size_t)t_best * C, C);
+    for (int t = 0; t < n && near[t] * (1.0 - 1e-9) <= bd; t++) {
+        const double *ct = c + (size_t)t * C;
+        double s = 0.0;
+        for (int ch = 0; ch < P; ch++) {
+            double d = v[ch] - ct[ch];
+            s += d * d;
+        }
+        if (s > bd || t == t_best)
+            continue;
+        for (int ch = P; ch < C; ch++) {
+            double d = v[ch] - ct[ch];
+            s += d * d;
+        }
+        if (s < bd || (s == bd && idx[t] < idx[t_best])) {
+            bd = s;
+            t_best = t;
+        }
+    }
+    at->last = t_best;
+    return idx[t_best];
+}
+
+/* Hybrid points (C = 6) whose first 3 coordinates are known (the sRGB key), the others only to
+   lie in the cell's box: the nearest candidate when that decides it (bounds of every distance,
+   the other channels' part from the cell), else -1. Used up to BOUNDS_MAX candidates. */
+#define BOUNDS_MAX 8
+
+HOT int32_t grid_decide(GridCursor *at, const double *key)
+{
+    const double *c = at->coord, *rest = at->rest;
+    int n = at->n, t_best = 0;
+    double lower[BOUNDS_MAX], upper = INFINITY;
+    for (int t = 0; t < n; t++) {
+        const double *ct = c + (size_t)t * 6;
+        double d0 = key[0] - ct[0], d1 = key[1] - ct[1], d2 = key[2] - ct[2];
+        double s = d0 * d0;
+        s += d1 * d1;
+        s += d2 * d2;
+        lower[t] = (s + rest[2 * t]) * (1.0 - 1e-9);
+        double up = (s + rest[2 * t + 1]) * (1.0 + 1e-9);
+        if (up < upper) {
+            upper = up;
+            t_best = t;
+        }
+    }
+    for (int t = 0; t < n; t++)
+        if (t != t_best && !(lower[t] > upper))
+            return -1;
+    at->last = t_best;
+    return at->idx[t_best];
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Floyd-Steinberg error diffusion                                                              */
+
+/* Rows y0..y1-1 of serpentine Floyd-Steinberg (even rows left to right), starting with no
+   error, the rows from y_out on written to index; rows: 2 (w + 2) C doubles of scratch. The
+   error a pixel passes ahead (7/16) stays in `carry`, added to what the row above left there:
+   the same sum, in the same order, as adding it to the row buffer. 0, or -1 when out of
+   memory. */
+HOT int fs_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y_out, Py_ssize_t y1, Py_ssize_t w,
+                const float *strength, double max_error, Grid *g, double *rows, int32_t *index,
+                const int C)
+{
+    GridCursor at = {-1, NULL, NULL, NULL, NULL, 0, 0};
+    double *cur = rows, *next = rows + (size_t)(w + 2) * C; /* column x at offset (x + 1) C */
+    memset(cur, 0, (size_t)(w + 2) * C * sizeof *cur);
+    for (Py_ssize_t y = y0; y < y1; y++) {
+        const int forward = (y % 2) == 0;
+        const Py_ssize_t step = forward ? 1 : -1;
+        memset(next, 0, (size_t)(w + 2) * C * sizeof *next);
+        double carry[MAX_DIMS];
+        for (int ch = 0; ch < C; ch++)
+            carry[ch] = 0.0;
+        Py_ssize_t x = forward ? 0 : w - 1;
+        for (Py_ssize_t q = 0; q < w; q++, x += step) {
+            Py_ssize_t i = y * w + x;
+            double *below = next + (x + 1) * C;
+            const double *above = cur + (x + 1) * C;
+            double v[MAX_DIMS];
+            for (int ch = 0; ch < C; ch++) {
+                double e = min_d(max_d(above[ch] + carry[ch], -max_error), max_error);
+                v[ch] = min_d(max_d(px[i * C + ch] + e, 0.0), 255.0);
+            }
+            if (grid_find(g, &at, v, C < GRID_DIMS ? C : GRID_DIMS, C) < 0)
+                return -1;
+            const double *c;
+            int32_t best = grid_scan(&at, v, &c, C);
+            if (y >= y_out)
+                index[i] = best;
             double k = (double)strength[i] / 16.0;
-            Py_ssize_t ahead = forward ? x + 1 : x - 1, behind = forward ? x - 1 : x + 1;
-            for (int ch = 0; ch < 3; ch++) {
-                double err = (v[ch] - pal[(size_t)prev * 3 + ch]) * k;
-                cur[(ahead + 1) * 3 + ch] += 7.0 * err;
-                next[(behind + 1) * 3 + ch] += 3.0 * err;
-                next[(x + 1) * 3 + ch] += 5.0 * err;
-                next[(ahead + 1) * 3 + ch] += err;
+            for (int ch = 0; ch < C; ch++) {
+                double err = (v[ch] - c[ch]) * k;
+                carry[ch] = 7.0 * err;
+                below[ch - step * C] += 3.0 * err;
+                below[ch] += 5.0 * err;
+                below[ch + step * C] += err;
             }
         }
         double *t = cur;
         cur = next;
         next = t;
     }
+    return 0;
+}
+
+/* dither_fs(pixels, h, w, c, palette, k, strength, max_error, index, band, warm, nthreads):
+   serpentine Floyd-Steinberg on 8-bit channels. Each pixel plus the error diffused into it
+   (each channel clamped to +-max_error, then to 0..255) takes its nearest palette color (exact,
+   lowest index on ties, from the candidate grid); strength[i] (0..1, per pixel) scales the
+   error it passes on: less on edges and noise. Rows alternate direction; the error runs in two
+   row buffers. Error diffusion is sequential: the image is cut into bands of `band` rows (band =
+   h: one), each run on its own from `warm` rows above it with no error there, and the bands are
+   shared among the threads (each with its own grid): the result depends on band and warm, never
+   on the number of threads. */
+static PyObject *py_dither_fs(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer pb, cb, sb, ib;
+    Py_ssize_t h, w, band, warm;
+    int C, K, nt;
+    double max_error;
+    if (!PyArg_ParseTuple(args, "y*nniy*iy*dw*nni", &pb, &h, &w, &C, &cb, &K, &sb, &max_error,
+                          &ib, &band, &warm, &nt))
+        return NULL;
+    PyObject *result = NULL;
+    Grid *grids = NULL;
+    double *rows = NULL;
+    int ngrids = 0;
+    if (check_threads(nt) < 0)
+        goto done;
+    if (h < 1 || w < 1 || h * w > INT32_MAX || C < 1 || C > MAX_DIMS || K < 1 ||
+        !(max_error >= 0.0) || band < 1 || warm < 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "expected h, w >= 1 with h * w < 2^31, 1 <= c <= %d, k >= 1, max_error >= 0, "
+                     "band >= 1, warm >= 0, got %zd %zd %d %d %g %zd %zd",
+                     MAX_DIMS, h, w, C, K, max_error, band, warm);
+        goto done;
+    }
+    if (check_len(&pb, C * h * w, "pixels") < 0 ||
+        check_len(&cb, 8 * (Py_ssize_t)C * K, "palette") < 0 ||
+        check_len(&sb, 4 * h * w, "strength") < 0 || check_len(&ib, 4 * h * w, "index") < 0)
+        goto done;
+    Py_ssize_t bands = (h + band - 1) / band, stride = (Py_ssize_t)2 * (w + 2) * C;
+    int team = PAR_IF(nt, h * w) ? (int)min_ssize(nt, bands) : 1;
+    grids = calloc((size_t)team, sizeof *grids);
+    rows = malloc((size_t)team * stride * sizeof *rows);
+    if (!grids || !rows) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; ngrids < team; ngrids++)
+        if (grid_init(&grids[ngrids], cb.buf, K, C, C < GRID_DIMS ? C : GRID_DIMS, -1, NULL) < 0) {
+            ngrids++;
+            PyErr_NoMemory();
+            goto done;
+        }
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel for num_threads(team) if (team > 1) schedule(dynamic, 1) reduction(| : failed)
+    for (Py_ssize_t b = 0; b < bands; b++) {
+        int t = THREAD_ID();
+        Py_ssize_t y_out = b * band, y0 = y_out > warm ? y_out - warm : 0;
+        failed |= BY_CHANNELS(C, fs_rows, pb.buf, y0, y_out, min_ssize(h, y_out + band), w,
+                              sb.buf, max_error, &grids[t], rows + t * stride, ib.buf) < 0;
+    }
     Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
     Py_INCREF(Py_None);
     result = Py_None;
 done:
+    for (int t = 0; t < ngrids; t++)
+        grid_free(&grids[t]);
+    free(grids);
     free(rows);
-    search_free(&s);
     PyBuffer_Release(&pb);
     PyBuffer_Release(&cb);
     PyBuffer_Release(&sb);
     PyBuffer_Release(&ib);
-    PyBuffer_Release(&hb);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Ordered dithering                                                                            */
+
+/* Rows y0..y1-1 of the ordered map: each pixel's level (its place in the 8x8 tile) selects a row
+   of the tables, which give each channel shifted by the level's offset. Its point in `space`
+   is computed only when its cell has more than one candidate. */
+/* Answers remembered per thread: 2^MEMO_BITS slots, each a (level, color) key and its row. */
+#define MEMO_BITS 16
+
+HOT int ordered_rows(const uint8_t *px, Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t w,
+                     const double *rgb_table, const double *lin_table, int space,
+                     const double *params, Grid *g, uint64_t *memo, int32_t *index, const int C)
+{
+    GridCursor at = {-1, NULL, NULL, NULL, NULL, 0, 0};
+    for (Py_ssize_t y = y0; y < y1; y++) {
+        for (Py_ssize_t x = 0; x < w; x++) {
+            Py_ssize_t i = y * w + x, level = (y % 8) * 8 + x % 8;
+            const uint8_t *p = px + i * 3;
+            /* The same color at the same level gives the same answer: remembered. */
+            uint32_t key = (uint32_t)level << 24 | (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8;
+            key |= p[2];
+            uint64_t *slot = memo + ((key * UINT32_C(0x9E3779B1)) >> (32 - MEMO_BITS));
+            if ((uint32_t)(*slot >> 32) == key) {
+                index[i] = (int32_t)(uint32_t)*slot;
+                continue;
+            }
+            const double *rt = rgb_table + level * 256, *lt = lin_table + level * 256;
+            double rgb[3] = {rt[p[0]], rt[p[1]], rt[p[2]]};
+            if (grid_find(g, &at, rgb, 3, C) < 0)
+                return -1;
+            int32_t j = at.idx[0];
+            if (at.n == 1) {
+            } else if (C == 3 && space == SPACE_RGB) {
+                j = grid_scan_sorted(&at, rgb, C);
+            } else { /* C is 6 for hybrid alone */
+                j = C == 6 && at.n <= BOUNDS_MAX ? grid_decide(&at, rgb) : -1;
+                if (j < 0) {
+                    double lin[3] = {lt[p[0]], lt[p[1]], lt[p[2]]}, v[MAX_DIMS];
+                    embed_pixel(C == 6 ? SPACE_HYBRID : space, params, rgb, lin, v);
+                    j = grid_scan_sorted(&at, v, C);
+                }
+            }
+            index[i] = j;
+            *slot = (uint64_t)key << 32 | (uint32_t)j;
+        }
+    }
+    return 0;
+}
+
+/* Rows of the ordered map per task: fixed, so that the work splits the same for any thread
+   count (the result does not depend on it anyway: every pixel gets its exact nearest color). */
+#define ORDERED_ROWS 16
+
+/* dither_ordered(pixels, h, w, rgb_table, lin_table, space, params, palette, k, c, index,
+   nthreads): every pixel of an (h, w, 3) uint8 image, shifted by its ordered-dither offset, to
+   its nearest palette point in `space` (exact for the point as computed, lowest index on ties).
+   rgb_table and lin_table: (64, 256) float64, each channel value shifted by the offset of each
+   level of the 8x8 tile (row-major), in `space`'s rgb scale (0..255) and in linear light. */
+static PyObject *py_dither_ordered(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer pb, rb, lb, qb, cb, ib;
+    Py_ssize_t h, w;
+    int space, K, C, nt;
+    if (!PyArg_ParseTuple(args, "y*nny*y*iy*y*iiw*i", &pb, &h, &w, &rb, &lb, &space, &qb, &cb,
+                          &K, &C, &ib, &nt))
+        return NULL;
+    PyObject *result = NULL;
+    Grid *grids = NULL;
+    uint64_t *memo = NULL;
+    int ngrids = 0;
+    if (check_threads(nt) < 0)
+        goto done;
+    if (h < 1 || w < 1 || h * w > INT32_MAX || space < 0 || space >= N_SPACES || K < 1 ||
+        C != (space == SPACE_HYBRID ? 6 : 3)) {
+        PyErr_Format(PyExc_ValueError,
+                     "expected h, w >= 1 with h * w < 2^31, a space in 0..%d, k >= 1 and c = 3 "
+                     "(6 for hybrid), got %zd %zd %d %d %d",
+                     N_SPACES - 1, h, w, space, K, C);
+        goto done;
+    }
+    if (check_len(&pb, 3 * h * w, "pixels") < 0 || check_len(&rb, 8 * 64 * 256, "rgb_table") < 0 ||
+        check_len(&lb, 8 * 64 * 256, "lin_table") < 0 ||
+        check_len(&qb, 8 * N_PARAMS, "params") < 0 ||
+        check_len(&cb, 8 * (Py_ssize_t)K * C, "palette") < 0 ||
+        check_len(&ib, 4 * h * w, "index") < 0)
+        goto done;
+    Py_ssize_t tasks = (h + ORDERED_ROWS - 1) / ORDERED_ROWS;
+    int team = PAR_IF(nt, h * w) ? (int)min_ssize(nt, tasks) : 1;
+    /* A grid and a memo per thread: cells are built as its pixels reach them. */
+    grids = calloc((size_t)team, sizeof *grids);
+    memo = malloc(((size_t)team << MEMO_BITS) * sizeof *memo);
+    if (!grids || !memo) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memset(memo, 0xff, ((size_t)team << MEMO_BITS) * sizeof *memo);
+    for (; ngrids < team; ngrids++)
+        if (grid_init(&grids[ngrids], cb.buf, K, C, 3, space, qb.buf) < 0) {
+            ngrids++;
+            PyErr_NoMemory();
+            goto done;
+        }
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel for num_threads(team) if (team > 1) schedule(dynamic, 1) reduction(| : failed)
+    for (Py_ssize_t task = 0; task < tasks; task++) {
+        Py_ssize_t y0 = task * ORDERED_ROWS, y1 = min_ssize(h, y0 + ORDERED_ROWS);
+        int t = THREAD_ID();
+        uint64_t *m = memo + ((size_t)t << MEMO_BITS);
+        if (C == 6)
+            failed |= ordered_rows(pb.buf, y0, y1, w, rb.buf, lb.buf, space, qb.buf, &grids[t], m,
+                                   ib.buf, 6) < 0;
+        else
+            failed |= ordered_rows(pb.buf, y0, y1, w, rb.buf, lb.buf, space, qb.buf, &grids[t], m,
+                                   ib.buf, 3) < 0;
+    }
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    for (int t = 0; t < ngrids; t++)
+        grid_free(&grids[t]);
+    free(grids);
+    free(memo);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&rb);
+    PyBuffer_Release(&lb);
+    PyBuffer_Release(&qb);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&ib);
+    return result;
+}
+
+/* squared_error(pixels, palette, index, n, c, k, nthreads): the sum over n pixels and c
+   channels of (pixel - palette[index])^2, all uint8: exact in int64 (and order-free). -1 when an
+   index is out of 0..k-1. */
+static PyObject *py_squared_error(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer pb, cb, ib;
+    Py_ssize_t n;
+    int C, K, nt;
+    if (!PyArg_ParseTuple(args, "y*y*y*niii", &pb, &cb, &ib, &n, &C, &K, &nt))
+        return NULL;
+    PyObject *result = NULL;
+    if (check_threads(nt) < 0)
+        goto done;
+    if (n < 0 || C < 1 || C > MAX_DIMS || K < 1) {
+        PyErr_Format(PyExc_ValueError, "expected n >= 0, 1 <= c <= %d, k >= 1, got %zd %d %d",
+                     MAX_DIMS, n, C, K);
+        goto done;
+    }
+    if (check_len(&pb, n * C, "pixels") < 0 || check_len(&cb, (Py_ssize_t)K * C, "palette") < 0 ||
+        check_len(&ib, 4 * n, "index") < 0)
+        goto done;
+    const uint8_t *px = pb.buf, *pal = cb.buf;
+    const int32_t *index = ib.buf;
+    int64_t total = 0;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) reduction(+ : total) \
+    reduction(| : bad) schedule(static)
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t j = index[i];
+        if (j < 0 || j >= K) {
+            bad = 1;
+            continue;
+        }
+        for (int ch = 0; ch < C; ch++) {
+            int d = (int)px[i * C + ch] - (int)pal[(size_t)j * C + ch];
+            total += d * d;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (bad) {
+        PyErr_Format(PyExc_ValueError, "index: expected values in 0..%d", K - 1);
+        goto done;
+    }
+    result = PyLong_FromLongLong((long long)total);
+done:
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&ib);
     return result;
 }
 
@@ -2358,6 +3109,8 @@ static PyMethodDef methods[] = {
     {"kmeanspp", py_kmeanspp, METH_VARARGS, "Greedy weighted k-means++."},
     {"nearest", py_nearest, METH_VARARGS, "Exact nearest palette row."},
     {"dither_fs", py_dither_fs, METH_VARARGS, "Serpentine Floyd-Steinberg error diffusion."},
+    {"dither_ordered", py_dither_ordered, METH_VARARGS, "Ordered dithering to the nearest color."},
+    {"squared_error", py_squared_error, METH_VARARGS, "Exact squared error of a palette map."},
     {"lloyd", py_lloyd, METH_VARARGS, "Weighted Lloyd iterations with exact assignments."},
     {"set_parallel_min", py_set_parallel_min, METH_VARARGS,
      "Work size from which kernels use threads; returns the previous value."},
