@@ -124,7 +124,11 @@ class Manifest:
                     path.unlink()
         if self.path.exists():
             self._load()
-        elif root.exists() and any(not p.name.startswith(".") for p in root.iterdir()):
+        elif (
+            not restart
+            and root.exists()
+            and any(not p.name.startswith(".") for p in root.iterdir())
+        ):
             raise InputError(
                 f"DST {str(root)!r}: not empty and holds no {MANIFEST_NAME} (not a colorquant "
                 "dataset output); choose a new or empty folder, or pass --restart to write into it"
