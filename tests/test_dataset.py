@@ -340,6 +340,45 @@ def test_disk_full_stops_the_job_and_resumes(
     assert temp_files(dst) == []
 
 
+def test_progress_counts_every_item(tmp_path: Path) -> None:
+    calls: list[tuple[str, int]] = []
+
+    def progress(total: int) -> Any:
+        calls.append(("total", total))
+        return lambda n: calls.append(("done", n))
+
+    src = tmp_path / "src"
+    make_folder(src, 5)
+    (src / "bad.txt").write_text("x")
+    quantize_dataset(src, tmp_path / "d1", 8, workers=1, batch_size=2, progress=progress)
+    assert calls[0] == ("total", 6) and sum(n for what, n in calls[1:]) == 6
+    calls.clear()
+    for s in range(2):
+        make_shard(tmp_path / f"p-{s}.tar", s, n=3, bad=1)
+    quantize_dataset(tmp_path / "p-{0..1}.tar", tmp_path / "d2", 8, workers=1, progress=progress)
+    assert calls == [("total", 6), ("done", 3), ("done", 3)]  # image members, bad ones too
+
+
+def test_a_failing_quantize_costs_only_its_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = dataset_work.quantize
+
+    def picky(pixels: np.ndarray, *args: Any, **kw: Any) -> Any:
+        if pixels.shape[:2] == (16, 20):
+            raise cq.InputError("image: too picky")
+        return real(pixels, *args, **kw)
+
+    monkeypatch.setattr(dataset_work, "quantize", picky)
+    src = tmp_path / "src"
+    make_folder(src, 3)
+    (src / "odd.png").write_bytes(encode(photo(5, 16, 20)))
+    summary = quantize_dataset(src, tmp_path / "d", 8, workers=1, batch_size=4)
+    assert summary.images == 3 and summary.errors == 1
+    errors = (tmp_path / "d" / "colorquant-errors.jsonl").read_text()
+    assert "odd.png" in errors and "too picky" in errors
+
+
 def test_library_errors_name_the_argument(tmp_path: Path) -> None:
     with pytest.raises(cq.InputError, match="n_colors"):
         quantize_dataset(tmp_path, tmp_path / "o", 0)

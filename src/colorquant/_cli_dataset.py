@@ -214,7 +214,8 @@ def dataset(
             device=device,
             engine=engine,  # type: ignore[arg-type]
             restart=restart,
-            progress=start,
+            # The bar is drawn on a terminal only: elsewhere, no scan of the shards for a total.
+            progress=start if sys.stderr.isatty() else None,
         )
     except KeyboardInterrupt:
         raise _fail("interrupted; rerun the same command to resume", 130) from None

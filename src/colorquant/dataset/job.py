@@ -22,6 +22,7 @@ import math
 import multiprocessing
 import os
 import sys
+import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -268,7 +269,7 @@ def _sample_sources(plan: Plan, sample: int) -> Iterator[FileItem | tuple[str, b
                         taken += 1
                 if taken >= quota:
                     break
-        except (OSError, EOFError, Exception) as err:  # a bad shard is recorded when processed
+        except (OSError, EOFError, tarfile.TarError) as err:  # recorded when processed
             log.info("shared palette: skipping %s: %s", shard.src, err)
 
 
@@ -382,6 +383,7 @@ def quantize_dataset(
         seed=seed,
         device=run_device,
         batched=batched,
+        batch_size=size,
     )
     plan = plan_job(os.fspath(src), os.fspath(dst))
     job = {

@@ -59,6 +59,7 @@ class Settings:
         device: where quantizing runs (``"cpu"``, ``"cuda"``, ``"mps"``).
         batched: group same-size images into ``(B, 3, H, W)`` batches for
             :func:`colorquant.quantize_batch` (a GPU), instead of one :func:`quantize` each.
+        batch_size: samples of a shard decoded and quantized together (a GPU batch).
     """
 
     n_colors: int = 256
@@ -70,6 +71,7 @@ class Settings:
     palette: tuple[tuple[int, int, int], ...] | None = None
     device: str = "cpu"
     batched: bool = False
+    batch_size: int = 16
 
     def recorded(self) -> dict[str, Any]:
         """The settings that decide the outputs, as the manifest stores them."""
@@ -215,11 +217,17 @@ def process_files(items: list[FileItem], settings: Settings) -> list[Record]:
             loaded.append((item, load_image(item.src)))
         except (InputError, OSError, MemoryError) as err:
             records.append(_error(item.name, err))
-    try:
-        results = encode_images([image.pixels for _, image in loaded], settings)
-    except (InputError, ValueError, MemoryError) as err:
-        return records + [_error(item.name, err) for item, _ in loaded]
+    # One failure costs only its own image (or its GPU batch).
+    results: list[QuantizeResult | BaseException] = []
+    for group in [loaded] if settings.batched else [[pair] for pair in loaded]:
+        try:
+            results += encode_images([image.pixels for _, image in group], settings)
+        except (InputError, ValueError, MemoryError) as err:
+            results += [err] * len(group)
     for (item, image), result in zip(loaded, results, strict=True):
+        if isinstance(result, BaseException):
+            records.append(_error(item.name, result))
+            continue
         data = result_bytes(result, ".png", image.icc_profile)
         target = Path(item.dst)
         try:
@@ -330,11 +338,12 @@ def _bytes_io(data: bytes) -> IO[bytes]:
     return io.BytesIO(data)
 
 
-def process_shard(item: ShardItem, settings: Settings, chunk: int = 16) -> Record:
+def process_shard(item: ShardItem, settings: Settings) -> Record:
     """Quantize every image of a WebDataset shard into a new shard at ``item.dst``.
 
     The image member ``key.jpg`` becomes the palette PNG ``key.png``; every other member is
-    copied unchanged, in order. Samples are streamed ``chunk`` at a time (one batch on a GPU).
+    copied unchanged, in order. Samples are streamed ``settings.batch_size`` at a time (one batch
+    on a GPU).
     The shard is written under a temporary name and renamed when complete.
 
     Returns:
@@ -352,7 +361,7 @@ def process_shard(item: ShardItem, settings: Settings, chunk: int = 16) -> Recor
             try:
                 for sample in iter_samples(path=item.src):
                     pending.append(sample)
-                    if len(pending) >= chunk:
+                    if len(pending) >= settings.batch_size:
                         _write_samples(out, pending, item.name, settings, totals, errors)
                         pending = []
             except (OSError, tarfile.TarError, EOFError) as err:
