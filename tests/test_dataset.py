@@ -470,8 +470,41 @@ def start_job(args: list[str]) -> subprocess.Popen[str]:
     )
 
 
+def descendants(pid: int) -> set[int]:
+    """Every process under ``pid`` (children, their children, ...), from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_bytes()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[stat.rfind(b")") + 2 :].split()[1])
+    found, grew = {pid}, True
+    while grew:
+        grew = False
+        for child, parent in parents.items():
+            if parent in found and child not in found:
+                found.add(child)
+                grew = True
+    return found - {pid}
+
+
+def alive(pids: set[int]) -> set[int]:
+    return {p for p in pids if Path(f"/proc/{p}").exists() and b"Z" not in _state(p)}
+
+
+def _state(pid: int) -> bytes:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return b"Z"
+    return stat[stat.rfind(b")") + 2 :].split()[0]
+
+
 def kill_after(proc: subprocess.Popen[str], manifest: Path, records: int) -> None:
-    """SIGKILL the job once its manifest holds ``records`` finished items (it must still run)."""
+    """SIGKILL the job once its manifest holds ``records`` finished items (it must still run);
+    its worker processes (and the fork server) must then exit by themselves."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if manifest.exists() and len(manifest.read_text().splitlines()) > records:
@@ -479,9 +512,15 @@ def kill_after(proc: subprocess.Popen[str], manifest: Path, records: int) -> Non
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.01)
     assert proc.poll() is None, "the job ended before the kill"
+    helpers = descendants(proc.pid)
+    assert helpers, "the job runs worker processes"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 30
+    while alive(helpers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(helpers), "workers outlived the killed job"
 
 
 def test_sigkill_mid_folder_job_then_resume(tmp_path: Path) -> None:

@@ -108,7 +108,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     context = multiprocessing.get_context(_start_method())
     threads = max(1, _cpu.get_num_threads() // workers)
     return ProcessPoolExecutor(
-        workers, mp_context=context, initializer=worker_init, initargs=(threads,)
+        workers, mp_context=context, initializer=worker_init, initargs=(threads, os.getpid())
     )
 
 

@@ -10,11 +10,12 @@ to a temporary name and renamed when complete.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
+import os
+import select
 import signal
-import sys
 import tarfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -85,21 +86,41 @@ class Settings:
         }
 
 
-def _die_with_parent() -> None:
-    """Linux: be killed when the parent dies (a SIGKILLed job leaves no worker writing on)."""
-    if sys.platform != "linux":
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+def _exit_with(pid: int) -> None:
+    """Exit this worker as soon as the job's process ``pid`` is gone, even killed by SIGKILL.
+
+    A pool worker would otherwise wait for work forever: it holds both ends of the pool's queue
+    (and, under forkserver, its parent is the fork server, so no parent-death signal comes).
+    Waits on a pidfd where Linux has one, else checks every half second.
+    """
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # not Linux >= 5.3, or already gone
+            fd = None
+        if fd is not None:
+            select.select([fd], [], [])  # readable when the process has exited
+        else:
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:  # alive, another user's (a reused pid): keep waiting
+                    pass
+                time.sleep(0.5)
+        os._exit(1)  # an output being written stays a temporary file: removed on resume
+
+    threading.Thread(target=watch, name="colorquant-job-watch", daemon=True).start()
 
 
-def worker_init(threads: int) -> None:
-    """Start of a worker process: ``threads`` kernel threads, truncated files fail, die with
-    the parent, and leave Ctrl-C to the parent (which stops the pool)."""
+def worker_init(threads: int, job_pid: int) -> None:
+    """Start of a worker process: ``threads`` kernel threads, truncated files fail, exit with
+    the job's process ``job_pid``, and leave Ctrl-C to the job (which stops the pool)."""
     from PIL import ImageFile
 
-    _die_with_parent()
+    _exit_with(job_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     _cpu.set_num_threads(max(1, threads))
