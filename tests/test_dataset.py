@@ -308,6 +308,41 @@ def test_shared_palette_is_one_palette_for_all(tmp_path: Path) -> None:
         used |= {tuple(c) for c in np.unique(rgb.reshape(-1, 3), axis=0).tolist()}
     assert used <= palette  # every image uses colors of the one palette only
     assert len(used) > 6  # and not a palette of a few colors each
+    again = quantize_dataset(src, dst, K, shared_palette=True, sample=4, workers=1)
+    assert again.done_before == 6 and again.processed == 0  # the palette is not fitted again
+
+
+def test_shared_palette_over_shards(tmp_path: Path) -> None:
+    for s in range(2):
+        make_shard(tmp_path / f"p-{s}.tar", s, n=3)
+    dst = tmp_path / "out"
+    summary = quantize_dataset(
+        tmp_path / "p-{0..1}.tar", dst, 8, shared_palette=True, sample=2, workers=1
+    )
+    assert summary.images == 6
+    palette = json.loads((dst / MANIFEST_NAME).read_text().splitlines()[0])["palette"]
+    colors = {tuple(c) for c in palette}
+    for s in range(2):
+        for name, data in read_shard(dst / f"p-{s}.tar"):
+            if name.endswith(".png"):
+                rgb = check_palette_png(data, None, k=8)
+                assert {tuple(c) for c in rgb.reshape(-1, 3).tolist()} <= colors
+
+
+def test_a_cut_last_line_is_dropped_and_a_damaged_manifest_refused(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_folder(src, 3)
+    quantize_dataset(src, dst, 8, workers=1)
+    manifest = dst / MANIFEST_NAME
+    whole = manifest.read_bytes()
+    manifest.write_bytes(whole[:-9])  # a kill while the last line was written
+    summary = quantize_dataset(src, dst, 8, workers=1)
+    assert summary.done_before == 2 and summary.processed == 1
+    assert manifest.read_bytes().count(b"\n") == 4 and manifest.read_bytes().endswith(b"\n")
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join([lines[0], "{oops", *lines[2:]]) + "\n")
+    with pytest.raises(cq.InputError, match="line 2: not a manifest record"):
+        quantize_dataset(src, dst, 8, workers=1)
 
 
 def test_disk_full_stops_the_job_and_resumes(

@@ -139,10 +139,9 @@ class Manifest:
             raw = self.path.read_bytes()
         except OSError as err:
             raise InputError(f"{self.path}: cannot read: {err.strerror or err}") from None
-        lines = raw.split(b"\n")
         complete = raw.rfind(b"\n") + 1
         try:
-            header = json.loads(lines[0])
+            header = json.loads(raw.split(b"\n", 1)[0])
             old_job = header["job"]
         except (ValueError, KeyError, TypeError):
             raise InputError(f"{self.path}: not a colorquant manifest (bad first line)") from None
@@ -153,17 +152,22 @@ class Manifest:
                 "rerun with the same settings to resume, or pass --restart to start over"
             )
         self.palette = header.get("palette")
-        for line in lines[1:]:
+        # Only the text after the last newline can be cut by a kill; every line before it is
+        # whole, and one that does not read back means the file was damaged.
+        for number, line in enumerate(raw[:complete].split(b"\n")[1:], start=2):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-            except ValueError:
-                break  # the last line, cut by a kill: dropped below
-            if record["item"] in self.done:
-                continue
+                if record["item"] in self.done:
+                    continue
+                self._errors += self.totals.add(record)
+            except (ValueError, KeyError, TypeError):
+                raise InputError(
+                    f"{self.path}, line {number}: not a manifest record (the file was "
+                    "changed?); pass --restart to start over"
+                ) from None
             self.done.add(record["item"])
-            self._errors += self.totals.add(record)
         if complete < len(raw):
             # A line cut by a kill: the item is simply done again.
             with open(self.path, "r+b") as fh:
