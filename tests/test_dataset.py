@@ -412,6 +412,15 @@ def test_a_failing_quantize_costs_only_its_image(
     assert summary.images == 3 and summary.errors == 1
     errors = (tmp_path / "d" / "colorquant-errors.jsonl").read_text()
     assert "odd.png" in errors and "too picky" in errors
+    # In a shard: the sample is left out, the others written.
+    with tarfile.open(tmp_path / "s.tar", "w") as tar:
+        for key, array in (("a", photo(1)), ("b", photo(2, 16, 20)), ("c", photo(3))):
+            add_member(tar, f"{key}.png", encode(array))
+            add_member(tar, f"{key}.txt", key.encode())
+    summary = quantize_dataset(tmp_path / "s.tar", tmp_path / "ds", 8, workers=1)
+    assert summary.images == 2 and summary.errors == 1
+    names = [n for n, _ in read_shard(tmp_path / "ds" / "s.tar")]
+    assert names == ["a.png", "a.txt", "c.png", "c.txt"]
 
 
 def test_library_errors_name_the_argument(tmp_path: Path) -> None:

@@ -25,7 +25,6 @@ import numpy as np
 from .. import _cpu
 from .._checks import InputError
 from ..io import (
-    ImageFileError,
     WriteError,
     atomic_write,
     load_image,
@@ -208,6 +207,19 @@ def encode_images(pixels: list[np.ndarray], settings: Settings) -> list[Quantize
     ]
 
 
+def _encode_each(
+    pixels: list[np.ndarray], settings: Settings
+) -> list[QuantizeResult | BaseException]:
+    """:func:`encode_images`, a failure costing only its own image (or its GPU batch)."""
+    results: list[QuantizeResult | BaseException] = []
+    for group in [pixels] if settings.batched else [[p] for p in pixels]:
+        try:
+            results += encode_images(group, settings)
+        except (InputError, ValueError, MemoryError) as err:
+            results += [err] * len(group)
+    return results
+
+
 def _psnr(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
@@ -238,13 +250,7 @@ def process_files(items: list[FileItem], settings: Settings) -> list[Record]:
             loaded.append((item, load_image(item.src)))
         except (InputError, OSError, MemoryError) as err:
             records.append(_error(item.name, err))
-    # One failure costs only its own image (or its GPU batch).
-    results: list[QuantizeResult | BaseException] = []
-    for group in [loaded] if settings.batched else [[pair] for pair in loaded]:
-        try:
-            results += encode_images([image.pixels for _, image in group], settings)
-        except (InputError, ValueError, MemoryError) as err:
-            results += [err] * len(group)
+    results = _encode_each([image.pixels for _, image in loaded], settings)
     for (item, image), result in zip(loaded, results, strict=True):
         if isinstance(result, BaseException):
             records.append(_error(item.name, result))
@@ -308,7 +314,8 @@ def _write_samples(
 ) -> None:
     """Quantize the image members of ``samples`` and write them, other members unchanged.
 
-    A sample whose image cannot be decoded is left out whole and recorded in ``errors``.
+    A sample whose image cannot be decoded or quantized is left out whole and recorded in
+    ``errors``.
     """
     decoded: list[tuple[int, int, Any]] = []  # (sample, member, LoadedImage)
     bad: set[int] = set()
@@ -329,9 +336,15 @@ def _write_samples(
                 errors.append(_error(label, err))
                 bad.add(s)
     keep = [d for d in decoded if d[0] not in bad]
-    results = encode_images([image.pixels for _, _, image in keep], settings)
+    results = _encode_each([image.pixels for _, _, image in keep], settings)
+    for (s, j, _), result in zip(keep, results, strict=True):
+        if isinstance(result, BaseException):
+            errors.append(_error(f"{shard}:{samples[s][j].info.name}", result))
+            bad.add(s)
     replaced: dict[tuple[int, int], tuple[tarfile.TarInfo, bytes]] = {}
     for (s, j, image), result in zip(keep, results, strict=True):
+        if s in bad or isinstance(result, BaseException):
+            continue
         data = result_bytes(result, ".png", image.icc_profile)
         replaced[s, j] = (_png_member(samples[s][j].info, data), data)
         totals.images += 1
@@ -393,8 +406,6 @@ def process_shard(item: ShardItem, settings: Settings) -> Record:
         Path(item.dst).parent.mkdir(parents=True, exist_ok=True)
         size = atomic_write(item.dst, writer, force=True)
     except _ShardReadError as err:
-        return _error(item.name, err)
-    except ImageFileError as err:  # pragma: no cover - decoding errors are caught per member
         return _error(item.name, err)
     except (WriteError, OSError) as err:
         return _fatal(item.name, err)
