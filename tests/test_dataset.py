@@ -254,6 +254,10 @@ def test_bad_destinations_one_line(tmp_path: Path, where: str, fragment: str) ->
 
 def test_missing_source_and_bad_options(tmp_path: Path) -> None:
     one_error_line(run(tmp_path / "nothing", tmp_path / "dst"), "no such folder")
+    (tmp_path / "one.png").write_bytes(encode(photo(0)))
+    one_error_line(run(tmp_path / "one.png", tmp_path / "dst"), "binary file", "quantize")
+    (tmp_path / "empty.txt").write_text("# nothing\n\n")
+    one_error_line(run(tmp_path / "empty.txt", tmp_path / "dst"), "names no images")
     assert not (tmp_path / "dst").exists()
     result = run(tmp_path, tmp_path / "dst", "-k", "300")
     assert result.exit_code == 2  # click's usage error

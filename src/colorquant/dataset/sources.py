@@ -192,9 +192,18 @@ def _walk(root: Path) -> list[tuple[str, str]]:
 
 def _list_entries(list_file: Path) -> list[str]:
     try:
-        text = list_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{list_file}: cannot read the list file: {err}") from None
+        data = list_file.read_bytes()
+    except OSError as err:
+        raise InputError(f"{list_file}: cannot read the list file: {err.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "\x00"
+    if "\x00" in text:
+        raise InputError(
+            f"SRC {str(list_file)!r}: a binary file, not a list of paths (a folder, a text file "
+            "of paths or a .tar shard; one image: colorquant quantize)"
+        )
     entries = []
     for line in text.splitlines():
         line = line.strip()
