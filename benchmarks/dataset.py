@@ -16,13 +16,16 @@ Each is timed ``--repeat`` times, alternating, and the medians and their ratio t
 reported, with images/s, bytes before and after, and the peak memory of the whole process tree
 (the resident set sizes of the command and all its descendants, summed, sampled from /proc
 every 50 ms). ``pngquant`` is the binary of the PyPI package ``pngquant-cli`` (dev lock).
+Also the CPU time of each stage of one image on one thread (``--stages-only``: just that).
 
     .venv/bin/python benchmarks/dataset.py --count 1000 --repeat 1
+    .venv/bin/python benchmarks/dataset.py --stages-only --out benchmarks/dataset_stages.md
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -33,6 +36,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import IO
 
 from PIL import Image
 
@@ -142,6 +146,37 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*.png"))
 
 
+def _write_bytes(data: bytes, fh: IO[bytes]) -> None:
+    fh.write(data)
+
+
+def stage_times(kodak: list[Path]) -> list[list[str]]:
+    """Median CPU time of each stage of one image, on one kernel thread, over the photos:
+    what a worker spends (decode, quantize in the default space, PNG encode, atomic write)."""
+    from colorquant import _cpu, quantize
+    from colorquant.io import atomic_write, load_image, result_bytes
+
+    _cpu.set_num_threads(1)
+    stages: dict[str, list[float]] = {"decode (Pillow)": [], "quantize, K = 256": []}
+    stages.update({"encode PNG (zlib level 7)": [], "write: temporary file, fsync, rename": []})
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in kodak:
+            t0 = time.perf_counter()
+            image = load_image(path)
+            t1 = time.perf_counter()
+            result = quantize(image.pixels, 256, device="cpu")
+            t2 = time.perf_counter()
+            data = result_bytes(result, ".png", image.icc_profile)
+            t3 = time.perf_counter()
+            atomic_write(Path(tmp) / path.name, functools.partial(_write_bytes, data))
+            t4 = time.perf_counter()
+            for name, seconds in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                stages[name].append(seconds)
+    rows = [[name, f"{1000 * statistics.median(ts):.0f}"] for name, ts in stages.items()]
+    total = sum(statistics.median(ts) for ts in stages.values())
+    return [*rows, ["sum", f"{1000 * total:.0f}"]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
@@ -150,8 +185,20 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=256)
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray engine")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "dataset.md")
+    parser.add_argument(
+        "--stages-only", action="store_true", help="only the per-stage times of one image"
+    )
     args = parser.parse_args()
     load_at_start = load_average()
+    stages = markdown_table(
+        ["stage (one image, one thread)", "median ms"], stage_times(list_images(args.images, None))
+    )
+    if args.stages_only:
+        title = "Dataset job: CPU time of each stage of one Kodak photo"
+        text = "\n".join(report_header(title, 1, "cpu", load_at_start)) + f"\n\n{stages}\n"
+        args.out.write_text(text)
+        print(text)
+        return
     colorquant, pngquant = _tool("colorquant"), _tool("pngquant")
     k = str(args.k)
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -239,7 +286,8 @@ def main() -> None:
         f"Medians of {args.repeat} alternating run(s) of each command, wall time of the whole "
         "command (start-up included); 'time / pngquant' compares with xargs -P 1 for one worker "
         "and xargs -P 2 for two (and for Ray). Peak memory: resident set sizes of the command "
-        "and all its descendants, summed, sampled every 50 ms.\n"
+        "and all its descendants, summed, sampled every 50 ms.\n\n"
+        f"What one worker spends on each of the 24 Kodak photos (medians):\n\n{stages}\n"
     )
     args.out.write_text(text)
     print(text)
