@@ -256,6 +256,12 @@ def test_given_rgb_palette_gets_a_transparent_entry() -> None:
 def test_shared_palette_over_rgb_and_rgba() -> None:
     q = cq.Quantizer(8).fit([photo(5), sprite(6)])
     assert q.palette.shape[1] == 4 and (q.palette[:, 3] == 0).sum() == 1
+    # The same one image at a time (a dataset, the command's --shared-palette): equal.
+    for first, second in ((photo(5), sprite(6)), (sprite(6), photo(5))):
+        streamed = cq.Quantizer(8).partial_fit(first).partial_fit(second)
+        np.testing.assert_array_equal(
+            sorted(map(tuple, streamed.palette.tolist())), sorted(map(tuple, q.palette.tolist()))
+        )
     opaque = q.apply(photo(5))
     assert (opaque.palette[:, 3] == 255).all()
 

@@ -1024,5 +1024,9 @@ def plot(
     )
 
 
+from ._cli_dataset import dataset  # noqa: E402 (its own module: colorquant dataset, issue 9)
+
+main.add_command(dataset)
+
 if __name__ == "__main__":
     main(prog_name=PROG)

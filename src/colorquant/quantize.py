@@ -302,6 +302,15 @@ def _with_alpha(colors: np.ndarray) -> np.ndarray:
     return np.concatenate([colors, opaque], axis=-1)
 
 
+def _rgba_histogram_of(hist: ColorHistogram) -> ColorHistogram:
+    """An RGB histogram as an RGBA one (opaque colors, on the host; the same order)."""
+    if hist.colors.shape[1] == 4:
+        return hist
+    colors = _with_alpha(to_numpy(hist.colors))
+    inverse = None if hist.inverse is None else to_numpy(hist.inverse)
+    return ColorHistogram(colors, to_numpy(hist.counts), inverse)
+
+
 def _encode(colors: Any, space: ColorSpace) -> Any:
     """Clustering coordinates of ``(M, 3)`` colors, or of ``(M, 4)`` RGBA (premultiplied:
     :func:`colorquant.alpha.encode_rgba`)."""
@@ -559,7 +568,10 @@ class Quantizer:
         """
         new = self._merged(images, "partial_fit")
         if self._seen is not None:
-            new = merge_histograms([self._seen, new])
+            seen = self._seen
+            if seen.colors.shape[1] != new.colors.shape[1]:  # RGB beside RGBA: both RGBA
+                seen, new = _rgba_histogram_of(seen), _rgba_histogram_of(new)
+            new = merge_histograms([seen, new])
         self._seen, self._stale = ColorHistogram(new.colors, new.counts, None), True
         return self
 

@@ -1,0 +1,297 @@
+"""Dataset throughput: ``colorquant dataset`` against ``pngquant 256`` run by ``xargs -P``.
+
+The dataset is ``--count`` Kodak-sized photos made once from Kodak's 24 (each a copy with a
+small crop of 0..6 pixels at the left and top and a flip chosen by its number, so no two files
+are equal), written as PNG into a temporary folder. Every command then quantizes the whole
+folder at K = 256 in the default space, without dithering, into an empty folder:
+
+- ``colorquant dataset SRC DST -k 256 --workers W`` for W = 1 and 2 (1: in the command's own
+  process, on every core's thread; 2: two worker processes of one kernel thread each);
+- ``colorquant dataset ... --engine ray --workers 2``: Ray Data on a local instance that the
+  command starts (its start-up, several seconds, is in the time);
+- ``xargs -P P -L 1 pngquant 256 --nofs --force --output OUT IN`` for P = 1 and 2 (one
+  ``pngquant`` process a file, ``--nofs``: no dithering, as colorquant's default).
+
+Each is timed ``--repeat`` times, alternating, and the medians and their ratio to pngquant are
+reported, with images/s, bytes before and after, and the peak memory of the whole process tree
+(the resident set sizes of the command and all its descendants, summed, sampled from /proc
+every 50 ms). ``pngquant`` is the binary of the PyPI package ``pngquant-cli`` (dev lock).
+Also the CPU time of each stage of one image on one thread (``--stages-only``: just that).
+
+    .venv/bin/python benchmarks/dataset.py --count 1000 --repeat 1
+    .venv/bin/python benchmarks/dataset.py --stages-only --out benchmarks/dataset_stages.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import IO
+
+from PIL import Image
+
+from _common import (
+    BENCH_DIR,
+    DEFAULT_IMAGES,
+    list_images,
+    load_average,
+    markdown_table,
+    report_header,
+)
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def _tool(name: str) -> str:
+    found = VENV_BIN / name
+    if found.exists():
+        return str(found)
+    path = shutil.which(name)
+    if path is None:
+        raise SystemExit(f"{name} not found: install the dev lock (make test) first")
+    return path
+
+
+def _variant(job: tuple[Path, Path, int]) -> int:
+    """Write copy number ``i`` of a Kodak photo: cropped by ``i % 7`` pixels, maybe flipped."""
+    source, target, i = job
+    with Image.open(source) as opened:
+        image = opened.convert("RGB")
+    crop = i % 7
+    image = image.crop((crop, crop, image.width, image.height))
+    if i // 24 % 2:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if i // 48 % 2:
+        image = image.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    image.save(target)
+    return target.stat().st_size
+
+
+def make_dataset(kodak: list[Path], folder: Path, count: int) -> int:
+    """``count`` PNG variants of the Kodak photos in ``folder``; their total bytes."""
+    jobs = [(kodak[i % len(kodak)], folder / f"img{i:05d}.png", i) for i in range(count)]
+    with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
+        return sum(pool.map(_variant, jobs, chunksize=8))
+
+
+def _tree_rss(root: int) -> int:
+    """Resident bytes of ``root`` and all its descendants (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        parents[int(entry)] = int(fields[1])
+    family, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, ppid in parents.items():
+            if ppid in family and pid not in family:
+                family.add(pid)
+                grew = True
+    total = 0
+    for pid in family:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as fh:
+                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def measure(command: list[str], shell: bool = False) -> tuple[float, int]:
+    """Wall seconds of ``command`` and the peak resident bytes of its process tree."""
+    peak = 0
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        " ".join(command) if shell else command,
+        shell=shell,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.05):
+            peak = max(peak, _tree_rss(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, err = proc.communicate()
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"{command[0]} failed: {err.decode(errors='replace')}")
+    return seconds, peak
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*.png"))
+
+
+def _write_bytes(data: bytes, fh: IO[bytes]) -> None:
+    fh.write(data)
+
+
+def stage_times(kodak: list[Path]) -> list[list[str]]:
+    """Median CPU time of each stage of one image, on one kernel thread, over the photos:
+    what a worker spends (decode, quantize in the default space, PNG encode, atomic write)."""
+    from colorquant import _cpu, quantize
+    from colorquant.io import atomic_write, load_image, result_bytes
+
+    _cpu.set_num_threads(1)
+    stages: dict[str, list[float]] = {"decode (Pillow)": [], "quantize, K = 256": []}
+    stages.update({"encode PNG (zlib level 7)": [], "write: temporary file, fsync, rename": []})
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in kodak:
+            t0 = time.perf_counter()
+            image = load_image(path)
+            t1 = time.perf_counter()
+            result = quantize(image.pixels, 256, device="cpu")
+            t2 = time.perf_counter()
+            data = result_bytes(result, ".png", image.icc_profile)
+            t3 = time.perf_counter()
+            atomic_write(Path(tmp) / path.name, functools.partial(_write_bytes, data))
+            t4 = time.perf_counter()
+            for name, seconds in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                stages[name].append(seconds)
+    rows = [[name, f"{1000 * statistics.median(ts):.0f}"] for name, ts in stages.items()]
+    total = sum(statistics.median(ts) for ts in stages.values())
+    return [*rows, ["sum", f"{1000 * total:.0f}"]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--k", type=int, default=256)
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray engine")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "dataset.md")
+    parser.add_argument(
+        "--stages-only", action="store_true", help="only the per-stage times of one image"
+    )
+    args = parser.parse_args()
+    load_at_start = load_average()
+    stages = markdown_table(
+        ["stage (one image, one thread)", "median ms"], stage_times(list_images(args.images, None))
+    )
+    if args.stages_only:
+        title = "Dataset job: CPU time of each stage of one Kodak photo"
+        text = "\n".join(report_header(title, 1, "cpu", load_at_start)) + f"\n\n{stages}\n"
+        args.out.write_text(text)
+        print(text)
+        return
+    colorquant, pngquant = _tool("colorquant"), _tool("pngquant")
+    k = str(args.k)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        src = tmp / "src"
+        src.mkdir()
+        start = time.perf_counter()
+        bytes_in = make_dataset(list_images(args.images, None), src, args.count)
+        print(
+            f"made {args.count} images, {bytes_in:,} bytes, in {time.perf_counter() - start:.0f} s"
+        )
+        inputs = sorted(src.iterdir())
+        commands: dict[str, tuple[list[str], bool]] = {}
+        for workers in (1, 2):
+            commands[f"colorquant dataset --workers {workers}"] = (
+                [colorquant, "dataset", str(src), "{out}", "-k", k, "--workers", str(workers)],
+                False,
+            )
+        if not args.no_ray:
+            commands["colorquant dataset --engine ray --workers 2"] = (
+                [colorquant, "dataset", str(src), "{out}", "-k", k, "--engine", "ray",
+                 "--workers", "2"],
+                False,
+            )  # fmt: skip
+        for parallel in (1, 2):
+            pairs = tmp / "pairs.txt"
+            commands[f"xargs -P {parallel} pngquant {k} --nofs"] = (
+                ["xargs", "-P", str(parallel), "-L", "1", "-a", str(pairs), pngquant, k, "--nofs",
+                 "--force", "--output"],
+                False,
+            )  # fmt: skip
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        peaks: dict[str, list[int]] = {name: [] for name in commands}
+        sizes: dict[str, int] = {}
+        for round_ in range(args.repeat):
+            for name, (command, shell) in commands.items():
+                out = tmp / f"out-{round_}-{len(times[name])}-{name.split()[0]}"
+                out.mkdir()
+                (tmp / "pairs.txt").write_text("".join(f"{out / p.name} {p}\n" for p in inputs))
+                argv = [str(out) if part == "{out}" else part for part in command]
+                seconds, peak = measure(argv, shell)
+                times[name].append(seconds)
+                peaks[name].append(peak)
+                sizes[name] = folder_bytes(out)
+                written = len(list(out.rglob("*.png")))
+                if written != len(inputs):
+                    raise SystemExit(f"{name}: wrote {written} of {len(inputs)} images")
+                print(f"{name}: {seconds:.1f} s, peak {peak / 2**20:.0f} MiB", flush=True)
+                shutil.rmtree(out)
+    base1 = statistics.median(times[f"xargs -P 1 pngquant {k} --nofs"])
+    base2 = statistics.median(times[f"xargs -P 2 pngquant {k} --nofs"])
+    rows = []
+    for name in commands:
+        med = statistics.median(times[name])
+        base = base1 if "-P 1" in name or "--workers 1" in name else base2
+        rows.append(
+            [
+                name,
+                f"{med:.1f}",
+                f"{args.count / med:.2f}",
+                f"{med / base:.2f}",
+                f"{sizes[name]:,}",
+                f"{sizes[name] / bytes_in:.1%}",
+                f"{max(peaks[name]) / 2**20:.0f}",
+            ]
+        )
+    table = markdown_table(
+        [
+            "command",
+            "median s",
+            "images/s",
+            "time / pngquant (same parallelism)",
+            "bytes after",
+            "of before",
+            "peak MiB (all processes)",
+        ],
+        rows,
+        "lrrrrrr",
+    )
+    title = f"Dataset throughput: {args.count} Kodak-sized PNGs, K = {args.k}, no dithering"
+    text = (
+        "\n".join(report_header(title, 2, "cpu", load_at_start))
+        + f"\n\nBytes before: {bytes_in:,} ({args.count} PNG files, about "
+        f"{bytes_in / args.count / 1024:.0f} KiB each).\n\n{table}\n\n"
+        f"Medians of {args.repeat} alternating run(s) of each command, wall time of the whole "
+        "command (start-up included); 'time / pngquant' compares with xargs -P 1 for one worker "
+        "and xargs -P 2 for two (and for Ray). Peak memory: resident set sizes of the command "
+        "and all its descendants, summed, sampled every 50 ms.\n\n"
+        f"What one worker spends on each of the 24 Kodak photos (medians):\n\n{stages}\n"
+    )
+    args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""``colorquant dataset SRC DST``: quantize a whole dataset, resumably (registered in cli.py).
+
+Reports as the other commands do: one line ``colorquant: error: <message>`` on stderr, exit
+status 1 and no traceback for a bad SRC, a DST of another job, an unwritable DST or a disk that
+fills up (the job then stops where it is, and rerunning the same command resumes it); 130 when
+interrupted. Bad images are no failure: they are listed in DST's errors file and counted. The
+package :mod:`colorquant.dataset` is imported only when the command runs (the other commands
+start without it), and it imports neither torch (but for a GPU) nor Ray (but for --engine ray).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ._checks import DEVICES, InputError
+from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE
+from .quantize import DEFAULT_SPEED, DITHERS
+
+__all__ = ["dataset"]
+
+PROG = "colorquant"
+CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _fail(error: BaseException | str, status: int = 1) -> click.exceptions.Exit:
+    text = error if isinstance(error, str) else (str(error) or type(error).__name__)
+    click.echo(f"{PROG}: error: {' '.join(text.split())}", err=True)
+    return click.exceptions.Exit(status)
+
+
+def _progress_bar() -> tuple[Callable[[int], Callable[[int], None]], list[Any]]:
+    """A tqdm bar on stderr (images/s and ETA); tqdm turns it off when stderr is no TTY."""
+    bars: list[Any] = []
+
+    def start(total: int) -> Callable[[int], None]:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total or None, unit="image", file=sys.stderr, disable=None)
+        bars.append(bar)
+
+        def update(count: int) -> None:
+            bar.update(count)
+
+        return update
+
+    return start, bars
+
+
+def _human(summary: Any) -> list[str]:
+    ratio = f" ({summary.bytes_out / summary.bytes_in:.1%})" if summary.bytes_in else ""
+    psnr = "n/a" if summary.mean_psnr is None else f"{summary.mean_psnr:.2f} dB"
+    lossless = f" ({summary.lossless:,} lossless)" if summary.lossless else ""
+    errors = f"{summary.errors:,} errors"
+    if summary.errors:
+        errors += f" (listed in {summary.errors_file})"
+    unit = "shards" if summary.kind == "shards" else "files"
+    before = (
+        f", {summary.done_before:,} of {summary.items:,} {unit} done before"
+        if summary.done_before
+        else ""
+    )
+    return [
+        f"{summary.source} -> {summary.destination}: {summary.images:,} images, {errors}",
+        f"bytes {summary.bytes_in:,} -> {summary.bytes_out:,}{ratio}, mean PSNR {psnr}{lossless}",
+        f"{summary.seconds:.1f} s, {summary.images_per_second:.2f} images/s "
+        f"({summary.engine}, {summary.workers} workers){before}",
+    ]
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("src", metavar="SRC")
+@click.argument("dst", metavar="DST")
+@click.option(
+    "-k",
+    "--colors",
+    "n_colors",
+    type=click.IntRange(1, 256),
+    default=256,
+    show_default=True,
+    metavar="K",
+    help="Palette size, 1..256.",
+)
+@click.option(
+    "--space",
+    "color_space",
+    type=click.Choice(COLOR_SPACES),
+    default=DEFAULT_COLOR_SPACE,
+    show_default=True,
+    help="Color space the distances are measured in.",
+)
+@click.option(
+    "--dither",
+    type=click.Choice(DITHERS),
+    default="none",
+    show_default=True,
+    help="fs: Floyd-Steinberg error diffusion; ordered: 8x8 Bayer pattern.",
+)
+@click.option(
+    "--dither-strength",
+    type=click.FloatRange(0.0, 1.0),
+    default=1.0,
+    show_default=True,
+    help="How much of the dither, 0..1.",
+)
+@click.option(
+    "--speed",
+    type=click.IntRange(1, 10),
+    default=DEFAULT_SPEED,
+    show_default=True,
+    help="1 (slowest, best) .. 10 (fastest).",
+)
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed."
+)
+@click.option(
+    "--shared-palette",
+    is_flag=True,
+    help="Fit one palette on a sample of the dataset (--sample images) and map every image to it.",
+)
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Images the shared palette is fitted on, spread over the dataset.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (1: in this process).  [default: the CPU count]",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Images per task (a GPU batch).  [default: 16 on a GPU, else 4]",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help=f"One of {', '.join(DEVICES)}; on a GPU same-size images are quantized in batches.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: worker processes here; ray: Ray Data, on RAY_ADDRESS's cluster or a local "
+    "instance (pip install 'colorquant[ray]').",
+)
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Forget DST's manifest and start over (also: write into a non-empty DST).",
+)
+@click.option("--json", "as_json", is_flag=True, help="The summary as one JSON object.")
+def dataset(
+    src: str,
+    dst: str,
+    n_colors: int,
+    color_space: str,
+    dither: str,
+    dither_strength: float,
+    speed: int,
+    seed: int,
+    shared_palette: bool,
+    sample: int,
+    workers: int | None,
+    batch_size: int | None,
+    device: str,
+    engine: str,
+    restart: bool,
+    as_json: bool,
+) -> None:
+    """Quantize every image of SRC into palette PNGs under DST; rerun to resume.
+
+    SRC is a folder (recursive; DST gets the same relative paths, suffix .png), a list file (one
+    image path a line, relative to the list's folder), a WebDataset shard or a pattern
+    data-{000000..000099}.tar (DST: a folder, or a pattern of as many names; each image member
+    is replaced by its palette PNG, every other member copied unchanged).
+
+    DST/colorquant-manifest.jsonl records what is done: rerunning the same command skips it, and
+    a kill at any moment loses nothing and leaves no partial file. Bad images are skipped and
+    listed in DST/colorquant-errors.jsonl. At the end: images, bytes before and after, mean
+    PSNR, errors and time (--json: one object with the keys of
+    colorquant.dataset.DatasetSummary).
+    """
+    from .dataset import quantize_dataset
+    from .io import WriteError
+
+    start, bars = _progress_bar()
+    try:
+        summary = quantize_dataset(
+            src,
+            dst,
+            n_colors,
+            color_space=color_space,  # type: ignore[arg-type]
+            dither=dither,  # type: ignore[arg-type]
+            dither_strength=dither_strength,
+            speed=speed,
+            seed=seed,
+            shared_palette=shared_palette,
+            sample=sample,
+            workers=workers,
+            batch_size=batch_size,
+            device=device,
+            engine=engine,  # type: ignore[arg-type]
+            restart=restart,
+            # The bar is drawn on a terminal only: elsewhere, no scan of the shards for a total.
+            progress=start if sys.stderr.isatty() else None,
+        )
+    except KeyboardInterrupt:
+        raise _fail("interrupted; rerun the same command to resume", 130) from None
+    except (InputError, WriteError, OSError, ValueError, MemoryError) as error:
+        raise _fail(error) from None
+    finally:
+        for bar in bars:
+            bar.close()
+    if as_json:
+        record = summary.to_json()
+        if record["mean_psnr"] is not None and not math.isfinite(record["mean_psnr"]):
+            record["mean_psnr"] = None
+        click.echo(json.dumps(record))
+    else:
+        for line in _human(summary):
+            click.echo(line)

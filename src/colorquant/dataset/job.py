@@ -1,0 +1,464 @@
+"""A dataset job from start to end: plan, resume, shared palette, engines, summary.
+
+:func:`quantize_dataset` is what ``colorquant dataset`` runs. The work itself is the per-batch
+functions of :mod:`.work`; an engine only decides where they run:
+
+- ``"local"``: worker processes on this machine (forkserver on Linux, spawn elsewhere, so no
+  state is inherited), at most two batches in flight per worker (memory stays flat however
+  large the dataset: results stream into the manifest), each worker on
+  ``threads // workers`` kernel threads so that the workers never oversubscribe the cores. One
+  worker runs in the calling process. A GPU (``device`` cuda/mps) takes batches of same-size
+  images at once.
+- ``"ray"``: the same function in Ray Data's ``map_batches`` over ``ray.data.from_items``, on
+  the Ray instance of ``RAY_ADDRESS`` (a cluster) or a local one started for the job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import multiprocessing
+import os
+import sys
+import tarfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from .. import _cpu
+from .._checks import InputError, check_choice, check_int_range, resolve_device
+from ..color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
+from ..io import WriteError
+from ..quantize import DEFAULT_SPEED, DITHERS, Dither, Quantizer
+from .manifest import Manifest
+from .sources import FileItem, Plan, ShardItem, count_images, image_field, iter_samples, plan_job
+from .sources import sample_key as _sample_key
+from .work import Settings, load_pixels, process_files, process_shard, worker_init
+
+__all__ = ["ENGINES", "DatasetSummary", "Engine", "JobStopped", "quantize_dataset"]
+
+log = logging.getLogger(__name__)
+
+Engine = Literal["local", "ray"]
+ENGINES: tuple[Engine, ...] = ("local", "ray")
+Progress = Callable[[int], Callable[[int], None]]
+"""Called once with the number of images to do; returns what is called with each count done."""
+
+
+class JobStopped(WriteError):
+    """The job stopped before the end (an output could not be written, a worker died); what it
+    finished is in the manifest, and rerunning the same job resumes it."""
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What a dataset job did, over all its runs (``done_before`` came from earlier ones).
+
+    Attributes:
+        kind: ``"folder"``, ``"list"`` or ``"shards"``.
+        items: files or shards in SRC; ``done_before`` of them were done by an earlier run,
+            ``processed`` by this one.
+        images: images quantized and written; ``errors``: bad items skipped (in ``errors_file``).
+        bytes_in, bytes_out: bytes of the input images and of their palette PNGs.
+        mean_psnr: mean PSNR (dB) over the images that are not lossless (``lossless`` of them).
+        seconds: wall time of this run; ``images_per_second``: this run's images over it.
+    """
+
+    kind: str
+    source: str
+    destination: str
+    items: int
+    done_before: int
+    processed: int
+    images: int
+    errors: int
+    bytes_in: int
+    bytes_out: int
+    mean_psnr: float | None
+    lossless: int
+    seconds: float
+    images_per_second: float
+    engine: str
+    workers: int
+    manifest: str
+    errors_file: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary as a JSON-ready dict (the keys are the attribute names)."""
+        return asdict(self)
+
+
+def _start_method() -> str:
+    return "forkserver" if sys.platform == "linux" else "spawn"
+
+
+def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    context = multiprocessing.get_context(_start_method())
+    threads = max(1, _cpu.get_num_threads() // workers)
+    return ProcessPoolExecutor(
+        workers, mp_context=context, initializer=worker_init, initargs=(threads, os.getpid())
+    )
+
+
+def _stream(
+    pool: ProcessPoolExecutor, function: Callable[..., Any], units: Iterable[Any], *args: Any
+) -> Iterator[Any]:
+    """``function(unit, *args)`` in the pool, at most two per worker in flight; results as they
+    come (any order)."""
+    limit = 2 * pool._max_workers  # type: ignore[attr-defined]
+    source = iter(units)
+    pending: set[Future[Any]] = set()
+    try:
+        while True:
+            while len(pending) < limit:
+                unit = next(source, None)
+                if unit is None:
+                    break
+                pending.add(pool.submit(function, unit, *args))
+            if not pending:
+                return
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _as_records(kind: str, value: Any) -> list[dict[str, Any]]:
+    return [value] if kind == "shards" else list(value)
+
+
+def _run_local(
+    plan_kind: str,
+    units: list[Any],
+    settings: Settings,
+    workers: int,
+    on_record: Callable[[dict[str, Any]], None],
+) -> None:
+    function: Callable[..., Any] = process_shard if plan_kind == "shards" else process_files
+    if workers == 1:
+        with _cpu.shared_threads(1):
+            for unit in units:
+                for record in _as_records(plan_kind, function(unit, settings)):
+                    on_record(record)
+        return
+    pool = _pool(workers)
+    try:
+        for value in _stream(pool, function, units, settings):
+            for record in _as_records(plan_kind, value):
+                on_record(record)
+    except BrokenProcessPool:
+        raise JobStopped(
+            "a worker process died (killed, or out of memory?); rerun the same command to resume"
+        ) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def ray_batch(batch: dict[str, Any], settings: Settings, kind: str) -> dict[str, Any]:
+    """The Ray Data ``map_batches`` function: a batch of rows ``name, src, dst`` to records.
+
+    Runs :func:`.work.process_files` (or :func:`.work.process_shard` per row) and returns a
+    column ``record`` of JSON strings.
+    """
+    names, sources, targets = (list(batch[c]) for c in ("name", "src", "dst"))
+    records: list[dict[str, Any]]
+    if kind == "shards":
+        records = [
+            process_shard(ShardItem(str(n), str(s), str(d)), settings)
+            for n, s, d in zip(names, sources, targets, strict=True)
+        ]
+    else:
+        files = [
+            FileItem(str(n), str(s), str(d))
+            for n, s, d in zip(names, sources, targets, strict=True)
+        ]
+        records = process_files(files, settings)
+    return {"record": np.array([json.dumps(r) for r in records], dtype=object)}
+
+
+def _run_ray(
+    plan_kind: str,
+    units: list[Any],
+    settings: Settings,
+    workers: int,
+    batch_size: int,
+    on_record: Callable[[dict[str, Any]], None],
+) -> None:
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise InputError(
+            "--engine ray needs Ray: pip install 'colorquant[ray]' (ray[data])"
+        ) from None
+    started = False
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS") or None
+        ray.init(
+            address=address,
+            num_cpus=None if address else workers,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+        started = True
+    try:
+        context = ray.data.DataContext.get_current()
+        for flag in ("enable_progress_bars", "enable_operator_progress_bars"):
+            if hasattr(context, flag):
+                setattr(context, flag, False)
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        items: list[FileItem] | list[ShardItem]
+        items = [u for batch in units for u in batch] if plan_kind != "shards" else units
+        rows = [{"name": i.name, "src": i.src, "dst": i.dst} for i in items]
+        if not rows:
+            return
+        function: Any = ray_batch  # Ray's stubs want a one-argument function; fn_kwargs fills it
+        dataset = ray.data.from_items(rows).map_batches(
+            function,
+            batch_size=1 if plan_kind == "shards" else batch_size,
+            batch_format="numpy",
+            fn_kwargs={"settings": settings, "kind": plan_kind},
+            num_cpus=1,
+        )
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for text in batch["record"]:
+                on_record(json.loads(text))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# -- shared palette ---------------------------------------------------------------------------
+
+
+def _sample_sources(plan: Plan, sample: int) -> Iterator[FileItem | tuple[str, bytes]]:
+    """About ``sample`` images spread over the dataset: evenly spaced files, or the first
+    images of every shard (``ceil(sample / shards)`` each: shards are read from the start)."""
+    if plan.kind != "shards":
+        files: list[FileItem] = plan.items  # type: ignore[assignment]
+        n = len(files)
+        picks = range(n) if n <= sample else (n * i // sample for i in range(sample))
+        for i in picks:
+            yield files[i]
+        return
+    shards: list[ShardItem] = plan.items  # type: ignore[assignment]
+    quota = math.ceil(sample / max(1, len(shards)))
+    for shard in shards:
+        taken = 0
+        try:
+            for members in iter_samples(path=shard.src):
+                for member in members:
+                    field = _sample_key(member.info.name)[1]
+                    if member.data is not None and image_field(field):
+                        yield (f"{shard.name}:{member.info.name}", member.data)
+                        taken += 1
+                if taken >= quota:
+                    break
+        except (OSError, EOFError, tarfile.TarError) as err:  # recorded when processed
+            log.info("shared palette: skipping %s: %s", shard.src, err)
+
+
+def _fit_palette(plan: Plan, settings: Settings, sample: int, workers: int) -> list[list[int]]:
+    """One palette fitted on a sample of the dataset, its colors merged as they stream in."""
+    quantizer = Quantizer(
+        settings.n_colors,
+        color_space=settings.color_space,  # type: ignore[arg-type]
+        speed=settings.speed,
+        seed=settings.seed,
+        device=settings.device,
+    )
+    seen = 0
+    sources = _sample_sources(plan, sample)
+    if workers == 1:
+        decoded: Iterable[np.ndarray | None] = map(load_pixels, sources)
+        for pixels in decoded:
+            if pixels is not None:
+                quantizer.partial_fit(pixels)
+                seen += 1
+    else:
+        pool = _pool(workers)
+        try:
+            for pixels in _stream(pool, load_pixels, sources):
+                if pixels is not None:
+                    quantizer.partial_fit(pixels)
+                    seen += 1
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    if not seen:
+        raise InputError("--shared-palette: SRC holds no readable image to fit the palette on")
+    log.info("shared palette fitted on %d images", seen)
+    palette: list[list[int]] = quantizer.palette.tolist()
+    return palette
+
+
+# -- the job ----------------------------------------------------------------------------------
+
+
+def quantize_dataset(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    n_colors: int = 256,
+    *,
+    color_space: ColorSpace = DEFAULT_COLOR_SPACE,
+    dither: Dither = "none",
+    dither_strength: float = 1.0,
+    speed: int = DEFAULT_SPEED,
+    seed: int = 0,
+    shared_palette: bool = False,
+    sample: int = 1000,
+    workers: int | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    engine: Engine = "local",
+    restart: bool = False,
+    progress: Progress | None = None,
+) -> DatasetSummary:
+    """Quantize every image of a folder, a list file or WebDataset shards into DST; resumable.
+
+    DST mirrors SRC: a folder of palette PNGs at the same relative paths (suffix ``.png``), or
+    shards of the same names with each image member replaced by its palette PNG and every other
+    member copied unchanged (:mod:`colorquant.dataset.sources`). Rerunning the same job skips
+    what its manifest records as done; a kill at any moment leaves no partial output.
+
+    Args:
+        src: a folder, a list file, a ``.tar`` shard or a pattern ``data-{000000..000099}.tar``.
+        dst: a folder (or, for shards, a pattern of as many names).
+        n_colors: palette size K, 1..256.
+        color_space, dither, dither_strength, speed, seed: as for :func:`colorquant.quantize`.
+        shared_palette: fit one palette on about ``sample`` images spread over the dataset (their
+            colors merged by :meth:`Quantizer.partial_fit`) and map every image to it.
+        sample: images the shared palette is fitted on.
+        workers: processes (default: the CPUs this process may use); 1 runs in this process.
+        batch_size: images per task (default 16 on a GPU, else 4).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``; on a GPU same-size images are
+            quantized in batches (:func:`colorquant.quantize_batch`).
+        engine: ``"local"`` or ``"ray"`` (Ray Data; ``RAY_ADDRESS`` names a cluster).
+        restart: forget DST's manifest and start over (also allows a non-empty DST).
+        progress: see :data:`Progress`.
+
+    Returns:
+        A :class:`DatasetSummary`.
+
+    Raises:
+        InputError: a bad argument or SRC; DST holds another job
+            (:class:`~colorquant.dataset.manifest.SettingsMismatchError`) or unrelated files.
+        WriteError: DST cannot be written; :class:`JobStopped` when that happens mid-job (the
+            manifest then holds everything finished, and the same call resumes).
+    """
+    start = time.perf_counter()
+    check_int_range("n_colors", n_colors, 1, 256)
+    check_choice("color_space", color_space, COLOR_SPACES)
+    check_choice("dither", dither, DITHERS)
+    check_choice("engine", engine, ENGINES)
+    check_int_range("sample", sample, 1)
+    if not 0.0 <= float(dither_strength) <= 1.0:
+        raise InputError(f"dither_strength must be in 0..1, got {dither_strength}")
+    n_workers = check_int_range(
+        "workers", workers if workers is not None else _cpu.get_num_threads(), 1
+    )
+    run_device = resolve_device(device)
+    batched = run_device != "cpu"
+    size = check_int_range("batch_size", batch_size or (16 if batched else 4), 1)
+    settings = Settings(
+        n_colors=n_colors,
+        color_space=color_space,
+        dither=dither,
+        dither_strength=float(dither_strength),
+        speed=speed,
+        seed=seed,
+        device=run_device,
+        batched=batched,
+        batch_size=size,
+    )
+    plan = plan_job(os.fspath(src), os.fspath(dst))
+    job = {
+        "kind": plan.kind,
+        "source": plan.source,
+        **settings.recorded(),
+        "shared_palette": shared_palette,
+        "sample": sample if shared_palette else None,
+    }
+    manifest = Manifest(plan.root, job, restart=restart)
+    done_before = len(manifest.done)
+    palette = manifest.palette
+    if shared_palette and palette is None:
+        palette = _fit_palette(plan, settings, sample, n_workers)
+    if palette is not None:
+        shared = tuple(tuple(int(v) for v in color) for color in palette)  # RGB or RGBA
+        settings = dataclasses.replace(settings, palette=shared)
+    manifest.begin(palette)
+    processed = 0
+    images_before = manifest.totals.images + manifest.totals.errors
+    try:
+        for name, reason in plan.refused:
+            if name not in manifest.done:
+                manifest.add({"item": name, "status": "error", "reason": reason})
+                processed += 1
+        todo = [i for i in plan.items if i.name not in manifest.done]
+        if plan.kind == "shards":
+            total = sum(count_images(i.src) for i in todo) if progress else 0
+        else:
+            total = len(todo)
+        advance = progress(total) if progress is not None else None
+
+        def on_record(record: dict[str, Any]) -> None:
+            nonlocal processed
+            if record["status"] == "fatal":
+                raise JobStopped(
+                    f"{record['reason']}; the job stopped, rerun the same command to resume"
+                )
+            manifest.add(record)
+            processed += 1
+            if advance is not None:
+                count = (
+                    1
+                    if plan.kind != "shards"
+                    else record.get("images", 0) + len(record.get("errors", ()))
+                )
+                advance(count)
+
+        units: list[Any] = todo if plan.kind == "shards" else list(_batches(todo, size))
+        if engine == "ray":
+            _run_ray(plan.kind, units, settings, n_workers, size, on_record)
+        else:
+            _run_local(plan.kind, units, settings, n_workers, on_record)
+    finally:
+        manifest.close()
+    seconds = time.perf_counter() - start
+    totals = manifest.totals
+    new_images = totals.images + totals.errors - images_before
+    return DatasetSummary(
+        kind=plan.kind,
+        source=plan.source,
+        destination=str(plan.root),
+        items=len(plan.items) + len(plan.refused),
+        done_before=done_before,
+        processed=processed,
+        images=totals.images,
+        errors=totals.errors,
+        bytes_in=totals.bytes_in,
+        bytes_out=totals.bytes_out,
+        mean_psnr=totals.mean_psnr,
+        lossless=totals.lossless,
+        seconds=round(seconds, 3),
+        images_per_second=round(new_images / seconds, 3) if seconds > 0 else 0.0,
+        engine=engine,
+        workers=n_workers,
+        manifest=str(manifest.path),
+        errors_file=str(manifest.errors_path),
+    )

@@ -1,0 +1,337 @@
+"""What a dataset job reads and writes: folders, list files and WebDataset shards.
+
+A job's SRC is one of
+
+- a folder: every regular file under it (recursively, hidden names skipped) is an item, written
+  to ``DST/<the same relative path>`` with the suffix ``.png``;
+- a list file: one image path a line (blank lines and ``#`` comments skipped), relative to the
+  list's folder; written under DST at the path relative to that folder (an absolute path outside
+  it is mirrored whole, ``/data/a.jpg`` -> ``DST/data/a.png``). A list whose every line ends in
+  ``.tar`` is a list of shards;
+- WebDataset shards: a ``.tar`` file or a pattern ``data-{000000..000099}.tar`` (brace ranges and
+  ``{a,b}`` lists), written to the same names in DST (a folder) or to a DST pattern of as many
+  names.
+
+WebDataset conventions (no ``webdataset`` package needed): a sample is the run of consecutive
+members whose names share the key, the name up to the first dot of its last path component; the
+rest is the member's field (``cls``, ``json``, ``seg.png``). A member is an image when the last
+dot-part of its name is one of :data:`IMAGE_EXTENSIONS`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Literal
+
+from .._checks import InputError
+
+__all__ = [
+    "ERRORS_NAME",
+    "IMAGE_EXTENSIONS",
+    "MANIFEST_NAME",
+    "FileItem",
+    "Plan",
+    "ShardItem",
+    "expand_braces",
+    "image_field",
+    "iter_samples",
+    "plan_job",
+    "sample_key",
+]
+
+#: Member and file suffixes (lower case, no dot) taken as images in shards.
+IMAGE_EXTENSIONS = frozenset(
+    {"png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif", "ppm", "pgm", "pbm", "pnm"}
+)
+MANIFEST_NAME = "colorquant-manifest.jsonl"
+ERRORS_NAME = "colorquant-errors.jsonl"
+_SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+_BRACE = re.compile(r"\{([^{}]*)\}")
+_RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
+
+Kind = Literal["folder", "list", "shards"]
+Refusal = tuple[str, str]
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """``"d-{000..002}.tar"`` -> ``["d-000.tar", "d-001.tar", "d-002.tar"]``, in order.
+
+    A brace holds a range ``a..b`` of integers (zero-padded to the width of ``a`` when ``a``
+    starts with 0 or both ends have the same width; descending when ``a > b``) or a
+    comma-separated list ``{x,y}``. Several braces give every combination, the last varying
+    fastest. A pattern without braces is itself.
+
+    Raises:
+        InputError: an empty brace or an unclosed one; the message quotes the pattern.
+
+    Example:
+        >>> expand_braces("s{8..10}-{a,b}")
+        ['s8-a', 's8-b', 's9-a', 's9-b', 's10-a', 's10-b']
+    """
+    parts: list[list[str]] = []
+    last = 0
+    for match in _BRACE.finditer(pattern):
+        parts.append([pattern[last : match.start()]])
+        body = match.group(1)
+        span = _RANGE.match(body)
+        if span:
+            a, b = span.group(1), span.group(2)
+            start, stop = int(a), int(b)
+            step = 1 if stop >= start else -1
+            pad = len(a) if a.lstrip("-").startswith("0") or len(a) == len(b) else 0
+            parts.append([str(v).zfill(pad) for v in range(start, stop + step, step)])
+        elif body:
+            parts.append(body.split(","))
+        else:
+            raise InputError(f"pattern {pattern!r}: empty braces {{}}")
+        last = match.end()
+    parts.append([pattern[last:]])
+    if "{" in pattern[last:] or "}" in pattern[last:]:
+        raise InputError(f"pattern {pattern!r}: unmatched brace")
+    return ["".join(p) for p in itertools.product(*parts)]
+
+
+def sample_key(name: str) -> tuple[str, str]:
+    """A member name's WebDataset key and field: ``"a/b.seg.png"`` -> ``("a/b", "seg.png")``."""
+    path = PurePosixPath(name)
+    stem, dot, field = path.name.partition(".")
+    parent = str(path.parent)
+    key = stem if parent == "." else f"{parent}/{stem}"
+    return key, field if dot else ""
+
+
+def image_field(field: str) -> bool:
+    """Whether a member's field (``"jpg"``, ``"seg.png"``) names an image."""
+    return field.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class FileItem:
+    """One image file: ``name`` (its key in the manifest), ``src`` and ``dst`` paths."""
+
+    name: str
+    src: str
+    dst: str
+
+
+@dataclass(frozen=True)
+class ShardItem:
+    """One WebDataset shard: ``name`` (its key in the manifest), ``src`` and ``dst`` paths."""
+
+    name: str
+    src: str
+    dst: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A job's items, where the manifest goes, and items refused before any work.
+
+    Attributes:
+        kind: ``"folder"``, ``"list"`` or ``"shards"``.
+        source: SRC as given, resolved (recorded in the manifest).
+        root: the folder that holds the manifest and the errors file.
+        items: the work, in a fixed order.
+        refused: ``(name, reason)`` of items that cannot be done at all (two items with one
+            output name): recorded as errors like unreadable images.
+    """
+
+    kind: Kind
+    source: str
+    root: Path
+    items: list[FileItem] | list[ShardItem]
+    refused: list[tuple[str, str]]
+
+
+def _is_shard_name(text: str) -> bool:
+    return text.lower().endswith(_SHARD_SUFFIXES)
+
+
+def _png_name(relative: str) -> str:
+    return str(PurePosixPath(relative).with_suffix(".png"))
+
+
+def _file_items(pairs: list[tuple[str, str]], dst: Path) -> tuple[list[FileItem], list[Refusal]]:
+    """Items for ``(relative name, source path)`` pairs; a second claim on an output is refused."""
+    items: list[FileItem] = []
+    refused: list[Refusal] = []
+    claimed: dict[str, str] = {}
+    for name, source in pairs:
+        out = _png_name(name)
+        if out in claimed:
+            refused.append((name, f"output {out} is already written for {claimed[out]}"))
+            continue
+        claimed[out] = name
+        items.append(FileItem(name, source, str(dst / out)))
+    return items, refused
+
+
+def _inside(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def _walk(root: Path) -> list[tuple[str, str]]:
+    """Every regular, non-hidden file under ``root``: (relative posix name, path), sorted."""
+    found: list[tuple[str, str]] = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            path = Path(folder) / name
+            if path.is_file():
+                found.append((path.relative_to(root).as_posix(), str(path)))
+    return found
+
+
+def _list_entries(list_file: Path) -> list[str]:
+    try:
+        data = list_file.read_bytes()
+    except OSError as err:
+        raise InputError(f"{list_file}: cannot read the list file: {err.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "\x00"
+    if "\x00" in text:
+        raise InputError(
+            f"SRC {str(list_file)!r}: a binary file, not a list of paths (a folder, a text file "
+            "of paths or a .tar shard; one image: colorquant quantize)"
+        )
+    entries = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            entries.append(line)
+    if not entries:
+        raise InputError(f"{list_file}: the list file names no images or shards")
+    return entries
+
+
+def _shard_plan(sources: list[str], dst: str, given: str) -> Plan:
+    if "{" in dst:
+        targets = expand_braces(dst)
+        if len(targets) != len(sources):
+            raise InputError(
+                f"DST pattern {dst!r} names {len(targets)} shards, SRC {given!r} {len(sources)}"
+            )
+        paths = [Path(t) for t in targets]
+    elif _is_shard_name(dst) and not Path(dst).is_dir():
+        if len(sources) != 1:
+            raise InputError(
+                f"DST {dst!r} is one shard, SRC {given!r} names {len(sources)}: give a folder "
+                "or a pattern"
+            )
+        paths = [Path(dst)]
+    else:
+        names = [Path(s).name for s in sources]
+        if len(set(names)) != len(names):
+            raise InputError(
+                f"SRC {given!r} holds two shards of one name: give DST as a pattern of as many "
+                "names"
+            )
+        paths = [Path(dst) / n for n in names]
+    inputs = {Path(s).resolve() for s in sources}
+    for path in paths:
+        if path.resolve() in inputs:
+            raise InputError(f"{path}: is an input shard; an input is never overwritten")
+    root = Path(os.path.commonpath([str(p.parent.resolve()) for p in paths]))
+    items = [ShardItem(Path(s).name, s, str(p)) for s, p in zip(sources, paths, strict=True)]
+    if len({i.name for i in items}) != len(items):
+        items = [ShardItem(i.src, i.src, i.dst) for i in items]  # full paths as names
+    return Plan("shards", os.path.abspath(given), root, items, [])
+
+
+def plan_job(src: str, dst: str) -> Plan:
+    """Read what SRC holds and where each item goes under DST.
+
+    Raises:
+        InputError: SRC does not exist or is none of the kinds; DST overlaps SRC (an input could
+            be overwritten); a DST pattern of another length; a list file that names nothing.
+    """
+    if "{" in src or _is_shard_name(src):
+        sources = expand_braces(src)
+        if not any(Path(s).exists() for s in sources):
+            raise InputError(f"SRC {src!r}: no such shard")
+        return _shard_plan(sources, dst, src)
+    source = Path(src)
+    if source.is_dir():
+        root = Path(dst)
+        a, b = source.resolve(), root.resolve()
+        if _inside(b, a) or _inside(a, b):
+            raise InputError(
+                f"DST {dst!r} and SRC {src!r} overlap: an output could overwrite an input; "
+                "choose a DST outside SRC"
+            )
+        items, refused = _file_items(_walk(source), root)
+        return Plan("folder", str(a), root, items, refused)
+    if source.is_file():
+        entries = _list_entries(source)
+        base = source.resolve().parent
+        if all(_is_shard_name(e) for e in entries):
+            return _shard_plan([str(base / e) for e in entries], dst, src)
+        root = Path(dst)
+        pairs = []
+        for entry in entries:
+            path = (base / entry).resolve()
+            name = path.relative_to(base) if _inside(path, base) else path.relative_to("/")
+            pairs.append((name.as_posix(), str(path)))
+        items, refused = _file_items(pairs, root)
+        inputs = {p for _, p in pairs}
+        for item in items:
+            if str(Path(item.dst).resolve()) in inputs:
+                raise InputError(f"{item.dst}: is an input; an input is never overwritten")
+        return Plan("list", str(source.resolve()), root, items, refused)
+    raise InputError(
+        f"SRC {src!r}: no such folder, list file or shard (a folder, a text file of paths, "
+        "a .tar or a pattern like data-{000000..000099}.tar)"
+    )
+
+
+@dataclass
+class Member:
+    """One tar member with its bytes (``None`` for directories, links and other non-files)."""
+
+    info: tarfile.TarInfo
+    data: bytes | None
+
+
+def iter_samples(
+    fileobj: IO[bytes] | None = None, path: str | None = None
+) -> Iterator[list[Member]]:
+    """The samples of a WebDataset shard in order, each the list of its members, streamed.
+
+    Only one sample is held at a time. Raises :class:`tarfile.TarError` or :class:`OSError` on
+    a shard that cannot be read (truncated, not a tar).
+    """
+    with tarfile.open(name=path, fileobj=fileobj, mode="r|*") as tar:
+        current: list[Member] = []
+        current_key: str | None = None
+        for info in tar:
+            data = None
+            if info.isfile():
+                handle = tar.extractfile(info)
+                data = handle.read() if handle is not None else b""
+            key = sample_key(info.name)[0]
+            if current and key != current_key:
+                yield current
+                current = []
+            current_key = key
+            current.append(Member(info, data))
+        if current:
+            yield current
+
+
+def count_images(path: str) -> int:
+    """Image members in a shard (headers only); 0 for a shard that cannot be read."""
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            return sum(1 for m in tar if m.isfile() and image_field(sample_key(m.name)[1]))
+    except (OSError, tarfile.TarError, EOFError):
+        return 0

@@ -1,0 +1,434 @@
+"""The per-batch work of a dataset job: decode, quantize, encode, write; the same on every engine.
+
+:func:`process_files` takes a batch of image files and :func:`process_shard` one WebDataset
+shard; both return JSON-ready records (one per item) that the job appends to its manifest. They
+run in worker processes (the local engine), Ray tasks (``--engine ray``) or the calling process,
+and never print. A bad image is a record with ``status: "error"``; a write that fails (disk
+full, unwritable folder) is ``status: "fatal"``, which stops the job. Every output is written
+to a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import tarfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from .. import _cpu
+from .._checks import InputError
+from ..io import (
+    WriteError,
+    atomic_write,
+    load_image,
+    load_image_bytes,
+    result_bytes,
+)
+from ..quantize import Dither, Quantizer, QuantizeResult, quantize
+from .sources import FileItem, Member, ShardItem, image_field, iter_samples, sample_key
+
+__all__ = [
+    "Settings",
+    "encode_images",
+    "process_files",
+    "process_shard",
+    "worker_init",
+]
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What decides the outputs (recorded in the manifest), and how to run.
+
+    Attributes:
+        n_colors: palette size K, 1..256.
+        color_space: where distances are measured.
+        dither: ``"none"``, ``"fs"`` or ``"ordered"``; ``dither_strength`` 0..1.
+        speed: 1..10; seed: the only randomness.
+        palette: ``(K, 3)`` (or RGBA ``(K, 4)``) uint8 shared palette as nested tuples, or
+            ``None`` (a palette per image).
+        device: where quantizing runs (``"cpu"``, ``"cuda"``, ``"mps"``).
+        batched: group same-size images into ``(B, 3, H, W)`` batches for
+            :func:`colorquant.quantize_batch` (a GPU), instead of one :func:`quantize` each.
+        batch_size: samples of a shard decoded and quantized together (a GPU batch).
+    """
+
+    n_colors: int = 256
+    color_space: str = "hybrid"
+    dither: Dither = "none"
+    dither_strength: float = 1.0
+    speed: int = 4
+    seed: int = 0
+    palette: tuple[tuple[int, ...], ...] | None = None
+    device: str = "cpu"
+    batched: bool = False
+    batch_size: int = 16
+
+    def recorded(self) -> dict[str, Any]:
+        """The settings that decide the outputs, as the manifest stores them."""
+        return {
+            "n_colors": self.n_colors,
+            "color_space": self.color_space,
+            "dither": self.dither,
+            "dither_strength": self.dither_strength,
+            "speed": self.speed,
+            "seed": self.seed,
+        }
+
+
+def _exit_with(pid: int) -> None:
+    """Exit this worker as soon as the job's process ``pid`` is gone, even killed by SIGKILL.
+
+    A pool worker would otherwise wait for work forever: it holds both ends of the pool's queue
+    (and, under forkserver, its parent is the fork server, so no parent-death signal comes).
+    Waits on a pidfd where Linux has one, else checks every half second.
+    """
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # not Linux >= 5.3, or already gone
+            fd = None
+        if fd is not None:
+            select.select([fd], [], [])  # readable when the process has exited
+        else:
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:  # alive, another user's (a reused pid): keep waiting
+                    pass
+                time.sleep(0.5)
+        os._exit(1)  # an output being written stays a temporary file: removed on resume
+
+    threading.Thread(target=watch, name="colorquant-job-watch", daemon=True).start()
+
+
+def worker_init(threads: int, job_pid: int) -> None:
+    """Start of a worker process: ``threads`` kernel threads, truncated files fail, exit with
+    the job's process ``job_pid``, and leave Ctrl-C to the job (which stops the pool)."""
+    from PIL import ImageFile
+
+    _exit_with(job_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    _cpu.set_num_threads(max(1, threads))
+
+
+# -- quantizing -------------------------------------------------------------------------------
+
+
+def _result(palette: np.ndarray, indices: np.ndarray, psnr: float, settings: Settings) -> Any:
+    """A :class:`QuantizeResult` for the writer, from a batch's palette and index map."""
+    return QuantizeResult(
+        palette=palette,
+        indices=indices,
+        counts=np.bincount(indices.ravel(), minlength=palette.shape[0]),
+        mse=0.0,
+        psnr=psnr,
+        history=(),
+        n_iter=0,
+        converged=True,
+        color_space=settings.color_space,  # type: ignore[arg-type]
+        method="kmeans",
+        seconds=0.0,
+        _mapping=None,
+    )
+
+
+def _quantize_batched(pixels: list[np.ndarray], settings: Settings) -> list[QuantizeResult]:
+    """Same-size images in ``(B, 3, H, W)`` batches through :func:`colorquant.quantize_batch`."""
+    import torch
+
+    from ..quantize import quantize_batch
+
+    out: list[QuantizeResult | None] = [None] * len(pixels)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, p in enumerate(pixels):
+        groups.setdefault(p.shape, []).append(i)
+    palette = None if settings.palette is None else np.array(settings.palette, np.uint8)
+    for rows in groups.values():
+        x = torch.from_numpy(np.stack([pixels[i] for i in rows])).permute(0, 3, 1, 2)
+        batch = quantize_batch(
+            x.to(settings.device),
+            settings.n_colors,
+            color_space=settings.color_space,  # type: ignore[arg-type]
+            palette=palette,
+            dither=settings.dither,
+            dither_strength=settings.dither_strength,
+            seed=settings.seed,
+            speed=settings.speed,
+            device=settings.device,
+        )
+        for b, i in enumerate(rows):
+            indices = batch.indices[b].cpu().numpy()
+            used = max(int(batch.n_colors[b]), int(indices.max()) + 1)
+            colors = batch.palettes[b, :used].cpu().numpy().astype(np.uint8)
+            out[i] = _result(colors, indices.astype(np.uint8), float(batch.psnr[b]), settings)
+    return [r for r in out if r is not None]
+
+
+def encode_images(pixels: list[np.ndarray], settings: Settings) -> list[QuantizeResult]:
+    """Quantize ``(H, W, 3)`` uint8 images: a batch on a GPU, one by one on the CPU."""
+    if settings.batched and pixels:
+        return _quantize_batched(pixels, settings)
+    if settings.palette is not None:
+        given = Quantizer.from_palette(
+            np.array(settings.palette, np.uint8),
+            color_space=settings.color_space,  # type: ignore[arg-type]
+            device=settings.device,
+        )
+        return [
+            given.apply(p, dither=settings.dither, dither_strength=settings.dither_strength)
+            for p in pixels
+        ]
+    return [
+        quantize(
+            p,
+            settings.n_colors,
+            color_space=settings.color_space,  # type: ignore[arg-type]
+            dither=settings.dither,
+            dither_strength=settings.dither_strength,
+            speed=settings.speed,
+            seed=settings.seed,
+            device=settings.device,
+        )
+        for p in pixels
+    ]
+
+
+def _encode_each(
+    pixels: list[np.ndarray], settings: Settings
+) -> list[QuantizeResult | BaseException]:
+    """:func:`encode_images`, a failure costing only its own image (or its GPU batch)."""
+    results: list[QuantizeResult | BaseException] = []
+    for group in [pixels] if settings.batched else [[p] for p in pixels]:
+        try:
+            results += encode_images(group, settings)
+        except (InputError, ValueError, MemoryError) as err:
+            results += [err] * len(group)
+    return results
+
+
+def _psnr(value: float) -> float | None:
+    return value if np.isfinite(value) else None
+
+
+def _error(name: str, err: BaseException) -> Record:
+    return {"item": name, "status": "error", "reason": " ".join(str(err).split())}
+
+
+def _fatal(name: str, err: BaseException) -> Record:
+    return {"item": name, "status": "fatal", "reason": " ".join(str(err).split())}
+
+
+# -- folders and lists ------------------------------------------------------------------------
+
+
+def process_files(items: list[FileItem], settings: Settings) -> list[Record]:
+    """Quantize a batch of image files, each to a palette PNG at its ``dst`` (atomically).
+
+    Returns one record per item: ``{"item", "status": "ok", "output", "bytes_in", "bytes_out",
+    "psnr", "n_colors"}``, ``{"item", "status": "error", "reason"}`` for an image that cannot be
+    read, or ``status: "fatal"`` for an output that cannot be written (then the rest of the
+    batch is not tried).
+    """
+    records: list[Record] = []
+    loaded = []
+    for item in items:
+        try:
+            loaded.append((item, load_image(item.src)))
+        except (InputError, OSError, MemoryError) as err:
+            records.append(_error(item.name, err))
+    results = _encode_each([image.pixels for _, image in loaded], settings)
+    for (item, image), result in zip(loaded, results, strict=True):
+        if isinstance(result, BaseException):
+            records.append(_error(item.name, result))
+            continue
+        data = result_bytes(result, ".png", image.icc_profile)
+        target = Path(item.dst)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            size = atomic_write(target, lambda fh, d=data: fh.write(d), force=True)  # type: ignore[misc]
+        except (WriteError, OSError) as err:
+            records.append(_fatal(item.name, err))
+            return records
+        records.append(
+            {
+                "item": item.name,
+                "status": "ok",
+                "output": item.dst,
+                "bytes_in": image.size_bytes,
+                "bytes_out": size,
+                "psnr": _psnr(result.psnr),
+                "n_colors": result.n_colors,
+            }
+        )
+    return records
+
+
+# -- shards -----------------------------------------------------------------------------------
+
+
+class _ShardReadError(Exception):
+    """The input shard could not be read (not an OSError, so atomic_write lets it through)."""
+
+
+@dataclass
+class _ShardTotals:
+    images: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    psnr_sum: float = 0.0
+    psnr_count: int = 0
+    lossless: int = 0
+
+
+def _png_member(info: tarfile.TarInfo, data: bytes) -> tarfile.TarInfo:
+    key, field = sample_key(info.name)
+    base, _, _ = field.rpartition(".")
+    new = tarfile.TarInfo(f"{key}.{base}.png" if base else f"{key}.png")
+    new.size = len(data)
+    new.mtime, new.mode = info.mtime, info.mode
+    new.uid, new.gid, new.uname, new.gname = info.uid, info.gid, info.uname, info.gname
+    return new
+
+
+def _write_samples(
+    out: tarfile.TarFile,
+    samples: list[list[Member]],
+    shard: str,
+    settings: Settings,
+    totals: _ShardTotals,
+    errors: list[Record],
+) -> None:
+    """Quantize the image members of ``samples`` and write them, other members unchanged.
+
+    A sample whose image cannot be decoded or quantized is left out whole and recorded in
+    ``errors``.
+    """
+    decoded: list[tuple[int, int, Any]] = []  # (sample, member, LoadedImage)
+    bad: set[int] = set()
+    for s, sample in enumerate(samples):
+        names = {m.info.name for m in sample}
+        for j, member in enumerate(sample):
+            if member.data is None or not image_field(sample_key(member.info.name)[1]):
+                continue
+            label = f"{shard}:{member.info.name}"
+            png = _png_member(member.info, b"").name
+            if png != member.info.name and png in names:
+                errors.append(_error(label, ValueError(f"{png} is already in the sample")))
+                bad.add(s)
+                continue
+            try:
+                decoded.append((s, j, load_image_bytes(member.data, label)))
+            except (InputError, OSError, MemoryError) as err:
+                errors.append(_error(label, err))
+                bad.add(s)
+    keep = [d for d in decoded if d[0] not in bad]
+    results = _encode_each([image.pixels for _, _, image in keep], settings)
+    for (s, j, _), result in zip(keep, results, strict=True):
+        if isinstance(result, BaseException):
+            errors.append(_error(f"{shard}:{samples[s][j].info.name}", result))
+            bad.add(s)
+    replaced: dict[tuple[int, int], tuple[tarfile.TarInfo, bytes]] = {}
+    for (s, j, image), result in zip(keep, results, strict=True):
+        if s in bad or isinstance(result, BaseException):
+            continue
+        data = result_bytes(result, ".png", image.icc_profile)
+        replaced[s, j] = (_png_member(samples[s][j].info, data), data)
+        totals.images += 1
+        totals.bytes_in += image.size_bytes
+        totals.bytes_out += len(data)
+        if np.isfinite(result.psnr):
+            totals.psnr_sum += result.psnr
+            totals.psnr_count += 1
+        else:
+            totals.lossless += 1
+    for s, sample in enumerate(samples):
+        if s in bad:
+            continue
+        for j, member in enumerate(sample):
+            if (s, j) in replaced:
+                info, data = replaced[s, j]
+                out.addfile(info, _bytes_io(data))
+            else:
+                out.addfile(member.info, None if member.data is None else _bytes_io(member.data))
+
+
+def _bytes_io(data: bytes) -> IO[bytes]:
+    import io
+
+    return io.BytesIO(data)
+
+
+def process_shard(item: ShardItem, settings: Settings) -> Record:
+    """Quantize every image of a WebDataset shard into a new shard at ``item.dst``.
+
+    The image member ``key.jpg`` becomes the palette PNG ``key.png``; every other member is
+    copied unchanged, in order. Samples are streamed ``settings.batch_size`` at a time (one batch
+    on a GPU).
+    The shard is written under a temporary name and renamed when complete.
+
+    Returns:
+        ``{"item", "status": "ok", "output", "images", "bytes_in", "bytes_out", "psnr_sum",
+        "psnr_count", "lossless", "errors": [{"item", "reason"}, ...]}``; ``status: "error"``
+        for a shard that cannot be read; ``status: "fatal"`` when the output cannot be written.
+    """
+    totals = _ShardTotals()
+    errors: list[Record] = []
+    mode = "w:gz" if item.dst.lower().endswith(("gz", "tgz")) else "w"
+
+    def writer(fh: IO[bytes]) -> None:
+        with tarfile.open(fileobj=fh, mode=mode) as out:  # type: ignore[call-overload]
+            pending: list[list[Member]] = []
+            try:
+                for sample in iter_samples(path=item.src):
+                    pending.append(sample)
+                    if len(pending) >= settings.batch_size:
+                        _write_samples(out, pending, item.name, settings, totals, errors)
+                        pending = []
+            except (OSError, tarfile.TarError, EOFError) as err:
+                raise _ShardReadError(f"{item.src}: cannot read the shard: {err}") from None
+            _write_samples(out, pending, item.name, settings, totals, errors)
+
+    try:
+        Path(item.dst).parent.mkdir(parents=True, exist_ok=True)
+        size = atomic_write(item.dst, writer, force=True)
+    except _ShardReadError as err:
+        return _error(item.name, err)
+    except (WriteError, OSError) as err:
+        return _fatal(item.name, err)
+    return {
+        "item": item.name,
+        "status": "ok",
+        "output": item.dst,
+        "shard_bytes": size,
+        "images": totals.images,
+        "bytes_in": totals.bytes_in,
+        "bytes_out": totals.bytes_out,
+        "psnr_sum": totals.psnr_sum,
+        "psnr_count": totals.psnr_count,
+        "lossless": totals.lossless,
+        "errors": [{"item": e["item"], "reason": e["reason"]} for e in errors],
+    }
+
+
+def load_pixels(source: FileItem | tuple[str, bytes]) -> np.ndarray | None:
+    """An image's pixels for fitting a shared palette; ``None`` when it cannot be read."""
+    try:
+        if isinstance(source, FileItem):
+            return load_image(source.src).pixels
+        return load_image_bytes(source[1], source[0]).pixels
+    except (InputError, OSError, MemoryError):
+        return None

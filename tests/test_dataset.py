@@ -1,0 +1,717 @@
+"""colorquant dataset: folders, list files and WebDataset shards; resume, kills, bad items.
+
+Every input is made here (small synthetic images, tar shards written with tarfile); nothing is
+read from outside the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+from PIL import Image
+
+import colorquant as cq
+from colorquant.cli import main
+from colorquant.dataset import (
+    MANIFEST_NAME,
+    JobStopped,
+    SettingsMismatchError,
+    expand_braces,
+    quantize_dataset,
+    quantize_examples,
+)
+from colorquant.dataset import work as dataset_work
+from colorquant.dataset.sources import image_field, sample_key
+from colorquant.io import WriteError
+
+K = 16
+PSNR_FLOOR = 22.0  # dB: K = 16 on these smooth noisy images gives 26-30 dB
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def photo(seed: int, height: int = 24, width: int = 32) -> np.ndarray:
+    """A small smooth image with noise (many distinct colors), different for every seed."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    shift = rng.uniform(0, 60, 3)
+    base = np.stack(
+        [x / width * 180 + shift[0], y / height * 170 + shift[1], (x + y) * 1.5 + shift[2]], 2
+    )
+    return np.clip(base + rng.normal(0, 5, base.shape), 0, 255).astype(np.uint8)
+
+
+def encode(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def make_folder(root: Path, n: int = 6) -> dict[str, np.ndarray]:
+    """``n`` images in ``root`` and ``root/sub/deeper``, PNG and JPEG; returns their pixels."""
+    pixels: dict[str, np.ndarray] = {}
+    for i in range(n):
+        rel = ["", "sub/", "sub/deeper/"][i % 3] + f"img{i}." + ("jpg" if i % 2 else "png")
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        array = photo(i)
+        path.write_bytes(encode(array, "JPEG" if rel.endswith("jpg") else "PNG"))
+        pixels[rel] = np.array(Image.open(path).convert("RGB"))
+    return pixels
+
+
+def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime = len(data), 1_700_000_000
+    tar.addfile(info, io.BytesIO(data))
+
+
+def make_shard(path: Path, seed: int, n: int = 4, bad: int | None = None) -> None:
+    """A WebDataset shard: samples ``key.jpg`` / ``key.cls`` / ``key.json`` (``bad``: a sample
+    whose .jpg is text)."""
+    with tarfile.open(path, "w") as tar:
+        for i in range(n):
+            key = f"{seed:02d}{i:04d}"
+            image = b"this is no image" if i == bad else encode(photo(100 * seed + i), "JPEG")
+            add_member(tar, f"{key}.jpg", image)
+            add_member(tar, f"{key}.cls", str(i % 3).encode())
+            add_member(tar, f"{key}.json", json.dumps({"seed": seed, "i": i}).encode())
+
+
+def run(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, ["dataset", *[str(a) for a in args]])
+
+
+def summary_of(result: Result) -> dict[str, Any]:
+    assert result.exit_code == 0, (result.output, result.exception)
+    record: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return record
+
+
+def manifest_records(dst: Path) -> list[dict[str, Any]]:
+    lines = (dst / MANIFEST_NAME).read_text().splitlines()
+    return [json.loads(line) for line in lines[1:]]
+
+
+def check_palette_png(
+    data: bytes | Path, original: np.ndarray | None, k: int = K, floor: float = PSNR_FLOOR
+) -> np.ndarray:
+    """A palette PNG with at most k colors, close to ``original``; returns its RGB pixels."""
+    with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
+        assert image.format == "PNG" and image.mode == "P"
+        assert len(image.getpalette() or []) // 3 <= k
+        rgb = np.array(image.convert("RGB"))
+    assert len(np.unique(rgb.reshape(-1, 3), axis=0)) <= k
+    if original is not None:
+        assert rgb.shape == original.shape
+        assert cq.psnr(original, rgb) > floor
+    return rgb
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith((".tmp", ".new"))]
+
+
+def one_error_line(result: Result, *fragments: str) -> str:
+    assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("colorquant: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+# -- patterns and WebDataset names ------------------------------------------------------------
+
+
+def test_expand_braces() -> None:
+    assert expand_braces("d-{000000..000003}.tar") == [f"d-{i:06d}.tar" for i in range(4)]
+    assert expand_braces("s{8..10}-{a,b}") == ["s8-a", "s8-b", "s9-a", "s9-b", "s10-a", "s10-b"]
+    assert expand_braces("x{3..1}") == ["x3", "x2", "x1"]
+    assert expand_braces("plain.tar") == ["plain.tar"]
+    with pytest.raises(cq.InputError, match="empty braces"):
+        expand_braces("a{}.tar")
+    with pytest.raises(cq.InputError, match="unmatched"):
+        expand_braces("a{1..2.tar")
+
+
+def test_sample_keys_and_image_fields() -> None:
+    assert sample_key("dir/abc.seg.png") == ("dir/abc", "seg.png")
+    assert sample_key("abc.jpg") == ("abc", "jpg")
+    assert sample_key("README") == ("README", "")
+    assert image_field("jpg") and image_field("seg.PNG") and image_field("webp")
+    assert not image_field("cls") and not image_field("json") and not image_field("")
+
+
+# -- folders ----------------------------------------------------------------------------------
+
+
+def test_folder_job_mirrors_paths_and_records_bad_files(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    pixels = make_folder(src)
+    (src / "notes.txt").write_text("not an image")
+    (src / "sub" / "broken.png").write_bytes(encode(photo(9))[:200])  # truncated
+    (src / ".hidden.png").write_bytes(encode(photo(10)))  # hidden: not an item
+    before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
+
+    record = summary_of(run(src, dst, "-k", K, "--workers", 2, "--json"))
+
+    for rel, original in pixels.items():
+        check_palette_png(dst / Path(rel).with_suffix(".png"), original)
+    assert not (dst / ".hidden.png").exists()
+    assert record["kind"] == "folder" and record["items"] == len(pixels) + 2
+    assert record["images"] == len(pixels) and record["errors"] == 2
+    assert record["processed"] == len(pixels) + 2 and record["done_before"] == 0
+    assert record["bytes_in"] == sum((src / rel).stat().st_size for rel in pixels)
+    outputs = [dst / Path(rel).with_suffix(".png") for rel in pixels]
+    assert record["bytes_out"] == sum(p.stat().st_size for p in outputs)
+    written = [np.array(Image.open(p).convert("RGB")) for p in outputs]
+    mean = np.mean([cq.psnr(o, w) for o, w in zip(pixels.values(), written, strict=True)])
+    assert record["mean_psnr"] == pytest.approx(mean, rel=1e-9)
+    errors = [
+        json.loads(line) for line in (dst / "colorquant-errors.jsonl").read_text().splitlines()
+    ]
+    assert sorted(e["item"] for e in errors) == ["notes.txt", "sub/broken.png"]
+    assert all(e["reason"] for e in errors)
+    records = manifest_records(dst)
+    assert len(records) == len(pixels) + 2 == len({r["item"] for r in records})
+    # SRC untouched, nothing temporary left.
+    assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before
+    assert temp_files(dst) == []
+
+
+def test_rerun_skips_done_work_and_other_settings_are_refused(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_folder(src, 4)
+    first = summary_of(run(src, dst, "-k", K, "--workers", 1, "--json"))
+    stamps = {p: p.stat().st_mtime_ns for p in dst.rglob("*.png")}
+    again = summary_of(run(src, dst, "-k", K, "--workers", 1, "--json"))
+    assert again["processed"] == 0 and again["done_before"] == 4
+    assert again["images"] == first["images"] == 4
+    assert again["bytes_out"] == first["bytes_out"]
+    assert {p: p.stat().st_mtime_ns for p in dst.rglob("*.png")} == stamps
+    assert len(manifest_records(dst)) == 4
+
+    line = one_error_line(run(src, dst, "-k", 8, "--dither", "fs"), "other settings", "--restart")
+    assert "n_colors 16, now 8" in line and "dither 'none', now 'fs'" in line
+    restarted = summary_of(run(src, dst, "-k", 8, "--restart", "--workers", 1, "--json"))
+    assert restarted["done_before"] == 0 and restarted["images"] == 4
+    for png in dst.rglob("*.png"):
+        check_palette_png(png, None, k=8)
+
+
+def test_new_files_are_picked_up_on_rerun(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_folder(src, 3)
+    summary_of(run(src, dst, "-k", K, "--workers", 1, "--json"))
+    (src / "late.png").write_bytes(encode(photo(42)))
+    record = summary_of(run(src, dst, "-k", K, "--workers", 1, "--json"))
+    assert record["processed"] == 1 and record["images"] == 4
+    check_palette_png(dst / "late.png", photo(42))
+
+
+@pytest.mark.parametrize(
+    ("where", "fragment"),
+    [
+        ("inside", "overlap"),
+        ("same", "overlap"),
+        ("nonempty", "not empty"),
+        ("file", "not a folder"),
+    ],
+)
+def test_bad_destinations_one_line(tmp_path: Path, where: str, fragment: str) -> None:
+    src = tmp_path / "src"
+    make_folder(src, 2)
+    dst = {
+        "inside": src / "out",
+        "same": src,
+        "nonempty": tmp_path / "full",
+        "file": tmp_path / "afile",
+    }[where]
+    if where == "nonempty":
+        dst.mkdir()
+        (dst / "precious.txt").write_text("mine")
+    if where == "file":
+        dst.write_text("x")
+    one_error_line(run(src, dst, "--workers", 1), fragment)
+    if where == "nonempty":
+        assert sorted(p.name for p in dst.iterdir()) == ["precious.txt"]
+
+
+def test_missing_source_and_bad_options(tmp_path: Path) -> None:
+    one_error_line(run(tmp_path / "nothing", tmp_path / "dst"), "no such folder")
+    (tmp_path / "one.png").write_bytes(encode(photo(0)))
+    one_error_line(run(tmp_path / "one.png", tmp_path / "dst"), "binary file", "quantize")
+    (tmp_path / "empty.txt").write_text("# nothing\n\n")
+    one_error_line(run(tmp_path / "empty.txt", tmp_path / "dst"), "names no images")
+    assert not (tmp_path / "dst").exists()
+    result = run(tmp_path, tmp_path / "dst", "-k", "300")
+    assert result.exit_code == 2  # click's usage error
+    result = run(tmp_path, tmp_path / "dst", "--engine", "spark")
+    assert result.exit_code == 2
+
+
+def test_list_file_job(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    pixels = make_folder(data, 3)
+    outside = tmp_path / "elsewhere" / "far.png"
+    outside.parent.mkdir()
+    outside.write_bytes(encode(photo(7)))
+    listing = data / "train.txt"
+    names = sorted(pixels)
+    listing.write_text("# training images\n" + "\n".join(names) + f"\n\n{outside}\nmissing.png\n")
+    dst = tmp_path / "dst"
+    record = summary_of(run(listing, dst, "-k", K, "--workers", 1, "--json"))
+    assert record["kind"] == "list" and record["images"] == 4 and record["errors"] == 1
+    for rel in names:
+        check_palette_png(dst / Path(rel).with_suffix(".png"), pixels[rel])
+    check_palette_png(dst / str(outside.with_suffix(".png")).lstrip("/"), photo(7))
+    errors = (dst / "colorquant-errors.jsonl").read_text()
+    assert "missing.png" in errors and "no such file" in errors
+
+
+def test_same_output_name_is_an_error_not_an_overwrite(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(encode(photo(1), "JPEG"))
+    (src / "a.png").write_bytes(encode(photo(2)))
+    record = summary_of(run(src, dst, "-k", K, "--workers", 1, "--json"))
+    assert record["images"] == 1 and record["errors"] == 1
+    check_palette_png(dst / "a.png", np.array(Image.open(src / "a.jpg").convert("RGB")))
+    assert "already written for a.jpg" in (dst / "colorquant-errors.jsonl").read_text()
+
+
+def test_shared_palette_is_one_palette_for_all(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    pixels = make_folder(src, 6)
+    record = summary_of(
+        run(src, dst, "-k", K, "--shared-palette", "--sample", 4, "--workers", 2, "--json")
+    )
+    assert record["images"] == 6
+    header = json.loads((dst / MANIFEST_NAME).read_text().splitlines()[0])
+    palette = {tuple(c) for c in header["palette"]}
+    assert len(header["palette"]) == K and header["job"]["shared_palette"] is True
+    used: set[tuple[int, ...]] = set()
+    for rel, original in pixels.items():
+        # One palette for six different images: less close than a palette each.
+        rgb = check_palette_png(dst / Path(rel).with_suffix(".png"), original, floor=18.0)
+        used |= {tuple(c) for c in np.unique(rgb.reshape(-1, 3), axis=0).tolist()}
+    assert used <= palette  # every image uses colors of the one palette only
+    assert len(used) > 6  # and not a palette of a few colors each
+    again = quantize_dataset(src, dst, K, shared_palette=True, sample=4, workers=1)
+    assert again.done_before == 6 and again.processed == 0  # the palette is not fitted again
+
+
+def test_transparency_kept_with_a_shared_palette(tmp_path: Path) -> None:
+    # RGBA and RGB images in one folder: one RGBA palette; fully transparent pixels stay so.
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    rgba = np.dstack([photo(1), np.full((24, 32), 255, np.uint8)])
+    rgba[:6, :, 3] = 0
+    rgba[6:9, :, 3] = 128
+    Image.fromarray(rgba).save(src / "a.png")
+    Image.fromarray(photo(2)).save(src / "b.png")
+    summary = quantize_dataset(src, dst, 16, shared_palette=True, workers=1)
+    assert summary.processed == 2 and summary.errors == 0
+    header = json.loads((dst / MANIFEST_NAME).read_text().splitlines()[0])
+    assert all(len(color) == 4 for color in header["palette"])
+    with Image.open(dst / "a.png") as image:
+        back = np.asarray(image.convert("RGBA"))
+    np.testing.assert_array_equal(back[..., 3] == 0, rgba[..., 3] == 0)
+    assert np.abs(back[6:9, :, 3].astype(int) - 128).max() <= 8
+    with Image.open(dst / "b.png") as image:
+        assert (np.asarray(image.convert("RGBA"))[..., 3] > 0).all()
+
+
+def test_shared_palette_over_shards(tmp_path: Path) -> None:
+    for s in range(2):
+        make_shard(tmp_path / f"p-{s}.tar", s, n=3)
+    dst = tmp_path / "out"
+    summary = quantize_dataset(
+        tmp_path / "p-{0..1}.tar", dst, 8, shared_palette=True, sample=2, workers=1
+    )
+    assert summary.images == 6
+    palette = json.loads((dst / MANIFEST_NAME).read_text().splitlines()[0])["palette"]
+    colors = {tuple(c) for c in palette}
+    for s in range(2):
+        for name, data in read_shard(dst / f"p-{s}.tar"):
+            if name.endswith(".png"):
+                rgb = check_palette_png(data, None, k=8)
+                assert {tuple(c) for c in rgb.reshape(-1, 3).tolist()} <= colors
+
+
+def test_a_cut_last_line_is_dropped_and_a_damaged_manifest_refused(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_folder(src, 3)
+    quantize_dataset(src, dst, 8, workers=1)
+    manifest = dst / MANIFEST_NAME
+    whole = manifest.read_bytes()
+    manifest.write_bytes(whole[:-9])  # a kill while the last line was written
+    summary = quantize_dataset(src, dst, 8, workers=1)
+    assert summary.done_before == 2 and summary.processed == 1
+    assert manifest.read_bytes().count(b"\n") == 4 and manifest.read_bytes().endswith(b"\n")
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join([lines[0], "{oops", *lines[2:]]) + "\n")
+    with pytest.raises(cq.InputError, match="line 2: not a manifest record"):
+        quantize_dataset(src, dst, 8, workers=1)
+
+
+def test_disk_full_stops_the_job_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    pixels = make_folder(src, 6)
+    real = dataset_work.atomic_write
+    calls = {"n": 0}
+
+    def full_after_three(path: Any, writer: Any, **kw: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise WriteError(f"{path}: cannot write: No space left on device")
+        return real(path, writer, **kw)
+
+    monkeypatch.setattr(dataset_work, "atomic_write", full_after_three)
+    with pytest.raises(JobStopped, match=r"No space left on device.*rerun the same command"):
+        quantize_dataset(src, dst, K, workers=1, batch_size=1)
+    assert len(manifest_records(dst)) == 3
+    result = run(src, tmp_path / "dst2", "-k", K, "--workers", 1)
+    one_error_line(result, "No space left on device", "rerun the same command to resume")
+
+    monkeypatch.setattr(dataset_work, "atomic_write", real)
+    summary = quantize_dataset(src, dst, K, workers=1)
+    assert summary.done_before == 3 and summary.processed == 3 and summary.images == 6
+    for rel, original in pixels.items():
+        check_palette_png(dst / Path(rel).with_suffix(".png"), original)
+    assert sorted(r["item"] for r in manifest_records(dst)) == sorted(pixels)
+    assert temp_files(dst) == []
+
+
+def test_progress_counts_every_item(tmp_path: Path) -> None:
+    calls: list[tuple[str, int]] = []
+
+    def progress(total: int) -> Any:
+        calls.append(("total", total))
+        return lambda n: calls.append(("done", n))
+
+    src = tmp_path / "src"
+    make_folder(src, 5)
+    (src / "bad.txt").write_text("x")
+    quantize_dataset(src, tmp_path / "d1", 8, workers=1, batch_size=2, progress=progress)
+    assert calls[0] == ("total", 6) and sum(n for what, n in calls[1:]) == 6
+    calls.clear()
+    for s in range(2):
+        make_shard(tmp_path / f"p-{s}.tar", s, n=3, bad=1)
+    quantize_dataset(tmp_path / "p-{0..1}.tar", tmp_path / "d2", 8, workers=1, progress=progress)
+    assert calls == [("total", 6), ("done", 3), ("done", 3)]  # image members, bad ones too
+
+
+def test_a_failing_quantize_costs_only_its_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = dataset_work.quantize
+
+    def picky(pixels: np.ndarray, *args: Any, **kw: Any) -> Any:
+        if pixels.shape[:2] == (16, 20):
+            raise cq.InputError("image: too picky")
+        return real(pixels, *args, **kw)
+
+    monkeypatch.setattr(dataset_work, "quantize", picky)
+    src = tmp_path / "src"
+    make_folder(src, 3)
+    (src / "odd.png").write_bytes(encode(photo(5, 16, 20)))
+    summary = quantize_dataset(src, tmp_path / "d", 8, workers=1, batch_size=4)
+    assert summary.images == 3 and summary.errors == 1
+    errors = (tmp_path / "d" / "colorquant-errors.jsonl").read_text()
+    assert "odd.png" in errors and "too picky" in errors
+    # In a shard: the sample is left out, the others written.
+    with tarfile.open(tmp_path / "s.tar", "w") as tar:
+        for key, array in (("a", photo(1)), ("b", photo(2, 16, 20)), ("c", photo(3))):
+            add_member(tar, f"{key}.png", encode(array))
+            add_member(tar, f"{key}.txt", key.encode())
+    summary = quantize_dataset(tmp_path / "s.tar", tmp_path / "ds", 8, workers=1)
+    assert summary.images == 2 and summary.errors == 1
+    names = [n for n, _ in read_shard(tmp_path / "ds" / "s.tar")]
+    assert names == ["a.png", "a.txt", "c.png", "c.txt"]
+
+
+def test_library_errors_name_the_argument(tmp_path: Path) -> None:
+    with pytest.raises(cq.InputError, match="n_colors"):
+        quantize_dataset(tmp_path, tmp_path / "o", 0)
+    with pytest.raises(cq.InputError, match="engine"):
+        quantize_dataset(tmp_path, tmp_path / "o", engine="spark")  # type: ignore[arg-type]
+    with pytest.raises(cq.InputError, match="workers"):
+        quantize_dataset(tmp_path, tmp_path / "o", workers=0)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_folder(src, 2)
+    quantize_dataset(src, dst, 8, workers=1)
+    with pytest.raises(SettingsMismatchError, match="seed 0, now 5"):
+        quantize_dataset(src, dst, 8, workers=1, seed=5)
+
+
+# -- shards -----------------------------------------------------------------------------------
+
+
+def read_shard(path: Path) -> list[tuple[str, bytes]]:
+    with tarfile.open(path) as tar:
+        out = []
+        for member in tar:
+            handle = tar.extractfile(member)
+            out.append((member.name, handle.read() if handle else b""))
+        return out
+
+
+def test_shard_job_replaces_images_and_copies_the_rest(tmp_path: Path) -> None:
+    for s in range(3):
+        make_shard(tmp_path / f"data-{s:06d}.tar", s, n=4, bad=2 if s == 1 else None)
+    (tmp_path / "data-000003.tar").write_bytes(b"not a tar at all" * 100)
+    dst = tmp_path / "out"
+    pattern = str(tmp_path / "data-{000000..000003}.tar")
+    before = {p: p.read_bytes() for p in tmp_path.glob("data-*.tar")}
+
+    record = summary_of(run(pattern, dst, "-k", K, "--workers", 2, "--json"))
+
+    assert record["kind"] == "shards" and record["items"] == 4
+    assert record["images"] == 11 and record["errors"] == 2  # a bad sample, an unreadable shard
+    assert {p: p.read_bytes() for p in tmp_path.glob("data-*.tar")} == before
+    assert not (dst / "data-000003.tar").exists()
+    bytes_out = 0
+    for s in range(3):
+        source = read_shard(tmp_path / f"data-{s:06d}.tar")
+        output = read_shard(dst / f"data-{s:06d}.tar")
+        expected = [
+            (n.replace(".jpg", ".png"), d)
+            for n, d in source
+            if not (s == 1 and n.startswith(f"{s:02d}0002."))
+        ]
+        assert [n for n, _ in output] == [n for n, _ in expected]  # order kept, bad sample out
+        for (name, data), (_, old) in zip(output, expected, strict=True):
+            if name.endswith(".png"):
+                original = np.array(Image.open(io.BytesIO(old)).convert("RGB"))
+                check_palette_png(data, original)
+                bytes_out += len(data)
+            else:
+                assert data == old  # every other member byte-identical
+    assert record["bytes_out"] == bytes_out
+    errors = [json.loads(x) for x in (dst / "colorquant-errors.jsonl").read_text().splitlines()]
+    assert sorted(e["item"] for e in errors) == ["data-000001.tar:010002.jpg", "data-000003.tar"]
+
+
+def test_shards_to_a_pattern_and_from_a_list(tmp_path: Path) -> None:
+    for s in range(2):
+        make_shard(tmp_path / f"in-{s}.tar", s, n=2)
+    record = summary_of(
+        run(tmp_path / "in-{0..1}.tar", tmp_path / "o" / "q-{0..1}.tar", "--workers", 1, "--json")
+    )
+    assert record["images"] == 4
+    assert read_shard(tmp_path / "o" / "q-1.tar")[0][0] == "010000.png"
+    listing = tmp_path / "shards.txt"
+    listing.write_text("in-0.tar\nin-1.tar\n")
+    record = summary_of(run(listing, tmp_path / "o2", "--workers", 1, "--json"))
+    assert record["kind"] == "shards" and record["images"] == 4
+    assert sorted(p.name for p in (tmp_path / "o2").glob("*.tar")) == ["in-0.tar", "in-1.tar"]
+    line = one_error_line(run(tmp_path / "in-{0..1}.tar", tmp_path / "o3" / "q-{0..2}.tar"))
+    assert "names 3 shards" in line
+
+
+# -- kills ------------------------------------------------------------------------------------
+
+
+def start_job(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "colorquant.cli", "dataset", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process under ``pid`` (children, their children, ...), from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_bytes()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[stat.rfind(b")") + 2 :].split()[1])
+    found, grew = {pid}, True
+    while grew:
+        grew = False
+        for child, parent in parents.items():
+            if parent in found and child not in found:
+                found.add(child)
+                grew = True
+    return found - {pid}
+
+
+def alive(pids: set[int]) -> set[int]:
+    return {p for p in pids if Path(f"/proc/{p}").exists() and b"Z" not in _state(p)}
+
+
+def _state(pid: int) -> bytes:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return b"Z"
+    return stat[stat.rfind(b")") + 2 :].split()[0]
+
+
+def kill_after(proc: subprocess.Popen[str], manifest: Path, records: int) -> None:
+    """SIGKILL the job once its manifest holds ``records`` finished items (it must still run);
+    its worker processes (and the fork server) must then exit by themselves."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if manifest.exists() and len(manifest.read_text().splitlines()) > records:
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    assert proc.poll() is None, "the job ended before the kill"
+    helpers = descendants(proc.pid)
+    assert helpers, "the job runs worker processes"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 30
+    while alive(helpers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(helpers), "workers outlived the killed job"
+
+
+def test_sigkill_mid_folder_job_then_resume(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    n = 48
+    pixels = {}
+    for i in range(n):
+        array = photo(i, 96, 128)
+        (src / f"part{i % 4}").mkdir(parents=True, exist_ok=True)
+        (src / f"part{i % 4}" / f"{i:03d}.png").write_bytes(encode(array))
+        pixels[f"part{i % 4}/{i:03d}.png"] = array
+    (src / "part0" / "zz-bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    args = [str(src), str(dst), "-k", "64", "--workers", "2", "--batch-size", "1", "--speed", "1"]
+
+    proc = start_job(args)
+    kill_after(proc, dst / MANIFEST_NAME, 3)
+    # Whatever the kill left: every PNG under its final name is complete.
+    for png in dst.rglob("*.png"):
+        check_palette_png(png, pixels[png.relative_to(dst).as_posix()], k=64)
+    done_at_kill = len(manifest_records(dst))
+    assert 3 <= done_at_kill < n + 1
+
+    proc = start_job([*args, "--json"])
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    record = json.loads(out.strip().splitlines()[-1])
+    assert record["done_before"] >= done_at_kill
+    assert record["images"] == n and record["errors"] == 1
+    items = [r["item"] for r in manifest_records(dst)]
+    assert len(items) == len(set(items)) == n + 1  # none twice, none missing
+    assert set(items) == {*pixels, "part0/zz-bad.png"}
+    assert sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*.png")) == sorted(pixels)
+    for rel, original in pixels.items():
+        check_palette_png(dst / rel, original, k=64)
+    errors = (dst / "colorquant-errors.jsonl").read_text().splitlines()
+    assert len(errors) == 1 and "zz-bad.png" in errors[0]
+    assert temp_files(dst) == []
+
+
+def test_sigkill_mid_shard_job_then_resume(tmp_path: Path) -> None:
+    shards = 6
+    for s in range(shards):
+        make_shard(tmp_path / f"d-{s:03d}.tar", s, n=12)
+    dst = tmp_path / "out"
+    args = [str(tmp_path / "d-{000..005}.tar"), str(dst), "-k", "64", "--workers", "2"]
+    args += ["--speed", "1"]
+    proc = start_job(args)
+    kill_after(proc, dst / MANIFEST_NAME, 1)
+    for shard in dst.glob("*.tar"):  # a shard under its final name is complete
+        assert len(read_shard(shard)) == 36
+
+    proc = start_job([*args, "--json"])
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    record = json.loads(out.strip().splitlines()[-1])
+    assert record["images"] == shards * 12 and record["errors"] == 0
+    items = [r["item"] for r in manifest_records(dst)]
+    assert sorted(items) == [f"d-{s:03d}.tar" for s in range(shards)]
+    for s in range(shards):
+        output = read_shard(dst / f"d-{s:03d}.tar")
+        assert len(output) == 36 and sum(n.endswith(".png") for n, _ in output) == 12
+    assert temp_files(dst) == []
+
+
+# -- the batched (GPU) path, the file path's imports, Hugging Face datasets --------------------
+
+
+def test_batched_path_groups_sizes_and_writes_palette_images() -> None:
+    images = [photo(1), photo(2, 16, 20), photo(3), photo(4, 16, 20), photo(5)]
+    batched = dataset_work.Settings(n_colors=K, batched=True, device="cpu")
+    single = dataset_work.Settings(n_colors=K)
+    for a, b, original in zip(
+        dataset_work.encode_images(images, batched),
+        dataset_work.encode_images(images, single),
+        images,
+        strict=True,
+    ):
+        rgb = check_palette_png(cq.io.result_bytes(a), original)
+        assert np.array_equal(rgb, b.to_numpy())  # on the CPU the batch runs quantize's pipeline
+
+
+def test_dataset_command_imports_no_torch_ray_or_datasets(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_folder(src, 2)
+    code = (
+        "import sys\n"
+        "from colorquant.cli import main\n"
+        f"sys.argv = ['colorquant', 'dataset', {str(src)!r}, {str(tmp_path / 'o')!r},"
+        " '--workers', '1', '--device', 'cpu']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(sorted(m for m in ('torch', 'ray', 'datasets', 'pyarrow') if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
+
+
+def test_quantize_examples_with_hugging_face_datasets() -> None:
+    datasets = pytest.importorskip("datasets")
+    images = [Image.fromarray(photo(i)) for i in range(4)]
+    table = datasets.Dataset.from_dict(
+        {"image": images, "label": [0, 1, 2, 3]},
+        features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}),
+    )
+    mapped = table.map(quantize_examples, batched=True, batch_size=3, fn_kwargs={"n_colors": 8})
+    assert set(mapped.column_names) == {"image", "label", "quantized", "palette"}
+    assert mapped["label"] == [0, 1, 2, 3]
+    for i, row in enumerate(mapped):
+        quantized, palette = row["quantized"], np.array(row["palette"], np.uint8)
+        assert quantized.mode == "P" and 1 <= len(palette) <= 8
+        rgb = np.array(quantized.convert("RGB"))
+        assert cq.psnr(photo(i), rgb) > 20.0
+        assert np.array_equal(rgb, palette[np.array(quantized)])  # the palette column is its own
+    shared = cq.Quantizer(8).fit([photo(0), photo(1)]).palette
+    fixed = table.map(
+        quantize_examples, batched=True, fn_kwargs={"palette": shared, "output_column": "q"}
+    )
+    colors = {tuple(c) for c in shared.tolist()}
+    assert all({tuple(c) for c in row} <= colors for row in fixed["palette"])
+
+
+def test_quantize_examples_names_a_bad_column() -> None:
+    with pytest.raises(cq.InputError, match="image_column 'img'"):
+        quantize_examples({"image": []}, image_column="img")
