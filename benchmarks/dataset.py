@@ -152,19 +152,22 @@ def _write_bytes(data: bytes, fh: IO[bytes]) -> None:
 
 def stage_times(kodak: list[Path]) -> list[list[str]]:
     """Median CPU time of each stage of one image, on one kernel thread, over the photos:
-    what a worker spends (decode, quantize in the default space, PNG encode, atomic write)."""
+    what a worker spends (decode, quantize in the default space at the dataset command's speed,
+    PNG encode, atomic write)."""
     from colorquant import _cpu, quantize
+    from colorquant.dataset.work import DATASET_SPEED
     from colorquant.io import atomic_write, load_image, result_bytes
 
     _cpu.set_num_threads(1)
-    stages: dict[str, list[float]] = {"decode (Pillow)": [], "quantize, K = 256": []}
+    fit = f"quantize, K = 256, speed {DATASET_SPEED}"
+    stages: dict[str, list[float]] = {"decode (Pillow)": [], fit: []}
     stages.update({"encode PNG (zlib level 7)": [], "write: temporary file, fsync, rename": []})
     with tempfile.TemporaryDirectory() as tmp:
         for path in kodak:
             t0 = time.perf_counter()
             image = load_image(path)
             t1 = time.perf_counter()
-            result = quantize(image.pixels, 256, device="cpu")
+            result = quantize(image.pixels, 256, device="cpu", speed=DATASET_SPEED)
             t2 = time.perf_counter()
             data = result_bytes(result, ".png", image.icc_profile)
             t3 = time.perf_counter()

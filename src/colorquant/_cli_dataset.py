@@ -20,7 +20,8 @@ import click
 
 from ._checks import DEVICES, InputError
 from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE
-from .quantize import DEFAULT_SPEED, DITHERS
+from .dataset.work import DATASET_SPEED
+from .quantize import DITHERS
 
 __all__ = ["dataset"]
 
@@ -111,9 +112,10 @@ def _human(summary: Any) -> list[str]:
 @click.option(
     "--speed",
     type=click.IntRange(1, 10),
-    default=DEFAULT_SPEED,
+    default=DATASET_SPEED,
     show_default=True,
-    help="1 (slowest, best) .. 10 (fastest).",
+    help="1 (slowest, best) .. 10 (fastest); 7 here (throughput first: 0.2 dB below "
+    "colorquant quantize's 4, 35% less fit time).",
 )
 @click.option(
     "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed."

@@ -13,7 +13,8 @@ import numpy as np
 from .._checks import InputError
 from ..color import DEFAULT_COLOR_SPACE, ColorSpace
 from ..io import load_image, load_image_bytes
-from ..quantize import DEFAULT_SPEED, Dither, Quantizer, quantize
+from ..quantize import Dither, Quantizer, quantize
+from .work import DATASET_SPEED
 
 __all__ = ["quantize_examples"]
 
@@ -41,7 +42,7 @@ def quantize_examples(
     color_space: ColorSpace = DEFAULT_COLOR_SPACE,
     dither: Dither = "none",
     dither_strength: float = 1.0,
-    speed: int = DEFAULT_SPEED,
+    speed: int = DATASET_SPEED,
     seed: int = 0,
     palette: Any = None,
 ) -> dict[str, list[Any]]:
@@ -59,7 +60,8 @@ def quantize_examples(
             stores as PNG.
         palette_column: the new column of palettes, each ``K`` rows ``[r, g, b]`` (the used
             colors, most used first; row ``i`` is index ``i`` of the image).
-        color_space, dither, dither_strength, speed, seed: as for :func:`colorquant.quantize`.
+        color_space, dither, dither_strength, speed, seed: as for :func:`colorquant.quantize`
+            (but ``speed`` is ``DATASET_SPEED``, 7, unless given).
         palette: ``(K, 3)`` colors to map every image to instead of fitting one per image (a
             shared palette, e.g. ``Quantizer.palette`` after ``partial_fit`` over the dataset).
 

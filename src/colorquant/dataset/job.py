@@ -36,11 +36,18 @@ from .. import _cpu
 from .._checks import InputError, check_choice, check_int_range, resolve_device
 from ..color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
 from ..io import WriteError
-from ..quantize import DEFAULT_SPEED, DITHERS, Dither, Quantizer
+from ..quantize import DITHERS, Dither, Quantizer
 from .manifest import Manifest
 from .sources import FileItem, Plan, ShardItem, count_images, image_field, iter_samples, plan_job
 from .sources import sample_key as _sample_key
-from .work import Settings, load_pixels, process_files, process_shard, worker_init
+from .work import (
+    DATASET_SPEED,
+    Settings,
+    load_pixels,
+    process_files,
+    process_shard,
+    worker_init,
+)
 
 __all__ = ["ENGINES", "DatasetSummary", "Engine", "JobStopped", "quantize_dataset"]
 
@@ -317,7 +324,7 @@ def quantize_dataset(
     color_space: ColorSpace = DEFAULT_COLOR_SPACE,
     dither: Dither = "none",
     dither_strength: float = 1.0,
-    speed: int = DEFAULT_SPEED,
+    speed: int = DATASET_SPEED,
     seed: int = 0,
     shared_palette: bool = False,
     sample: int = 1000,
@@ -339,7 +346,8 @@ def quantize_dataset(
         src: a folder, a list file, a ``.tar`` shard or a pattern ``data-{000000..000099}.tar``.
         dst: a folder (or, for shards, a pattern of as many names).
         n_colors: palette size K, 1..256.
-        color_space, dither, dither_strength, speed, seed: as for :func:`colorquant.quantize`.
+        color_space, dither, dither_strength, speed, seed: as for :func:`colorquant.quantize`
+            (but ``speed`` is ``DATASET_SPEED``, 7, unless given).
         shared_palette: fit one palette on about ``sample`` images spread over the dataset (their
             colors merged by :meth:`Quantizer.partial_fit`) and map every image to it.
         sample: images the shared palette is fitted on.
