@@ -41,6 +41,7 @@ __all__ = [
     "rgba_histogram",
     "transparent_points",
     "unpack_rgba",
+    "with_alpha",
 ]
 
 #: The coordinate an alpha of 1 has, per space: sqrt(3) times the range of the lightness axis.
@@ -74,6 +75,14 @@ def prepare_rgba(rgba8: np.ndarray, keep_rgb: bool = False) -> np.ndarray:
     out: np.ndarray = rgba8.copy()
     out[clear] = 0
     return out
+
+
+def with_alpha(colors: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` uint8 colors as opaque ``(..., 4)`` RGBA (``(..., 4)`` ones unchanged)."""
+    if colors.shape[-1] == 4:
+        return colors
+    opaque = np.full((*colors.shape[:-1], 1), 255, np.uint8)
+    return np.concatenate([colors, opaque], axis=-1)
 
 
 def binary_alpha(rgba8: np.ndarray, threshold: int = 128) -> np.ndarray:

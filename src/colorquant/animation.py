@@ -24,6 +24,7 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from ._array import is_tensor
 from ._checks import InputError, as_pixels
+from .alpha import with_alpha
 from .io import _DECODE_ERRORS, ImageFileError, _file_size, atomic_write, open_image
 from .quantize import Dither, Quantizer, QuantizeResult, quantize
 
@@ -103,14 +104,8 @@ def _load_animation(source: Path | io.BytesIO, p: Path, size: int, data: bytes |
                 ) from None
             durations.append(round(float(frame.info.get("duration", 0) or 0)))
     if any(f.shape[2] == 4 for f in frames):
-        frames = [_with_alpha(f) for f in frames]
+        frames = [with_alpha(f) for f in frames]
     return Animation(frames, durations, None if loop is None else int(loop), size, p)
-
-
-def _with_alpha(frame: np.ndarray) -> np.ndarray:
-    if frame.shape[2] == 4:
-        return frame
-    return np.concatenate([frame, np.full((*frame.shape[:2], 1), 255, np.uint8)], axis=2)
 
 
 def _as_frames(frames: Any) -> list[np.ndarray]:
@@ -141,7 +136,7 @@ def _as_frames(frames: Any) -> list[np.ndarray]:
     if len(sizes) > 1:
         raise InputError(f"frames must all have one size, got {sorted(sizes)}")
     if any(f.shape[2] == 4 for f in out):
-        out = [_with_alpha(f) for f in out]
+        out = [with_alpha(f) for f in out]
     return out
 
 
@@ -186,7 +181,7 @@ def _common_palette(results: Sequence[QuantizeResult]) -> tuple[np.ndarray, list
     """One palette holding every frame's colors, and each frame's indices into it."""
     channels = max(r.palette.shape[1] for r in results)
     palettes = [
-        _with_alpha(r.palette) if r.palette.shape[1] < channels else r.palette for r in results
+        with_alpha(r.palette) if r.palette.shape[1] < channels else r.palette for r in results
     ]
     colors, inverse = np.unique(np.concatenate(palettes), axis=0, return_inverse=True)
     inverse = inverse.ravel()

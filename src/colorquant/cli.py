@@ -30,7 +30,7 @@ from PIL import Image, ImageFile
 
 from . import __version__, _cpu
 from ._checks import DEVICES, InputError, resolve_device
-from .alpha import binary_alpha
+from .alpha import binary_alpha, with_alpha
 from .animation import (
     animation_bytes,
     is_animated,
@@ -390,7 +390,7 @@ def _quantize_animation_one(
     animation = load_animation(job.source) if data is None else load_animation_bytes(data)
     frames = [_pixels_for(f, fmt) for f in animation.frames]
     if any(f.shape[2] == 4 for f in frames):
-        frames = [_opaque_to_rgba(f) for f in frames]
+        frames = [with_alpha(f) for f in frames]
     results = fit_frames(frames)
     limit = animation.size_bytes if skip_if_larger else None
     suffix = ".png" if fmt == "apng" else f".{fmt}"
@@ -428,12 +428,6 @@ def _quantize_animation_one(
         f"{animation.size_bytes:,} -> {bytes_out:,} bytes  {seconds:.2f} s"
     )
     return record, line
-
-
-def _opaque_to_rgba(frame: np.ndarray) -> np.ndarray:
-    if frame.shape[2] == 4:
-        return frame
-    return np.concatenate([frame, np.full((*frame.shape[:2], 1), 255, np.uint8)], axis=2)
 
 
 def _quantize_one(

@@ -40,6 +40,7 @@ from .alpha import (
     prepare_rgba,
     rgba_histogram,
     transparent_points,
+    with_alpha,
 )
 from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace, encode_colors, rgb_to_lab
 from .color import decode_colors as _decode
@@ -259,7 +260,7 @@ def _histogram_of(
     An image with transparency (or any image, with ``rgba``) gives an RGBA histogram, in NumPy
     whatever the device: fully transparent pixels zeroed unless ``keep_rgb``.
     """
-    pixels = _with_alpha(as_pixels(image)) if rgba else as_pixels(image)
+    pixels = with_alpha(as_pixels(image)) if rgba else as_pixels(image)
     height, width = pixels.shape[:2]
     if pixels.shape[2] == 4:
         flat4 = prepare_rgba(pixels, keep_rgb).reshape(-1, 4)
@@ -294,19 +295,11 @@ def _rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
     return np.isin(pack(rows), pack(table))
 
 
-def _with_alpha(colors: np.ndarray) -> np.ndarray:
-    """``(..., 3)`` uint8 colors as opaque ``(..., 4)`` RGBA (``(..., 4)`` ones unchanged)."""
-    if colors.shape[-1] == 4:
-        return colors
-    opaque = np.full((*colors.shape[:-1], 1), 255, np.uint8)
-    return np.concatenate([colors, opaque], axis=-1)
-
-
 def _rgba_histogram_of(hist: ColorHistogram) -> ColorHistogram:
     """An RGB histogram as an RGBA one (opaque colors, on the host; the same order)."""
     if hist.colors.shape[1] == 4:
         return hist
-    colors = _with_alpha(to_numpy(hist.colors))
+    colors = with_alpha(to_numpy(hist.colors))
     inverse = None if hist.inverse is None else to_numpy(hist.inverse)
     return ColorHistogram(colors, to_numpy(hist.counts), inverse)
 
@@ -610,7 +603,7 @@ class Quantizer:
         if dither != "none":
             pixels = as_pixels(image)
             if rgba or pixels.shape[2] == 4:
-                pixels = prepare_rgba(_with_alpha(pixels), self.keep_transparent_rgb)
+                pixels = prepare_rgba(with_alpha(pixels), self.keep_transparent_rgb)
             return self._apply_pixels(pixels, start, dither, strength)
         hist, shape = _histogram_of(image, self.device, self.keep_transparent_rgb, rgba)
         return self._apply_histogram(hist, shape, start)
@@ -680,7 +673,7 @@ class Quantizer:
     def _fit_colors(self, hist: ColorHistogram, points: Any) -> None:
         k = self.n_colors
         rgba = hist.colors.shape[1] == 4
-        fixed = _with_alpha(self.fixed) if rgba else self.fixed
+        fixed = with_alpha(self.fixed) if rgba else self.fixed
         n_fixed = len(fixed)
         if len(hist) <= k:
             # At most K distinct colors: the palette is the colors themselves, lossless (the
@@ -859,7 +852,7 @@ class Quantizer:
         palette = self._fitted().palette
         if colors.shape[1] == palette.shape[1] == 3:
             return palette
-        rgba = _with_alpha(to_numpy(palette))
+        rgba = with_alpha(to_numpy(palette))
         clear = to_numpy(colors)[:, 3] == 0
         if clear.any() and not (rgba[:, 3] == 0).any():
             rgba = np.concatenate([rgba, np.zeros((1, 4), np.uint8)])
@@ -1024,7 +1017,7 @@ def quantize(
     if dither != "none":
         rgb8 = as_pixels(image)
         if rgba or rgb8.shape[2] == 4:
-            rgb8 = prepare_rgba(_with_alpha(rgb8), q.keep_transparent_rgb)
+            rgb8 = prepare_rgba(with_alpha(rgb8), q.keep_transparent_rgb)
     keep = q.keep_transparent_rgb
     hist, shape = _histogram_of(image if rgb8 is None else rgb8, q.device, keep, rgba)
     points = _encode(hist.colors, q.color_space)  # once, for every fit and map
@@ -1365,7 +1358,7 @@ def quantize_batch(
         else:
             fixed = Quantizer.from_palette(given[b], color_space=color_space, device=run_device)
             res = fixed.apply(pixels[b], dither=dither, dither_strength=strength)
-        palette = _with_alpha(res.palette) if alpha else res.palette
+        palette = with_alpha(res.palette) if alpha else res.palette
         return palette, res.indices.astype(np.int64), res.mse
 
     parallel = len(images) if run_device == "cpu" else 1

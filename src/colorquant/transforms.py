@@ -27,18 +27,11 @@ import numpy as np
 from . import _cpu
 from ._array import is_tensor
 from ._checks import InputError
+from .alpha import with_alpha
 from .color import DEFAULT_COLOR_SPACE, ColorSpace
 from .quantize import DEFAULT_SPEED, Quantizer, QuantizeResult, quantize
 
 __all__ = ["Quantize"]
-
-
-def _with_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
-    """``(H, W, 3)`` pixels as opaque ``(H, W, 4)`` when 4 channels are wanted."""
-    if pixels.shape[2] == channels:
-        return pixels
-    opaque = np.full((*pixels.shape[:2], 1), 255, np.uint8)
-    return np.concatenate([pixels, opaque], axis=2)
 
 
 def _in_dataloader_worker() -> bool:
@@ -115,7 +108,7 @@ class Quantize:
             alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
             pixels = self._quantize(image, "cpu").to_numpy()
             if alpha:
-                return Image.fromarray(_with_channels(pixels, 4), "RGBA")
+                return Image.fromarray(with_alpha(pixels), "RGBA")
             return Image.fromarray(pixels, "RGB")
         if not is_tensor(image):
             raise InputError(
@@ -128,7 +121,9 @@ class Quantize:
             raise InputError(
                 f"image must be a (3, H, W) or (4, H, W) tensor, got shape {tuple(t.shape)}"
             )
-        pixels = _with_channels(self._quantize(t, str(t.device)).to_numpy(), t.shape[0])
+        pixels = self._quantize(t, str(t.device)).to_numpy()
+        if t.shape[0] == 4:
+            pixels = with_alpha(pixels)
         out = torch.from_numpy(pixels).permute(2, 0, 1).to(t.device)
         if t.dtype == torch.uint8:
             return out.contiguous()
