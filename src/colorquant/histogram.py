@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from . import _cpu
-from ._array import Array, ArrayT, is_tensor
-from .alpha import pack_rgba, unpack_rgba
+from ._array import Array, ArrayT, is_tensor, to_numpy
+from .alpha import pack_rgba, unpack_rgba, with_alpha
 
 __all__ = [
     "ColorHistogram",
@@ -108,8 +108,9 @@ def merge_histograms(histograms: Sequence[ColorHistogram]) -> ColorHistogram:
     """Sum several histograms into one (a palette shared across images is fitted on this).
 
     Args:
-        histograms: non-empty sequence of histograms of one kind (and device), all RGB
-            ``(M, 3)`` or all RGBA ``(M, 4)`` (NumPy).
+        histograms: non-empty sequence of histograms of one kind (and device), RGB ``(M, 3)``
+            or RGBA ``(M, 4)`` (NumPy); with one RGBA histogram among them, the RGB ones count
+            as opaque RGBA colors and the result is RGBA (NumPy).
 
     Returns:
         A histogram with ``inverse=None``.
@@ -119,8 +120,13 @@ def merge_histograms(histograms: Sequence[ColorHistogram]) -> ColorHistogram:
     if len(histograms) == 1:
         h = histograms[0]
         return ColorHistogram(h.colors, h.counts, None)
+    rgba = any(h.colors.shape[1] == 4 for h in histograms)  # RGBA (colorquant.alpha)
+    if rgba:
+        histograms = [
+            ColorHistogram(with_alpha(to_numpy(h.colors)), to_numpy(h.counts), None)
+            for h in histograms
+        ]
     if isinstance(histograms[0].colors, np.ndarray):
-        rgba = histograms[0].colors.shape[1] == 4  # RGBA histograms (colorquant.alpha)
         pack = pack_rgba if rgba else pack_rgb
         keys = np.concatenate([pack(h.colors) for h in histograms])
         counts = np.concatenate([h.counts for h in histograms])

@@ -295,15 +295,6 @@ def _rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
     return np.isin(pack(rows), pack(table))
 
 
-def _rgba_histogram_of(hist: ColorHistogram) -> ColorHistogram:
-    """An RGB histogram as an RGBA one (opaque colors, on the host; the same order)."""
-    if hist.colors.shape[1] == 4:
-        return hist
-    colors = with_alpha(to_numpy(hist.colors))
-    inverse = None if hist.inverse is None else to_numpy(hist.inverse)
-    return ColorHistogram(colors, to_numpy(hist.counts), inverse)
-
-
 def _encode(colors: Any, space: ColorSpace) -> Any:
     """Clustering coordinates of ``(M, 3)`` colors, or of ``(M, 4)`` RGBA (premultiplied:
     :func:`colorquant.alpha.encode_rgba`)."""
@@ -561,10 +552,7 @@ class Quantizer:
         """
         new = self._merged(images, "partial_fit")
         if self._seen is not None:
-            seen = self._seen
-            if seen.colors.shape[1] != new.colors.shape[1]:  # RGB beside RGBA: both RGBA
-                seen, new = _rgba_histogram_of(seen), _rgba_histogram_of(new)
-            new = merge_histograms([seen, new])
+            new = merge_histograms([self._seen, new])
         self._seen, self._stale = ColorHistogram(new.colors, new.counts, None), True
         return self
 
@@ -578,10 +566,9 @@ class Quantizer:
             batch = [images]
         if not batch:
             raise InputError(f"{name} needs at least one image")
-        # One image with transparency makes the shared palette RGBA: every histogram is then.
-        rgba = len(batch) > 1 and any(as_pixels(img).shape[2] == 4 for img in batch)
+        # One image with transparency makes the shared palette RGBA (merge_histograms).
         keep = self.keep_transparent_rgb
-        return merge_histograms([_histogram_of(img, self.device, keep, rgba)[0] for img in batch])
+        return merge_histograms([_histogram_of(img, self.device, keep)[0] for img in batch])
 
     def apply(
         self, image: Any, *, dither: Dither = "none", dither_strength: float = 1.0
