@@ -36,6 +36,7 @@ __all__ = [
     "encode_rgba",
     "mse_rgba",
     "pack_rgba",
+    "premultiplied",
     "premultiply",
     "prepare_rgba",
     "rgba_histogram",
@@ -177,6 +178,13 @@ def bin_rgba(colors: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
     return cell.ravel().astype(np.int64), int(unique.size)
 
 
+def premultiplied(rgba8: np.ndarray) -> np.ndarray:
+    """``(..., 4)`` uint8 RGBA as ``(N, 4)`` float64 ``(r a / 255, g a / 255, b a / 255, a)``."""
+    out = rgba8.reshape(-1, 4).astype(np.float64)
+    out[:, :3] *= out[:, 3:] / 255.0
+    return out
+
+
 def mse_rgba(
     original: np.ndarray, quantized: np.ndarray, weights: np.ndarray | None = None
 ) -> float:
@@ -185,9 +193,6 @@ def mse_rgba(
     Each color is compared as ``(r a / 255, g a / 255, b a / 255, a)``: what it adds over black,
     and its alpha; the RGB under a fully transparent pixel does not count.
     """
-    a = original.reshape(-1, 4).astype(np.float64)
-    b = quantized.reshape(-1, 4).astype(np.float64)
-    a[:, :3] *= a[:, 3:] / 255.0
-    b[:, :3] *= b[:, 3:] / 255.0
+    a, b = premultiplied(original), premultiplied(quantized)
     w = np.ones(len(a)) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
     return float(w @ np.square(a - b).sum(1) / (4.0 * w.sum()))

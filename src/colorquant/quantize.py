@@ -1140,10 +1140,10 @@ def _map_rgba_pixels(
     height, width = rgba8.shape[:2]
     visible_rows = palette[:, 3] > 0
     spread = dither_spread(palette[visible_rows, :3]) if visible_rows.any() else 0.0
-    rgb = rgba8[..., :3].astype(np.float64)
-    visible = rgba8[..., 3] > 0
     if dither == "fs":
         return _diffuse_rgba(rgba8, palette, space, strength, spread)
+    rgb = rgba8[..., :3].astype(np.float64)
+    visible = rgba8[..., 3] > 0
     offsets = ordered_offsets(np.empty(0), height, width, ordered_amplitude(spread, strength))
     shifted = np.where(visible[..., None], np.clip(rgb + offsets[..., None], 0.0, 255.0), rgb)
     alpha = rgba8[..., 3].reshape(-1).astype(np.float64) / 255.0
@@ -1163,20 +1163,20 @@ def _diffuse_rgba(
     channels, as in :mod:`colorquant.alpha`): visible pixels search the visible rows (opaque
     ones take no alpha error), fully transparent pixels keep their own nearest row and take and
     pass no error."""
+    from .alpha import premultiplied
     from .dither import diffusion_strength
 
     height, width = rgba8.shape[:2]
     flat = rgba8.reshape(-1, 4)
-    base = to_numpy(nearest(encode_rgba(flat, space), encode_rgba(palette, space))[0])
-
-    def premultiplied(colors: np.ndarray) -> np.ndarray:
-        out = colors.astype(np.float64)
-        out[:, :3] *= out[:, 3:] / 255.0
-        return out
-
+    # The fully transparent pixels' rows: their nearest (transparent) ones, not dithered.
+    clear = flat[:, 3] == 0
+    fixed = np.zeros(flat.shape[0], np.int32)
+    if clear.any():
+        near = nearest(encode_rgba(flat[clear], space), encode_rgba(palette, space))[0]
+        fixed[clear] = to_numpy(near)
     entry_group = np.where(palette[:, 3] == 0, -2, 1).astype(np.int8)
     # Opaque pixels (group 2) take no alpha error: the dither never makes them translucent.
-    pixel_group = np.select([flat[:, 3] == 0, flat[:, 3] == 255], [-1, 2], 1).astype(np.int8)
+    pixel_group = np.select([clear, flat[:, 3] == 255], [-1, 2], 1).astype(np.int8)
     pixels = premultiplied(flat).reshape(height, width, 4)
     shown = np.rint(pixels[..., :3]).astype(np.uint8)
     index = _cpu.dither_fs_groups(
@@ -1185,7 +1185,7 @@ def _diffuse_rgba(
         np.array([1.0, 1.0, 1.0, 3.0]),
         pixel_group.reshape(height, width),
         entry_group,
-        base.astype(np.int32).reshape(height, width),
+        fixed.reshape(height, width),
         diffusion_strength(shown, strength),
         spread,
     )
