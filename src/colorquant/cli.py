@@ -741,8 +741,12 @@ def quantize(
                     f"{palette_file}: {palette.shape[0]} colors, {suffix} output holds at most "
                     f"{limit}"
                 )
-            given = Quantizer.from_palette(palette, color_space=color_space, device=run_device)
-            given.keep_transparent_rgb = keep_transparent_rgb
+            given = Quantizer.from_palette(
+                palette,
+                color_space=color_space,
+                device=run_device,
+                keep_transparent_rgb=keep_transparent_rgb,
+            )
             fit = _apply_with(given, dither, dither_strength)
             fit_frames = _each_frame(fit)
         else:

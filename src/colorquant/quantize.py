@@ -493,6 +493,7 @@ class Quantizer:
         *,
         color_space: ColorSpace = DEFAULT_COLOR_SPACE,
         device: str = "auto",
+        keep_transparent_rgb: bool = False,
     ) -> Quantizer:
         """A quantizer that maps to the given colors instead of fitting.
 
@@ -501,7 +502,7 @@ class Quantizer:
                 An image with fully transparent pixels mapped to a palette without a fully
                 transparent entry gets one more, ``(0, 0, 0, 0)``.
             color_space: where nearest colors are measured.
-            device: as for the constructor.
+            device, keep_transparent_rgb: as for the constructor.
         """
         arr = to_numpy(palette)
         if arr.ndim != 2 or arr.shape[1] not in (3, 4) or not 1 <= arr.shape[0] <= MAX_COLORS:
@@ -510,7 +511,12 @@ class Quantizer:
             )
         if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 255:
             raise InputError("palette colors must be integers in 0..255")
-        q = cls(n_colors=arr.shape[0], color_space=color_space, device=device)
+        q = cls(
+            n_colors=arr.shape[0],
+            color_space=color_space,
+            device=device,
+            keep_transparent_rgb=keep_transparent_rgb,
+        )
         colors = arr.astype(np.uint8)
         q._fit = _Fit(colors if arr.shape[1] == 4 else _on_device(colors, q.device))
         return q
@@ -977,7 +983,12 @@ def quantize(
     if palette is not None and fixed_colors is not None:
         raise InputError("give palette (map to it) or fixed_colors (fit around them), not both")
     if palette is not None:
-        q = Quantizer.from_palette(palette, color_space=color_space, device=device)
+        q = Quantizer.from_palette(
+            palette,
+            color_space=color_space,
+            device=device,
+            keep_transparent_rgb=keep_transparent_rgb,
+        )
     else:
         q = Quantizer(
             n_colors,
@@ -993,7 +1004,6 @@ def quantize(
             posterize=posterize,
             keep_transparent_rgb=keep_transparent_rgb,
         )
-    q.keep_transparent_rgb = bool(keep_transparent_rgb)
     check_choice("dither", dither, DITHERS)
     strength = _check_strength(dither_strength)
     target = None if quality is None else _check_quality(quality)
