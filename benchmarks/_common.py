@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -231,6 +232,18 @@ def environment(
             )
         )
     return rows
+
+
+def tool(name: str) -> str:
+    """The path of a command of the virtual environment (``colorquant``, ``pngquant``), else
+    from PATH; exits with a message when neither has it."""
+    found = Path(sys.executable).parent / name
+    if found.exists():
+        return str(found)
+    path = shutil.which(name)
+    if path is None:
+        raise SystemExit(f"{name} not found: install the dev lock (make test) first")
+    return path
 
 
 def report_header(title: str, threads: int, device: str, load_at_start: float | None) -> list[str]:

@@ -37,19 +37,8 @@ from _common import (
     load_average,
     markdown_table,
     report_header,
+    tool,
 )
-
-VENV_BIN = Path(sys.executable).parent
-
-
-def _tool(name: str) -> str:
-    found = VENV_BIN / name
-    if found.exists():
-        return str(found)
-    path = shutil.which(name)
-    if path is None:
-        raise SystemExit(f"{name} not found: install the dev lock (make test) first")
-    return path
 
 
 def _wall(command: list[str]) -> float:
@@ -81,7 +70,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "cli_speed.md")
     args = parser.parse_args()
     load_at_start = load_average()
-    pngquant, colorquant = _tool("pngquant"), _tool("colorquant")
+    pngquant, colorquant = tool("pngquant"), tool("colorquant")
     python = sys.executable
     k = str(args.k)
     rows: list[list[str]] = []

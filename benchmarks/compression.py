@@ -20,7 +20,6 @@ transparency flipped (fully transparent became visible or the reverse).
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from _common import (
     markdown_table,
     report_header,
     set_threads,
+    tool,
 )
 from colorquant.alpha import mse_rgba
 
@@ -78,14 +78,6 @@ def with_alpha(rgb8: np.ndarray) -> np.ndarray:
     return np.dstack([rgb8, np.rint(alpha * 255).astype(np.uint8)])
 
 
-def pngquant_path() -> str:
-    here = Path(sys.executable).parent / "pngquant"
-    found = str(here) if here.exists() else shutil.which("pngquant")
-    if found is None:
-        raise SystemExit("pngquant not found: install the dev lock (make test) first")
-    return found
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
@@ -99,7 +91,7 @@ def main() -> int:
         args.out = BENCH_DIR / ("compression_alpha.md" if args.alpha else "compression.md")
     load_at_start = load_average()
     set_threads(args.threads)
-    pngquant = pngquant_path()
+    pngquant = tool("pngquant")
     k = str(args.k)
     methods = list(METHODS)
     stats: dict[str, dict[str, list[float]]] = {

@@ -30,10 +30,10 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import IO
@@ -47,19 +47,8 @@ from _common import (
     load_average,
     markdown_table,
     report_header,
+    tool,
 )
-
-VENV_BIN = Path(sys.executable).parent
-
-
-def _tool(name: str) -> str:
-    found = VENV_BIN / name
-    if found.exists():
-        return str(found)
-    path = shutil.which(name)
-    if path is None:
-        raise SystemExit(f"{name} not found: install the dev lock (make test) first")
-    return path
 
 
 def _variant(job: tuple[Path, Path, int]) -> int:
@@ -114,8 +103,11 @@ def _tree_rss(root: int) -> int:
     return total
 
 
-def measure(command: list[str], shell: bool = False) -> tuple[float, int]:
-    """Wall seconds of ``command`` and the peak resident bytes of its process tree."""
+def measure(
+    command: list[str], shell: bool = False, on_sample: Callable[[int], None] | None = None
+) -> tuple[float, int]:
+    """Wall seconds of ``command`` and the peak resident bytes of its process tree, sampled
+    every 50 ms (each sample also given to ``on_sample``)."""
     peak = 0
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -129,7 +121,10 @@ def measure(command: list[str], shell: bool = False) -> tuple[float, int]:
     def sample() -> None:
         nonlocal peak
         while not done.wait(0.05):
-            peak = max(peak, _tree_rss(proc.pid))
+            rss = _tree_rss(proc.pid)
+            peak = max(peak, rss)
+            if on_sample is not None:
+                on_sample(rss)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -202,7 +197,7 @@ def main() -> None:
         args.out.write_text(text)
         print(text)
         return
-    colorquant, pngquant = _tool("colorquant"), _tool("pngquant")
+    colorquant, pngquant = tool("colorquant"), tool("pngquant")
     k = str(args.k)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import tempfile
-import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -31,8 +28,9 @@ from _common import (
     load_average,
     markdown_table,
     report_header,
+    tool,
 )
-from dataset import _tool, _tree_rss
+from dataset import measure
 
 
 def _crop(job: tuple[Path, Path, int, int]) -> None:
@@ -69,34 +67,22 @@ def main() -> None:
         with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
             list(pool.map(_crop, jobs, chunksize=64))
         command = [
-            _tool("colorquant"), "dataset", str(src), str(dst), "-k", str(args.k),
+            tool("colorquant"), "dataset", str(src), str(dst), "-k", str(args.k),
             "--workers", str(args.workers),
         ]  # fmt: skip
-        samples: list[tuple[float, int, int]] = []  # (seconds, images done, resident bytes)
-        start = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        done = threading.Event()
+        samples: list[tuple[int, int]] = []  # (images done, resident bytes)
 
-        def sample() -> None:
-            while not done.wait(0.05):
-                finished = sum(len(files) for _, _, files in os.walk(dst)) if dst.exists() else 0
-                samples.append((time.perf_counter() - start, finished, _tree_rss(proc.pid)))
+        def sample(rss: int) -> None:
+            finished = sum(len(files) for _, _, files in os.walk(dst)) if dst.exists() else 0
+            samples.append((finished, rss))
 
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        _, err = proc.communicate()
-        seconds = time.perf_counter() - start
-        done.set()
-        sampler.join()
-        if proc.returncode != 0:
-            raise SystemExit(f"colorquant dataset failed: {err.decode(errors='replace')}")
+        seconds, peak = measure(command, on_sample=sample)
     rows = []
     for tenth in range(10):
         low, high = args.count * tenth / 10, args.count * (tenth + 1) / 10
-        part = [rss for _, n, rss in samples if low <= n < high or (tenth == 9 and n >= high)]
+        part = [rss for n, rss in samples if low <= n < high or (tenth == 9 and n >= high)]
         if part:
             rows.append([f"{int(low):,}-{int(high):,}", f"{max(part) / 2**20:.0f}"])
-    peak = max(rss for _, _, rss in samples)
     header = report_header(
         f"Memory of a dataset job: {args.count:,} images of {args.size}x{args.size}, K = {args.k}, "
         f"{args.workers} workers",
