@@ -150,8 +150,8 @@ def stage_times(kodak: list[Path]) -> list[list[str]]:
     what a worker spends (decode, quantize in the default space at the dataset command's speed,
     PNG encode, atomic write)."""
     from colorquant import _cpu, quantize
-    from colorquant.dataset.work import DATASET_SPEED
     from colorquant.io import atomic_write, load_image, result_bytes
+    from colorquant.quantize import DATASET_SPEED
 
     _cpu.set_num_threads(1)
     fit = f"quantize, K = 256, speed {DATASET_SPEED}"

@@ -688,6 +688,15 @@ def test_dataset_command_imports_no_torch_ray_or_datasets(tmp_path: Path) -> Non
     assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
 
 
+def test_other_commands_start_without_the_dataset_package() -> None:
+    # `colorquant quantize` pays nothing for `colorquant dataset` (its package loads on use).
+    code = "import sys, colorquant.cli\nprint('colorquant.dataset' in sys.modules)\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert proc.stdout.strip() == "False"
+
+
 def test_quantize_examples_with_hugging_face_datasets() -> None:
     datasets = pytest.importorskip("datasets")
     images = [Image.fromarray(photo(i)) for i in range(4)]

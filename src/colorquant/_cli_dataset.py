@@ -20,8 +20,7 @@ import click
 
 from ._checks import DEVICES, InputError
 from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE
-from .dataset.work import DATASET_SPEED
-from .quantize import DITHERS
+from .quantize import DATASET_SPEED, DITHERS
 
 __all__ = ["dataset"]
 

@@ -13,8 +13,7 @@ import numpy as np
 from .._checks import InputError
 from ..color import DEFAULT_COLOR_SPACE, ColorSpace
 from ..io import load_image, load_image_bytes
-from ..quantize import Dither, Quantizer, quantize
-from .work import DATASET_SPEED
+from ..quantize import DATASET_SPEED, Dither, Quantizer, quantize
 
 __all__ = ["quantize_examples"]
 

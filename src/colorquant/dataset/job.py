@@ -36,12 +36,11 @@ from .. import _cpu
 from .._checks import InputError, check_choice, check_int_range, resolve_device
 from ..color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
 from ..io import WriteError
-from ..quantize import DITHERS, Dither, Quantizer
+from ..quantize import DATASET_SPEED, DITHERS, Dither, Quantizer
 from .manifest import Manifest
 from .sources import FileItem, Plan, ShardItem, count_images, image_field, iter_samples, plan_job
 from .sources import sample_key as _sample_key
 from .work import (
-    DATASET_SPEED,
     Settings,
     load_pixels,
     process_files,

@@ -35,19 +35,12 @@ from ..quantize import Dither, Quantizer, QuantizeResult, quantize
 from .sources import FileItem, Member, ShardItem, image_field, iter_samples, sample_key
 
 __all__ = [
-    "DATASET_SPEED",
     "Settings",
     "encode_images",
     "process_files",
     "process_shard",
     "worker_init",
 ]
-
-DATASET_SPEED = 7
-"""The fit speed of dataset jobs (``--speed``): on the 24 Kodak photos at K = 256, one thread,
-the fit takes 46-50 ms against 73 at the library's default (speed 4) for 0.21 dB less PSNR,
-still 0.72 dB above ``pngquant 256 --nofs`` (BENCHMARKS.md, "Datasets"): at dataset scale
-throughput comes first."""
 
 Record = dict[str, Any]
 
