@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from ._checks import DEVICES, InputError
-from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE
+from ._cli_options import dither_strength_option, seed_option, space_option
 from .quantize import DATASET_SPEED, DITHERS
 
 __all__ = ["dataset"]
@@ -86,14 +86,7 @@ def _human(summary: Any) -> list[str]:
     metavar="K",
     help="Palette size, 1..256.",
 )
-@click.option(
-    "--space",
-    "color_space",
-    type=click.Choice(COLOR_SPACES),
-    default=DEFAULT_COLOR_SPACE,
-    show_default=True,
-    help="Color space the distances are measured in.",
-)
+@space_option
 @click.option(
     "--dither",
     type=click.Choice(DITHERS),
@@ -101,13 +94,7 @@ def _human(summary: Any) -> list[str]:
     show_default=True,
     help="fs: Floyd-Steinberg error diffusion; ordered: 8x8 Bayer pattern.",
 )
-@click.option(
-    "--dither-strength",
-    type=click.FloatRange(0.0, 1.0),
-    default=1.0,
-    show_default=True,
-    help="How much of the dither, 0..1.",
-)
+@dither_strength_option
 @click.option(
     "--speed",
     type=click.IntRange(1, 10),
@@ -116,9 +103,7 @@ def _human(summary: Any) -> list[str]:
     help="1 (slowest, best) .. 10 (fastest); 7 here (throughput first: 0.2 dB below "
     "colorquant quantize's 4, 35% less fit time).",
 )
-@click.option(
-    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed."
-)
+@seed_option
 @click.option(
     "--shared-palette",
     is_flag=True,

@@ -29,7 +29,18 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from . import __version__, _cpu
-from ._checks import DEVICES, InputError, resolve_device
+from ._checks import InputError, resolve_device
+from ._cli_options import (
+    device_option,
+    dither_strength_option,
+    figure_option,
+    force_option,
+    init_option,
+    method_option,
+    seed_option,
+    space_option,
+    speed_option,
+)
 from .alpha import binary_alpha, with_alpha
 from .animation import (
     animation_bytes,
@@ -39,9 +50,9 @@ from .animation import (
     quantize_animation,
     save_animation,
 )
-from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
+from .color import ColorSpace
 from .histogram import color_histogram
-from .init import INITS, InitMethod
+from .init import InitMethod
 from .io import (
     MAX_COLORS_BY_SUFFIX,
     NotSmallerError,
@@ -55,10 +66,8 @@ from .io import (
     save_result,
 )
 from .quantize import (
-    DEFAULT_SPEED,
     DITHERS,
     MAX_COLORS,
-    METHODS,
     Dither,
     Method,
     QualityTooLowError,
@@ -237,61 +246,10 @@ def _configure_logging(verbose: int) -> None:
     logger.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
 
 
-# -- options shared by the commands -----------------------------------------------------------
-
-_space_option = click.option(
-    "--space",
-    "color_space",
-    type=click.Choice(COLOR_SPACES),
-    default=DEFAULT_COLOR_SPACE,
-    show_default=True,
-    help="Color space the distances are measured in: hybrid (RGB + DIN99b, beats libimagequant "
-    "on PSNR and CIEDE2000), rgb (best PSNR), din99 (best CIEDE2000), lab, oklab.",
-)
-_method_option = click.option(
-    "--method",
-    type=click.Choice(METHODS),
-    default="kmeans",
-    show_default=True,
-    help="Palette fit: Lloyd's k-means, or gradient descent (Adam) on the same objective.",
-)
-_init_option = click.option(
-    "--init",
-    type=click.Choice(INITS),
-    default="k-means++",
-    show_default=True,
-    help="Seeding of the fit: greedy k-means++, or colors drawn at random by pixel count.",
-)
-_seed_option = click.option(
-    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed."
-)
-_speed_option = click.option(
-    "--speed",
-    type=click.IntRange(1, 10),
-    default=DEFAULT_SPEED,
-    show_default=True,
-    help="1 (slowest, best) .. 10 (fastest).",
-)
-_device_option = click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    help=f"One of {', '.join(DEVICES)} (auto: cuda, then mps, then cpu).",
-)
-_force_option = click.option("--force", is_flag=True, help="Overwrite existing output files.")
-_figure_option = click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Figure file (.png, .pdf, .svg).",
-)
-
-
 def _fit_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The fit options elbow and plot share: space, method, init, seed, speed, device."""
-    options = (_device_option, _speed_option, _seed_option, _init_option, _method_option)
-    for option in (*options, _space_option):
+    options = (device_option, speed_option, seed_option, init_option, method_option)
+    for option in (*options, space_option):
         command = option(command)
     return command
 
@@ -524,18 +482,18 @@ def _quantize_one(
     default=None,
     help="Output format with -d or -o -.  [default: png]",
 )
-@_space_option
-@_method_option
-@_init_option
+@space_option
+@method_option
+@init_option
 @click.option(
     "--palette",
     "palette_file",
     type=click.Path(path_type=Path),
     help="Map to the colors of this file instead of fitting (GIMP .gpl, hex list, or an image).",
 )
-@_seed_option
-@_speed_option
-@_device_option
+@seed_option
+@speed_option
+@device_option
 @click.option(
     "--preview",
     type=click.Path(path_type=Path),
@@ -555,13 +513,7 @@ def _quantize_one(
     is_flag=True,
     help="Same as --dither none (pngquant's name for it).",
 )
-@click.option(
-    "--dither-strength",
-    type=click.FloatRange(0.0, 1.0),
-    default=1.0,
-    show_default=True,
-    help="How much of the dither, 0..1.",
-)
+@dither_strength_option
 @click.option(
     "--fixed-colors",
     metavar="HEX,...",
@@ -622,7 +574,7 @@ def _quantize_one(
     help="Animations: a palette per frame (GIF) instead of one for all frames.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout.")
-@_force_option
+@force_option
 def quantize(
     inputs: tuple[Path, ...],
     n_colors: int | None,
@@ -875,10 +827,10 @@ def _elbow_ks(max_k: int) -> list[int]:
     show_default=True,
     help="Largest K; K = 2, 4, 8, ... up to it.",
 )
-@_figure_option
+@figure_option
 @_fit_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per K on stdout.")
-@_force_option
+@force_option
 def elbow(
     source: Path,
     max_k: int,
@@ -957,7 +909,7 @@ def elbow(
     metavar="K",
     help=f"Palette size, 1..{MAX_COLORS}.",
 )
-@_figure_option
+@figure_option
 @_fit_options
 @click.option(
     "--points",
@@ -966,7 +918,7 @@ def elbow(
     show_default=True,
     help="Most colors drawn (sampled by pixel count).",
 )
-@_force_option
+@force_option
 def plot(
     source: Path,
     n_colors: int,
