@@ -1,4 +1,5 @@
-"""Shared fixtures: devices, float dtypes, a synthetic photo, and a float64 brute-force search.
+"""Shared fixtures: devices, float dtypes, a synthetic photo, a float64 brute-force search, and
+a plain Python Floyd-Steinberg that the compiled kernels must equal.
 
 Nothing here reads a file: every input is built in memory from a fixed seed.
 """
@@ -94,3 +95,52 @@ def brute_force_nearest(
 def brute_force() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
     """:func:`brute_force_nearest`, as a fixture so test modules need not import conftest."""
     return brute_force_nearest
+
+
+def fs_reference(
+    pixels: np.ndarray,
+    palette: np.ndarray,
+    strength: np.ndarray,
+    max_error: float,
+    first: int = 0,
+    last: int | None = None,
+    *,
+    weight: np.ndarray | None = None,
+    pixel_group: np.ndarray | None = None,
+    entry_group: np.ndarray | None = None,
+    fixed: np.ndarray | None = None,
+) -> np.ndarray:
+    """Serpentine Floyd-Steinberg on C channels, plainly, on rows ``first..last-1`` (starting
+    there with no error; even rows left to right): what ``_cpu.dither_fs`` must equal.
+
+    With groups, what ``_cpu.dither_fs_groups`` must equal: a pixel searches the rows of its
+    group by ``sum(weight * diff**2)``; group 2 searches group 1 and takes no error in its last
+    channel; group -1 (or a group without rows) takes ``fixed`` and passes no error.
+    """
+    h, w, c = pixels.shape
+    err = np.zeros((h + 1, w + 2, c))
+    out = np.zeros((h, w), np.int64)
+    rows = np.arange(len(palette))
+    for y in range(first, h if last is None else min(last, h)):
+        forward = y % 2 == 0
+        for q in range(w):
+            x = q if forward else w - 1 - q
+            v = np.clip(pixels[y, x] + np.clip(err[y, x + 1], -max_error, max_error), 0.0, 255.0)
+            if pixel_group is not None and entry_group is not None and fixed is not None:
+                group = int(pixel_group[y, x])
+                if group == 2:  # opaque: no error in the last channel, searches group 1
+                    v[-1], group = pixels[y, x, -1], 1
+                rows = np.flatnonzero(entry_group == group)
+                if group < 0 or rows.size == 0:
+                    out[y, x] = fixed[y, x]
+                    continue
+            d2 = (v - palette[rows]) ** 2
+            k = int(rows[(d2 if weight is None else d2 * weight).sum(1).argmin()])
+            out[y, x] = k
+            d = (v - palette[k]) * (strength[y, x] / 16.0)
+            ahead, behind = (x + 1, x - 1) if forward else (x - 1, x + 1)
+            err[y, ahead + 1] += 7 * d
+            err[y + 1, behind + 1] += 3 * d
+            err[y + 1, x + 1] += 5 * d
+            err[y + 1, ahead + 1] += d
+    return out

@@ -26,6 +26,7 @@ from colorquant.alpha import (
 from colorquant.cli import main
 from colorquant.color import COLOR_SPACES
 from colorquant.io import result_bytes
+from conftest import fs_reference
 
 H, W = 24, 32
 
@@ -303,29 +304,16 @@ def test_fs_groups_kernel_against_python() -> None:
     fixed = rng.integers(0, k, (h, w)).astype(np.int32)
     strength = rng.uniform(0, 1, (h, w)).astype(np.float32)
     got = _cpu.dither_fs_groups(pixels, palette, weight, pgroup, egroup, fixed, strength, 30.0)
-    # The same serpentine diffusion in plain Python.
-    err = np.zeros((h + 1, w + 2, 4))
-    want = np.empty((h, w), np.int32)
-    for y in range(h):
-        xs = range(w) if y % 2 == 0 else range(w - 1, -1, -1)
-        step = 1 if y % 2 == 0 else -1
-        for x in xs:
-            if pgroup[y, x] < 0:
-                want[y, x] = fixed[y, x]
-                continue
-            v = np.clip(pixels[y, x] + np.clip(err[y, x + 1], -30, 30), 0, 255)
-            group = pgroup[y, x]
-            if group == 2:  # opaque: no error in the last channel, searches group 1
-                v[3], group = pixels[y, x, 3], 1
-            rows = np.flatnonzero(egroup == group)
-            d = ((v - palette[rows]) ** 2 * weight).sum(1)
-            best = int(rows[np.argmin(d)])
-            want[y, x] = best
-            e = (v - palette[best]) * strength[y, x] / 16
-            err[y, x + 1 + step] += 7 * e
-            err[y + 1, x + 1 - step] += 3 * e
-            err[y + 1, x + 1] += 5 * e
-            err[y + 1, x + 1 + step] += e
+    want = fs_reference(
+        pixels,
+        palette,
+        strength,
+        30.0,
+        weight=weight,
+        pixel_group=pgroup,
+        entry_group=egroup,
+        fixed=fixed,
+    )
     np.testing.assert_array_equal(got, want)
 
 

@@ -8,6 +8,7 @@ import torch
 
 import colorquant as cq
 from colorquant.dither import bayer_matrix, dither_spread, ordered_offsets
+from conftest import fs_reference
 
 
 @pytest.mark.parametrize("size", [1, 2, 4, 8, 16])
@@ -97,28 +98,6 @@ def test_bad_dither_options() -> None:
 
 
 # -- Floyd-Steinberg --------------------------------------------------------------------------
-
-
-def fs_reference(rgb8: np.ndarray, palette: np.ndarray, strength: np.ndarray, max_error: float):  # type: ignore[no-untyped-def]
-    """Serpentine Floyd-Steinberg, plainly: what colorquant._cpu.dither_fs must equal."""
-    h, w, _ = rgb8.shape
-    err = np.zeros((h + 1, w + 2, 3))
-    out = np.zeros((h, w), np.int64)
-    for y in range(h):
-        forward = y % 2 == 0
-        for q in range(w):
-            x = q if forward else w - 1 - q
-            e = np.clip(err[y, x + 1], -max_error, max_error)
-            v = np.clip(rgb8[y, x] + e, 0.0, 255.0)
-            k = int(((palette - v) ** 2).sum(1).argmin())
-            out[y, x] = k
-            d = (v - palette[k]) * (strength[y, x] / 16.0)
-            ahead, behind = (x + 1, x - 1) if forward else (x - 1, x + 1)
-            err[y, ahead + 1] += 7 * d
-            err[y + 1, behind + 1] += 3 * d
-            err[y + 1, x + 1] += 5 * d
-            err[y + 1, ahead + 1] += d
-    return out
 
 
 @pytest.mark.parametrize("k", [7, 80])

@@ -12,6 +12,7 @@ from colorquant import _cpu
 from colorquant._cpu import _kernels
 from colorquant.color import COLOR_SPACES, ColorSpace, embed, encode_colors
 from colorquant.dither import ordered_map, ordered_offsets
+from conftest import fs_reference
 
 
 @contextmanager
@@ -29,35 +30,6 @@ def threads(n: int) -> Iterator[None]:
 def brute_nearest(points: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """Float64 brute force, channels summed in order, lowest index on ties."""
     return ((points[:, None, :] - palette[None, :, :]) ** 2).sum(-1).argmin(1)
-
-
-def fs_reference(
-    pixels: np.ndarray,
-    palette: np.ndarray,
-    strength: np.ndarray,
-    max_error: float,
-    first: int = 0,
-    last: int | None = None,
-) -> np.ndarray:
-    """Serpentine Floyd-Steinberg on C channels, plainly (tests/test_dither.py for C = 3), on rows
-    ``first..last-1`` (starting there with no error; even rows left to right)."""
-    h, w, c = pixels.shape
-    err = np.zeros((h + 1, w + 2, c))
-    out = np.zeros((h, w), np.int64)
-    for y in range(first, h if last is None else min(last, h)):
-        forward = y % 2 == 0
-        for q in range(w):
-            x = q if forward else w - 1 - q
-            v = np.clip(pixels[y, x] + np.clip(err[y, x + 1], -max_error, max_error), 0.0, 255.0)
-            k = int(brute_nearest(v[None], palette)[0])
-            out[y, x] = k
-            d = (v - palette[k]) * (strength[y, x] / 16.0)
-            ahead, behind = (x + 1, x - 1) if forward else (x - 1, x + 1)
-            err[y, ahead + 1] += 7 * d
-            err[y + 1, behind + 1] += 3 * d
-            err[y + 1, x + 1] += 5 * d
-            err[y + 1, ahead + 1] += d
-    return out
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4, 6])
