@@ -41,7 +41,7 @@ from ._cli_options import (
     space_option,
     speed_option,
 )
-from .alpha import binary_alpha, with_alpha
+from .alpha import binary_alpha
 from .animation import (
     animation_bytes,
     is_animated,
@@ -65,6 +65,7 @@ from .io import (
     result_suffix,
     save_result,
 )
+from .metrics import psnr_from_mse
 from .quantize import (
     DITHERS,
     MAX_COLORS,
@@ -346,44 +347,67 @@ def _quantize_animation_one(
 ) -> tuple[dict[str, Any], str]:
     """Quantize and write every frame of an animation, durations and loop count kept."""
     animation = load_animation(job.source) if data is None else load_animation_bytes(data)
-    frames = [_pixels_for(f, fmt) for f in animation.frames]
-    if any(f.shape[2] == 4 for f in frames):
-        frames = [with_alpha(f) for f in frames]
-    results = fit_frames(frames)
+    results = fit_frames([_pixels_for(f, fmt) for f in animation.frames])
     limit = animation.size_bytes if skip_if_larger else None
-    suffix = ".png" if fmt == "apng" else f".{fmt}"
     options: dict[str, Any] = {"durations": animation.durations, "loop": animation.loop}
     if job.output == STDIO:
-        bytes_out = _to_stdout(animation_bytes(results, suffix, **options), limit)
+        bytes_out = _to_stdout(animation_bytes(results, f".{fmt}", **options), limit)
     else:
         bytes_out = save_animation(results, job.output, force=force, max_bytes=limit, **options)
     if job.preview is not None:
         preview_figure(animation.frames[0][..., :3], results[0], path=job.preview, force=force)
-    seconds = time.perf_counter() - start
     error = float(np.mean([r.mse for r in results]))
-    psnr = math.inf if error <= 0 else 10 * math.log10(255.0**2 / error)
-    delta_e = float(np.mean([r.delta_e for r in results]))
-    n_colors = len({tuple(c) for r in results for c in r.palette.tolist()})
-    record = {
-        "input": str(animation.path),
-        "output": str(job.output),
-        "frames": len(results),
-        "n_colors": n_colors,
-        "color_space": results[0].color_space,
-        "method": results[0].method,
-        "mse": error,
-        "psnr": _json_number(psnr),
-        "delta_e": delta_e,
-        "bytes_in": animation.size_bytes,
-        "bytes_out": bytes_out,
-        "seconds": round(seconds, 6),
-        "n_iter": results[0].n_iter,
-        "converged": results[0].converged,
-    }
+    return _report(
+        animation.path,
+        job.output,
+        results[0],
+        n_colors=len({tuple(c) for r in results for c in r.palette.tolist()}),
+        mse=error,
+        psnr=psnr_from_mse(error),
+        delta_e=float(np.mean([r.delta_e for r in results])),
+        bytes_in=animation.size_bytes,
+        bytes_out=bytes_out,
+        seconds=time.perf_counter() - start,
+        frames=len(results),
+    )
+
+
+def _report(
+    source: Path,
+    output: Path,
+    result: QuantizeResult,
+    *,
+    n_colors: int,
+    mse: float,
+    psnr: float,
+    delta_e: float,
+    bytes_in: int,
+    bytes_out: int,
+    seconds: float,
+    frames: int | None = None,
+) -> tuple[dict[str, Any], str]:
+    """The JSON record and the human line of one written image (or animation: ``frames``);
+    ``result`` gives the fit's record (the first frame's for an animation)."""
+    record: dict[str, Any] = {"input": str(source), "output": str(output)}
+    if frames is not None:
+        record["frames"] = frames
+    record.update(
+        n_colors=n_colors,
+        color_space=result.color_space,
+        method=result.method,
+        mse=mse,
+        psnr=_json_number(psnr),
+        delta_e=delta_e,
+        bytes_in=bytes_in,
+        bytes_out=bytes_out,
+        seconds=round(seconds, 6),
+        n_iter=result.n_iter,
+        converged=result.converged,
+    )
+    what = f"{n_colors} colors" if frames is None else f"{frames} frames, {n_colors} colors"
     line = (
-        f"{animation.path} -> {job.output}: {len(results)} frames, {n_colors} colors  "
-        f"MSE {error:.2f}  PSNR {psnr:.2f} dB  dE00 {delta_e:.2f}  "
-        f"{animation.size_bytes:,} -> {bytes_out:,} bytes  {seconds:.2f} s"
+        f"{source} -> {output}: {what}  MSE {mse:.2f}  PSNR {psnr:.2f} dB  dE00 {delta_e:.2f}  "
+        f"{bytes_in:,} -> {bytes_out:,} bytes  {seconds:.2f} s"
     )
     return record, line
 
@@ -428,28 +452,18 @@ def _quantize_one(
         bytes_out = save_result(result, job.output, force=force, max_bytes=limit, **keep)
     if job.preview is not None:
         preview_figure(loaded.pixels[..., :3], result, path=job.preview, force=force)
-    seconds = time.perf_counter() - start
-    record = {
-        "input": str(loaded.path),
-        "output": str(job.output),
-        "n_colors": result.n_colors,
-        "color_space": result.color_space,
-        "method": result.method,
-        "mse": result.mse,
-        "psnr": _json_number(result.psnr),
-        "delta_e": result.delta_e,
-        "bytes_in": loaded.size_bytes,
-        "bytes_out": bytes_out,
-        "seconds": round(seconds, 6),
-        "n_iter": result.n_iter,
-        "converged": result.converged,
-    }
-    line = (
-        f"{loaded.path} -> {job.output}: {result.n_colors} colors  MSE {result.mse:.2f}  "
-        f"PSNR {result.psnr:.2f} dB  dE00 {result.delta_e:.2f}  "
-        f"{loaded.size_bytes:,} -> {bytes_out:,} bytes  {seconds:.2f} s"
+    return _report(
+        loaded.path,
+        job.output,
+        result,
+        n_colors=result.n_colors,
+        mse=result.mse,
+        psnr=result.psnr,
+        delta_e=result.delta_e,
+        bytes_in=loaded.size_bytes,
+        bytes_out=bytes_out,
+        seconds=time.perf_counter() - start,
     )
-    return record, line
 
 
 @main.command(context_settings=CONTEXT, epilog=MSE_HELP)
