@@ -202,16 +202,7 @@ _PIL_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
 def _alpha_of(image: Any, name: str) -> np.ndarray | None:
-    """The ``(H, W)`` uint8 alpha channel of ``image``, or ``None`` if it has none."""
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        if image.mode in _PIL_ALPHA_MODES or "transparency" in image.info:
-            try:
-                return np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.uint8)
-            except ValueError:  # a mode Pillow cannot convert to RGBA
-                return None
-        return None
+    """The ``(H, W)`` uint8 alpha channel of a 4-channel array or tensor, else ``None``."""
     if is_tensor(image):
         t = image.detach()
         if t.ndim == 4 and t.shape[0] == 1:
@@ -228,6 +219,18 @@ def _alpha_of(image: Any, name: str) -> np.ndarray | None:
     return _float_to_uint8(_float_array(a, name), name)
 
 
+def _pil_rgba(image: Any) -> np.ndarray | None:
+    """A PIL image with an alpha channel or a transparent color as ``(H, W, 4)`` uint8, once
+    converted (Pillow also warns when a palette image with transparency goes to RGB); ``None``
+    for other images and modes Pillow cannot convert to RGBA."""
+    if image.mode not in _PIL_ALPHA_MODES and "transparency" not in image.info:
+        return None
+    try:
+        return np.asarray(image.convert("RGBA"), dtype=np.uint8)
+    except ValueError:
+        return None
+
+
 def as_pixels(image: Any, name: str = "image") -> np.ndarray:
     """Any supported image to ``(H, W, 3)`` uint8 sRGB, or ``(H, W, 4)`` RGBA if it has alpha.
 
@@ -237,15 +240,19 @@ def as_pixels(image: Any, name: str = "image") -> np.ndarray:
     """
     from PIL import Image
 
+    if isinstance(image, Image.Image):
+        rgba = _pil_rgba(image)
+        if rgba is None:
+            return as_rgb8(image, name)
+        if rgba.size == 0:
+            as_rgb8(rgba[..., :3], name)  # says the image is empty
+        if rgba[..., 3].min() == 255:
+            return np.ascontiguousarray(rgba[..., :3])
+        return rgba
     alpha = _alpha_of(image, name)
-    if is_tensor(image) and alpha is not None:
-        t = image.detach()
-        rgb = as_rgb8(t[..., :3, :, :], name)
-    elif isinstance(image, Image.Image) and alpha is not None:
-        # Through RGBA: Pillow warns when a palette image with transparency goes to RGB.
-        rgb = np.asarray(image.convert("RGBA"), dtype=np.uint8)[..., :3]
-    else:
-        rgb = as_rgb8(image, name)
-    if alpha is None or alpha.min() == 255:
+    if alpha is None:
+        return as_rgb8(image, name)
+    rgb = as_rgb8(image.detach()[..., :3, :, :] if is_tensor(image) else image, name)
+    if alpha.min() == 255:
         return rgb
     return np.ascontiguousarray(np.concatenate([rgb, alpha[..., None]], axis=2))
