@@ -258,19 +258,22 @@ class _Fit:
     n_fixed: int = 0  # the first rows are fixed colors: kept in every result palette
 
 
-def _histogram_of(
-    image: Any, device: str, keep_rgb: bool = False, rgba: bool = False
-) -> tuple[ColorHistogram, tuple[int, int]]:
-    """The color histogram of an image and its ``(H, W)``.
+def _pixels_of(image: Any, keep_rgb: bool = False, rgba: bool = False) -> np.ndarray:
+    """An image as the pipeline takes it: ``(H, W, 3)`` uint8, or ``(H, W, 4)`` RGBA for an
+    image with transparency (or any image, with ``rgba``), fully transparent pixels zeroed
+    unless ``keep_rgb`` (:func:`colorquant.alpha.prepare_rgba`)."""
+    pixels = as_pixels(image)
+    if rgba or pixels.shape[2] == 4:
+        pixels = prepare_rgba(with_alpha(pixels), keep_rgb)
+    return pixels
 
-    An image with transparency (or any image, with ``rgba``) gives an RGBA histogram, in NumPy
-    whatever the device: fully transparent pixels zeroed unless ``keep_rgb``.
-    """
-    pixels = with_alpha(as_pixels(image)) if rgba else as_pixels(image)
+
+def _histogram_of(pixels: np.ndarray, device: str) -> tuple[ColorHistogram, tuple[int, int]]:
+    """The color histogram of :func:`_pixels_of` pixels, and their ``(H, W)``: RGBA in NumPy
+    whatever the device; RGB on ``device``."""
     height, width = pixels.shape[:2]
     if pixels.shape[2] == 4:
-        flat4 = prepare_rgba(pixels, keep_rgb).reshape(-1, 4)
-        return ColorHistogram(*rgba_histogram(flat4)), (height, width)
+        return ColorHistogram(*rgba_histogram(pixels.reshape(-1, 4))), (height, width)
     flat = pixels.reshape(-1, 3)
     if device == "cpu":
         return color_histogram(flat), (height, width)
@@ -580,7 +583,8 @@ class Quantizer:
             raise InputError(f"{name} needs at least one image")
         # One image with transparency makes the shared palette RGBA (merge_histograms).
         keep = self.keep_transparent_rgb
-        return merge_histograms([_histogram_of(img, self.device, keep)[0] for img in batch])
+        hists = [_histogram_of(_pixels_of(img, keep), self.device)[0] for img in batch]
+        return merge_histograms(hists)
 
     def apply(
         self, image: Any, *, dither: Dither = "none", dither_strength: float = 1.0
@@ -599,12 +603,10 @@ class Quantizer:
         check_choice("dither", dither, DITHERS)
         strength = _check_strength(dither_strength)
         rgba = self._fitted().palette.shape[1] == 4  # an RGBA palette: the image as RGBA
+        pixels = _pixels_of(image, self.keep_transparent_rgb, rgba)
         if dither != "none":
-            pixels = as_pixels(image)
-            if rgba or pixels.shape[2] == 4:
-                pixels = prepare_rgba(with_alpha(pixels), self.keep_transparent_rgb)
             return self._apply_pixels(pixels, start, dither, strength)
-        hist, shape = _histogram_of(image, self.device, self.keep_transparent_rgb, rgba)
+        hist, shape = _histogram_of(pixels, self.device)
         return self._apply_histogram(hist, shape, start)
 
     @property
@@ -1013,23 +1015,18 @@ def quantize(
     check_choice("dither", dither, DITHERS)
     strength = _check_strength(dither_strength)
     target = None if quality is None else _check_quality(quality)
-    # A dithered map needs the pixels themselves: convert the image once, for both uses.
-    # A given RGBA palette: the image as RGBA too.
+    # The image converted once, for the histogram and a dithered map (which needs the pixels);
+    # with a given RGBA palette, as RGBA.
     rgba = q._fit is not None and q._fit.palette.shape[1] == 4
-    rgb8 = None
-    if dither != "none":
-        rgb8 = as_pixels(image)
-        if rgba or rgb8.shape[2] == 4:
-            rgb8 = prepare_rgba(with_alpha(rgb8), q.keep_transparent_rgb)
-    keep = q.keep_transparent_rgb
-    hist, shape = _histogram_of(image if rgb8 is None else rgb8, q.device, keep, rgba)
+    pixels = _pixels_of(image, q.keep_transparent_rgb, rgba)
+    hist, shape = _histogram_of(pixels, q.device)
     points = _encode(hist.colors, q.color_space)  # once, for every fit and map
 
     def run(quantizer: Quantizer) -> QuantizeResult:
         if palette is None:
             quantizer._fit_histogram(hist, points)
-        if rgb8 is not None:
-            return quantizer._apply_pixels(rgb8, start, dither, strength)
+        if dither != "none":
+            return quantizer._apply_pixels(pixels, start, dither, strength)
         return quantizer._apply_histogram(hist, shape, start, points)
 
     if target is None or palette is not None:
