@@ -12,7 +12,8 @@ With ``--alpha`` every photo gets an alpha channel first (opaque in an ellipse, 
 pixels wide, fully transparent outside; the color under the transparent part is kept, as an
 editor leaves it), and the quality columns become: PSNR of premultiplied RGBA
 (``colorquant.alpha.mse_rgba``), mean absolute alpha error, and the pixels whose
-transparency flipped (fully transparent became visible or the reverse).
+transparency flipped (fully transparent became visible or the reverse), and the opaque pixels
+that came back translucent.
 
     .venv/bin/python benchmarks/compression.py
 """
@@ -95,7 +96,7 @@ def main() -> int:
     k = str(args.k)
     methods = list(METHODS)
     stats: dict[str, dict[str, list[float]]] = {
-        m: {"bytes": [], "psnr": [], "de": [], "blur": []} for m in methods
+        m: {"bytes": [], "psnr": [], "de": [], "blur": [], "opaque": []} for m in methods
     }
     paths = list_images(args.images, args.limit)
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -128,6 +129,8 @@ def main() -> int:
                     stats[name]["de"].append(float(diff.mean()))
                     flips = (rgba[..., 3] == 0) != (original[..., 3] == 0)
                     stats[name]["blur"].append(float(flips.sum()))
+                    lost = (original[..., 3] == 255) & (rgba[..., 3] != 255)
+                    stats[name]["opaque"].append(float(lost.sum()))
                     continue
                 quantized = np.asarray(Image.open(out).convert("RGB"))
                 stats[name]["psnr"].append(cq.psnr(original, quantized))
@@ -146,6 +149,7 @@ def main() -> int:
                 f"{statistics.fmean(stats[name]['psnr']):.2f}",
                 f"{statistics.fmean(stats[name]['de']):.3f}",
                 f"{statistics.fmean(stats[name]['blur']):.3f}",
+                *([f"{statistics.fmean(stats[name]['opaque']):.1f}"] if args.alpha else []),
             ]
         )
     header = report_header(
@@ -157,12 +161,16 @@ def main() -> int:
     )
     columns = ["mean ΔE00", f"mean ΔE00 after blur σ={BLUR_SIGMA}"]
     if args.alpha:
-        columns = ["mean abs alpha error", "transparency flips per image"]
+        columns = [
+            "mean abs alpha error",
+            "transparency flips per image",
+            "opaque pixels made translucent per image",
+        ]
     table = markdown_table(
         ["method", "bytes (all images)", "bytes / pngquant",
          "mean PSNR dB" + (" (premultiplied RGBA)" if args.alpha else ""), *columns],
         rows,
-        "lrrrrr",
+        "lrrrrr" + ("r" if args.alpha else ""),
     )  # fmt: skip
     text = "\n".join(header) + (
         f"\n\n{table}\n\nbytes / pngquant: against pngquant of the same kind (dithered or not). "

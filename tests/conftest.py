@@ -113,9 +113,10 @@ def fs_reference(
     """Serpentine Floyd-Steinberg on C channels, plainly, on rows ``first..last-1`` (starting
     there with no error; even rows left to right): what ``_cpu.dither_fs`` must equal.
 
-    With groups, what ``_cpu.dither_fs_groups`` must equal: a pixel searches the rows of its
-    group by ``sum(weight * diff**2)``; group 2 searches group 1 and takes no error in its last
-    channel; group -1 (or a group without rows) takes ``fixed`` and passes no error.
+    With groups, what ``_cpu.dither_fs_groups`` must equal: a pixel of group g searches the
+    rows whose ``entry_group`` mask has bit g by ``sum(weight * diff**2)``; group 2 takes no
+    error in its last channel; group -1 (or a group without rows) takes ``fixed`` and passes no
+    error.
     """
     h, w, c = pixels.shape
     err = np.zeros((h + 1, w + 2, c))
@@ -128,9 +129,10 @@ def fs_reference(
             v = np.clip(pixels[y, x] + np.clip(err[y, x + 1], -max_error, max_error), 0.0, 255.0)
             if pixel_group is not None and entry_group is not None and fixed is not None:
                 group = int(pixel_group[y, x])
-                if group == 2:  # opaque: no error in the last channel, searches group 1
-                    v[-1], group = pixels[y, x, -1], 1
-                rows = np.flatnonzero(entry_group == group)
+                if group == 2:  # opaque: no error in the last channel
+                    v[-1] = pixels[y, x, -1]
+                mask = entry_group.astype(np.int64)
+                rows = np.flatnonzero((mask >> max(group, 0)) & 1) if group >= 0 else rows[:0]
                 if group < 0 or rows.size == 0:
                     out[y, x] = fixed[y, x]
                     continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,18 @@ import colorquant as cq
 from colorquant.alpha import (
     ALMOST_OPAQUE,
     ALPHA_SCALE,
+    OPAQUE,
     SEPARATION,
     binary_alpha,
     decode_rgba,
+    eligible_rows,
     encode_rgba,
+    kind_of,
     mse_rgba,
+    nearest_of_kind,
     pack_rgba,
+    refine_kinds,
+    transparent_points,
     unpack_rgba,
 )
 from colorquant.cli import main
@@ -127,9 +134,8 @@ def test_transparency_is_kept_exactly(space: str) -> None:
     clear = res.palette[:, 3] == 0
     assert clear.sum() == 1
     assert res.palette[clear].tolist() == [[0, 0, 0, 0]]
-    # Opaque pixels stay (nearly) opaque, within 2% (measured: 250..255 at K = 16); the rim
-    # gets entries of its own.
-    assert (out[rgba[..., 3] == 255][:, 3] >= 250).all()
+    # Opaque pixels stay exactly opaque; the rim gets entries of its own.
+    assert (out[rgba[..., 3] == 255][:, 3] == 255).all()
     assert ((res.palette[:, 3] > 0) & (res.palette[:, 3] < 255)).any()
     assert np.abs(out[..., 3].astype(int) - rgba[..., 3]).mean() < 2.5
 
@@ -275,7 +281,88 @@ def test_dither_keeps_transparency(dither: str) -> None:
     plain = cq.quantize(rgba, 8)
     assert not np.array_equal(res.indices, plain.indices)  # the dither did something
     out = res.to_numpy()
-    assert (out[rgba[..., 3] == 255][:, 3] >= 250).all()  # opaque stays (nearly) opaque
+    assert (out[rgba[..., 3] == 255][:, 3] == 255).all()  # opaque stays exactly opaque
+
+
+def soft_disc(n: int = 96) -> np.ndarray:
+    """A radial soft-alpha image: a few hundred opaque pixels in the middle, a long soft
+    falloff, fully transparent corners (where sharing clusters made every opaque pixel 252)."""
+    y, x = np.mgrid[0:n, 0:n].astype(np.float64)
+    r = np.hypot(x - n / 2, y - n / 2) / (n / 2)
+    alpha = np.rint(np.clip((1.0 - r) * 1.3, 0.0, 1.0) * 255).astype(np.uint8)
+    rgb = np.stack([x * 255 / n, y * 255 / n, (x + y) * 127 / n], axis=2).astype(np.uint8)
+    return np.dstack([rgb, alpha])
+
+
+@pytest.mark.parametrize("space", ["rgb", "hybrid", "oklab"])
+@pytest.mark.parametrize("dither", ["none", "fs", "ordered"])
+def test_opaque_stays_255_and_clear_stays_0(space: str, dither: str) -> None:
+    rgba = soft_disc()
+    opaque, clear = rgba[..., 3] == 255, rgba[..., 3] == 0
+    assert 200 < opaque.sum() < 1000 and clear.sum() > 1000  # the case of the report
+    res = cq.quantize(rgba, 16, color_space=space, dither=dither)  # type: ignore[arg-type]
+    out = res.to_numpy()
+    assert (out[opaque][:, 3] == 255).all()
+    assert (out[clear][:, 3] == 0).all()
+    assert (out[~clear][:, 3] > 0).all()
+    assert ((res.palette[:, 3] > 0) & (res.palette[:, 3] < 255)).any()  # translucent kept
+    # The PNG written says the same.
+    back = roundtrip(res)
+    assert (back[opaque][:, 3] == 255).all() and (back[clear][:, 3] == 0).all()
+
+
+def test_opaque_kept_with_a_given_palette_and_shared_fit() -> None:
+    rgba = soft_disc(48)
+    opaque = rgba[..., 3] == 255
+    # A given palette whose nearest entry for many opaque pixels is translucent.
+    palette = np.array([[0, 0, 0, 0], [90, 90, 60, 250], [200, 120, 90, 240], [20, 20, 20, 255]])
+    for dither in ("none", "fs", "ordered"):
+        out = cq.Quantizer.from_palette(palette).apply(rgba, dither=dither).to_numpy()  # type: ignore[arg-type]
+        assert (out[opaque][:, 3] == 255).all(), dither
+    # A palette without an opaque entry: opaque pixels take visible ones (nothing else exists).
+    out = cq.Quantizer.from_palette(palette[:3]).apply(rgba).to_numpy()
+    assert (out[opaque][:, 3] > 0).all() and (out[rgba[..., 3] == 0][:, 3] == 0).all()
+    q = cq.Quantizer(12).fit([rgba, soft_disc(40)])
+    assert (q.apply(rgba, dither="fs").to_numpy()[opaque][:, 3] == 255).all()
+
+
+def test_nearest_of_kind_against_brute_force() -> None:
+    rng = np.random.default_rng(11)
+    points, palette = rng.normal(size=(400, 4)), rng.normal(size=(9, 4))
+    kind = rng.integers(0, 3, 400).astype(np.int8)
+    for row_kind in (
+        np.array([0, 1, 2, 2, 1, 0, 1, 2, 1], np.int8),
+        np.array([0, 1, 1, 1, 1, 1, 1, 1, 1], np.int8),  # no opaque row: visible ones
+    ):
+        index, dist2 = nearest_of_kind(points, kind, palette, row_kind)
+        allowed = eligible_rows(row_kind)
+        d2 = ((points[:, None, :] - palette[None]) ** 2).sum(2)
+        for i in range(len(points)):
+            rows = np.flatnonzero(allowed[int(kind[i])])
+            assert index[i] == rows[np.argmin(d2[i, rows])]
+            assert dist2[i] == pytest.approx(d2[i, index[i]])
+    assert not eligible_rows(np.array([0, 1, 1], np.int8))[OPAQUE][0]
+
+
+def test_refine_kinds_pins_opaque_and_never_increases() -> None:
+    rgba = soft_disc(40).reshape(-1, 4)
+    colors, counts, _ = cq.alpha.rgba_histogram(rgba)
+    points = encode_rgba(colors, "rgb")
+    kind = kind_of(colors[:, 3])
+    rng = np.random.default_rng(0)
+    start = points[rng.choice(len(points), 10, replace=False)]
+
+    def objective(c: np.ndarray, opaque: np.ndarray) -> float:
+        rows = np.where(transparent_points(c, "rgb"), 0, np.where(opaque, 2, 1)).astype(np.int8)
+        return float(counts @ nearest_of_kind(points, kind, c, rows)[1])
+
+    one, opaque_one = refine_kinds(points, counts, kind, start, "rgb", max_iter=1, tol=0.0)
+    many, opaque = refine_kinds(points, counts, kind, start, "rgb", max_iter=30, tol=0.0)
+    np.testing.assert_array_equal(opaque, opaque_one)
+    assert opaque.any() and (many[opaque, -1] == ALPHA_SCALE["rgb"]).all()
+    assert objective(many, opaque) <= objective(one, opaque) + 1e-9
+    decoded = decode_rgba(many, "rgb")
+    assert (decoded[opaque, 3] == 255).all()
 
 
 def test_fs_rgba_flat_area_keeps_its_mean() -> None:
@@ -300,7 +387,7 @@ def test_fs_groups_kernel_against_python() -> None:
     palette = rng.uniform(0, 255, (k, 4))
     weight = np.array([1.0, 1.0, 1.0, 3.0])
     pgroup = rng.integers(-1, 3, (h, w)).astype(np.int8)
-    egroup = np.array([0, 1, 1, 0, -2], np.int8)
+    egroup = np.array([0b110, 0b010, 0b011, 0b100, 0], np.int8)  # bit g: group g may take it
     fixed = rng.integers(0, k, (h, w)).astype(np.int32)
     strength = rng.uniform(0, 1, (h, w)).astype(np.float32)
     got = _cpu.dither_fs_groups(pixels, palette, weight, pgroup, egroup, fixed, strength, 30.0)
@@ -363,13 +450,34 @@ def test_cli_rgba_png(tmp_path: Path) -> None:
 
 def test_cli_gif_cuts_alpha(tmp_path: Path) -> None:
     src = tmp_path / "sprite.png"
-    Image.fromarray(sprite()).save(src)
+    rgba = soft_disc(64)
+    Image.fromarray(rgba).save(src)
     out = tmp_path / "s.gif"
-    assert run("quantize", src, "-k", "16", "-o", out).exit_code == 0  # type: ignore[attr-defined]
+    result = run("quantize", src, "-k", "16", "-o", out, "--json")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     with Image.open(out) as image:
         back = np.asarray(image.convert("RGBA"))
-    np.testing.assert_array_equal(back[..., 3] == 0, sprite()[..., 3] < 128)
+    np.testing.assert_array_equal(back[..., 3] == 0, rgba[..., 3] < 128)
     assert set(np.unique(back[..., 3]).tolist()) == {0, 255}
+    # The metrics are against the input, not the cut image; one warning line says so.
+    record = json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[attr-defined]
+    want = 10 * np.log10(255.0**2 / mse_rgba(rgba, back))
+    assert record["psnr"] == pytest.approx(want, abs=1e-6)
+    png = run("quantize", src, "-k", "16", "-o", tmp_path / "s.png", "--json", "--nofs")
+    png_psnr = json.loads(png.stdout.strip().splitlines()[-1])["psnr"]  # type: ignore[attr-defined]
+    assert record["psnr"] < png_psnr  # cutting alpha loses, and the number shows it
+    warnings = [ln for ln in result.stderr.splitlines() if "warning" in ln]  # type: ignore[attr-defined]
+    assert len(warnings) == 1 and "sprite.png" in warnings[0] and "translucen" in warnings[0]
+    assert "warning" not in png.stderr  # type: ignore[attr-defined]
+
+
+def test_cli_gif_of_binary_alpha_does_not_warn(tmp_path: Path) -> None:
+    src = tmp_path / "hard.png"
+    rgba = soft_disc(32)
+    rgba[..., 3] = np.where(rgba[..., 3] < 128, 0, 255)
+    Image.fromarray(rgba).save(src)
+    result = run("quantize", src, "-k", "8", "-o", tmp_path / "h.gif")
+    assert result.exit_code == 0 and "warning" not in result.stderr  # type: ignore[attr-defined]
 
 
 def test_cli_keep_transparent_rgb(tmp_path: Path) -> None:
@@ -425,3 +533,44 @@ def test_cli_real_files_edge_cases(tmp_path: Path, name: str, mode: str) -> None
         back = np.asarray(image.convert("RGBA"))
     np.testing.assert_array_equal(back[..., 3] == 0, expected[..., 3] == 0)
     assert np.abs(back[..., 3].astype(int) - expected[..., 3]).mean() <= 1.0
+
+
+def test_cli_default_dither_keeps_opaque(tmp_path: Path) -> None:
+    src = tmp_path / "disc.png"
+    rgba = soft_disc()
+    Image.fromarray(rgba).save(src)
+    result = run("quantize", src, "-k", "16")  # the command dithers by default
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    with Image.open(tmp_path / "disc-cq.png") as image:
+        back = np.asarray(image.convert("RGBA"))
+    assert (back[rgba[..., 3] == 255][:, 3] == 255).all()
+    assert (back[rgba[..., 3] == 0][:, 3] == 0).all()
+
+
+def test_preview_with_alpha(tmp_path: Path) -> None:
+    from colorquant.viz import CHECKER_GRAYS, over_checkerboard, preview_figure
+
+    rgba = soft_disc(48)
+    res = cq.quantize(rgba, 8)
+    figure = preview_figure(rgba, res, path=tmp_path / "p.png")
+    original, quantized, heat = (ax.get_images()[0].get_array() for ax in figure.axes[:3])
+    clear = rgba[..., 3] == 0
+    # Both images over a checkerboard: a clear corner shows the checker's grays.
+    np.testing.assert_array_equal(original, over_checkerboard(rgba))
+    assert set(np.unique(np.asarray(original)[clear]).tolist()) == set(CHECKER_GRAYS)
+    assert set(np.unique(np.asarray(quantized)[clear]).tolist()) == set(CHECKER_GRAYS)
+    # Invisible pixels are left out of the error map; visible ones are there.
+    values = np.ma.filled(np.ma.masked_invalid(heat), np.nan)
+    assert np.isnan(values[clear]).all() and np.isfinite(values[~clear]).all()
+    # The transparent palette entry is marked.
+    labels = [t.get_text() for t in figure.axes[3].get_yticklabels()]
+    assert labels.count("transparent") == 1 and len(labels) == res.n_colors
+    assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_cli_preview_with_alpha(tmp_path: Path) -> None:
+    src = tmp_path / "disc.png"
+    Image.fromarray(soft_disc(40)).save(src)
+    result = run("quantize", src, "-k", "8", "--preview", tmp_path / "fig.png")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert (tmp_path / "fig.png").exists()

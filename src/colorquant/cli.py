@@ -41,7 +41,7 @@ from ._cli_options import (
     space_option,
     speed_option,
 )
-from .alpha import binary_alpha
+from .alpha import binary_alpha, mse_rgba, with_alpha
 from .animation import (
     animation_bytes,
     is_animated,
@@ -65,7 +65,7 @@ from .io import (
     result_suffix,
     save_result,
 )
-from .metrics import psnr_from_mse
+from .metrics import mean_delta_e, psnr_from_mse
 from .quantize import (
     DITHERS,
     MAX_COLORS,
@@ -325,6 +325,33 @@ def _pixels_for(pixels: np.ndarray, fmt: str) -> np.ndarray:
     return binary_alpha(pixels) if fmt == "gif" and pixels.shape[2] == 4 else pixels
 
 
+def _alpha_cut(source: Path, frames: Sequence[np.ndarray], fmt: str) -> bool:
+    """Whether output format ``fmt`` cuts the translucency of ``frames`` (GIF); if so, one
+    warning line naming ``source`` and how many pixels lose their alpha."""
+    if fmt != "gif":
+        return False
+    translucent = sum(
+        int(((f[..., 3] > 0) & (f[..., 3] < 255)).sum()) for f in frames if f.shape[2] == 4
+    )
+    if translucent:
+        _warn(
+            f"{source}: GIF holds no translucency: the alpha of {translucent:,} translucent "
+            "pixels was cut at 128 (PNG output keeps it); metrics are against the input"
+        )
+    return translucent > 0
+
+
+def _against_input(original: np.ndarray, result: QuantizeResult) -> tuple[float, float]:
+    """MSE (premultiplied RGBA, :func:`colorquant.alpha.mse_rgba`) and alpha-weighted mean
+    ΔE00 of ``result`` against the ``(H, W, 4)`` input it was made from after a cut."""
+    out = with_alpha(result.to_numpy())
+    error = mse_rgba(original, out)
+    weights = original[..., 3].astype(np.float64) / 255.0
+    if not weights.any():
+        return error, 0.0
+    return error, mean_delta_e(original[..., :3], out[..., :3], weights=weights)
+
+
 def _to_stdout(data: bytes, limit: int | None) -> int:
     """Write a whole output file to standard output (unless not smaller than ``limit``)."""
     if limit is not None and len(data) >= limit:
@@ -348,6 +375,7 @@ def _quantize_animation_one(
     """Quantize and write every frame of an animation, durations and loop count kept."""
     animation = load_animation(job.source) if data is None else load_animation_bytes(data)
     results = fit_frames([_pixels_for(f, fmt) for f in animation.frames])
+    cut = _alpha_cut(animation.path, animation.frames, fmt)
     limit = animation.size_bytes if skip_if_larger else None
     options: dict[str, Any] = {"durations": animation.durations, "loop": animation.loop}
     if job.output == STDIO:
@@ -355,8 +383,12 @@ def _quantize_animation_one(
     else:
         bytes_out = save_animation(results, job.output, force=force, max_bytes=limit, **options)
     if job.preview is not None:
-        preview_figure(animation.frames[0][..., :3], results[0], path=job.preview, force=force)
-    error = float(np.mean([r.mse for r in results]))
+        preview_figure(animation.frames[0], results[0], path=job.preview, force=force)
+    if cut:
+        measured = [_against_input(f, r) for f, r in zip(animation.frames, results, strict=True)]
+    else:
+        measured = [(r.mse, r.delta_e) for r in results]
+    error = float(np.mean([m for m, _ in measured]))
     return _report(
         animation.path,
         job.output,
@@ -364,7 +396,7 @@ def _quantize_animation_one(
         n_colors=len({tuple(c) for r in results for c in r.palette.tolist()}),
         mse=error,
         psnr=psnr_from_mse(error),
-        delta_e=float(np.mean([r.delta_e for r in results])),
+        delta_e=float(np.mean([d for _, d in measured])),
         bytes_in=animation.size_bytes,
         bytes_out=bytes_out,
         seconds=time.perf_counter() - start,
@@ -442,6 +474,9 @@ def _quantize_one(
         )
     loaded = load_image_bytes(data) if data is not None else load_image(job.source)
     result: QuantizeResult = fit(_pixels_for(loaded.pixels, stdout_format))
+    error, delta_e = result.mse, result.delta_e
+    if _alpha_cut(loaded.path, [loaded.pixels], stdout_format):
+        error, delta_e = _against_input(loaded.pixels, result)
     limit = loaded.size_bytes if skip_if_larger else None
     keep: dict[str, Any] = {"optimize": optimize}
     if not strip:
@@ -451,15 +486,15 @@ def _quantize_one(
     else:
         bytes_out = save_result(result, job.output, force=force, max_bytes=limit, **keep)
     if job.preview is not None:
-        preview_figure(loaded.pixels[..., :3], result, path=job.preview, force=force)
+        preview_figure(loaded.pixels, result, path=job.preview, force=force)
     return _report(
         loaded.path,
         job.output,
         result,
         n_colors=result.n_colors,
-        mse=result.mse,
-        psnr=result.psnr,
-        delta_e=result.delta_e,
+        mse=error,
+        psnr=psnr_from_mse(error),
+        delta_e=delta_e,
         bytes_in=loaded.size_bytes,
         bytes_out=bytes_out,
         seconds=time.perf_counter() - start,

@@ -32,12 +32,18 @@ from ._checks import (
     resolve_device,
 )
 from .alpha import (
+    OPAQUE,
+    TRANSLUCENT,
     bin_rgba,
     decode_rgba,
+    eligible_rows,
     encode_rgba,
+    kind_of,
     mse_rgba,
+    nearest_of_kind,
     pack_rgba,
     prepare_rgba,
+    refine_kinds,
     rgba_histogram,
     transparent_points,
     with_alpha,
@@ -766,7 +772,18 @@ class Quantizer:
         if rgba and not _groups_kept(points, result, self.color_space):
             self._fit_groups_apart(hist, points)
             return
-        palette = self._decode(result.centroids, rgba)
+        centroids = result.centroids
+        if rgba:  # opaque pixels only on opaque entries: a constrained Lloyd from the fit
+            centroids, _ = refine_kinds(
+                points,
+                to_numpy(weights),
+                kind_of(to_numpy(hist.colors)[:, 3]),
+                to_numpy(centroids),
+                self.color_space,
+                max_iter=max_iter + 1,
+                tol=tol,
+            )
+        palette = self._decode(centroids, rgba)
         if n_fixed:
             palette[:n_fixed] = self._place(fixed)  # exact, whatever the space
         self._fit = _Fit(palette, tuple(history), n_iter, result.converged, self.method, n_fixed)
@@ -826,7 +843,13 @@ class Quantizer:
         if points is None:
             points = _encode(hist.colors, self.color_space)
         # The search runs where the histogram is; the small bookkeeping after it on the host.
-        index = to_numpy(nearest(points, palette_points)[0])
+        if full.shape[1] == 4:  # each pixel among the entries of its kind (alpha.kind_of)
+            rows = kind_of(to_numpy(full)[:, 3])
+            index = nearest_of_kind(
+                points, kind_of(to_numpy(hist.colors)[:, 3]), palette_points, rows
+            )[0]
+        else:
+            index = to_numpy(nearest(points, palette_points)[0])
         hist_counts = to_numpy(hist.counts)
         k = full.shape[0]
         counts = np.bincount(index, weights=hist_counts, minlength=k).astype(np.int64)
@@ -1159,9 +1182,10 @@ def _map_rgba_pixels(
     visible = rgba8[..., 3] > 0
     offsets = ordered_offsets(np.empty(0), height, width, ordered_amplitude(spread, strength))
     shifted = np.where(visible[..., None], np.clip(rgb + offsets[..., None], 0.0, 255.0), rgb)
-    alpha = rgba8[..., 3].reshape(-1).astype(np.float64) / 255.0
-    points = premultiply(embed(shifted.reshape(-1, 3) / 255.0, space), alpha, space)
-    index = to_numpy(nearest(points, encode_rgba(palette, space))[0])
+    alpha8 = rgba8[..., 3].reshape(-1)
+    points = premultiply(embed(shifted.reshape(-1, 3) / 255.0, space), alpha8 / 255.0, space)
+    rows = kind_of(palette[:, 3])
+    index = nearest_of_kind(points, kind_of(alpha8), encode_rgba(palette, space), rows)[0]
     return index.reshape(height, width)
 
 
@@ -1187,9 +1211,13 @@ def _diffuse_rgba(
     if clear.any():
         near = nearest(encode_rgba(flat[clear], space), encode_rgba(palette, space))[0]
         fixed[clear] = to_numpy(near)
-    entry_group = np.where(palette[:, 3] == 0, -2, 1).astype(np.int8)
-    # Opaque pixels (group 2) take no alpha error: the dither never makes them translucent.
-    pixel_group = np.select([clear, flat[:, 3] == 255], [-1, 2], 1).astype(np.int8)
+    # Groups are the kinds of alpha.kind_of: translucent pixels (1) take any visible row,
+    # opaque ones (2) only opaque rows, and no alpha error: the dither keeps them opaque.
+    eligible = eligible_rows(kind_of(palette[:, 3]))
+    entry_group = (eligible[TRANSLUCENT] << TRANSLUCENT | eligible[OPAQUE] << OPAQUE).astype(
+        np.int8
+    )
+    pixel_group = np.where(clear, -1, kind_of(flat[:, 3])).astype(np.int8)
     pixels = premultiplied(flat).reshape(height, width, 4)
     shown = np.rint(pixels[..., :3]).astype(np.uint8)
     index = _cpu.dither_fs_groups(

@@ -26,11 +26,14 @@ if TYPE_CHECKING:
     from .quantize import QuantizeResult
 
 __all__ = [
+    "CHECKER_GRAYS",
     "FIGURE_SUFFIXES",
+    "checkerboard",
     "cloud_figure",
     "delta_e_map",
     "elbow_figure",
     "figure_suffix",
+    "over_checkerboard",
     "preview_figure",
     "save_figure",
 ]
@@ -133,22 +136,56 @@ def delta_e_map(original_rgb8: np.ndarray, quantized_rgb8: np.ndarray) -> np.nda
     return per_pair[inverse.reshape(-1)].reshape(a.shape[:2])
 
 
+#: The checkerboard transparent pixels are drawn over: two light grays, 8-pixel squares.
+CHECKER_GRAYS: tuple[int, int] = (204, 255)
+_CHECKER = 8
+
+
+def checkerboard(height: int, width: int) -> np.ndarray:
+    """``(H, W, 3)`` uint8 checkerboard of :data:`CHECKER_GRAYS` in 8-pixel squares."""
+    y, x = np.mgrid[0:height, 0:width]
+    gray = np.where((y // _CHECKER + x // _CHECKER) % 2 == 0, *CHECKER_GRAYS).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
+def over_checkerboard(rgba8: np.ndarray) -> np.ndarray:
+    """``(H, W, 4)`` uint8 RGBA composited over :func:`checkerboard`: ``(H, W, 3)`` uint8."""
+    a = rgba8[..., 3:].astype(np.float64) / 255.0
+    back = checkerboard(*rgba8.shape[:2]).astype(np.float64)
+    out = rgba8[..., :3].astype(np.float64) * a + back * (1.0 - a)
+    return np.rint(out).astype(np.uint8)
+
+
 def _palette_bars(ax: Axes, palette: np.ndarray, counts: np.ndarray) -> None:
-    """Horizontal bars, one per palette color drawn in that color, most used on top."""
+    """Horizontal bars, one per palette color drawn in that color, most used on top; with
+    alpha (``(K, 4)``), translucent entries drawn at their alpha and the fully transparent
+    entry hatched and labelled "transparent"."""
     order = np.argsort(-counts, kind="stable")
     colors, values = palette[order], counts[order]
     rows = np.arange(len(order))
-    ax.barh(rows, values, color=colors / 255.0, edgecolor="black", linewidth=0.4, height=0.85)
+    face = colors / 255.0
+    bars = ax.barh(rows, values, color=face, edgecolor="black", linewidth=0.4, height=0.85)
+    clear = colors[:, 3] == 0 if colors.shape[1] == 4 else np.zeros(len(colors), bool)
+    for bar, is_clear in zip(bars, clear.tolist(), strict=True):
+        if is_clear:
+            bar.set_facecolor("white")
+            bar.set_hatch("////")
     ax.invert_yaxis()
     ax.set_xlabel("pixels")
     ax.set_xlim(0, float(values.max()) * 1.25)
     if len(order) <= 32:
-        ax.set_yticks(rows, [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in colors.tolist()])
+        labels = [
+            "transparent" if c else "#" + "".join(f"{v:02x}" for v in color.tolist())
+            for color, c in zip(colors, clear.tolist(), strict=True)
+        ]
+        ax.set_yticks(rows, labels)
         ax.tick_params(axis="y", labelsize="x-small")
         for row, value in zip(rows.tolist(), values.tolist(), strict=True):
             ax.text(value, row, f" {value:,}", va="center", fontsize="x-small")
     else:
         ax.set_yticks([])
+        for row in np.flatnonzero(clear).tolist():
+            ax.text(values[row], row, " transparent", va="center", fontsize="x-small")
     ax.set_title(f"palette: {len(order)} colors, by pixel count")
 
 
@@ -165,8 +202,14 @@ def preview_figure(
     map, and one bar per palette color (drawn in it) with its pixel count, most used first.
     The title gives K, MSE, PSNR and the mean ΔE00.
 
+    With transparency (an ``(H, W, 4)`` original, or an RGBA result) both images are drawn
+    over a checkerboard (:func:`over_checkerboard`), the error map leaves out the pixels that
+    are fully transparent in the original (drawn blank: nothing there is seen) and measures the
+    others on their colors, and the fully transparent palette entry is hatched and labelled.
+
     Args:
-        original_rgb8: ``(H, W, 3)`` uint8 sRGB, the image that was quantized.
+        original_rgb8: ``(H, W, 3)`` uint8 sRGB, or ``(H, W, 4)`` RGBA, the image that was
+            quantized.
         result: its :class:`colorquant.QuantizeResult`.
         path: if given, also save the figure there (PNG, PDF or SVG).
         force: allow replacing an existing file at ``path``.
@@ -177,14 +220,22 @@ def preview_figure(
     Raises:
         InputError: the image and the result differ in size.
     """
-    original = as_rgb8(original_rgb8, "original_rgb8")
-    quantized = result.to_numpy()[..., :3]  # colors only: alpha is not drawn
+    arr = np.asarray(original_rgb8)
+    rgba = arr.ndim == 3 and arr.shape[2] == 4
+    original = as_rgb8(arr[..., :3] if rgba else arr, "original_rgb8")
+    out = result.to_numpy()
+    quantized = out[..., :3]
     if original.shape != quantized.shape:
         raise InputError(
             f"original_rgb8 is {original.shape[1]}x{original.shape[0]} pixels, the result "
             f"{quantized.shape[1]}x{quantized.shape[0]}"
         )
     error = delta_e_map(original, quantized)
+    if rgba or out.shape[2] == 4:
+        alpha = arr[..., 3] if rgba else np.full(original.shape[:2], 255, np.uint8)
+        error = np.where(alpha == 0, np.nan, error).astype(np.float32)  # unseen: left out
+        original = over_checkerboard(np.dstack([original, alpha]).astype(np.uint8))
+        quantized = over_checkerboard(out if out.shape[2] == 4 else np.dstack([out, alpha]))
     height, width = original.shape[:2]
     aspect = height / width
     figure = _new_figure(11.0, max(4.0, min(11.0, 2 * 5.5 * aspect + 1.2)))
@@ -200,7 +251,7 @@ def preview_figure(
     axes[1, 0].set_title(r"error per pixel, CIEDE2000 $\Delta E_{00}$")
     axes[1, 0].set_axis_off()
     figure.colorbar(heat, ax=axes[1, 0], shrink=0.85, label=r"$\Delta E_{00}$")
-    _palette_bars(axes[1, 1], result.palette[:, :3], result.counts)
+    _palette_bars(axes[1, 1], result.palette, result.counts)
     figure.suptitle(
         f"K = {result.n_colors}   MSE {result.mse:.2f}   PSNR {result.psnr:.2f} dB   "
         rf"mean $\Delta E_{{00}}$ {result.delta_e:.2f}   ({result.color_space}, {result.method})"

@@ -733,18 +733,19 @@ def dither_fs_groups(
 
     For images with alpha: ``pixels`` are premultiplied RGBA on the 0..255 scale. Each pixel
     plus the error diffused into it (each channel clamped to ``+-max_error``, then to 0..255)
-    takes the palette row of its own group nearest by ``sum(weight * diff**2)`` (lowest row on
-    ties), and passes on ``strength`` of its error (7/16 ahead, 3/16, 5/16, 1/16 below). A pixel
-    of group 2 searches the rows of group 1 and takes no error in its last channel (an opaque
-    pixel keeps its alpha). A pixel of group -1 (or of a group without rows) takes ``fixed``
-    and passes no error.
+    takes, of the palette rows its group may take, the nearest by ``sum(weight * diff**2)``
+    (lowest row on ties), and passes on ``strength`` of its error (7/16 ahead, 3/16, 5/16, 1/16
+    below). A pixel of group ``g`` (0..6) may take the rows whose ``entry_group`` has bit ``g``
+    set; a pixel of group 2 takes no error in its last channel (an opaque pixel keeps its
+    alpha). A pixel of group -1 (or of a group without rows) takes ``fixed`` and passes no
+    error.
 
     Args:
         pixels: ``(H, W, C)`` float64, 1 <= C <= 16.
         palette: ``(K, C)`` float64 rows, ``K >= 1``.
         weight: ``(C,)`` float64 channel weights.
         pixel_group: ``(H, W)`` int8 group of every pixel, -1 for no search.
-        entry_group: ``(K,)`` int8 group of every row.
+        entry_group: ``(K,)`` int8 bit mask of the groups that may take every row.
         fixed: ``(H, W)`` int32 row of the pixels that are not searched.
         strength: ``(H, W)`` float32 in [0, 1].
         max_error: largest error a channel carries, ``>= 0``.

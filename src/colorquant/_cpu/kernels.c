@@ -2981,13 +2981,13 @@ static PyObject *py_openmp(PyObject *self, PyObject *args)
 /* ------------------------------------------------------------------------------------------ */
 /* Error diffusion in groups (images with alpha)                                               */
 
-/* dither_fs_groups(pixels, h, w, C, palette, k, weight, pixel_group, entry_group, fixed,
+/* dither_fs_groups(pixels, h, w, C, palette, k, weight, pixel_group, entry_groups, fixed,
    strength, max_error, index): serpentine Floyd-Steinberg on C-channel float64 pixels (RGBA
-   premultiplied, on the 0..255 scale) where each pixel takes the nearest palette row, by the
-   channel-weighted squared distance, among the rows of its own group (lowest row on ties); a
-   pixel of group 2 searches the rows of group 1 and takes no error in its last channel (an
-   opaque pixel keeps its alpha); a pixel of group -1 takes fixed[i] and neither takes nor
-   passes error. Values plus error are clamped to +-max_error, then to 0..255, channel by
+   premultiplied, on the 0..255 scale) where each pixel of group g (0..6) takes the nearest
+   palette row, by the channel-weighted squared distance, among the rows whose entry_groups
+   mask has bit g (lowest row on ties); a pixel of group 2 takes no error in its last channel
+   (an opaque pixel keeps its alpha); a pixel of group -1, or of a group without rows, takes
+   fixed[i] and neither takes nor passes error. Values plus error are clamped to +-max_error, then to 0..255, channel by
    channel. */
 static PyObject *py_dither_fs_groups(PyObject *self, PyObject *args)
 {
@@ -3045,14 +3045,12 @@ static PyObject *py_dither_fs_groups(PyObject *self, PyObject *args)
                 v[ch] = t < 0.0 ? 0.0 : t > 255.0 ? 255.0 : t;
             }
             int group = pg[i];
-            if (group == 2) {
+            if (group == 2)
                 v[C - 1] = px[i * C + C - 1];
-                group = 1;
-            }
             int32_t best = -1;
             double best_d = 0.0;
             for (int c = 0; c < K; c++) {
-                if (eg[c] != group)
+                if (group > 6 || !((eg[c] >> group) & 1))
                     continue;
                 double d = 0.0;
                 for (int ch = 0; ch < C; ch++) {

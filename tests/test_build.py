@@ -1,0 +1,72 @@
+"""The package's build metadata: an SPDX license with its file, a bounded build backend."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import tomllib
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Prepares the wheel's metadata with the installed setuptools, as pip's build would, recording
+# every warning the backend gives.
+PREPARE = """
+import json, sys, warnings
+import setuptools.build_meta as backend
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    name = backend.prepare_metadata_for_build_wheel(sys.argv[1])
+print(json.dumps({"dist_info": name, "warnings": [str(w.message) for w in caught]}))
+"""
+
+
+def test_license_is_spdx_with_its_file() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    assert project["license-files"] == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "WITHOUT WARRANTY OF ANY KIND" in text
+
+
+def test_build_requirement_is_bounded() -> None:
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    (setuptools,) = [Requirement(r) for r in requires if r.startswith("setuptools")]
+    operators = {spec.operator for spec in setuptools.specifier}
+    assert "<" in operators and ">=" in operators
+    assert Version("77") in setuptools.specifier  # SPDX license strings start there
+    installed = Version(metadata.version("setuptools"))
+    assert installed in setuptools.specifier, f"the dev setuptools {installed} is out of range"
+
+
+def test_metadata_builds_without_deprecation(tmp_path: Path) -> None:
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "src/colorquant").mkdir(parents=True)
+    (tmp_path / "src/colorquant/__init__.py").write_text("")
+    out = tmp_path / "meta"
+    out.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", PREPARE, str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    license_warnings = [w for w in report["warnings"] if "license" in w.lower()]
+    assert license_warnings == []
+    assert "deprecat" not in done.stderr.lower()
+    text = (out / report["dist_info"] / "METADATA").read_text()
+    assert "License-Expression: MIT" in text
+    assert "License-File: LICENSE" in text
+    if "Classifier: License" in text:
+        pytest.fail("a license classifier beside the SPDX expression is deprecated")
