@@ -1,11 +1,12 @@
 # make demo: quantize a built-in sample image into out/ (creates .venv, installs the runtime lock).
-# make test: ruff, mypy and pytest (creates .venv, installs the dev lock).
+# make test: ruff, mypy, pytest, and the kernel tests on a serial clang build (creates .venv,
+# installs the dev lock, and clang with apt-get where it is missing).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 K ?= 16
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest test-serial bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +37,21 @@ typecheck: $(VENV)/.dev
 pytest: $(VENV)/.dev
 	$(BIN)/python -m pytest
 
-test: lint typecheck pytest
+# The compiled core built without OpenMP by clang (Debian's has no libomp, so the build's probe
+# finds none; COLORQUANT_OPENMP=0 makes sure), and the kernel tests run against that build.
+SERIAL := build/serial
+KERNEL_TESTS := tests/test_serial_build.py tests/test_dither_kernels.py tests/test_nearest.py \
+	tests/test_kmeans.py tests/test_histogram.py tests/test_init.py tests/test_dither.py
+
+test-serial: $(VENV)/.dev
+	@command -v clang >/dev/null || { apt-get update -qq && apt-get install -y -qq clang; }
+	rm -rf $(SERIAL)
+	CC=clang COLORQUANT_OPENMP=0 $(BIN)/python setup.py -q build_ext \
+		--build-lib $(SERIAL)/lib --build-temp $(SERIAL)/tmp
+	COLORQUANT_TEST_KERNELS="$$(ls $(SERIAL)/lib/colorquant/_cpu/_kernels*)" \
+		$(BIN)/python -m pytest $(KERNEL_TESTS)
+
+test: lint typecheck pytest test-serial
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/compare.py
