@@ -563,7 +563,8 @@ def test_progress_counts_every_item(tmp_path: Path) -> None:
 
     src = tmp_path / "src"
     make_folder(src, 5)
-    (src / "bad.txt").write_text("x")
+    (src / "bad.png").write_text("x")
+    (src / "img0.txt").write_text("a caption: copied, not counted as an image")
     quantize_dataset(src, tmp_path / "d1", 8, workers=1, batch_size=2, progress=progress)
     assert calls[0] == ("total", 6) and sum(n for what, n in calls[1:]) == 6
     calls.clear()

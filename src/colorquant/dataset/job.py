@@ -458,8 +458,8 @@ def quantize_dataset(
             todo = [i for i in plan.items if i.name not in manifest.done]
             if plan.kind == "shards":
                 total = sum(count_images(i.src) for i in todo) if progress else 0
-            else:
-                total = len(todo)
+            else:  # the bar counts images (and bad ones), not the files copied
+                total = sum(1 for i in todo if isinstance(i, FileItem) and not i.copy)
             advance = progress(total) if progress is not None else None
 
             def on_record(record: dict[str, Any]) -> None:
@@ -470,7 +470,7 @@ def quantize_dataset(
                     )
                 manifest.add(record)
                 processed += 1
-                if advance is not None:
+                if advance is not None and record["status"] != "copied":
                     count = (
                         1
                         if plan.kind != "shards"
