@@ -757,6 +757,9 @@ def test_sigkill_mid_folder_job_then_resume(tmp_path: Path) -> None:
         (src / f"part{i % 4}" / f"{i:03d}.png").write_bytes(encode(array))
         pixels[f"part{i % 4}/{i:03d}.png"] = array
     (src / "part0" / "zz-bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    captions = {f"part{i % 4}/{i:03d}.txt": f"caption {i}\n" * 1000 for i in range(0, n, 5)}
+    for rel, text in captions.items():
+        (src / rel).write_text(text)
     args = [str(src), str(dst), "-k", "64", "--workers", "2", "--batch-size", "1", "--speed", "1"]
 
     proc = start_job(args)
@@ -764,8 +767,10 @@ def test_sigkill_mid_folder_job_then_resume(tmp_path: Path) -> None:
     # Whatever the kill left: every PNG under its final name is complete.
     for png in dst.rglob("*.png"):
         check_palette_png(png, pixels[png.relative_to(dst).as_posix()], k=64)
+    for txt in dst.rglob("*.txt"):  # a copy under its final name is complete
+        assert txt.read_text() == captions[txt.relative_to(dst).as_posix()]
     done_at_kill = len(manifest_records(dst))
-    assert 3 <= done_at_kill < n + 1
+    assert 3 <= done_at_kill < n + 1 + len(captions)
     # The killed job's lock file stays, but the kernel released its lock: no stale lock.
     assert json.loads((dst / LOCK_NAME).read_text())["pid"] == proc.pid
 
@@ -775,9 +780,12 @@ def test_sigkill_mid_folder_job_then_resume(tmp_path: Path) -> None:
     record = json.loads(out.strip().splitlines()[-1])
     assert record["done_before"] >= done_at_kill
     assert record["images"] == n and record["errors"] == 1
+    assert record["copied"] == len(captions)
     items = [r["item"] for r in manifest_records(dst)]
-    assert len(items) == len(set(items)) == n + 1  # none twice, none missing
-    assert set(items) == {*pixels, "part0/zz-bad.png"}
+    assert len(items) == len(set(items)) == n + 1 + len(captions)  # none twice, none missing
+    assert set(items) == {*pixels, *captions, "part0/zz-bad.png"}
+    for rel, text in captions.items():
+        assert (dst / rel).read_text() == text
     assert sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*.png")) == sorted(pixels)
     for rel, original in pixels.items():
         check_palette_png(dst / rel, original, k=64)
