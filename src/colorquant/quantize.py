@@ -679,11 +679,12 @@ class Quantizer:
         ties (with an alpha channel, the translucent rows before the opaque ones: a short
         ``tRNS`` chunk). Every result then lists them all, in this order (``pinned``).
         """
-        self._fit_histogram(hist)
+        space = self.color_space
+        points = _encode(hist.colors, space)  # once, for the fit and the count
+        self._fit_histogram(hist, points)
         fit = self._fit
         assert fit is not None
-        space = self.color_space
-        index = to_numpy(nearest(_encode(hist.colors, space), _encode(fit.palette, space))[0])
+        index = to_numpy(nearest(points, _encode(fit.palette, space))[0])
         palette = to_numpy(fit.palette)
         counts = np.bincount(index, weights=to_numpy(hist.counts), minlength=len(palette))
         rank = np.arange(len(palette))
