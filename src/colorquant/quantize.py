@@ -154,11 +154,16 @@ class QuantizeResult:
     """A quantized image: indices into a palette, with the fit's record and metrics.
 
     Attributes:
-        palette: ``(K, 3)`` uint8 sRGB, exactly the colors used, most used first; ``(K, 4)``
-            RGBA for an image with transparency, the translucent entries first (each part
-            most used first), as a PNG's ``tRNS`` chunk wants them.
+        palette: ``(K, 3)`` uint8 sRGB; ``(K, 4)`` RGBA for an image with transparency. For a
+            palette fitted to this image alone (:func:`quantize` without ``palette``),
+            exactly the colors used, most used first (with alpha, the translucent entries
+            first, as a PNG's ``tRNS`` chunk wants them). For a given or shared palette
+            (``palette=``, :meth:`Quantizer.from_palette`, :meth:`Quantizer.fit` or
+            :meth:`Quantizer.partial_fit` then :meth:`Quantizer.apply`), that palette itself:
+            all its rows, in its order, used or not (README, "Palettes and indices").
         indices: ``(H, W)`` uint8 (uint16 when K > 256) index of every pixel into ``palette``.
-        counts: ``(K,)`` int64 pixels per palette color.
+        counts: ``(K,)`` int64 pixels per palette row (0 for an unused row of a given or
+            shared palette).
         mse: mean squared error over pixels and channels, 8-bit units (see :mod:`metrics`);
             with transparency, over the 4 channels of premultiplied RGBA
             (:func:`colorquant.alpha.mse_rgba`).
@@ -205,7 +210,7 @@ class QuantizeResult:
 
     @property
     def n_colors(self) -> int:
-        """Number of palette colors (all used)."""
+        """Number of palette rows: the colors used, or every row of a given or shared palette."""
         return int(self.palette.shape[0])
 
     @property
@@ -226,7 +231,7 @@ class QuantizeResult:
         return torch.from_numpy(self.to_numpy()).permute(2, 0, 1).float().div_(255.0)
 
     def to_pil(self) -> Any:
-        """A palette-mode (``"P"``) PIL image whose palette is exactly the used colors.
+        """A palette-mode (``"P"``) PIL image whose palette is exactly :attr:`palette`, in order.
 
         With alpha, ``info["transparency"]`` holds the alpha of the palette entries up to the
         last translucent one (what PNG's ``tRNS`` chunk stores).
@@ -262,6 +267,8 @@ class _Fit:
     converged: bool = True
     method: str = "palette"
     n_fixed: int = 0  # the first rows are fixed colors: kept in every result palette
+    # A given or shared palette: every result lists all its rows, in its order (index space).
+    pinned: bool = False
 
 
 def _pixels_of(image: Any, keep_rgb: bool = False, rgba: bool = False) -> np.ndarray:
@@ -351,6 +358,15 @@ def _used_colors(
     remap = np.full(counts.shape[0], -1, dtype=np.int64)
     remap[used] = np.arange(used.size)
     return used, remap
+
+
+def _listed_rows(fit: _Fit, counts: np.ndarray, full: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``full`` a result lists, in its order, and row -> listed row: every row in
+    place for a given or shared (``pinned``) palette, else :func:`_used_colors`."""
+    if fit.pinned:
+        rows = np.arange(counts.shape[0])
+        return rows, rows
+    return _used_colors(counts, keep=fit.n_fixed, palette=full)
 
 
 def _groups_kept(points: np.ndarray, run: KMeansResult[Any], space: ColorSpace) -> bool:
@@ -514,8 +530,9 @@ class Quantizer:
 
         Args:
             palette: ``(K, 3)`` uint8-valued sRGB colors, or ``(K, 4)`` RGBA, 1 <= K <= 65536.
-                An image with fully transparent pixels mapped to a palette without a fully
-                transparent entry gets one more, ``(0, 0, 0, 0)``.
+                Every result's palette is this one, all K rows in this order (indices point
+                into it). An image with fully transparent pixels mapped to a palette without a
+                fully transparent entry gets one more, ``(0, 0, 0, 0)``, as row K.
             color_space: where nearest colors are measured.
             device, keep_transparent_rgb: as for the constructor.
         """
@@ -533,7 +550,7 @@ class Quantizer:
             keep_transparent_rgb=keep_transparent_rgb,
         )
         colors = arr.astype(np.uint8)
-        q._fit = _Fit(colors if arr.shape[1] == 4 else _on_device(colors, q.device))
+        q._fit = _Fit(colors if arr.shape[1] == 4 else _on_device(colors, q.device), pinned=True)
         return q
 
     def fit(self, images: Any) -> Quantizer:
@@ -547,7 +564,7 @@ class Quantizer:
             ``self``, fitted.
         """
         self._seen, self._stale = None, False
-        self._fit_histogram(self._merged(images, "fit"))
+        self._fit_shared(self._merged(images, "fit"))
         return self
 
     def partial_fit(self, images: Any) -> Quantizer:
@@ -595,7 +612,9 @@ class Quantizer:
     def apply(
         self, image: Any, *, dither: Dither = "none", dither_strength: float = 1.0
     ) -> QuantizeResult:
-        """Map an image to the fitted palette.
+        """Map an image to the palette: the result's palette is :attr:`palette` itself, all its
+        rows in its order (used or not), and its indices point into it, so every image applied
+        shares one index space.
 
         Args:
             image: any image :func:`quantize` takes.
@@ -617,8 +636,11 @@ class Quantizer:
 
     @property
     def palette(self) -> np.ndarray:
-        """``(K, 3)`` uint8 fitted palette (unused and duplicate colors included); ``(K, 4)``
-        RGBA when fitted on an image with transparency."""
+        """``(K, 3)`` uint8 palette (unused and duplicate colors included); ``(K, 4)`` RGBA when
+        fitted on an image with transparency. Every :meth:`apply` result lists exactly these
+        rows in this order: a given palette in its own order; a fitted one with the fixed
+        colors first, then the others by the pixels of the fitted images they take, most
+        first (with alpha, the translucent rows before the opaque ones)."""
         return to_numpy(self._fitted().palette)
 
     @property
@@ -647,13 +669,37 @@ class Quantizer:
 
     def _fitted(self) -> _Fit:
         if self._stale and self._seen is not None:
-            self._fit_histogram(self._seen)
+            self._fit_shared(self._seen)
             self._stale = False
         if self._fit is None:
             raise RuntimeError(
                 "this Quantizer has no palette yet: call fit(), partial_fit() or from_palette()"
             )
         return self._fit
+
+    def _fit_shared(self, hist: ColorHistogram) -> None:
+        """Fit the palette every later :meth:`apply` shares (:meth:`fit`, :meth:`partial_fit`).
+
+        Its rows get one order, decided on the fitted colors: the fixed colors first, as given;
+        then the others by the pixels of ``hist`` they take, most first, the lower row first on
+        ties (with an alpha channel, the translucent rows before the opaque ones: a short
+        ``tRNS`` chunk). Every result then lists them all, in this order (``pinned``).
+        """
+        space = self.color_space
+        points = _encode(hist.colors, space)  # once, for the fit and the count
+        self._fit_histogram(hist, points)
+        fit = self._fit
+        assert fit is not None
+        index = to_numpy(nearest(points, _encode(fit.palette, space))[0])
+        palette = to_numpy(fit.palette)
+        counts = np.bincount(index, weights=to_numpy(hist.counts), minlength=len(palette))
+        rank = np.arange(len(palette))
+        first = rank < fit.n_fixed  # fixed colors keep their place, at the front
+        keys: tuple[np.ndarray, ...] = (rank, np.where(first, 0.0, -counts))
+        if palette.shape[1] == 4:
+            keys = (*keys, palette[:, 3] == 255)
+        order = np.lexsort((*keys, ~first))
+        self._fit = replace(fit, palette=self._place(palette[order]), pinned=True)
 
     def _fit_histogram(self, hist: ColorHistogram, points: Any = None) -> None:
         """Fit the palette to ``hist`` (``points``: its colors encoded, when already known)."""
@@ -854,7 +900,7 @@ class Quantizer:
         k = full.shape[0]
         counts = np.bincount(index, weights=hist_counts, minlength=k).astype(np.int64)
         full = to_numpy(full)
-        used, remap = _used_colors(counts, keep=fit.n_fixed, palette=full)
+        used, remap = _listed_rows(fit, counts, full)
         color_index = remap[index]
         palette = full[used]
         small = np.uint8 if used.size <= 256 else np.uint16
@@ -901,7 +947,7 @@ class Quantizer:
         full = to_numpy(self._palette_for(flat))
         index = _map_pixels(pixels, full, self.color_space, dither, strength)
         counts = np.bincount(index.ravel(), minlength=full.shape[0]).astype(np.int64)
-        used, remap = _used_colors(counts, keep=fit.n_fixed, palette=full)
+        used, remap = _listed_rows(fit, counts, full)
         palette = full[used]
         color_index = remap[index]
         small = np.uint8 if used.size <= 256 else np.uint16
@@ -982,7 +1028,8 @@ def quantize(
         image: PIL image, ``(H, W, 3)`` or ``(H, W, 4)`` uint8 / float [0, 1] ndarray, or
             ``(3, H, W)`` or ``(4, H, W)`` tensor (uint8 or float in [0, 1]).
         n_colors: palette size K (ignored with ``palette``).
-        palette: optional ``(K, 3)`` uint8 colors to map to instead of fitting.
+        palette: optional ``(K, 3)`` (or RGBA ``(K, 4)``) uint8 colors to map to instead of
+            fitting; the result's palette is then this one, all K rows in its order.
         fixed_colors: ``(F, 3)`` colors every fitted palette keeps (see :class:`Quantizer`).
         dither: ``"none"``, ``"fs"`` or ``"ordered"``; ``dither_strength``: 0..1 (see
             :meth:`Quantizer.apply`).
@@ -1085,13 +1132,15 @@ class BatchResult:
     """A quantized batch (tensors on the input's device).
 
     Attributes:
-        palettes: ``(B, K, 3)`` uint8; image ``b`` uses rows ``0 .. n_colors[b] - 1``, most used
-            first (rows past them repeat its last color, so there is never an empty or NaN one).
+        palettes: ``(B, K, 3)`` uint8 (``(B, K, 4)`` RGBA with alpha). A palette fitted per
+            image lists its rows ``0 .. n_colors[b] - 1``, most used first (rows past them
+            repeat its last color, so there is never an empty or NaN one). A given or shared
+            palette is every image's, whole: all K rows, in its order, used or not.
         indices: ``(B, H, W)`` int64 row of every pixel in its image's palette; a list of
             ``(H, W)`` tensors for a list input.
         image: the quantized batch in the input's layout, dtype and device (uint8, or float in
             [0, 1]); a list for a list input.
-        n_colors: ``(B,)`` int64 palette colors each image uses.
+        n_colors: ``(B,)`` int64 palette rows each image lists (K for a given or shared one).
         mse: ``(B,)`` float64 MSE of each image (8-bit units, as :func:`colorquant.mse`).
         psnr: ``(B,)`` float64 PSNR in dB (``inf`` when lossless).
     """
@@ -1136,6 +1185,14 @@ def _batch_palettes(palette: Any, batch: int, like: torch.Tensor) -> list[np.nda
     if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 255:
         raise InputError("palette colors must be integers in 0..255")
     return [np.ascontiguousarray(p, dtype=np.uint8) for p in arr]
+
+
+def _with_clear_entry(palette: np.ndarray) -> np.ndarray:
+    """An RGBA ``(K, 4)`` palette with a fully transparent entry: itself if it has one, else
+    with ``(0, 0, 0, 0)`` after its rows (as :meth:`Quantizer.apply` adds it)."""
+    if (palette[:, 3] == 0).any():
+        return palette
+    return np.concatenate([palette, np.zeros((1, 4), np.uint8)])
 
 
 def _map_pixels(
@@ -1260,7 +1317,9 @@ def _batch_on_device(
             raise InputError(f"x must be uint8 or float in [0, 1], got {x.dtype}")
         if not bool(torch.isfinite(x).all()) or float(x.min()) < 0 or float(x.max()) > 1:
             raise InputError("x must hold finite values in [0, 1] (float input)")
-        x8 = (x * 255.0).round_().to(torch.uint8)
+        # 255 x of a float16 or bfloat16 value is exact in float32, not in its own dtype.
+        wide = x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)
+        x8 = (wide * 255.0).round_().to(torch.uint8)
     s = settings_for_speed(speed)
     palettes, indices, n_used = quantize_images(
         x8,
@@ -1318,9 +1377,11 @@ def quantize_batch(
         n_colors: palette size K, 1..256 (ignored with ``palette``).
         color_space: where distances are measured (see :class:`Quantizer`).
         palette: ``(K, C)`` or ``(B, K, C)`` integer colors in 0..255 to map to instead of
-            fitting (e.g. ``Quantizer.palette`` after ``partial_fit`` over a dataset).
+            fitting (e.g. ``Quantizer.palette`` after ``partial_fit`` over a dataset): each
+            image's palette is then its given one, all K rows in order.
         shared: fit one palette on the whole batch (its merged histogram) and map every image
-            to it; the same seed gives the same palette as ``Quantizer(...).fit(list)``.
+            to it; the same seed gives the same palette, in the same order, as
+            ``Quantizer(...).fit(list).palette``, and every image lists all of it.
         dither: ``"none"``, ``"ordered"`` (an 8x8 Bayer pattern, the same on every frame) or
             ``"fs"`` (Floyd-Steinberg error diffusion, on the CPU): :mod:`colorquant.dither`.
         dither_strength: 0..1, how much of the dither.
@@ -1379,6 +1440,11 @@ def quantize_batch(
             given=None if given is None else np.stack([to_numpy(g) for g in given]),
         )
     pixels = [as_pixels(img, f"x[{b}]") for b, img in enumerate(images)]
+    if given is not None and alpha:
+        # One palette for every image, in index space: the entry for fully transparent pixels
+        # that an image with some would get (Quantizer.from_palette) is every image's.
+        clear = any(p.shape[2] == 4 and bool((p[..., 3] == 0).any()) for p in pixels)
+        given = [_with_clear_entry(with_alpha(g)) if clear else g for g in given]
 
     def one(b: int) -> tuple[np.ndarray, np.ndarray, float]:
         if given is None:
