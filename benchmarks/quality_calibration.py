@@ -60,7 +60,7 @@ CURVE = np.array([_liq_error(float(q)) for q in QS])
 def liq_quality(error: np.ndarray) -> np.ndarray:
     """libimagequant's quality (real-valued, 0..100) of its own errors: where its curve meets
     them (``floor`` of it is what pngquant prints, up to its rounding)."""
-    return np.interp(-np.log(np.maximum(error, 1e-12)), -np.log(CURVE), QS)
+    return np.asarray(np.interp(-np.log(np.maximum(error, 1e-12)), -np.log(CURVE), QS))
 
 
 def fit(ours: np.ndarray, target_q: np.ndarray) -> tuple[float, float, float]:

@@ -1,7 +1,7 @@
 """The ``colorquant`` command end to end: click's CliRunner, and a few real subprocesses.
 
-Every bad input must give exit status 1, exactly one line ``colorquant: error: ...`` on stderr,
-no traceback, and no output file.
+Every bad input must give exit status 1 (2 for a malformed option: tests/test_cli_contract.py),
+exactly one line ``colorquant: error: ...`` on stderr, no traceback, and no output file.
 """
 
 from __future__ import annotations

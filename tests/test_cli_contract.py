@@ -212,6 +212,15 @@ def test_readme_quality_recipe_writes_on_photos(
 # -- pngquant's --quality -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [("65-80", (65, 80)), ("-80", (0, 80)), ("60-", (60, 100)), ("80", (72, 80)), ("75", (67, 75))],
+)
+def test_quality_range_reads_as_pngquant_reads_it(text: str, values: tuple[int, int]) -> None:
+    # pngquant: a single number N is the target, and 9/10 of it (rounded down) the minimum.
+    assert cli._Quality().convert(text, None, None) == values
+
+
 def pngquant(*args: str | Path) -> tuple[int, str]:
     done = subprocess.run(
         [str(PNGQUANT), "--verbose", *map(str, args)], capture_output=True, text=True

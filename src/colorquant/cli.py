@@ -257,8 +257,9 @@ def _refuse_input(output: Path, inputs: Sequence[Path]) -> None:
 
 
 class _Quality(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on
-    """``--quality MIN-MAX`` as pngquant takes it: ``"60-80"`` -> (60, 80); ``"80"`` -> (0, 80);
-    ``"60-"`` -> (60, 100); ``"-80"`` -> (0, 80)."""
+    """``--quality MIN-MAX`` as pngquant reads it: ``"60-80"`` -> (60, 80); ``"-80"`` -> (0, 80);
+    ``"60-"`` -> (60, 100); ``"80"`` alone -> (72, 80) (its minimum is 9/10 of it, rounded
+    down)."""
 
     name = "MIN-MAX"
 
@@ -270,8 +271,11 @@ class _Quality(click.ParamType):  # type: ignore[type-arg]  # generic from click
         text = str(value).strip()
         low, sep, high = text.partition("-")
         try:
-            values = (float(low or 0) if sep else 0.0, float(high or 100) if sep else float(low))
-        except ValueError:
+            if sep:
+                values = (float(low or 0), float(high or 100))
+            else:
+                values = (math.floor(float(low) * 9 / 10), float(low))
+        except (ValueError, OverflowError):
             self.fail(f"{text!r} is not MIN-MAX or MAX, numbers in 0..100", param, ctx)
         if not all(math.isfinite(v) for v in values) or not 0 <= values[0] <= values[1] <= 100:
             self.fail(f"{text!r}: MIN-MAX must have 0 <= MIN <= MAX <= 100", param, ctx)
@@ -548,11 +552,11 @@ def _quantize_one(
     start = time.perf_counter()
     if job.problem is not None:
         raise InputError(job.problem)
+    _not_a_folder(job.source)
     for path in (job.output, job.preview):
         if path is not None and path != STDIO:
             _refuse_input(path, inputs)
             check_output_path(path, force=force)
-    _not_a_folder(job.source)
     data = sys.stdin.buffer.read() if job.source == STDIO else None
     if fit_frames is not None and is_animated(job.source if data is None else data):
         return _quantize_animation_one(
@@ -665,7 +669,8 @@ def _quantize_one(
     default=None,
     help="0..100, pngquant's scale (its --quality means the same here): use the fewest colors, "
     "at most K, whose mapping (undithered, as pngquant measures it) reaches MAX; exit 99 and "
-    "write nothing if even K stays below MIN.",
+    "write nothing if even K stays below MIN. As pngquant: -MAX is 0-MAX, MIN- is MIN-100, "
+    "and N alone is (9N/10)-N.",
 )
 @click.option(
     "--skip-if-larger",
