@@ -493,7 +493,7 @@ def test_cli_keep_transparent_rgb(tmp_path: Path) -> None:
     clear = sprite(1)[..., 3] == 0
     assert np.abs(back[clear][:, :3].astype(int) - sprite(1)[clear][:, :3]).mean() < 12
     bad = run("quantize", src, "--keep-transparent-rgb", "-o", tmp_path / "k.gif")
-    assert bad.exit_code == 1  # type: ignore[attr-defined]
+    assert bad.exit_code == 2  # type: ignore[attr-defined]  # an option conflict: usage
     assert "needs PNG" in bad.stderr  # type: ignore[attr-defined]
     assert not (tmp_path / "k.gif").exists()
 

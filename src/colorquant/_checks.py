@@ -255,9 +255,15 @@ def as_pixels(image: Any, name: str = "image") -> np.ndarray:
     As :func:`as_rgb8`, and also a ``(4, H, W)`` tensor (or ``(1, 4, H, W)``): the alpha
     channel (of a PIL image with an alpha channel or a transparent color, a 4-channel array or
     tensor) is kept when some pixel uses it (is below 255); a fully opaque image gives RGB.
+    A path (``str`` or ``os.PathLike``) is read as the command reads a file
+    (:func:`colorquant.io.load_image`).
     """
     from PIL import Image
 
+    if isinstance(image, (str, os.PathLike)):
+        from .io import load_image  # the one image-file reader (io depends on this module)
+
+        return load_image(image).pixels
     if isinstance(image, Image.Image):
         rgba = _pil_rgba(image)
         if rgba is None:

@@ -19,8 +19,8 @@ from typing import Any
 import click
 
 from ._checks import DEVICES, InputError
-from ._cli_options import dither_strength_option, seed_option, space_option
-from .quantize import DATASET_SPEED, DITHERS
+from ._cli_options import check_device, dither_strength_option, echo, seed_option, space_option
+from .quantize import DATASET_SPEED, DEFAULT_COLORS, DITHERS
 
 __all__ = ["dataset"]
 
@@ -88,10 +88,10 @@ def _human(summary: Any) -> list[str]:
     "--colors",
     "n_colors",
     type=click.IntRange(1, 256),
-    default=256,
+    default=DEFAULT_COLORS,
     show_default=True,
     metavar="K",
-    help="Palette size, 1..256.",
+    help="Palette size, 1..256 (the default, as colorquant quantize's).",
 )
 @space_option
 @click.option(
@@ -139,6 +139,7 @@ def _human(summary: Any) -> list[str]:
     "--device",
     default="auto",
     show_default=True,
+    callback=check_device,
     help=f"One of {', '.join(DEVICES)}; on a GPU same-size images are quantized in batches.",
 )
 @click.option(
@@ -223,7 +224,7 @@ def dataset(
         record = summary.to_json()
         if record["mean_psnr"] is not None and not math.isfinite(record["mean_psnr"]):
             record["mean_psnr"] = None
-        click.echo(json.dumps(record))
+        echo(json.dumps(record))
     else:
         for line in _human(summary):
-            click.echo(line)
+            echo(line)

@@ -12,6 +12,7 @@ dataset is fitted on the merged histogram of its images and applied to each one.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -89,6 +90,10 @@ log = logging.getLogger(__name__)
 Method = Literal["kmeans", "adam"]
 METHODS: tuple[Method, ...] = ("kmeans", "adam")
 MAX_COLORS = 65536
+DEFAULT_COLORS = 256
+"""The default palette size K of the library and of the commands (``colorquant quantize``,
+``colorquant dataset``): 256, as pngquant, ffmpeg's palettegen and GIF use, the most a PNG or
+GIF palette holds; ``quality=`` / ``--quality`` then picks fewer where fewer reach its maximum."""
 DEFAULT_SPEED = 4
 DATASET_SPEED = 7
 """The fit speed of dataset jobs (``--speed``): on the 24 Kodak photos at K = 256, one thread,
@@ -376,33 +381,91 @@ def _groups_kept(points: np.ndarray, run: KMeansResult[Any], space: ColorSpace) 
     return bool(np.array_equal(mine, theirs))
 
 
-def quality_of(psnr: float) -> float:
-    """The quality scale of ``quality=`` and ``--quality``: 0..100 from the PSNR.
+# pngquant's quality scale. libimagequant (pngquant's library, src/quant.rs: quality_to_mse and
+# mse_to_quality) maps a quality q in 0..100 to the largest error it accepts, in its own units
+# (the "MSE" pngquant's --verbose prints: 0..255 channels, but measured after a gamma of 0.57
+# and with channel weights):
+#     e(q) = 65536/6 (max(0, 0.016 / (q + 0.001) - 0.001) + 2.5 (100.1 - q) / (100 (210 + q)^1.2)),
+# strictly decreasing from e(0) = 174,000 to e(100) = 0.028 (q = 100 means lossless to it). Its
+# reported quality is the largest whole q with error <= e(q), so pngquant writes an image when
+# its error is at most e(MIN). Our error is the plain 8-bit sRGB MSE: on the 24 Kodak photos
+# (pngquant 3.0.3 --nofs at K = 2..256, benchmarks/quality_calibration.py, BENCHMARKS.md
+# "pngquant's quality scale") its error is LIQ_MSE_SCALE * MSE ** LIQ_MSE_POWER, fitted by least
+# squares in log space.
+LIQ_MSE_SCALE = 0.297
+LIQ_MSE_POWER = 1.05
 
-    ``100 * (PSNR - 20 dB) / 30 dB``, clipped to 0..100: 0 at 20 dB and below (a poor result),
-    100 at 50 dB and above, lossless included; monotone in the PSNR, so in the MSE.
+
+def _liq_error(quality: float) -> float:
+    """The error libimagequant allows at ``quality`` (0..100), in its MSE units."""
+    fudge = max(0.0, 0.016 / (quality + 0.001) - 0.001)  # steeper below quality 16
+    slope = 2.5 * (100.1 - quality) / (100.0 * float((210.0 + quality) ** 1.2))
+    return 65536.0 / 6.0 * (fudge + slope)
+
+
+def quality_of(psnr: float) -> float:
+    """pngquant's quality (0..100) of a result with this PSNR: the scale of ``quality=`` and
+    ``--quality``, calibrated on Kodak so that ``--quality MIN-MAX`` means what it means to
+    pngquant.
+
+    The PSNR's MSE (8-bit sRGB) is turned into libimagequant's error (see ``LIQ_MSE_SCALE``),
+    and the quality is where libimagequant's curve e(q) meets it, as a real number: pngquant
+    prints ``floor(quality_of(psnr))``, and an image reaches a minimum ``m`` when
+    ``quality_of(psnr) >= m``. Strictly increasing in the PSNR up to 100, reached at an MSE of
+    0.105 (57.9 dB) and above (lossless included); some anchors: quality 60 at 32.4 dB, 65 at
+    33.1, 80 at 35.6, 90 at 38.7, 95 at 41.6. On Kodak it is within 2.6 (RMS) of pngquant's
+    own reading of the same colors (BENCHMARKS.md): libimagequant's error also depends on an
+    image's tones and hues, which the PSNR does not see.
 
     Example:
-        >>> quality_of(35.0), quality_of(float("inf"))
-        (50.0, 100.0)
+        >>> round(quality_of(30.0)), round(quality_of(40.0)), quality_of(float("inf"))
+        (36, 93, 100.0)
     """
-    return float(min(100.0, max(0.0, 100.0 * (psnr - 20.0) / 30.0)))
+    psnr = float(psnr)
+    if math.isnan(psnr):
+        raise InputError("psnr must be a number, got nan")
+    if psnr == math.inf:
+        return 100.0
+    error = LIQ_MSE_SCALE * (255.0**2 * 10.0 ** (-psnr / 10.0)) ** LIQ_MSE_POWER
+    if error <= _liq_error(100.0):
+        return 100.0
+    if error >= _liq_error(0.0):
+        return 0.0
+    low, high = 0.0, 100.0  # _liq_error(low) > error >= _liq_error(high)
+    for _ in range(48):  # to 100 / 2^48: far below any quality that matters
+        middle = 0.5 * (low + high)
+        if _liq_error(middle) > error:
+            low = middle
+        else:
+            high = middle
+    return high
 
 
 class QualityTooLowError(ValueError):
-    """Even the most colors allowed do not reach the minimum quality; ``.result`` is that try."""
+    """Even the most colors allowed do not reach the minimum quality.
 
-    def __init__(self, message: str, result: QuantizeResult) -> None:
+    Attributes:
+        result: that try (the most colors allowed).
+        quality: its quality (:func:`quality_of`), below ``minimum``.
+        minimum: the minimum asked for.
+    """
+
+    def __init__(
+        self, message: str, result: QuantizeResult, quality: float = 0.0, minimum: float = 0.0
+    ) -> None:
         super().__init__(message)
         self.result = result
+        self.quality = quality
+        self.minimum = minimum
 
 
 def _check_quality(value: Any) -> tuple[float, float]:
+    """``(min, max)`` with ``0 <= min <= max <= 100`` (numbers), else InputError."""
     try:
         low, high = (float(v) for v in value)
     except (TypeError, ValueError):
         raise InputError(f"quality must be (min, max) in 0..100, got {value!r}") from None
-    if not 0.0 <= low <= high <= 100.0:
+    if not 0.0 <= low <= high <= 100.0:  # NaN fails too
         raise InputError(f"quality must be (min, max) with 0 <= min <= max <= 100, got {value!r}")
     return low, high
 
@@ -481,7 +544,7 @@ class Quantizer:
 
     def __init__(
         self,
-        n_colors: int = 16,
+        n_colors: int = DEFAULT_COLORS,
         *,
         color_space: ColorSpace = DEFAULT_COLOR_SPACE,
         method: Method = "kmeans",
@@ -997,7 +1060,7 @@ class Quantizer:
 
 def quantize(
     image: Any,
-    n_colors: int = 16,
+    n_colors: int = DEFAULT_COLORS,
     *,
     color_space: ColorSpace = DEFAULT_COLOR_SPACE,
     method: Method = "kmeans",
@@ -1033,9 +1096,11 @@ def quantize(
         fixed_colors: ``(F, 3)`` colors every fitted palette keeps (see :class:`Quantizer`).
         dither: ``"none"``, ``"fs"`` or ``"ordered"``; ``dither_strength``: 0..1 (see
             :meth:`Quantizer.apply`).
-        quality: ``(min, max)`` on the scale of :func:`quality_of` (0..100): use the fewest
-            colors, at most ``n_colors``, whose result reaches ``max`` (found by bisection); if
-            none does, ``n_colors``; if even that is below ``min``, raise.
+        quality: ``(min, max)`` on pngquant's scale (:func:`quality_of`, 0..100): use the
+            fewest colors, at most ``n_colors``, whose result reaches ``max`` (found by
+            bisection); if none does, ``n_colors``; if even that is below ``min``, raise. As
+            pngquant's, the quality is that of the mapping without dithering (the dither, if
+            asked, is applied to the colors chosen).
         posterize: bits per channel of the fitted colors (see :class:`Quantizer`).
         keep_transparent_rgb: keep the RGB under fully transparent pixels (see
             :class:`Quantizer`).
@@ -1102,23 +1167,38 @@ def quantize(
     if target is None or palette is not None:
         return run(q)
     # The fewest colors that reach the maximum quality; the most if only the minimum is reached.
+    # As pngquant's, the quality is that of the plain mapping (each pixel its nearest color): a
+    # dither adds error on purpose, and is applied once K is chosen.
+
+    def mapped(quantizer: Quantizer) -> QuantizeResult:
+        quantizer._fit_histogram(hist, points)
+        return quantizer._apply_histogram(hist, shape, start, points)
+
+    def final(quantizer: Quantizer, plain: QuantizeResult) -> QuantizeResult:
+        if dither == "none":
+            return plain
+        return quantizer._apply_pixels(pixels, start, dither, strength)
+
     low, high = target
-    best = run(q)
-    if quality_of(best.psnr) < low:
+    best_q, best = q, mapped(q)
+    reached = quality_of(best.psnr)
+    if reached < low:
         raise QualityTooLowError(
-            f"quality {quality_of(best.psnr):.0f} with {n_colors} colors is below the minimum "
-            f"{low:g}",
-            best,
+            f"quality {math.floor(reached)} with {n_colors} colors is below {low:g}",
+            final(q, best),
+            reached,
+            low,
         )
     lo, hi = max(1, len(q.fixed)), n_colors  # hi reaches `high` (or is the most allowed)
-    while lo < hi and quality_of(best.psnr) >= high:
+    while lo < hi and reached >= high:
         mid = (lo + hi) // 2
-        trial = run(q.with_colors(mid))
+        trial_q = q.with_colors(mid)
+        trial = mapped(trial_q)
         if quality_of(trial.psnr) >= high:
-            hi, best = mid, trial
+            hi, best_q, best = mid, trial_q, trial
         else:
             lo = mid + 1
-    return best
+    return final(best_q, best)
 
 
 # -- batches of tensors -----------------------------------------------------------------------
@@ -1345,7 +1425,7 @@ def _batch_on_device(
 
 def quantize_batch(
     x: Any,
-    n_colors: int = 16,
+    n_colors: int = DEFAULT_COLORS,
     *,
     color_space: ColorSpace = DEFAULT_COLOR_SPACE,
     palette: Any = None,
