@@ -215,7 +215,7 @@ def test_loop_is_the_number_of_plays_in_gif_and_apng(loop: int | None) -> None:
         again = load_animation_bytes(data).loop
         assert gif_structure(animation_bytes(results, ".gif", loop=again))["loop"] == netscape
         assert apng_num_plays(animation_bytes(results, ".png", loop=again)) == num_plays
-    with pytest.raises(cq.InputError, match="loop must be in 0..65536"):
+    with pytest.raises(cq.InputError, match=r"loop must be in 0\.\.65536"):
         animation_bytes(results, ".gif", loop=70000)
     with pytest.raises(cq.InputError, match="loop must be"):
         animation_bytes(results, ".png", loop=-1)

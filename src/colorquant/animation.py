@@ -473,16 +473,12 @@ def _animation_writer(
         return _gif_writer(results, name, times, plays)
     palette, indices = _common_palette(results)
     if suffix == ".npz":
-        extra_arrays = {} if plays is None else {"loop": np.array(plays)}
+        arrays = {"indices": np.stack(indices), "palette": palette, "durations": np.array(times)}
+        if plays is not None:  # absent: plays once
+            arrays["loop"] = np.array(plays)
 
         def write_npz(fh: IO[bytes]) -> None:
-            np.savez_compressed(
-                fh,
-                indices=np.stack(indices),
-                palette=palette,
-                durations=np.array(times),
-                **extra_arrays,
-            )
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
 
         return write_npz
     if len(palette) > 256:
