@@ -19,6 +19,7 @@ units: each delay is rounded with the error carried to the next frame (a 33 ms c
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import struct
 import warnings
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from PIL import Image, ImageSequence, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ._array import is_tensor
 from ._checks import InputError, as_pixels, check_int_range
@@ -156,6 +157,12 @@ def _head(path: Path) -> bytes:
         return b""  # open_image says why
 
 
+def _frame_error(p: Path, number: int, err: BaseException) -> ImageFileError:
+    return ImageFileError(
+        f"{p}: frame {number + 1} cannot be decoded (truncated or corrupt file?): {err}"
+    )
+
+
 def _load_animation(source: Path | io.BytesIO, p: Path, size: int, data: bytes | None) -> Animation:
     head = data[: len(_NPZ_MAGIC)] if data is not None else _head(p)
     if head == _NPZ_MAGIC:
@@ -168,17 +175,21 @@ def _load_animation(source: Path | io.BytesIO, p: Path, size: int, data: bytes |
         width, height = opened.size
         if width == 0 or height == 0:
             raise ImageFileError(f"{p}: zero-size image ({width}x{height} pixels)")
-        for number, frame in enumerate(ImageSequence.Iterator(opened)):
+        for number in itertools.count():
+            try:
+                opened.seek(number)
+            except EOFError:
+                break  # no more frames
+            except _DECODE_ERRORS as err:
+                raise _frame_error(p, number, err) from None
             if limit is not None and (number + 1) * width * height > limit:
                 raise _too_many_pixels(p, f"frame {number + 1} of {width}x{height} pixels", limit)
             try:
-                frame.load()
-                frames.append(_frame_pixels(frame))
+                opened.load()
+                frames.append(_frame_pixels(opened))
             except _DECODE_ERRORS as err:
-                raise ImageFileError(
-                    f"{p}: frame {number + 1} cannot be decoded (truncated or corrupt file?): {err}"
-                ) from None
-            durations.append(_duration_ms(frame.info.get("duration")))
+                raise _frame_error(p, number, err) from None
+            durations.append(_duration_ms(opened.info.get("duration")))
     if any(f.shape[2] == 4 for f in frames):
         frames = [with_alpha(f) for f in frames]
     return Animation(frames, durations, loop, size, p)
@@ -601,6 +612,7 @@ def is_animated(source: PathLike | bytes) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # load_image's to say
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError, *_DECODE_ERRORS):
         return False  # not an image, or too large: load_image reports it
