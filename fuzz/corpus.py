@@ -84,6 +84,23 @@ def samples() -> dict[str, bytes]:
     return out
 
 
+def npz_sample() -> bytes:
+    """The ``.npz`` of ``colorquant.save_animation``: ``indices`` ``(T, H, W)``, ``palette``
+    ``(K, 4)`` RGBA, ``durations`` and ``loop``."""
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        indices=rng.integers(0, 4, (3, 12, 16), dtype=np.uint8),
+        palette=np.array(
+            [[0, 0, 0, 0], [255, 0, 0, 255], [0, 255, 0, 255], [9, 9, 9, 128]], np.uint8
+        ),
+        durations=np.array([30, 40, 50]),
+        loop=np.array(2),
+    )
+    return buffer.getvalue()
+
+
 def palette_samples() -> dict[str, bytes]:
     """Name -> bytes of palette files: a GIMP palette (RGB and RGBA) and a hex list."""
     return {
@@ -101,7 +118,7 @@ def main(argv: list[str]) -> int:
     root = Path(argv[1])
     targets = {
         "load_image_bytes": samples(),
-        "load_animation": samples(),
+        "load_animation": {**samples(), "npz": npz_sample()},
         "load_palette": {**palette_samples(), "png_palette": samples()["png_palette"]},
     }
     for target, files in targets.items():

@@ -34,7 +34,7 @@ from colorquant.io import ImageFileError, load_image_bytes, load_palette_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 
-from corpus import ANIMATED, IMAGE_SUFFIXES, palette_samples, samples
+from corpus import ANIMATED, IMAGE_SUFFIXES, npz_sample, palette_samples, samples
 
 SEED = 20261206
 #: Mutants of each sample: 12 samples x 80 x 3 loaders take about 2 s.
@@ -376,6 +376,10 @@ def test_mutated_npz_raises_only_image_file_errors() -> None:
     ]
     escaped = check_only_image_file_errors(lambda d: load_animation_bytes(d, "a.npz"), cases)
     assert not escaped, f"{len(escaped)} escaped:\n" + "\n".join(escaped[:10])
+    # The harness's npz seed is a valid animation.
+    animation = load_animation_bytes(npz_sample(), "seed.npz")
+    assert len(animation.frames) == 3 and animation.loop == 2
+    assert animation.frames[0].shape == (12, 16, 4)
 
 
 def _cli_inputs(folder: Path, per_sample: int) -> list[Path]:

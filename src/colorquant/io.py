@@ -10,6 +10,13 @@ Every error names the file: :class:`ImageFileError` (a :class:`colorquant.InputE
 that cannot be read as an image or a palette, :class:`FileExistsError` for an output that is
 already there, :class:`WriteError` (an :class:`OSError`) for an output that cannot be written.
 
+The library's own errors, for what a file holds: whatever the bytes, the loaders
+(:func:`load_image`, :func:`load_image_bytes`, :func:`load_palette`, :func:`load_palette_bytes`,
+and ``colorquant.load_animation``) raise :class:`ImageFileError` and nothing else, with a message
+of one line; Pillow's own exceptions (``struct.error``, ``EOFError``, ``IndexError``, ...) and its
+warnings about corrupt metadata never come out. ``tests/test_fuzz.py`` checks it on mutated files
+of every format, ``fuzz/`` fuzzes it with atheris.
+
 Pillow's global ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is never turned on here (the command-line
 tool turns it off); while some other code has it on, Pillow pads truncated files silently.
 """
