@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 import zipfile
@@ -261,7 +262,7 @@ def test_gif_with_a_shared_palette_has_one_color_table() -> None:
 
 def test_gif_transparency_with_one_color_table() -> None:
     # Frames whose transparent rows differ, and a transparent row black like an opaque one:
-    # one transparent row in the table, of a color no opaque row has.
+    # one transparent row in the table, the opaque colors kept.
     frames = video(alpha=True)
     frames[..., 3] = np.where(frames[..., 3] >= 128, 255, 0)
     frames[:, -4:, :, :] = [0, 0, 0, 255]  # opaque black
@@ -276,6 +277,43 @@ def test_gif_transparency_with_one_color_table() -> None:
         np.testing.assert_array_equal(back[t][..., 3], expected[..., 3])
         opaque = expected[..., 3] == 255
         np.testing.assert_array_equal(back[t][opaque], expected[opaque])
+
+
+def png_chunk(data: bytes, kind: bytes) -> bytes:
+    at = data.index(kind) - 4
+    (length,) = struct.unpack(">I", data[at : at + 4])
+    return data[at + 8 : at + 8 + length]
+
+
+def test_frames_sharing_one_palette_keep_its_rows_and_order(tmp_path: Path) -> None:
+    # Every frame with the same palette P (its own order, a row unused, an opaque row black
+    # like the transparent one): the files' palettes are P row for row, indices unchanged.
+    frames = video(alpha=True)
+    frames[..., 3] = np.where(frames[..., 3] >= 128, 255, 0)
+    own = cq.quantize_animation(frames, 8, shared=False)
+    colors = np.unique(np.concatenate([r.palette for r in own]), axis=0)
+    clear = colors[:, 3] == 0
+    shared = np.concatenate([colors[~clear][::-1], [[0, 0, 0, 0]], [[0, 0, 0, 255]]])
+    shared = shared.astype(np.uint8)
+    results = []
+    for r in own:
+        rows = [int(np.flatnonzero((shared == c).all(1) | ((c[3] == 0) & (shared[:, 3] == 0)))[0])
+                for c in r.palette]  # fmt: skip
+        indices = np.array(rows, np.uint8)[r.indices]
+        results.append(dataclasses.replace(r, palette=shared, indices=indices))
+    apng = animation_bytes(results, ".png")
+    assert png_chunk(apng, b"PLTE") == shared[:, :3].tobytes()
+    assert png_chunk(apng, b"tRNS") == shared[: len(shared) - 1, 3].tobytes()
+    cq.save_animation(results, tmp_path / "a.npz")
+    with np.load(tmp_path / "a.npz") as saved:
+        np.testing.assert_array_equal(saved["palette"], shared)
+        np.testing.assert_array_equal(saved["indices"][2], results[2].indices)
+    gif = animation_bytes(results, ".gif")
+    table = gif[13 : 13 + 3 * len(shared)]
+    assert table == shared[:, :3].tobytes() and gif_structure(gif)["local_tables"] == 0
+    back = load_animation_bytes(gif).frames
+    for t in range(T):
+        np.testing.assert_array_equal(back[t][..., 3], results[t].to_numpy()[..., 3])
 
 
 @pytest.mark.parametrize("loop", [None, 0, 3])

@@ -347,7 +347,15 @@ def quantize_animation(
 
 
 def _common_palette(results: Sequence[QuantizeResult]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """One palette holding every frame's colors, and each frame's indices into it."""
+    """One palette holding every frame's colors, and each frame's indices into it.
+
+    Frames that share one palette (the same rows in the same order) keep it as it is, so the
+    file's indices are the results' own. Otherwise the union of the frames' colors, sorted,
+    translucent rows first (a short ``tRNS``).
+    """
+    first = results[0].palette
+    if all(r.palette.shape == first.shape and np.array_equal(r.palette, first) for r in results):
+        return first, [r.indices for r in results]
     channels = max(r.palette.shape[1] for r in results)
     palettes = [
         with_alpha(r.palette) if r.palette.shape[1] < channels else r.palette for r in results
@@ -413,21 +421,15 @@ def _check_loop(loop: Any, suffix: str) -> int | None:
     return check_int_range("loop", loop, 0, 65536 if suffix == ".gif" else 2**31 - 1)
 
 
-def _unused_rgb(colors: np.ndarray) -> np.ndarray:
-    """An RGB color not among the (at most 255) rows of ``colors``."""
-    used = {tuple(c) for c in colors[:, :3].tolist()}
-    free = next(v for v in range(256) if (v, 0, 0) not in used)
-    return np.array([free, 0, 0], np.uint8)
-
-
 def _gif_color_table(
     results: Sequence[QuantizeResult], name: PathLike
 ) -> tuple[np.ndarray, list[np.ndarray], int | None] | None:
     """One color table for every GIF frame: ``(K, 3)`` colors, each frame's indices into it
     and its transparent row; ``None`` when the frames use more than 256 colors together.
 
-    A GIF's transparent row shows nothing, whatever its color: the frames' transparent rows
-    become one, and its color is made unlike every opaque one (a table is looked up by color).
+    A GIF holds one transparent row, and it shows nothing whatever its color: the frames'
+    transparent rows (of different colors) become the first of them. A shared palette keeps
+    its order.
     """
     for r in results:
         _gif_transparency(r.palette, name)  # at most one clear row a frame, no translucency
@@ -435,17 +437,15 @@ def _gif_color_table(
     clear = None
     indices = [i.astype(np.intp) for i in frame_indices]
     if palette.shape[1] == 4:
-        n_clear = int((palette[:, 3] == 0).sum())  # the first rows (translucent rows first)
-        if n_clear:
-            opaque = palette[n_clear:, :3]
-            if len(opaque) + 1 > 256:
-                return None
-            rgb = palette[0, :3]
-            if (opaque == rgb).all(axis=1).any():
-                rgb = _unused_rgb(opaque)
-            palette = np.concatenate([rgb[None], opaque])
-            indices = [np.where(i < n_clear, 0, i - n_clear + 1) for i in indices]
-            clear = 0
+        clear_rows = np.flatnonzero(palette[:, 3] == 0)
+        if clear_rows.size:
+            keep = np.ones(len(palette), bool)
+            keep[clear_rows[1:]] = False
+            new_row = np.cumsum(keep) - 1  # each kept row's place in the table
+            new_row[clear_rows] = new_row[clear_rows[0]]
+            palette = palette[keep]
+            indices = [new_row[i] for i in indices]
+            clear = int(new_row[clear_rows[0]])
     if len(palette) > 256:
         return None
     return np.ascontiguousarray(palette[:, :3]), [i.astype(np.uint8) for i in indices], clear
