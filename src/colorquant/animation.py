@@ -14,6 +14,11 @@ Netscape extension (0 there is forever, so one play is written as no extension a
 stores the plays in ``acTL`` (``num_plays``, 0 forever). A GIF stores frame delays in 10 ms
 units: each delay is rounded with the error carried to the next frame (a 33 ms clip becomes 30,
 40, 30, ... ms, the same total) and is at least 10 ms (browsers show a 0 delay at about 100 ms).
+
+Frames that share one palette (the same rows in the same order) are written with it as it is:
+the APNG's ``PLTE``, the GIF's one global color table and the ``.npz``'s ``palette`` are its
+rows in its order, and the indices the results' own. Other frames are written with the union of
+their colors (a GIF with a local table per frame when that union passes 256 colors).
 """
 
 from __future__ import annotations
