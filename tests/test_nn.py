@@ -161,6 +161,17 @@ def test_under_torch_compile() -> None:
     torch.testing.assert_close(compiled(x), layer(x))
 
 
+def test_under_torch_compile_with_an_annealed_temperature() -> None:
+    # fullgraph: the input and temperature checks stay out of the graph (a changing
+    # temperature is a symbolic float there); the property checks each value set.
+    layer = PaletteQuantize(palette=PALETTE8, mode="soft", temperature=50.0)
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    x = images(2, dtype=torch.float32)
+    for temperature in (50.0, 20.0, 5.0):
+        layer.temperature = temperature
+        torch.testing.assert_close(compiled(x), layer(x))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -305,3 +316,15 @@ def test_bfloat16_input_through_the_layer(mode: str) -> None:
         assert torch.equal(leaf.grad, torch.ones_like(leaf))
     lazy = PaletteQuantize(5)
     assert lazy(x).dtype == torch.bfloat16 and lazy.palette.shape == (5, 3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_half_precision_layer(dtype: torch.dtype) -> None:
+    layer = PaletteQuantize(palette=PALETTE8).to("cuda", dtype)
+    assert layer.palette.dtype == dtype and layer.palette.device.type == "cuda"
+    x = images(2, dtype=torch.float32)
+    y = layer(x.to("cuda", dtype))
+    assert y.dtype == dtype
+    expected = PaletteQuantize(palette=layer.palette.float().cpu())(x.to(dtype).float())
+    torch.testing.assert_close(y.float().cpu(), expected, rtol=0, atol=1e-2)

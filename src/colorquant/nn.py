@@ -139,7 +139,9 @@ def palette_quantize(
         )
     if mode not in MODES:
         raise InputError(f"mode must be one of 'ste', 'soft', got {mode!r}")
-    if not isinstance(temperature, torch.Tensor):
+    if not isinstance(temperature, torch.Tensor) and not _is_compiling():
+        # Eager only: compiled, an annealed temperature is a symbolic float (the layer's
+        # property checks every value set).
         temperature = _check_temperature(temperature)
     _check_values(x)
     # 16-bit floats: distances in float32, the result cast back to x's dtype.
