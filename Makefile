@@ -28,8 +28,8 @@ demo: $(VENV)/.runtime
 	@echo "wrote out/grace_hopper_$(K).png and out/grace_hopper_$(K)_preview.png"
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks fuzz
+	$(BIN)/ruff format --check src tests benchmarks fuzz
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
