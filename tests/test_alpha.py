@@ -471,6 +471,8 @@ def test_cli_gif_cuts_alpha(tmp_path: Path) -> None:
     warnings = [ln for ln in result.stderr.splitlines() if "warning" in ln]  # type: ignore[attr-defined]
     assert len(warnings) == 1 and "sprite.png" in warnings[0] and "translucen" in warnings[0]
     assert "warning" not in png.stderr  # type: ignore[attr-defined]
+    translucent = int(((rgba[..., 3] > 0) & (rgba[..., 3] < 255)).sum())
+    assert record["alpha_cut"] == translucent and "alpha_cut" not in json.loads(png.stdout)  # type: ignore[attr-defined]
 
 
 def test_cli_gif_of_binary_alpha_does_not_warn(tmp_path: Path) -> None:
@@ -576,3 +578,41 @@ def test_cli_preview_with_alpha(tmp_path: Path) -> None:
     result = run("quantize", src, "-k", "8", "--preview", tmp_path / "fig.png")
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     assert (tmp_path / "fig.png").exists()
+
+
+def test_cli_gif_quality_is_judged_against_the_input(tmp_path: Path) -> None:
+    # --quality on a GIF of a translucent image: the quality reported (against the input) must
+    # reach the minimum, or nothing is written (exit 99), as the PNG of the same run reaches it.
+    src = tmp_path / "disc.png"
+    Image.fromarray(soft_disc(64)).save(src)
+    gif = run("quantize", src, "--quality", "65-80", "-o", tmp_path / "q.gif", "--json")
+    assert gif.exit_code == 99, gif.output  # type: ignore[attr-defined]
+    record = json.loads(gif.stdout)  # type: ignore[attr-defined]
+    assert record["status"] == "quality-too-low" and "against the input" in record["reason"]
+    assert record["quality"] < 65 and not (tmp_path / "q.gif").exists()
+    png = run("quantize", src, "--quality", "65-80", "-o", tmp_path / "q.png", "--json")
+    assert png.exit_code == 0 and json.loads(png.stdout)["status"] == "written"  # type: ignore[attr-defined]
+
+
+def test_cli_preview_shows_the_reported_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from colorquant import cli
+
+    titles: list[str] = []
+    real = cli.preview_figure
+
+    def spy(*args: object, **kwargs: object) -> object:
+        figure = real(*args, **kwargs)  # type: ignore[arg-type]
+        titles.append(figure._suptitle.get_text())  # type: ignore[attr-defined]
+        return figure
+
+    monkeypatch.setattr(cli, "preview_figure", spy)
+    src = tmp_path / "disc.png"
+    Image.fromarray(soft_disc(48)).save(src)
+    for name in ("s.gif", "s.png"):
+        result = run("quantize", src, "-k", "8", "-o", tmp_path / name, "--json", "--preview",
+                     tmp_path / f"{name}.fig.png")  # fmt: skip
+        assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+        psnr = json.loads(result.stdout)["psnr"]  # type: ignore[attr-defined]
+        assert f"PSNR {psnr:.2f} dB" in titles[-1], (name, titles[-1])

@@ -226,3 +226,42 @@ def test_batched_path_fixed_colors_and_given_palettes() -> None:
     torch.testing.assert_close(given.image, ref.image, rtol=0, atol=0)
     all_fixed = on_device(x, 4, "rgb", fixed=palette)
     torch.testing.assert_close(all_fixed.image, ref.image, rtol=0, atol=0)
+
+
+def test_rgb_images_stay_rgb_with_an_rgba_palette() -> None:
+    # A palette fitted on images with transparency (RGBA rows) given to RGB images: the images
+    # keep 3 channels, opaque pixels take opaque rows, the palettes tensor is the given one.
+    palette = np.array([[0, 0, 0, 0], [250, 20, 20, 255], [20, 250, 20, 255], [9, 9, 250, 128]])
+    x = torch.rand(2, 3, 12, 12, dtype=torch.bfloat16)
+    out = cq.quantize_batch(x, palette=palette)
+    assert out.image.shape == (2, 3, 12, 12) and out.image.dtype == torch.bfloat16
+    assert out.palettes.shape == (2, 4, 4)
+    assert set(out.indices.unique().tolist()) <= {1, 2}  # the opaque rows only
+    mixed = [torch.rand(3, 16, 16), torch.rand(4, 20, 12)]
+    shared = cq.quantize_batch(mixed, 8, shared=True)
+    assert [tuple(img.shape) for img in shared.image] == [(3, 16, 16), (4, 20, 12)]
+
+
+def test_rgba_palette_takes_the_cpu_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a GPU an RGBA palette (alpha rules, kind by kind) runs the CPU pipeline, as RGBA
+    # images do: the batched torch stages know RGB only.
+    module = importlib.import_module("colorquant.quantize")
+
+    def no_device_path(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the batched device path was taken")
+
+    def as_if_cuda(device: str, like: object = None) -> str:
+        return "cuda" if like is not None else "cpu"
+
+    monkeypatch.setattr(module, "_batch_on_device", no_device_path)
+    monkeypatch.setattr(module, "resolve_device", as_if_cuda)
+    palette = np.array([[250, 20, 20, 255], [20, 250, 20, 255], [9, 9, 250, 128]])
+    out = cq.quantize_batch(torch.rand(2, 3, 8, 8), palette=palette)
+    assert out.image.shape == (2, 3, 8, 8)
+    with pytest.raises(AssertionError, match="device path"):  # RGB palettes still go there
+        cq.quantize_batch(torch.rand(2, 3, 8, 8), palette=palette[:, :3])
+
+
+def test_palette_and_shared_together_is_an_error() -> None:
+    with pytest.raises(cq.InputError, match="shared=True"):
+        cq.quantize_batch(torch.rand(2, 3, 8, 8), 8, shared=True, palette=[[0, 0, 0]])

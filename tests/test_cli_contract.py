@@ -380,3 +380,30 @@ def test_elbow_says_it_measures_the_undithered_mapping(
     assert titles and "undithered" in titles[0]
     result = run("elbow", src, "--max-k", "4", "-o", tmp_path / "e2.png", "--json")
     assert {json.loads(line)["dither"] for line in result.stdout.splitlines()} == {"none"}
+
+
+def test_standard_input_is_named_alike_everywhere(tmp_path: Path) -> None:
+    src = tmp_path / "in.png"
+    Image.fromarray(photo_like(31)).save(src)
+    data = src.read_bytes()
+    runner = CliRunner()
+    written = runner.invoke(main, ["quantize", "-", "-k", "8", "--json"], input=data)
+    assert written.exit_code == 0
+    assert json.loads(written.stderr)["input"] == "<stdin>"
+    low = runner.invoke(main, ["quantize", "-", "--quality", "99-100", "--json"], input=data)
+    assert low.exit_code == 99
+    record = json.loads(low.stderr.strip().splitlines()[-1])
+    assert record["input"] == "<stdin>" and record["reason"].startswith("<stdin>: quality")
+
+
+def test_per_frame_palette_needs_gif_output(tmp_path: Path) -> None:
+    src = tmp_path / "in.png"
+    Image.fromarray(photo_like(32)).save(src)
+    for out in ("x.png", "x.npz"):
+        result = run("quantize", src, "-o", tmp_path / out, "--per-frame-palette")
+        assert result.exit_code == 2
+        assert result.stderr.strip().splitlines() == [
+            f"colorquant: error: --per-frame-palette needs GIF output: .{out[2:]} holds one "
+            "palette for all frames"
+        ]
+    assert run("quantize", src, "-o", tmp_path / "x.gif", "--per-frame-palette").exit_code == 0

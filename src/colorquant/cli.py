@@ -84,6 +84,7 @@ from .quantize import (
     QualityTooLowError,
     Quantizer,
     QuantizeResult,
+    quality_of,
 )
 from .quantize import quantize as quantize_image
 from .viz import cloud_figure, elbow_figure, figure_suffix, preview_figure, save_figure
@@ -216,7 +217,7 @@ def _status_record(
 ) -> dict[str, Any]:
     """The ``--json`` record of an input that was not written: ``status`` says what happened
     (``skipped``, ``quality-too-low``, ``error``) and ``reason`` why, in the line's words."""
-    record: dict[str, Any] = {"input": str(source)}
+    record: dict[str, Any] = {"input": _shown(source)}
     if output is not None:
         record["output"] = str(output)
     return {**record, "status": status, "reason": reason, **more}
@@ -446,11 +447,16 @@ def _pixels_for(pixels: np.ndarray, fmt: str) -> np.ndarray:
     return binary_alpha(pixels) if fmt == "gif" and pixels.shape[2] == 4 else pixels
 
 
-def _alpha_cut(source: Path, frames: Sequence[np.ndarray], fmt: str) -> bool:
-    """Whether output format ``fmt`` cuts the translucency of ``frames`` (GIF); if so, one
-    warning line naming ``source`` and how many pixels lose their alpha."""
+def _shown(source: Path) -> str:
+    """An input as messages and ``--json`` records name it: ``<stdin>`` for ``-``."""
+    return "<stdin>" if source == STDIO else str(source)
+
+
+def _alpha_cut(source: Path, frames: Sequence[np.ndarray], fmt: str) -> int:
+    """How many translucent pixels of ``frames`` output format ``fmt`` cuts to 0 or 255 (GIF
+    holds no translucency); when some, one warning line naming ``source``."""
     if fmt != "gif":
-        return False
+        return 0
     translucent = sum(
         int(((f[..., 3] > 0) & (f[..., 3] < 255)).sum()) for f in frames if f.shape[2] == 4
     )
@@ -459,7 +465,25 @@ def _alpha_cut(source: Path, frames: Sequence[np.ndarray], fmt: str) -> bool:
             f"{source}: GIF holds no translucency: the alpha of {translucent:,} translucent "
             "pixels was cut at 128 (PNG output keeps it); metrics are against the input"
         )
-    return translucent > 0
+    return translucent
+
+
+def _check_cut_quality(
+    quality: tuple[float, float] | None, error: float, result: QuantizeResult
+) -> None:
+    """``--quality`` after a GIF's alpha cut: the quality the command reports (against the
+    input) must reach the minimum too, or nothing is written (exit 99)."""
+    if quality is None:
+        return
+    reached = quality_of(psnr_from_mse(error))
+    if reached < quality[0]:
+        raise QualityTooLowError(
+            f"quality {math.floor(reached)} with {result.n_colors} colors is below "
+            f"{quality[0]:g} against the input (GIF output cuts its translucency; PNG keeps it)",
+            result,
+            reached,
+            quality[0],
+        )
 
 
 def _against_input(original: np.ndarray, result: QuantizeResult) -> tuple[float, float]:
@@ -497,11 +521,19 @@ def _quantize_animation_one(
     skip_if_larger: bool,
     fmt: str,
     start: float,
+    quality: tuple[float, float] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Quantize and write every frame of an animation, durations and loop count kept."""
     animation = load_animation(job.source) if data is None else load_animation_bytes(data)
     results = fit_frames([_pixels_for(f, fmt) for f in animation.frames])
     cut = _alpha_cut(animation.path, animation.frames, fmt)
+    if cut:
+        measured = [_against_input(f, r) for f, r in zip(animation.frames, results, strict=True)]
+    else:
+        measured = [(r.mse, r.delta_e) for r in results]
+    error = float(np.mean([m for m, _ in measured]))
+    if cut:
+        _check_cut_quality(quality, error, results[0])
     limit = animation.size_bytes if skip_if_larger else None
     options: dict[str, Any] = {"durations": animation.durations, "loop": animation.loop}
     if job.output == STDIO:
@@ -509,12 +541,15 @@ def _quantize_animation_one(
     else:
         bytes_out = save_animation(results, job.output, force=force, max_bytes=limit, **options)
     if job.preview is not None:
-        preview_figure(animation.frames[0], results[0], path=job.preview, force=force)
-    if cut:
-        measured = [_against_input(f, r) for f, r in zip(animation.frames, results, strict=True)]
-    else:
-        measured = [(r.mse, r.delta_e) for r in results]
-    error = float(np.mean([m for m, _ in measured]))
+        first_mse, first_delta_e = measured[0]
+        preview_figure(
+            animation.frames[0],
+            results[0],
+            path=job.preview,
+            force=force,
+            mse=first_mse,
+            delta_e=first_delta_e,
+        )
     return _report(
         animation.path,
         job.output,
@@ -527,6 +562,7 @@ def _quantize_animation_one(
         bytes_out=bytes_out,
         seconds=time.perf_counter() - start,
         frames=len(results),
+        alpha_cut=cut,
     )
 
 
@@ -543,9 +579,11 @@ def _report(
     bytes_out: int,
     seconds: float,
     frames: int | None = None,
+    alpha_cut: int = 0,
 ) -> tuple[dict[str, Any], str]:
     """The JSON record and the human line of one written image (or animation: ``frames``);
-    ``result`` gives the fit's record (the first frame's for an animation)."""
+    ``result`` gives the fit's record (the first frame's for an animation); ``alpha_cut``: the
+    translucent pixels a GIF made opaque or clear (recorded when some)."""
     record: dict[str, Any] = {"input": str(source), "output": str(output), "status": "written"}
     if frames is not None:
         record["frames"] = frames
@@ -562,6 +600,8 @@ def _report(
         n_iter=result.n_iter,
         converged=result.converged,
     )
+    if alpha_cut:
+        record["alpha_cut"] = alpha_cut
     what = f"{n_colors} colors" if frames is None else f"{frames} frames, {n_colors} colors"
     line = (
         f"{source} -> {output}: {what}  MSE {mse:.2f}  PSNR {psnr:.2f} dB  dE00 {delta_e:.2f}  "
@@ -581,6 +621,7 @@ def _quantize_one(
     strip: bool = False,
     optimize: bool = False,
     fit_frames: Callable[[list[np.ndarray]], list[QuantizeResult]] | None = None,
+    quality: tuple[float, float] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Check, load, quantize, write one image; the JSON record and the human line.
 
@@ -597,13 +638,15 @@ def _quantize_one(
     data = sys.stdin.buffer.read() if job.source == STDIO else None
     if fit_frames is not None and is_animated(job.source if data is None else data):
         return _quantize_animation_one(
-            job, data, fit_frames, force, skip_if_larger, stdout_format, start
+            job, data, fit_frames, force, skip_if_larger, stdout_format, start, quality
         )
     loaded = load_image_bytes(data) if data is not None else load_image(job.source)
     result: QuantizeResult = fit(_pixels_for(loaded.pixels, stdout_format))
     error, delta_e = result.mse, result.delta_e
-    if _alpha_cut(loaded.path, [loaded.pixels], stdout_format):
+    cut = _alpha_cut(loaded.path, [loaded.pixels], stdout_format)
+    if cut:
         error, delta_e = _against_input(loaded.pixels, result)
+        _check_cut_quality(quality, error, result)
     limit = loaded.size_bytes if skip_if_larger else None
     keep: dict[str, Any] = {"optimize": optimize}
     if not strip:
@@ -613,7 +656,9 @@ def _quantize_one(
     else:
         bytes_out = save_result(result, job.output, force=force, max_bytes=limit, **keep)
     if job.preview is not None:
-        preview_figure(loaded.pixels, result, path=job.preview, force=force)
+        preview_figure(
+            loaded.pixels, result, path=job.preview, force=force, mse=error, delta_e=delta_e
+        )
     return _report(
         loaded.path,
         job.output,
@@ -625,6 +670,7 @@ def _quantize_one(
         bytes_in=loaded.size_bytes,
         bytes_out=bytes_out,
         seconds=time.perf_counter() - start,
+        alpha_cut=cut,
     )
 
 
@@ -856,6 +902,10 @@ def quantize(
         suffix = f".{fmt or 'png'}"
     else:
         suffix = result_suffix(Path(f"x{ext}"))
+    if per_frame_palette and suffix != ".gif":
+        raise click.UsageError(
+            f"--per-frame-palette needs GIF output: {suffix} holds one palette for all frames"
+        )
     if keep_transparent_rgb and suffix == ".gif":
         raise click.UsageError(
             "--keep-transparent-rgb needs PNG (or .npz) output: GIF holds one transparent color"
@@ -974,6 +1024,7 @@ def quantize(
                 strip=strip,
                 optimize=optimize,
                 fit_frames=fit_frames,
+                quality=quality,
             )
             for job in jobs
         ]
@@ -982,7 +1033,7 @@ def quantize(
                 record, line = future.result()
             except QualityTooLowError as error:
                 too_low += 1
-                reason = f"{job.source}: {_message(error)}"
+                reason = f"{_shown(job.source)}: {_message(error)}"
                 _report_error(reason)
                 status = "quality-too-low"
                 more = {"quality": math.floor(error.quality), "minimum": error.minimum}

@@ -1461,7 +1461,8 @@ def quantize_batch(
             image's palette is then its given one, all K rows in order.
         shared: fit one palette on the whole batch (its merged histogram) and map every image
             to it; the same seed gives the same palette, in the same order, as
-            ``Quantizer(...).fit(list).palette``, and every image lists all of it.
+            ``Quantizer(...).fit(list).palette``, and every image lists all of it. Not with
+            ``palette``.
         dither: ``"none"``, ``"ordered"`` (an 8x8 Bayer pattern, the same on every frame) or
             ``"fs"`` (Floyd-Steinberg error diffusion, on the CPU): :mod:`colorquant.dither`.
         dither_strength: 0..1, how much of the dither.
@@ -1501,14 +1502,18 @@ def quantize_batch(
     given: list[np.ndarray] | None = None
     if palette is not None and fixed_colors is not None:
         raise InputError("give palette (map to it) or fixed_colors (fit around them), not both")
+    if palette is not None and shared:
+        raise InputError("give palette (map to it) or shared=True (fit one), not both")
     if palette is not None:
         given = _batch_palettes(palette, len(images), images[0])
     elif shared:
         q = Quantizer(n_colors, **options).fit(images)
         given = [q.palette] * len(images)
     alpha = any(img.shape[0] == 4 for img in images)
-    # Error diffusion is sequential; RGBA runs the CPU pipeline: both image by image.
-    if run_device != "cpu" and uniform and dither != "fs" and not alpha:
+    rgba_palette = given is not None and given[0].shape[1] == 4
+    # Error diffusion is sequential; RGBA (images or palette) runs the CPU pipeline: both image
+    # by image.
+    if run_device != "cpu" and uniform and dither != "fs" and not alpha and not rgba_palette:
         return _batch_on_device(
             x,
             n_colors,
@@ -1532,7 +1537,7 @@ def quantize_batch(
         else:
             fixed = Quantizer.from_palette(given[b], color_space=color_space, device=run_device)
             res = fixed.apply(pixels[b], dither=dither, dither_strength=strength)
-        palette = with_alpha(res.palette) if alpha else res.palette
+        palette = with_alpha(res.palette) if alpha or rgba_palette else res.palette
         return palette, res.indices.astype(np.int64), res.mse
 
     parallel = len(images) if run_device == "cpu" else 1
@@ -1549,7 +1554,10 @@ def quantize_batch(
     indices = [torch.from_numpy(i).to(dev) for _, i in outputs]
     quantized = []
     for img, (p, i) in zip(images, outputs, strict=True):
-        q8 = torch.from_numpy(np.ascontiguousarray(p[i])).permute(2, 0, 1).to(dev)
+        # Each image keeps its own channels: an RGB one stays RGB beside RGBA ones, or with an
+        # RGBA palette (its opaque pixels took opaque entries: alpha.kind_of).
+        q8 = torch.from_numpy(np.ascontiguousarray(p[i][..., : img.shape[0]]))
+        q8 = q8.permute(2, 0, 1).to(dev)
         quantized.append(q8 if img.dtype == torch.uint8 else q8.to(img.dtype) / 255.0)
     return BatchResult(
         palettes=torch.from_numpy(palettes).to(dev),

@@ -195,6 +195,8 @@ def preview_figure(
     *,
     path: PathLike | None = None,
     force: bool = False,
+    mse: float | None = None,
+    delta_e: float | None = None,
 ) -> Figure:
     """Original and quantized side by side, the palette with pixel counts, the ΔE00 map.
 
@@ -213,6 +215,9 @@ def preview_figure(
         result: its :class:`colorquant.QuantizeResult`.
         path: if given, also save the figure there (PNG, PDF or SVG).
         force: allow replacing an existing file at ``path``.
+        mse, delta_e: the metrics the title gives, when measured otherwise than the result's
+            (the command's GIF output of a translucent image: against the input, not the image
+            with its alpha cut); the PSNR follows the MSE.
 
     Returns:
         The figure (5 axes: 4 panels and the colorbar).
@@ -252,9 +257,11 @@ def preview_figure(
     axes[1, 0].set_axis_off()
     figure.colorbar(heat, ax=axes[1, 0], shrink=0.85, label=r"$\Delta E_{00}$")
     _palette_bars(axes[1, 1], result.palette, result.counts)
+    shown_mse = result.mse if mse is None else mse
+    mean_de = result.delta_e if delta_e is None else delta_e
     figure.suptitle(
-        f"K = {result.n_colors}   MSE {result.mse:.2f}   PSNR {result.psnr:.2f} dB   "
-        rf"mean $\Delta E_{{00}}$ {result.delta_e:.2f}   ({result.color_space}, {result.method})"
+        f"K = {result.n_colors}   MSE {shown_mse:.2f}   PSNR {psnr_from_mse(shown_mse):.2f} dB   "
+        rf"mean $\Delta E_{{00}}$ {mean_de:.2f}   ({result.color_space}, {result.method})"
     )
     return _finish(figure, path, force)
 
@@ -273,6 +280,9 @@ def elbow_figure(
         mses: the MSE of each (8-bit units, mean over pixels and channels), ``(M,)``.
         path: if given, also save the figure there (PNG, PDF or SVG).
         force: allow replacing an existing file at ``path``.
+        mse, delta_e: the metrics the title gives, when measured otherwise than the result's
+            (the command's GIF output of a translucent image: against the input, not the image
+            with its alpha cut); the PSNR follows the MSE.
 
     Returns:
         The figure (2 axes: MSE and its PSNR twin).
@@ -344,6 +354,9 @@ def cloud_figure(
         seed: seed of the sampling.
         path: if given, also save the figure there (PNG, PDF or SVG).
         force: allow replacing an existing file at ``path``.
+        mse, delta_e: the metrics the title gives, when measured otherwise than the result's
+            (the command's GIF output of a translucent image: against the input, not the image
+            with its alpha cut); the PSNR follows the MSE.
 
     Returns:
         The figure (one 3-D axes).
