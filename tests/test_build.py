@@ -14,6 +14,8 @@ import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
 
+import colorquant
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Prepares the wheel's metadata with the installed setuptools, as pip's build would, recording
@@ -50,7 +52,7 @@ def test_metadata_builds_without_deprecation(tmp_path: Path) -> None:
     for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, tmp_path / name)
     (tmp_path / "src/colorquant").mkdir(parents=True)
-    (tmp_path / "src/colorquant/__init__.py").write_text("")
+    shutil.copy(ROOT / "src/colorquant/__init__.py", tmp_path / "src/colorquant/__init__.py")
     out = tmp_path / "meta"
     out.mkdir()
     done = subprocess.run(
@@ -67,6 +69,25 @@ def test_metadata_builds_without_deprecation(tmp_path: Path) -> None:
     assert "deprecat" not in done.stderr.lower()
     text = (out / report["dist_info"] / "METADATA").read_text()
     assert "License-Expression: MIT" in text
+    # One version source: the package's __version__, read without importing it.
+    assert f"\nVersion: {colorquant.__version__}\n" in text
+    assert "Classifier: Programming Language :: Python :: 3" in text
     assert "License-File: LICENSE" in text
     if "Classifier: License" in text:
         pytest.fail("a license classifier beside the SPDX expression is deprecated")
+
+
+def test_python_dash_m_runs_the_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "colorquant", "--version"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"colorquant, version {colorquant.__version__}"
+    usage = subprocess.run([sys.executable, "-m", "colorquant", "quantize", "-k", "abc", "x.png"],
+                           capture_output=True, text=True)  # fmt: skip
+    assert usage.returncode == 2 and usage.stderr.startswith("colorquant: error:")
+
+
+def test_changelog_names_this_version() -> None:
+    text = (ROOT / "CHANGELOG.md").read_text()
+    assert f"## {colorquant.__version__}" in text
