@@ -407,6 +407,110 @@ def test_palette_preview_draws_one_square_per_color(comfy: types.ModuleType) -> 
     assert swatch[0, 0, 5].tolist() == [0.0, 1.0, 0.0]
 
 
+# -- the example workflow -----------------------------------------------------------------------
+
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+def api_prompt(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict[str, Any]:
+    """A workflow as the front end saves it (nodes with ``widgets_values``, links) as the
+    prompt ``POST /prompt`` takes: ``{id: {"class_type", "inputs"}}``, a link ``[id, slot]``.
+
+    Widget values are given in the order of the node's inputs (``object_info``'s
+    ``input_order``); values past the last widget (LoadImage's upload button, a seed's
+    "control after generate") are not inputs.
+    """
+    links = {link[0]: link for link in workflow["links"]}
+    prompt: dict[str, Any] = {}
+    for n in workflow["nodes"]:
+        if n.get("mode", 0) != 0:  # muted or bypassed
+            continue
+        spec = object_info[n["type"]]["input"]
+        order = object_info[n["type"]].get("input_order") or {k: list(v) for k, v in spec.items()}
+        names = [*order.get("required", []), *order.get("optional", [])]
+        kinds = {**spec.get("required", {}), **spec.get("optional", {})}
+        widgets = [
+            name
+            for name in names
+            if isinstance(kinds[name][0], list) or kinds[name][0] in WIDGET_TYPES
+        ]
+        inputs: dict[str, Any] = dict(zip(widgets, n.get("widgets_values", []), strict=False))
+        for slot in n.get("inputs", []):
+            if slot.get("link") is not None:
+                _, source, source_slot, *_ = links[slot["link"]]
+                inputs[slot["name"]] = [str(source), source_slot]
+        prompt[str(n["id"])] = {"class_type": n["type"], "inputs": inputs}
+    return prompt
+
+
+def _object_info(comfy: types.ModuleType) -> dict[str, Any]:
+    """What ComfyUI's ``GET /object_info`` says of the pack's nodes and the two core ones."""
+    info = {
+        name: {"input": cls.INPUT_TYPES(), "output": list(cls.RETURN_TYPES)}
+        for name, cls in comfy.NODE_CLASS_MAPPINGS.items()
+    }
+    info["LoadImage"] = {
+        "input": {"required": {"image": [["example.png"], {}]}},
+        "output": ["IMAGE", "MASK"],
+    }
+    info["PreviewImage"] = {"input": {"required": {"images": ["IMAGE"]}}, "output": []}
+    return info
+
+
+def test_example_workflow_is_a_consistent_graph(comfy: types.ModuleType) -> None:
+    workflow = json.loads((PACK / "example_workflows" / "colorquant_palettes.json").read_text())
+    info = _object_info(comfy)
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    for link_id, source, source_slot, target, target_slot, kind in workflow["links"]:
+        assert link_id in nodes[source]["outputs"][source_slot]["links"]
+        assert nodes[target]["inputs"][target_slot]["link"] == link_id
+        assert info[nodes[source]["type"]]["output"][source_slot] == kind
+    prompt = api_prompt(workflow, info)
+    for node_id, entry in prompt.items():
+        spec = info[entry["class_type"]]["input"]
+        assert set(spec.get("required", {})) <= set(entry["inputs"]), node_id
+        for name, value in entry["inputs"].items():
+            kind = {**spec.get("required", {}), **spec.get("optional", {})}[name][0]
+            if isinstance(kind, list):
+                assert value in kind, (node_id, name)
+            elif kind in ("INT", "FLOAT"):
+                assert isinstance(value, (int, float)), (node_id, name)
+    assert prompt["2"]["inputs"]["colors"] == 16 and prompt["2"]["inputs"]["image"] == ["1", 0]
+
+
+def test_example_workflow_runs_on_the_nodes(comfy: types.ModuleType) -> None:
+    """The example graph executed node by node as ComfyUI would (no server; the server test
+    runs it in a real ComfyUI)."""
+    workflow = json.loads((PACK / "example_workflows" / "colorquant_palettes.json").read_text())
+    prompt = api_prompt(workflow, _object_info(comfy))
+    rgba = np.dstack([make_photo_like(24, 32), np.full((24, 32), 255, np.uint8)])
+    rgba[:6, :8, 3] = 0
+    loaded = (comfy_image(rgba[..., :3]), 1 - torch.from_numpy(rgba[..., 3]).float()[None] / 255)
+    results: dict[str, Any] = {"1": loaded}
+    pending = [k for k in prompt if k != "1"]
+    while pending:
+        for node_id in list(pending):
+            entry = prompt[node_id]
+            args = dict(entry["inputs"])
+            if any(isinstance(v, list) and v[0] not in results for v in args.values()):
+                continue
+            for name, value in args.items():
+                if isinstance(value, list):
+                    args[name] = results[value[0]][value[1]]
+            if entry["class_type"] == "PreviewImage":
+                results[node_id] = ()
+            else:
+                obj = node(comfy, entry["class_type"])
+                results[node_id] = getattr(obj, obj.FUNCTION)(**args)
+            pending.remove(node_id)
+    saved = results["3"]["ui"]["images"]
+    assert saved[0]["subfolder"] == "ColorQuant"
+    with Image.open(comfy.output_dir / "ColorQuant" / saved[0]["filename"]) as im:  # type: ignore[attr-defined]
+        assert im.mode == "P"
+        alpha = np.asarray(im.convert("RGBA"))[..., 3]
+    assert (alpha[:6, :8] == 0).all() and (alpha[6:] == 255).all()
+
+
 # -- saving -------------------------------------------------------------------------------------
 
 PROMPT = {"1": {"class_type": "ColorQuantSave", "inputs": {"filename_prefix": "cq"}}}
