@@ -1,12 +1,13 @@
 # make demo: quantize a built-in sample image into out/ (creates .venv, installs the runtime lock).
-# make test: ruff, mypy and pytest (creates .venv, installs the dev lock; with the ComfyUI
-#   snapshot at $(SHARED)/comfyui, also .venv-comfyui for tests/test_comfyui_server.py).
+# make test: ruff, mypy, pytest, and the kernel tests on a serial clang build (creates .venv,
+# installs the dev lock, and clang with apt-get where it is missing; with the ComfyUI snapshot
+# at $(SHARED)/comfyui, also .venv-comfyui for tests/test_comfyui_server.py).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 K ?= 16
 
-.PHONY: demo test lint typecheck pytest bench clean comfyui-venv
+.PHONY: demo test lint typecheck pytest test-serial bench clean comfyui-venv
 
 SHARED ?= ../shared
 COMFYUI_VENV := .venv-comfyui
@@ -59,7 +60,21 @@ typecheck: $(VENV)/.dev
 pytest: $(VENV)/.dev comfyui-venv
 	$(BIN)/python -m pytest
 
-test: lint typecheck pytest
+# The compiled core built without OpenMP by clang (Debian's has no libomp, so the build's probe
+# finds none; COLORQUANT_OPENMP=0 makes sure), and the kernel tests run against that build.
+SERIAL := build/serial
+KERNEL_TESTS := tests/test_serial_build.py tests/test_dither_kernels.py tests/test_nearest.py \
+	tests/test_kmeans.py tests/test_histogram.py tests/test_init.py tests/test_dither.py
+
+test-serial: $(VENV)/.dev
+	@command -v clang >/dev/null || { apt-get update -qq && apt-get install -y -qq clang; }
+	rm -rf $(SERIAL)
+	CC=clang COLORQUANT_OPENMP=0 $(BIN)/python setup.py -q build_ext \
+		--build-lib $(SERIAL)/lib --build-temp $(SERIAL)/tmp
+	COLORQUANT_TEST_KERNELS="$$(ls $(SERIAL)/lib/colorquant/_cpu/_kernels*)" \
+		$(BIN)/python -m pytest $(KERNEL_TESTS)
+
+test: lint typecheck pytest test-serial
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/compare.py

@@ -1,19 +1,78 @@
 """Build of the compiled CPU core; all metadata lives in pyproject.toml.
 
-One C extension, ``colorquant._cpu._kernels``: plain C99 with OpenMP. ``-ffp-contract=off``
-keeps every multiply and add separately rounded (no fused multiply-add), so the float64 results
-equal NumPy's bit for bit on every architecture.
+One C extension, ``colorquant._cpu._kernels``: plain C99, with OpenMP where the compiler has it.
+The build probes the compiler: it compiles and links a small OpenMP program with the compiler's
+OpenMP flags, and builds the extension with them when that works, serially (one thread, the same
+results bit for bit) when it does not, as with Apple clang without libomp.
+``COLORQUANT_OPENMP=0`` forces the serial build, ``COLORQUANT_OPENMP=1`` makes a missing OpenMP an
+error. Flags per compiler: gcc and clang ``-O3 -ffp-contract=off -std=c99`` (no fused
+multiply-add, so the float64 results equal NumPy's bit for bit on every architecture), MSVC
+``/O2 /fp:precise`` (which does not contract either) and ``/openmp``.
 """
 
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+PROBE = r"""
+#include <omp.h>
+int main(void)
+{
+    int n = 0;
+#pragma omp parallel reduction(+ : n)
+    n += omp_get_num_threads() > 0;
+    return n > 0 ? 0 : 1;
+}
+"""
+
+
+def flags(compiler_type: str) -> tuple[list[str], list[str], list[str]]:
+    """``(base compile flags, OpenMP compile flags, OpenMP link flags)`` of a compiler type."""
+    if compiler_type == "msvc":
+        return ["/O2", "/fp:precise"], ["/openmp"], []
+    return ["-O3", "-ffp-contract=off", "-std=c99"], ["-fopenmp"], ["-fopenmp"]
+
+
+class BuildExt(build_ext):
+    """``build_ext`` that chooses OpenMP by probing the compiler."""
+
+    def build_extensions(self) -> None:
+        base, omp_compile, omp_link = flags(self.compiler.compiler_type)
+        wanted = os.environ.get("COLORQUANT_OPENMP", "").strip()
+        if wanted not in ("", "0", "1"):
+            raise SystemExit(f"COLORQUANT_OPENMP must be 0 or 1, got {wanted!r}")
+        openmp = wanted != "0" and self.links(omp_compile, omp_link)
+        if wanted == "1" and not openmp:
+            raise SystemExit("COLORQUANT_OPENMP=1, but the compiler cannot build with OpenMP")
+        print(f"colorquant: building the CPU core {'with' if openmp else 'without'} OpenMP")
+        for ext in self.extensions:
+            ext.extra_compile_args = base + (omp_compile if openmp else [])
+            ext.extra_link_args = omp_link if openmp else []
+        super().build_extensions()
+
+    def links(self, compile_args: list[str], link_args: list[str]) -> bool:
+        """Whether a small OpenMP program compiles and links with these flags."""
+        with tempfile.TemporaryDirectory() as tmp:
+            source = Path(tmp) / "probe.c"
+            source.write_text(PROBE)
+            try:
+                objects = self.compiler.compile(
+                    [str(source)], output_dir=tmp, extra_postargs=compile_args
+                )
+                self.compiler.link_executable(
+                    objects, "probe", output_dir=tmp, extra_postargs=link_args
+                )
+            except Exception:  # CompileError, LinkError, or a missing compiler driver
+                return False
+        return True
+
 
 setup(
-    ext_modules=[
-        Extension(
-            "colorquant._cpu._kernels",
-            sources=["src/colorquant/_cpu/kernels.c"],
-            extra_compile_args=["-O3", "-fopenmp", "-ffp-contract=off", "-std=c99"],
-            extra_link_args=["-fopenmp"],
-        )
-    ],
+    ext_modules=[Extension("colorquant._cpu._kernels", sources=["src/colorquant/_cpu/kernels.c"])],
+    cmdclass={"build_ext": BuildExt},
 )

@@ -6,12 +6,36 @@ Nothing here reads a file: every input is built in memory from a fixed seed.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import settings
+
+#: Another build of the compiled core (the path of its ``_kernels`` shared library, e.g. the
+#: serial clang build `make test-serial` makes) that the whole run uses instead of the installed
+#: one: ``colorquant._cpu``'s wrappers call whatever module its ``_kernels`` names.
+KERNELS_ENV = "COLORQUANT_TEST_KERNELS"
+
+
+def load_kernels(path: str) -> ModuleType:
+    """Load a ``_kernels`` shared library from ``path`` as a module of its own."""
+    spec = importlib.util.spec_from_file_location("colorquant_other_build._kernels", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{KERNELS_ENV}: cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+if os.environ.get(KERNELS_ENV):
+    import colorquant._cpu as _cpu_module
+
+    _cpu_module._kernels = load_kernels(os.environ[KERNELS_ENV])  # type: ignore[attr-defined]
 
 # No example database: a test reads no file it did not make, and a run depends only on the code.
 settings.register_profile("colorquant", database=None, deadline=None)

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -26,6 +27,7 @@ import colorquant as cq
 from colorquant.cli import main
 from colorquant.dataset import (
     MANIFEST_NAME,
+    DestinationBusyError,
     JobStopped,
     SettingsMismatchError,
     expand_braces,
@@ -33,7 +35,8 @@ from colorquant.dataset import (
     quantize_examples,
 )
 from colorquant.dataset import work as dataset_work
-from colorquant.dataset.sources import image_field, sample_key
+from colorquant.dataset.lock import JobLock
+from colorquant.dataset.sources import LOCK_NAME, Plan, assign_outputs, image_field, sample_key
 from colorquant.io import WriteError
 
 K = 16
@@ -174,7 +177,8 @@ def test_folder_job_mirrors_paths_and_records_bad_files(tmp_path: Path) -> None:
         check_palette_png(dst / Path(rel).with_suffix(".png"), original)
     assert not (dst / ".hidden.png").exists()
     assert record["kind"] == "folder" and record["items"] == len(pixels) + 2
-    assert record["images"] == len(pixels) and record["errors"] == 2
+    assert record["images"] == len(pixels) and record["errors"] == 1 and record["copied"] == 1
+    assert (dst / "notes.txt").read_text() == "not an image"
     assert record["processed"] == len(pixels) + 2 and record["done_before"] == 0
     assert record["bytes_in"] == sum((src / rel).stat().st_size for rel in pixels)
     outputs = [dst / Path(rel).with_suffix(".png") for rel in pixels]
@@ -185,7 +189,7 @@ def test_folder_job_mirrors_paths_and_records_bad_files(tmp_path: Path) -> None:
     errors = [
         json.loads(line) for line in (dst / "colorquant-errors.jsonl").read_text().splitlines()
     ]
-    assert sorted(e["item"] for e in errors) == ["notes.txt", "sub/broken.png"]
+    assert [e["item"] for e in errors] == ["sub/broken.png"]
     assert all(e["reason"] for e in errors)
     records = manifest_records(dst)
     assert len(records) == len(pixels) + 2 == len({r["item"] for r in records})
@@ -284,15 +288,165 @@ def test_list_file_job(tmp_path: Path) -> None:
     assert "missing.png" in errors and "no such file" in errors
 
 
-def test_same_output_name_is_an_error_not_an_overwrite(tmp_path: Path) -> None:
+def test_a_list_naming_one_file_twice_writes_it_once(tmp_path: Path) -> None:
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "lists").mkdir()
+    image = tmp_path / "imgs" / "a.png"
+    image.write_bytes(encode(photo(3)))
+    (tmp_path / "imgs" / "a.txt").write_text("its caption")
+    listing = tmp_path / "lists" / "train.txt"
+    listing.write_text(
+        f"../imgs/a.png\n{image}\n../imgs/./a.png\n../imgs/a.txt\n{image.with_suffix('.txt')}\n"
+    )
+    dst = tmp_path / "dst"
+    record = summary_of(run(listing, dst, "-k", K, "--workers", 1, "--json"))
+    assert record["images"] == 1 and record["errors"] == 0 and record["copied"] == 1
+    assert record["repeated"] == 3 and record["items"] == 2
+    mirrored = dst / str(image.parent).lstrip("/")  # outside the list's folder: mirrored whole
+    check_palette_png(mirrored / "a.png", photo(3))
+    assert (mirrored / "a.txt").read_text() == "its caption"
+    assert sorted(r["item"] for r in manifest_records(dst)) == [
+        f"{str(image.parent).lstrip('/')}/{n}" for n in ("a.png", "a.txt")
+    ]
+    assert (dst / "colorquant-errors.jsonl").read_text() == ""
+
+
+def test_folder_job_copies_files_that_are_no_images(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    pixels = make_folder(src, 3)
+    others = {
+        "img0.txt": b"a caption for img0\n",
+        "sub/img1.json": json.dumps({"caption": "img1", "score": 0.5}).encode(),
+        "sub/deeper/features.npy": bytes(range(256)) * 40,  # binary, 10 kB
+        "README": b"no suffix at all",
+        "empty.txt": b"",
+    }
+    for rel, data in others.items():
+        (src / rel).write_bytes(data)
+    os.utime(src / "img0.txt", ns=(1_600_000_000_000_000_000,) * 2)
+
+    record = summary_of(run(src, dst, "-k", K, "--workers", 2, "--batch-size", 2, "--json"))
+
+    assert record["images"] == 3 and record["errors"] == 0
+    assert record["copied"] == len(others) and record["items"] == 3 + len(others)
+    assert record["bytes_copied"] == sum(len(d) for d in others.values())
+    assert record["bytes_in"] == sum((src / rel).stat().st_size for rel in pixels)  # images only
+    for rel, data in others.items():
+        assert (dst / rel).read_bytes() == data, rel
+    assert (dst / "img0.txt").stat().st_mtime_ns == 1_600_000_000_000_000_000
+    for rel, original in pixels.items():
+        check_palette_png(dst / Path(rel).with_suffix(".png"), original)
+    copied = {r["item"]: r for r in manifest_records(dst) if r["status"] == "copied"}
+    assert sorted(copied) == sorted(others)
+    assert all(r["bytes"] == len(others[name]) for name, r in copied.items())
+    assert temp_files(dst) == []
+    # Resumable like images: a rerun copies nothing again (a new copy would be a new inode).
+    inodes = {rel: (dst / rel).stat().st_ino for rel in others}
+    again = summary_of(run(src, dst, "-k", K, "--workers", 1, "--json"))
+    assert again["processed"] == 0 and again["done_before"] == 3 + len(others)
+    assert again["copied"] == len(others) and again["bytes_copied"] == record["bytes_copied"]
+    assert {rel: (dst / rel).stat().st_ino for rel in others} == inodes
+    # A DST used as the next job's SRC: its manifest and errors file are records, not data.
+    chained = summary_of(run(dst, tmp_path / "again", "-k", K, "--workers", 1, "--json"))
+    assert chained["images"] == 3 and chained["copied"] == len(others)
+    header = json.loads((tmp_path / "again" / MANIFEST_NAME).read_text().splitlines()[0])
+    assert header["job"]["source"] == str(dst.resolve())
+    assert not (tmp_path / "again" / "colorquant-errors.jsonl").read_text()
+
+
+def test_human_summary_names_copies_renames_and_repeats(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.png").write_bytes(encode(photo(1)))
+    (data / "a.jpg").write_bytes(encode(photo(2), "JPEG"))
+    (data / "a.txt").write_text("caption")
+    (data / "list.txt").write_text(f"a.png\na.jpg\na.txt\n{data / 'a.png'}\n")
+    result = run(data / "list.txt", tmp_path / "dst", "-k", K, "--workers", 1)
+    assert result.exit_code == 0, result.output
+    first = result.stdout.splitlines()[0]
+    assert first.endswith(
+        ": 2 images, 1 other files copied (7 bytes), 1 renamed (a.jpg beside a.png writes "
+        "a.jpg.png), 1 repeated lines of the list done once, 0 errors"
+    ), first
+
+
+def _small_colors(seed: int) -> np.ndarray:
+    """An image of 6 colors: a palette PNG of K >= 6 reproduces it exactly."""
+    rng = np.random.default_rng(seed)
+    colors = rng.integers(0, 256, (6, 3), dtype=np.uint8)
+    return colors[rng.integers(0, 6, (20, 30))]
+
+
+def test_a_png_and_a_jpg_of_one_name_both_get_an_output(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "sub").mkdir(parents=True)
+    lossless = _small_colors(3)
+    (src / "a.jpg").write_bytes(encode(photo(1), "JPEG"))
+    (src / "a.png").write_bytes(encode(lossless))
+    (src / "sub" / "b.jpg").write_bytes(encode(photo(4), "JPEG"))
+    (src / "sub" / "b.webp").write_bytes(encode(photo(5), "WEBP"))
+    (src / "c.PNG").write_bytes(encode(photo(6)))
+    (src / "c.png").write_bytes(encode(photo(7)))
+    record = summary_of(run(src, dst, "-k", K, "--workers", 1, "--json"))
+    assert record["images"] == 6 and record["errors"] == 0 and record["renamed"] == 4
+    # The PNG keeps the plain name, and stays lossless; the other keeps its suffix in its name.
+    assert np.array_equal(np.array(Image.open(dst / "a.png").convert("RGB")), lossless)
+    jpg = np.array(Image.open(src / "a.jpg").convert("RGB"))
+    check_palette_png(dst / "a.jpg.png", jpg)
+    # No PNG among them: each keeps its suffix. Case counts: c.png keeps its name, c.PNG not.
+    for name in ("sub/b.jpg", "sub/b.webp", "c.PNG"):
+        check_palette_png(dst / f"{name}.png", np.array(Image.open(src / name).convert("RGB")))
+    check_palette_png(dst / "c.png", photo(7))
+    outputs = {p.relative_to(dst).as_posix() for p in dst.rglob("*.png")}
+    assert outputs == {"a.png", "a.jpg.png", "sub/b.jpg.png", "sub/b.webp.png"} | {
+        "c.png",
+        "c.PNG.png",
+    }
+    written = {r["item"]: Path(r["output"]).name for r in manifest_records(dst)}
+    assert written["a.jpg"] == "a.jpg.png" and written["a.png"] == "a.png"
+
+
+def test_output_names_are_stable_when_a_colliding_file_comes_later(tmp_path: Path) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir()
-    (src / "a.jpg").write_bytes(encode(photo(1), "JPEG"))
-    (src / "a.png").write_bytes(encode(photo(2)))
+    jpg = photo(1)
+    (src / "a.jpg").write_bytes(encode(jpg, "JPEG"))
+    summary_of(run(src, dst, "-k", K, "--workers", 1, "--json"))
+    first = (dst / "a.png").read_bytes()  # a.jpg's output, recorded in the manifest
+    lossless = _small_colors(2)
+    (src / "a.png").write_bytes(encode(lossless))
     record = summary_of(run(src, dst, "-k", K, "--workers", 1, "--json"))
-    assert record["images"] == 1 and record["errors"] == 1
-    check_palette_png(dst / "a.png", np.array(Image.open(src / "a.jpg").convert("RGB")))
-    assert "already written for a.jpg" in (dst / "colorquant-errors.jsonl").read_text()
+    assert record["processed"] == 1 and record["images"] == 2
+    # a.jpg keeps what it wrote (not overwritten); a.png takes the next free name.
+    assert (dst / "a.png").read_bytes() == first
+    assert np.array_equal(np.array(Image.open(dst / "a.2.png").convert("RGB")), lossless)
+    assert {p.name for p in dst.glob("*.png")} == {"a.png", "a.2.png"}
+    # And again: nothing to do, nothing renamed.
+    again = summary_of(run(src, dst, "-k", K, "--workers", 1, "--json"))
+    assert again["processed"] == 0 and {p.name for p in dst.glob("*.png")} == {"a.png", "a.2.png"}
+
+
+@pytest.mark.parametrize(
+    ("names", "outputs"),
+    [
+        (["a.jpg", "a.png"], ["a.jpg.png", "a.png"]),
+        (["a.jpg", "a.png", "a.webp"], ["a.jpg.png", "a.png", "a.webp.png"]),
+        (["a.jpg", "a.webp"], ["a.jpg.png", "a.webp.png"]),
+        # a file already named like a fallback keeps its name; the fallback gets a number
+        (["a.jpg", "a.jpg.png", "a.png"], ["a.jpg.2.png", "a.jpg.png", "a.png"]),
+        (["x/a.jpg", "y/a.png", "a.tif"], ["x/a.png", "y/a.png", "a.png"]),  # other folders
+    ],
+)
+def test_output_name_rule(tmp_path: Path, names: list[str], outputs: list[str]) -> None:
+    root = tmp_path / "dst"
+    plan = Plan("folder", "src", root, [], [], [(n, f"/src/{n}") for n in names])
+    items = assign_outputs(plan).items
+    got = [Path(i.dst).relative_to(root.absolute()).as_posix() for i in items]
+    assert got == outputs
+    # Resuming with what an earlier run wrote keeps it, and moves the newcomer.
+    resumed = assign_outputs(plan, {"a.png": "a.jpg"}).items
+    assert {i.name: Path(i.dst).name for i in resumed}.get("a.jpg", "a.png") == "a.png"
+    assert len({i.dst for i in resumed}) == len(names)
 
 
 def test_shared_palette_is_one_palette_for_all(tmp_path: Path) -> None:
@@ -409,7 +563,8 @@ def test_progress_counts_every_item(tmp_path: Path) -> None:
 
     src = tmp_path / "src"
     make_folder(src, 5)
-    (src / "bad.txt").write_text("x")
+    (src / "bad.png").write_text("x")
+    (src / "img0.txt").write_text("a caption: copied, not counted as an image")
     quantize_dataset(src, tmp_path / "d1", 8, workers=1, batch_size=2, progress=progress)
     assert calls[0] == ("total", 6) and sum(n for what, n in calls[1:]) == 6
     calls.clear()
@@ -602,6 +757,9 @@ def test_sigkill_mid_folder_job_then_resume(tmp_path: Path) -> None:
         (src / f"part{i % 4}" / f"{i:03d}.png").write_bytes(encode(array))
         pixels[f"part{i % 4}/{i:03d}.png"] = array
     (src / "part0" / "zz-bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    captions = {f"part{i % 4}/{i:03d}.txt": f"caption {i}\n" * 1000 for i in range(0, n, 5)}
+    for rel, text in captions.items():
+        (src / rel).write_text(text)
     args = [str(src), str(dst), "-k", "64", "--workers", "2", "--batch-size", "1", "--speed", "1"]
 
     proc = start_job(args)
@@ -609,8 +767,12 @@ def test_sigkill_mid_folder_job_then_resume(tmp_path: Path) -> None:
     # Whatever the kill left: every PNG under its final name is complete.
     for png in dst.rglob("*.png"):
         check_palette_png(png, pixels[png.relative_to(dst).as_posix()], k=64)
+    for txt in dst.rglob("*.txt"):  # a copy under its final name is complete
+        assert txt.read_text() == captions[txt.relative_to(dst).as_posix()]
     done_at_kill = len(manifest_records(dst))
-    assert 3 <= done_at_kill < n + 1
+    assert 3 <= done_at_kill < n + 1 + len(captions)
+    # The killed job's lock file stays, but the kernel released its lock: no stale lock.
+    assert json.loads((dst / LOCK_NAME).read_text())["pid"] == proc.pid
 
     proc = start_job([*args, "--json"])
     out, err = proc.communicate(timeout=300)
@@ -618,15 +780,18 @@ def test_sigkill_mid_folder_job_then_resume(tmp_path: Path) -> None:
     record = json.loads(out.strip().splitlines()[-1])
     assert record["done_before"] >= done_at_kill
     assert record["images"] == n and record["errors"] == 1
+    assert record["copied"] == len(captions)
     items = [r["item"] for r in manifest_records(dst)]
-    assert len(items) == len(set(items)) == n + 1  # none twice, none missing
-    assert set(items) == {*pixels, "part0/zz-bad.png"}
+    assert len(items) == len(set(items)) == n + 1 + len(captions)  # none twice, none missing
+    assert set(items) == {*pixels, *captions, "part0/zz-bad.png"}
+    for rel, text in captions.items():
+        assert (dst / rel).read_text() == text
     assert sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*.png")) == sorted(pixels)
     for rel, original in pixels.items():
         check_palette_png(dst / rel, original, k=64)
     errors = (dst / "colorquant-errors.jsonl").read_text().splitlines()
     assert len(errors) == 1 and "zz-bad.png" in errors[0]
-    assert temp_files(dst) == []
+    assert temp_files(dst) == [] and not (dst / LOCK_NAME).exists()
 
 
 def test_sigkill_mid_shard_job_then_resume(tmp_path: Path) -> None:
@@ -652,6 +817,63 @@ def test_sigkill_mid_shard_job_then_resume(tmp_path: Path) -> None:
         output = read_shard(dst / f"d-{s:03d}.tar")
         assert len(output) == 36 and sum(n.endswith(".png") for n, _ in output) == 12
     assert temp_files(dst) == []
+
+
+def test_a_second_job_on_one_dst_is_refused_and_the_first_finishes(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    n = 20
+    for i in range(n):
+        (src / f"part{i % 2}").mkdir(parents=True, exist_ok=True)
+        (src / f"part{i % 2}" / f"{i:03d}.png").write_bytes(encode(photo(i, 96, 128)))
+    args = [str(src), str(dst), "-k", "64", "--workers", "1", "--speed", "1", "--json"]
+    first = start_job(args)
+    manifest = dst / MANIFEST_NAME
+    deadline = time.monotonic() + 120
+    while not (manifest.exists() and len(manifest.read_text().splitlines()) > 1):  # working
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.01)
+
+    second = subprocess.run(
+        [sys.executable, "-m", "colorquant.cli", "dataset", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == 1 and second.stdout == "", (second.stdout, second.stderr)
+    assert first.poll() is None, "the first job ended before the second was refused"
+    lines = second.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("colorquant: error: "), second.stderr
+    holder = f"pid {first.pid} on {socket.gethostname()}, started {time.gmtime().tm_year}-"
+    assert "another colorquant dataset job is writing there" in lines[0] and holder in lines[0]
+
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    record = json.loads(out.strip().splitlines()[-1])
+    assert record["images"] == n and record["errors"] == 0 and record["processed"] == n
+    items = [r["item"] for r in manifest_records(dst)]
+    assert len(items) == len(set(items)) == n
+    assert not (dst / LOCK_NAME).exists() and temp_files(dst) == []
+
+
+def test_a_held_lock_refuses_the_job_before_it_touches_dst(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_folder(src, 2)
+    summary_of(run(src, dst, "-k", K, "--workers", 1, "--json"))
+    (dst / ".img0.png.abcdefgh.tmp").write_bytes(b"another job's temporary file")
+    before = {p: p.read_bytes() for p in dst.rglob("*") if p.is_file()}
+    with JobLock(dst):
+        held = json.loads((dst / LOCK_NAME).read_text())
+        assert held["pid"] == os.getpid() and held["host"] == socket.gethostname()
+        with pytest.raises(DestinationBusyError, match=f"pid {os.getpid()} on "):
+            quantize_dataset(src, dst, K, workers=1, restart=True)
+        line = one_error_line(run(src, dst, "-k", K, "--restart"), f"pid {os.getpid()} on ")
+        assert "wait for it to end, or choose another DST" in line
+        before[dst / LOCK_NAME] = (dst / LOCK_NAME).read_bytes()
+        assert {p: p.read_bytes() for p in dst.rglob("*") if p.is_file()} == before  # untouched
+    assert not (dst / LOCK_NAME).exists()  # the holder removes the file when it ends
+    with JobLock(tmp_path / "new"):
+        assert (tmp_path / "new" / LOCK_NAME).is_file()
+    assert not (tmp_path / "new").exists()  # created for the lock, removed with it (empty)
 
 
 # -- the batched (GPU) path, the file path's imports, Hugging Face datasets --------------------
@@ -686,6 +908,27 @@ def test_dataset_command_imports_no_torch_ray_or_datasets(tmp_path: Path) -> Non
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
+
+
+def test_engine_ray_without_ray_is_refused_before_dst_exists(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_folder(src, 2)
+    code = (
+        "import sys\n"
+        "sys.modules['ray'] = None  # as if Ray were not installed: `import ray` fails\n"
+        "from colorquant.cli import main\n"
+        f"sys.argv = ['colorquant', 'dataset', {str(src)!r}, {str(dst)!r}, '--engine', 'ray']\n"
+        "main()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert not dst.exists()
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "colorquant: error: --engine ray needs Ray, which is not installed here: "
+        "pip install 'colorquant[ray]' (ray[data])"
+    ]
 
 
 def test_other_commands_start_without_the_dataset_package() -> None:

@@ -119,8 +119,8 @@ def test_fs_keeps_the_mean_of_a_flat_area() -> None:
     q = cq.Quantizer.from_palette([[0, 0, 0], [255, 255, 255]], color_space="rgb")
     plain = q.apply(flat)
     fs = q.apply(flat, dither="fs")
-    assert plain.n_colors == 1  # without dithering the whole area is one color...
-    assert fs.n_colors == 2  # ...with it, never silently skipped
+    assert (plain.counts > 0).sum() == 1  # without dithering the whole area is one color...
+    assert (fs.counts > 0).sum() == 2  # ...with it, never silently skipped
     assert abs(fs.to_numpy().mean() - 100.0) < 2.0
     assert fs.mse == pytest.approx(((fs.to_numpy().astype(float) - flat) ** 2).mean())
 

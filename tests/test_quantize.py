@@ -486,7 +486,7 @@ def test_n_colors_range_accepted(n_colors: int) -> None:
         (torch.zeros(4, 4), r"image tensor must be"),
         (torch.zeros(3, 4, 4, dtype=torch.int32), "image must be uint8 or floating point"),
         ([[[0, 0, 0]]], "image must be a PIL image, a NumPy array or a torch tensor, got list"),
-        ("photo.png", "got str"),
+        ("no-such-photo.png", "no-such-photo.png"),  # a path: read as a file
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -695,7 +695,10 @@ def test_palette_and_fixed_colors_together_raise() -> None:
 def test_quality_scale_and_the_fewest_colors() -> None:
     from conftest import make_photo_like
 
-    assert [cq.quality_of(p) for p in (10.0, 20.0, 35.0, 50.0, math.inf)] == [0, 0, 50, 100, 100]
+    # pngquant's scale (BENCHMARKS.md, "pngquant's quality scale"), monotone in the PSNR.
+    scale = [cq.quality_of(p) for p in (10.0, 20.0, 30.0, 35.0, 40.0, 60.0, math.inf)]
+    assert [round(q) for q in scale] == [0, 1, 36, 77, 93, 100, 100]
+    assert all(a < b for a, b in zip(scale[:5], scale[1:6], strict=True))  # noqa: RUF007
     img = make_photo_like(32, 40, 1)
     res = cq.quantize(img, 64, quality=(0, 40))
     assert cq.quality_of(res.psnr) >= 40
@@ -703,9 +706,12 @@ def test_quality_scale_and_the_fewest_colors() -> None:
     # Unreachable maximum: the most colors allowed, as long as the minimum holds.
     most = cq.quantize(img, 8, quality=(0, 100))
     assert most.n_colors == 8
-    with pytest.raises(cq.QualityTooLowError, match="below the minimum 99") as info:
+    with pytest.raises(
+        cq.QualityTooLowError, match=r"quality \d+ with 4 colors is below 99"
+    ) as info:
         cq.quantize(img, 4, quality=(99, 100))
     assert info.value.result.n_colors == 4
+    assert info.value.quality == cq.quality_of(info.value.result.psnr) < info.value.minimum == 99
     with pytest.raises(cq.InputError, match="quality must be"):
         cq.quantize(img, 4, quality=(50, 10))
 

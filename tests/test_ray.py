@@ -18,7 +18,16 @@ from PIL import Image
 
 from colorquant.cli import main
 from colorquant.dataset import MANIFEST_NAME, quantize_dataset
-from test_dataset import check_palette_png, make_folder, make_shard, manifest_records, read_shard
+from colorquant.dataset.sources import LOCK_NAME
+from test_dataset import (
+    check_palette_png,
+    encode,
+    make_folder,
+    make_shard,
+    manifest_records,
+    photo,
+    read_shard,
+)
 
 ray = pytest.importorskip("ray")  # the dev lock installs it: skipped only without the extra
 # Ray Data reads its own deprecated settings when it starts: not ours to fix.
@@ -39,6 +48,12 @@ def test_folder_job_on_ray(tmp_path: Path) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
     pixels = make_folder(src, 6)
     (src / "sub" / "bad.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    # Beside img0.png: it writes img0.jpg.png. Captions and sidecars are copied unchanged.
+    (src / "img0.jpg").write_bytes(encode(photo(20), "JPEG"))
+    pixels["img0.jpg"] = np.array(Image.open(src / "img0.jpg").convert("RGB"))
+    others = {"img0.txt": b"a caption", "sub/img1.json": b'{"label": 3}'}
+    for rel, data in others.items():
+        (src / rel).write_bytes(data)
     result = CliRunner().invoke(
         main,
         [
@@ -58,14 +73,19 @@ def test_folder_job_on_ray(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, (result.output, result.exception)
     record = json.loads(result.stdout.strip().splitlines()[-1])
-    assert record["engine"] == "ray" and record["images"] == 6 and record["errors"] == 1
+    assert record["engine"] == "ray" and record["images"] == 7 and record["errors"] == 1
+    assert record["copied"] == 2 and record["renamed"] == 1
     for rel, original in pixels.items():
-        check_palette_png(dst / Path(rel).with_suffix(".png"), original)
+        name = "img0.jpg.png" if rel == "img0.jpg" else Path(rel).with_suffix(".png")
+        check_palette_png(dst / name, original)
+    for rel, data in others.items():
+        assert (dst / rel).read_bytes() == data
     items = [r["item"] for r in manifest_records(dst)]
-    assert sorted(items) == sorted([*pixels, "sub/bad.jpg"])
+    assert sorted(items) == sorted([*pixels, *others, "sub/bad.jpg"])
+    assert not (dst / LOCK_NAME).exists()
     # The same job on the local engine finds everything done.
     again = quantize_dataset(src, dst, 16, workers=1)
-    assert again.done_before == 7 and again.processed == 0
+    assert again.done_before == 10 and again.processed == 0 and again.copied == 2
 
 
 @pytest.mark.usefixtures("local_ray")

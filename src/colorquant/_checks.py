@@ -120,6 +120,22 @@ def _float_to_uint8(x: np.ndarray, name: str) -> np.ndarray:
     return np.rint(x * 255.0).astype(np.uint8)
 
 
+def _tensor_array(t: Any) -> np.ndarray:
+    """A tensor's values as a NumPy array on the host, for every dtype a float image may have.
+
+    NumPy has no bfloat16: it becomes float32, which holds every bfloat16 value exactly (float16,
+    float32 and float64 convert as they are). The one place tensors cross into NumPy here, so
+    every entry point that takes a tensor image takes all four float dtypes.
+    """
+    import torch
+
+    host = t.detach().cpu()
+    if host.is_floating_point() and host.dtype not in (torch.float16, torch.float32, torch.float64):
+        host = host.to(torch.float32)  # bfloat16 (and any other float): exact in float32
+    out: np.ndarray = host.numpy()
+    return out
+
+
 def _pil_to_rgb8(image: Any) -> np.ndarray:
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -142,9 +158,11 @@ def as_rgb8(image: Any, name: str = "image") -> np.ndarray:
     Accepted:
         - a PIL image of any mode (alpha is dropped; 16-bit grayscale keeps its top 8 bits);
         - a NumPy array ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)``, uint8, or float
-          in [0, 1] (rounded to 8 bits); a 4th (alpha) channel is dropped;
+          in [0, 1] (float16, float32 or float64; rounded to 8 bits: ``rint(255 x)`` in
+          float64); a 4th (alpha) channel is dropped;
         - a torch tensor ``(3, H, W)``, ``(1, H, W)`` or ``(1, 3, H, W)`` (a batch of one), uint8
-          or float in [0, 1]; channels first, as torchvision has them.
+          or float in [0, 1] (float16, bfloat16, float32 or float64); channels first, as
+          torchvision has them.
 
     Raises:
         InputError: wrong type, shape, dtype or range, or an empty image.
@@ -164,7 +182,7 @@ def as_rgb8(image: Any, name: str = "image") -> np.ndarray:
                 f"{name} tensor must be (3, H, W), (4, H, W) (RGBA), (1, H, W) or (1, 3, H, W), "
                 f"got {tuple(t.shape)}"
             )
-        hwc = t.movedim(0, -1).cpu().numpy()
+        hwc = _tensor_array(t.movedim(0, -1))
         arr = hwc if hwc.dtype == np.uint8 else _float_to_uint8(_float_array(hwc, name), name)
         if arr.shape[2] == 1:
             arr = np.repeat(arr, 3, axis=2)
@@ -209,7 +227,7 @@ def _alpha_of(image: Any, name: str) -> np.ndarray | None:
             t = t[0]
         if t.ndim != 3 or t.shape[0] != 4:
             return None
-        a = t[3].cpu().numpy()
+        a = _tensor_array(t[3])
     elif isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 4:
         a = image[..., 3]
     else:
@@ -237,9 +255,15 @@ def as_pixels(image: Any, name: str = "image") -> np.ndarray:
     As :func:`as_rgb8`, and also a ``(4, H, W)`` tensor (or ``(1, 4, H, W)``): the alpha
     channel (of a PIL image with an alpha channel or a transparent color, a 4-channel array or
     tensor) is kept when some pixel uses it (is below 255); a fully opaque image gives RGB.
+    A path (``str`` or ``os.PathLike``) is read as the command reads a file
+    (:func:`colorquant.io.load_image`).
     """
     from PIL import Image
 
+    if isinstance(image, (str, os.PathLike)):
+        from .io import load_image  # the one image-file reader (io depends on this module)
+
+        return load_image(image).pixels
     if isinstance(image, Image.Image):
         rgba = _pil_rgba(image)
         if rgba is None:

@@ -19,8 +19,8 @@ from typing import Any
 import click
 
 from ._checks import DEVICES, InputError
-from ._cli_options import dither_strength_option, seed_option, space_option
-from .quantize import DATASET_SPEED, DITHERS
+from ._cli_options import check_device, dither_strength_option, echo, seed_option, space_option
+from .quantize import DATASET_SPEED, DEFAULT_COLORS, DITHERS
 
 __all__ = ["dataset"]
 
@@ -65,8 +65,15 @@ def _human(summary: Any) -> list[str]:
         if summary.done_before
         else ""
     )
+    notes = ""
+    if summary.copied:
+        notes += f", {summary.copied:,} other files copied ({summary.bytes_copied:,} bytes)"
+    if summary.renamed:
+        notes += f", {summary.renamed:,} renamed (a.jpg beside a.png writes a.jpg.png)"
+    if summary.repeated:
+        notes += f", {summary.repeated:,} repeated lines of the list done once"
     return [
-        f"{summary.source} -> {summary.destination}: {summary.images:,} images, {errors}",
+        f"{summary.source} -> {summary.destination}: {summary.images:,} images{notes}, {errors}",
         f"bytes {summary.bytes_in:,} -> {summary.bytes_out:,}{ratio}, mean PSNR {psnr}{lossless}",
         f"{summary.seconds:.1f} s, {summary.images_per_second:.2f} images/s "
         f"({summary.engine}, {summary.workers} workers){before}",
@@ -81,10 +88,10 @@ def _human(summary: Any) -> list[str]:
     "--colors",
     "n_colors",
     type=click.IntRange(1, 256),
-    default=256,
+    default=DEFAULT_COLORS,
     show_default=True,
     metavar="K",
-    help="Palette size, 1..256.",
+    help="Palette size, 1..256 (the default, as colorquant quantize's).",
 )
 @space_option
 @click.option(
@@ -132,6 +139,7 @@ def _human(summary: Any) -> list[str]:
     "--device",
     default="auto",
     show_default=True,
+    callback=check_device,
     help=f"One of {', '.join(DEVICES)}; on a GPU same-size images are quantized in batches.",
 )
 @click.option(
@@ -168,14 +176,16 @@ def dataset(
 ) -> None:
     """Quantize every image of SRC into palette PNGs under DST; rerun to resume.
 
-    SRC is a folder (recursive; DST gets the same relative paths, suffix .png), a list file (one
-    image path a line, relative to the list's folder), a WebDataset shard or a pattern
+    SRC is a folder (recursive; DST gets the same relative paths: images as palette PNGs, suffix
+    .png, of a.png and a.jpg a.jpg writes a.jpg.png; other files copied unchanged), a list file
+    (one path a line, relative to the list's folder), a WebDataset shard or a pattern
     data-{000000..000099}.tar (DST: a folder, or a pattern of as many names; each image member
     is replaced by its palette PNG, every other member copied unchanged).
 
     DST/colorquant-manifest.jsonl records what is done: rerunning the same command skips it, and
-    a kill at any moment loses nothing and leaves no partial file. Bad images are skipped and
-    listed in DST/colorquant-errors.jsonl. At the end: images, bytes before and after, mean
+    a kill at any moment loses nothing and leaves no partial file. One job at a time writes
+    into a DST (a second is refused, naming the first). Bad images are skipped and listed in
+    DST/colorquant-errors.jsonl. At the end: images, bytes before and after, mean
     PSNR, errors and time (--json: one object with the keys of
     colorquant.dataset.DatasetSummary).
     """
@@ -214,7 +224,7 @@ def dataset(
         record = summary.to_json()
         if record["mean_psnr"] is not None and not math.isfinite(record["mean_psnr"]):
             record["mean_psnr"] = None
-        click.echo(json.dumps(record))
+        echo(json.dumps(record))
     else:
         for line in _human(summary):
-            click.echo(line)
+            echo(line)

@@ -164,8 +164,9 @@ def quantize_animation(
             ``speed``, ``fixed_colors``, ``keep_transparent_rgb``, ...).
 
     Returns:
-        One :class:`colorquant.QuantizeResult` per frame; with ``shared``, every palette is a
-        subset of the one fitted palette, in the same order.
+        One :class:`colorquant.QuantizeResult` per frame; with ``shared``, every frame's
+        palette is the one fitted palette, all its rows in one order (README, "Palettes and
+        indices").
     """
     pixels = _as_frames(frames)
     if not shared:

@@ -1,20 +1,24 @@
 """The ``colorquant`` command: quantize images, plot MSE against K, plot the color cloud.
 
-This is the only module that prints or exits. Every expected failure (a missing or broken
-input, an output that exists, a bad palette file, a K the output format cannot hold, ...) is
-reported as one line ``colorquant: error: <message>`` on stderr with exit status 1 and no
-traceback; click's usage errors (unknown option, bad choice) keep click's exit status 2. With
-several inputs, a failing one is reported and the others are still processed; the exit status
-is then 1. Outputs are written atomically, so a failure never leaves a partial file. Anything
-else that escapes is a bug and shows its traceback.
+This is the only module that prints or exits. A malformed option (an unknown name, a bad
+choice, a K the output format cannot hold, a malformed ``--quality``, ...) is one line
+``colorquant: error: --option: what is wrong`` on stderr with exit status 2, in every command
+(:mod:`colorquant._cli_options`). Every other expected failure (a missing or broken input, an
+output that exists, a bad palette file, ...) is one line ``colorquant: error: <message>`` with
+exit status 1 and no traceback. With several inputs, a failing one is reported and the others
+are still processed; the exit status is then 1. Outputs are written atomically, so a failure
+never leaves a partial file. Standard output whose reader goes away (``| head -1``) ends
+quietly. Anything else that escapes is a bug and shows its traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +35,7 @@ from PIL import Image, ImageFile
 from . import __version__, _cpu
 from ._checks import InputError, resolve_device
 from ._cli_options import (
+    OneLineErrors,
     device_option,
     dither_strength_option,
     figure_option,
@@ -40,7 +45,9 @@ from ._cli_options import (
     seed_option,
     space_option,
     speed_option,
+    stdout_closed,
 )
+from ._cli_options import echo as _plain_echo
 from .alpha import binary_alpha, mse_rgba, with_alpha
 from .animation import (
     animation_bytes,
@@ -55,6 +62,7 @@ from .histogram import color_histogram
 from .init import InitMethod
 from .io import (
     MAX_COLORS_BY_SUFFIX,
+    ImageFileError,
     NotSmallerError,
     check_output_path,
     load_image,
@@ -67,6 +75,7 @@ from .io import (
 )
 from .metrics import mean_delta_e, psnr_from_mse
 from .quantize import (
+    DEFAULT_COLORS,
     DITHERS,
     MAX_COLORS,
     Dither,
@@ -76,14 +85,15 @@ from .quantize import (
     QuantizeResult,
 )
 from .quantize import quantize as quantize_image
-from .viz import cloud_figure, elbow_figure, figure_suffix, preview_figure
+from .viz import cloud_figure, elbow_figure, figure_suffix, preview_figure, save_figure
 
 __all__ = ["main"]
 
 PROG = "colorquant"
 STDIO = Path("-")
 """``-`` as IN reads the image from standard input; as ``-o`` writes it to standard output."""
-DEFAULT_COLORS = 16
+PLOT_COLORS = 16
+"""``colorquant plot``'s K: the palette centers drawn among the colors (256 would hide them)."""
 DEFAULT_DITHER: Dither = "fs"
 """The command's default dither, as pngquant's (the library's is ``"none"``): on Kodak it lowers
 the mean ΔE00 after a blur (the eye's low-pass) by 15% at K = 16, 64 and 256, at 0.9-1.2 dB
@@ -123,14 +133,35 @@ MSE_HELP = (
 
 
 def _echo(line: str, *, err: bool = False) -> None:
-    """Print one line, clearing and redrawing any progress bar around it."""
+    """Print one line, clearing and redrawing any progress bar around it; a closed standard
+    output ends quietly (:func:`colorquant._cli_options.echo`)."""
     stream = sys.stderr if err else sys.stdout
     tqdm_module = sys.modules.get("tqdm")  # imported only when a bar was shown
     if tqdm_module is None:
-        click.echo(line, err=err)
+        _plain_echo(line, err=err)
         return
     with tqdm_module.tqdm.external_write_mode(file=stream):
-        click.echo(line, err=err)
+        _plain_echo(line, err=err)
+
+
+# Library messages name the Python API's arguments; the command names its options.
+_CLI_NAMES = (
+    ("overwrite with force=True or --force", "overwrite with --force"),
+    ("fixed_colors", "--fixed-colors"),
+    ("n_colors", "-k/--colors"),
+    ("dither_strength", "--dither-strength"),
+    ("keep_transparent_rgb", "--keep-transparent-rgb"),
+    ("posterize", "--posterize"),
+    ("method='kmeans'", "--method kmeans"),
+    ("method='adam'", "--method adam"),
+)
+
+
+def _cli_names(text: str) -> str:
+    """A library message with the API's argument names replaced by the command's options."""
+    for api, cli in _CLI_NAMES:
+        text = re.sub(rf"(?<![\w-]){re.escape(api)}(?!\w)", cli, text)
+    return text
 
 
 def _message(error: BaseException) -> str:
@@ -141,6 +172,10 @@ def _message(error: BaseException) -> str:
         text = f"out of memory ({error})" if str(error) else "out of memory"
     else:
         text = str(error) or type(error).__name__
+        if isinstance(error, FileExistsError):
+            text = text.replace(*_CLI_NAMES[0])
+        elif isinstance(error, InputError) and not isinstance(error, ImageFileError):
+            text = _cli_names(text)  # (a file's message names paths, not arguments)
     return " ".join(text.split())  # one line, whatever the message held
 
 
@@ -154,13 +189,36 @@ def _warn(text: str) -> None:
 
 
 @contextmanager
-def _fatal_errors() -> Iterator[None]:
-    """Turn an expected error of the set-up (before any image) into one line and exit 1."""
+def _fatal_errors(json_inputs: Sequence[Path] = ()) -> Iterator[None]:
+    """Turn an expected error of the set-up (before any image) into one line and exit 1; with
+    ``json_inputs`` (``--json``), also an ``error`` record for each of them on stdout."""
     try:
         yield
     except _expected() as error:
         _report_error(error)
+        for source in json_inputs:
+            _echo(json.dumps(_status_record(source, None, "error", _message(error))))
         raise click.exceptions.Exit(1) from None
+
+
+@contextmanager
+def _option(name: str) -> Iterator[None]:
+    """An InputError from checking option ``name`` (``-o/--output``) is a usage error naming it."""
+    try:
+        yield
+    except InputError as error:
+        raise click.UsageError(f"{name}: {_message(error)}") from None
+
+
+def _status_record(
+    source: Path, output: Path | None, status: str, reason: str, **more: Any
+) -> dict[str, Any]:
+    """The ``--json`` record of an input that was not written: ``status`` says what happened
+    (``skipped``, ``quality-too-low``, ``error``) and ``reason`` why, in the line's words."""
+    record: dict[str, Any] = {"input": str(source)}
+    if output is not None:
+        record["output"] = str(output)
+    return {**record, "status": status, "reason": reason, **more}
 
 
 def _json_number(x: float) -> float | None:
@@ -198,16 +256,51 @@ def _refuse_input(output: Path, inputs: Sequence[Path]) -> None:
             )
 
 
-def _parse_quality(text: str) -> tuple[float, float]:
-    """``"60-80"`` -> (60, 80); ``"80"`` -> (0, 80); raise InputError when malformed."""
-    low, sep, high = text.partition("-")
+class _Quality(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on
+    """``--quality MIN-MAX`` as pngquant reads it: ``"60-80"`` -> (60, 80); ``"-80"`` -> (0, 80);
+    ``"60-"`` -> (60, 100); ``"80"`` alone -> (72, 80) (its minimum is 9/10 of it, rounded
+    down)."""
+
+    name = "MIN-MAX"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[float, float]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        low, sep, high = text.partition("-")
+        try:
+            if sep:
+                values = (float(low or 0), float(high or 100))
+            else:
+                values = (math.floor(float(low) * 9 / 10), float(low))
+        except (ValueError, OverflowError):
+            self.fail(f"{text!r} is not MIN-MAX or MAX, numbers in 0..100", param, ctx)
+        if not all(math.isfinite(v) for v in values) or not 0 <= values[0] <= values[1] <= 100:
+            self.fail(f"{text!r}: MIN-MAX must have 0 <= MIN <= MAX <= 100", param, ctx)
+        return values
+
+
+def _fixed_colors(ctx: click.Context, param: click.Parameter, text: str | None) -> Any:
+    """``--fixed-colors`` parsed to ``(F, 3)`` uint8 colors, or a usage error."""
+    if text is None:
+        return None
     try:
-        values = (float(low) if sep else 0.0, float(high if sep else low))
-    except ValueError:
-        raise InputError(f"--quality must be MIN-MAX or MAX in 0..100, got {text!r}") from None
-    if not 0.0 <= values[0] <= values[1] <= 100.0:
-        raise InputError(f"--quality must be MIN-MAX with 0 <= MIN <= MAX <= 100, got {text!r}")
-    return values
+        return parse_hex_colors(text, "--fixed-colors")
+    except InputError as error:
+        raise click.UsageError(_message(error)) from None
+
+
+def _ext(ctx: click.Context, param: click.Parameter, text: str) -> str:
+    """``--ext``: the ending of an output named after its input, with a known suffix."""
+    suffix = Path(f"x{text}").suffix.lower()
+    if os.sep in text or "/" in text or suffix not in MAX_COLORS_BY_SUFFIX:
+        raise click.UsageError(
+            f"--ext: {text!r} is not a file-name ending in {', '.join(MAX_COLORS_BY_SUFFIX)} "
+            "(such as -cq.png)"
+        )
+    return text
 
 
 def _apply_with(
@@ -231,7 +324,30 @@ def _each_frame(
 def _check_colors(n_colors: int, limit: int, where: str) -> None:
     if not 1 <= n_colors <= limit:
         hint = f" (up to {MAX_COLORS} for .npz)" if limit < MAX_COLORS else ""
-        raise InputError(f"-k/--colors must be in 1..{limit} for {where}{hint}, got {n_colors}")
+        raise click.UsageError(
+            f"-k/--colors: must be in 1..{limit} for {where}{hint}, got {n_colors}"
+        )
+
+
+def _check_fixed_colors(colors: np.ndarray, n_colors: int, method: str) -> None:
+    """``--fixed-colors`` against -k and --method (the library would name its arguments)."""
+    if colors.shape[0] > n_colors:
+        raise click.UsageError(
+            f"--fixed-colors: {colors.shape[0]} colors, more than -k/--colors ({n_colors})"
+        )
+    if len({tuple(c) for c in colors.tolist()}) < colors.shape[0]:
+        raise click.UsageError("--fixed-colors: a color is given twice")
+    if method != "kmeans":
+        raise click.UsageError(f"--fixed-colors: works with --method kmeans, not {method}")
+
+
+def _not_a_folder(source: Path) -> None:
+    """A folder is no image: say which command takes one."""
+    if source != STDIO and source.is_dir():
+        raise InputError(
+            f"{source}: is a directory; to quantize a folder (recursively, resumably) use "
+            f"colorquant dataset {source} OUTDIR"
+        )
 
 
 def _configure_logging(verbose: int) -> None:
@@ -255,7 +371,7 @@ def _fit_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=OneLineErrors, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name=PROG)
 @click.option("-v", "--verbose", count=True, help="Log the fit on stderr (-vv: more).")
 def main(verbose: int) -> None:
@@ -358,8 +474,13 @@ def _to_stdout(data: bytes, limit: int | None) -> int:
         raise NotSmallerError(
             f"<stdout>: would be {len(data):,} bytes, not smaller than {limit:,}; nothing written"
         )
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        stdout_closed()
+        message = "closed before the whole image was written"
+        raise OSError(errno.EPIPE, message, "<stdout>") from None
     return len(data)
 
 
@@ -420,7 +541,7 @@ def _report(
 ) -> tuple[dict[str, Any], str]:
     """The JSON record and the human line of one written image (or animation: ``frames``);
     ``result`` gives the fit's record (the first frame's for an animation)."""
-    record: dict[str, Any] = {"input": str(source), "output": str(output)}
+    record: dict[str, Any] = {"input": str(source), "output": str(output), "status": "written"}
     if frames is not None:
         record["frames"] = frames
     record.update(
@@ -463,6 +584,7 @@ def _quantize_one(
     start = time.perf_counter()
     if job.problem is not None:
         raise InputError(job.problem)
+    _not_a_folder(job.source)
     for path in (job.output, job.preview):
         if path is not None and path != STDIO:
             _refuse_input(path, inputs)
@@ -510,7 +632,8 @@ def _quantize_one(
     type=int,
     default=None,
     metavar="K",
-    help=f"Palette size: 1..256 for .png/.gif, up to 65536 for .npz.  [default: {DEFAULT_COLORS}]",
+    help="Palette size: 1..256 for .png/.gif, up to 65536 for .npz; with --quality, the most "
+    f"colors.  [default: {DEFAULT_COLORS}, as pngquant]",
 )
 @click.option(
     "-o",
@@ -567,6 +690,7 @@ def _quantize_one(
     "--fixed-colors",
     metavar="HEX,...",
     default=None,
+    callback=_fixed_colors,
     help='Colors every palette keeps, e.g. "#ff0000,#ffffff"; the rest is fitted around them.',
 )
 @click.option(
@@ -576,10 +700,12 @@ def _quantize_one(
 )
 @click.option(
     "--quality",
-    metavar="MIN-MAX",
+    type=_Quality(),
     default=None,
-    help="0..100 (0 at 20 dB PSNR, 100 at 50 dB and lossless): use the fewest colors, at most "
-    "K, that reach MAX; exit 99 and write nothing if even K stays below MIN.",
+    help="0..100, pngquant's scale (its --quality means the same here): use the fewest colors, "
+    "at most K, whose mapping (undithered, as pngquant measures it) reaches MAX; exit 99 and "
+    "write nothing if even K stays below MIN. As pngquant: -MAX is 0-MAX, MIN- is MIN-100, "
+    "and N alone is (9N/10)-N.",
 )
 @click.option(
     "--skip-if-larger",
@@ -590,6 +716,7 @@ def _quantize_one(
     "--ext",
     default="-cq.png",
     show_default=True,
+    callback=_ext,
     help="With neither -o nor -d, write each output next to its input, named <stem><EXT>.",
 )
 @click.option(
@@ -622,7 +749,12 @@ def _quantize_one(
     is_flag=True,
     help="Animations: a palette per frame (GIF) instead of one for all frames.",
 )
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per input on stdout, whatever happened (its status).",
+)
 @force_option
 def quantize(
     inputs: tuple[Path, ...],
@@ -641,9 +773,9 @@ def quantize(
     dither: Dither | None,
     nofs: bool,
     dither_strength: float,
-    fixed_colors: str | None,
+    fixed_colors: np.ndarray | None,
     shared_palette: bool,
-    quality: str | None,
+    quality: tuple[float, float] | None,
     skip_if_larger: bool,
     ext: str,
     posterize: int | None,
@@ -658,10 +790,13 @@ def quantize(
 
     Writes a palette PNG (or GIF, or .npz with `indices` and `palette`) and prints one line per
     image: input -> output, colors, MSE, PSNR, dE00, bytes in -> bytes out, seconds (load,
-    quantize and write). With --json, one object per line instead, with the keys input, output,
-    n_colors, color_space, method, mse, psnr (null when lossless), delta_e, bytes_in, bytes_out,
-    seconds, n_iter, converged. IN may be - (standard input): the image then goes to standard
-    output unless -o says otherwise, and the line to stderr.
+    quantize and write). IN may be - (standard input): the image then goes to standard output
+    unless -o says otherwise, and the line to stderr. A folder is for colorquant dataset.
+
+    With --json, one object per input instead, whatever happened, with a "status": "written"
+    (and the keys input, output, n_colors, color_space, method, mse, psnr (null when lossless),
+    delta_e, bytes_in, bytes_out, seconds, n_iter, converged); "skipped" (--skip-if-larger),
+    "quality-too-low" (--quality; and its "quality") or "error", each with its "reason".
 
     Transparency is kept (RGBA clustered premultiplied; a PNG with a tRNS chunk; in a GIF one
     transparent color). An animated GIF or APNG is written as an animation (GIF, or APNG for
@@ -672,7 +807,8 @@ def quantize(
 
     Exit status: 0 when every image was written; 1 when one failed (bad input, existing output,
     unwritable folder...); 99 when --quality's minimum was not reached; 98 when --skip-if-larger
-    skipped one; 2 for a usage error. With several images the first of 1, 99, 98 that applies.
+    skipped one; 2 for a malformed option (one line naming it). With several images the first
+    of 1, 99, 98 that applies.
     """
     if nofs and dither not in (None, "none"):
         raise click.UsageError(f"--nofs and --dither {dither} contradict each other")
@@ -703,23 +839,31 @@ def quantize(
         raise click.UsageError(
             "--quality picks K per image: not with --palette or --shared-palette"
         )
-    if fmt is not None and outdir is None and output != STDIO:
-        raise click.UsageError(
-            "--format goes with -d or -o -; else the suffix of -o or --ext decides"
-        )
-
-    with _fatal_errors():
-        run_device = resolve_device(device)
-        if preview is not None:
+    if preview is not None:
+        with _option("--preview"):
             figure_suffix(preview)
-        if output == STDIO:
-            suffix = f".{fmt or 'png'}"
-        elif output is not None:
+    if output == STDIO:
+        suffix = f".{fmt or 'png'}"
+    elif output is not None:
+        with _option("-o/--output"):
             suffix = result_suffix(output)
-        elif outdir is not None:
-            suffix = f".{fmt or 'png'}"
-        else:
-            suffix = result_suffix(Path(ext))
+    elif outdir is not None:
+        suffix = f".{fmt or 'png'}"
+    else:
+        suffix = result_suffix(Path(f"x{ext}"))
+    if keep_transparent_rgb and suffix == ".gif":
+        raise click.UsageError(
+            "--keep-transparent-rgb needs PNG (or .npz) output: GIF holds one transparent color"
+        )
+    limit = MAX_COLORS_BY_SUFFIX[suffix]
+    k = DEFAULT_COLORS if n_colors is None else n_colors
+    if palette_file is None:
+        _check_colors(k, limit, f"{suffix} output")
+    if fixed_colors is not None:
+        _check_fixed_colors(fixed_colors, k, method)
+
+    with _fatal_errors(inputs if as_json else ()):
+        run_device = resolve_device(device)
         if optimize:
             import importlib.util
 
@@ -728,12 +872,6 @@ def quantize(
                     "--optimize needs the optional pyoxipng package: "
                     "pip install 'colorquant[optimize]'"
                 )
-        if keep_transparent_rgb and suffix == ".gif":
-            raise InputError(
-                "--keep-transparent-rgb needs PNG (or .npz) output: GIF holds one transparent color"
-            )
-        target = _parse_quality(quality) if quality is not None else None
-        limit = MAX_COLORS_BY_SUFFIX[suffix]
         fit: Callable[[np.ndarray], QuantizeResult]
         if palette_file is not None:
             palette = load_palette(palette_file)
@@ -751,11 +889,6 @@ def quantize(
             fit = _apply_with(given, dither, dither_strength)
             fit_frames = _each_frame(fit)
         else:
-            k = DEFAULT_COLORS if n_colors is None else n_colors
-            _check_colors(k, limit, f"{suffix} output")
-            fixed = (
-                None if fixed_colors is None else parse_hex_colors(fixed_colors, "--fixed-colors")
-            )
             options: dict[str, Any] = {
                 "color_space": color_space,
                 "method": method,
@@ -763,7 +896,7 @@ def quantize(
                 "speed": speed,
                 "seed": seed,
                 "device": run_device,
-                "fixed_colors": fixed,
+                "fixed_colors": fixed_colors,
                 "posterize": posterize,
                 "keep_transparent_rgb": keep_transparent_rgb,
             }
@@ -771,6 +904,7 @@ def quantize(
                 # One palette for all: every input's colors merged (bounded memory), then fitted.
                 shared = Quantizer(k, **options)
                 for source in _progress(inputs, "image (palette)"):
+                    _not_a_folder(source)
                     if is_animated(source):
                         for frame in load_animation(source).frames:
                             shared.partial_fit(_pixels_for(frame, suffix[1:]))
@@ -786,7 +920,7 @@ def quantize(
                         k,
                         dither=dither,
                         dither_strength=dither_strength,
-                        quality=target,
+                        quality=quality,
                         **options,
                     )
 
@@ -794,11 +928,11 @@ def quantize(
 
                 def fit_frames(frames: list[np.ndarray]) -> list[QuantizeResult]:
                     k_frames = k
-                    if target is not None:
+                    if quality is not None:
                         # The frames stacked have the frames' merged histogram: the fewest
                         # colors that reach the target for all of them together.
                         k_frames = quantize_image(
-                            np.concatenate(frames), k, quality=target, **options
+                            np.concatenate(frames), k, quality=quality, **options
                         ).n_colors
                     return quantize_animation(
                         frames,
@@ -819,7 +953,9 @@ def quantize(
     # encoding and the kernels release the GIL), so that the cores are never oversubscribed.
     # Figures (matplotlib is not thread-safe) and GPUs take the files one by one.
     parallel = len(jobs) if run_device == "cpu" and preview is None else 1
-    failed = 0
+    failed = too_low = skipped = 0
+    # The image itself may be on standard output: the reports then go to stderr.
+    report_err = output == STDIO
     with _cpu.shared_threads(parallel) as workers, ThreadPoolExecutor(workers) as pool:
         pending = [
             pool.submit(
@@ -836,29 +972,39 @@ def quantize(
             )
             for job in jobs
         ]
-        too_low = skipped = 0
-        for future in _progress(pending, "image"):
+        for job, future in zip(jobs, _progress(pending, "image"), strict=True):
             try:
                 record, line = future.result()
             except QualityTooLowError as error:
                 too_low += 1
-                _report_error(error)
-                continue
+                reason = f"{job.source}: {_message(error)}"
+                _report_error(reason)
+                status = "quality-too-low"
+                more = {"quality": math.floor(error.quality), "minimum": error.minimum}
             except NotSmallerError as error:
                 skipped += 1
-                _echo(f"{PROG}: skipped: {error}", err=True)
-                continue
+                reason = _message(error)
+                _echo(f"{PROG}: skipped: {reason}", err=True)
+                status, more = "skipped", {}
             except _expected() as error:
                 failed += 1
-                _report_error(error)
+                reason = _message(error)
+                _report_error(reason)
+                status, more = "error", {}
+            else:
+                _echo(json.dumps(record) if as_json else line, err=report_err)
                 continue
-            # The image itself may be on standard output: the report then goes to stderr.
-            _echo(json.dumps(record) if as_json else line, err=output == STDIO)
+            if as_json:
+                record = _status_record(job.source, job.output, status, reason, **more)
+                _echo(json.dumps(record), err=report_err)
     if failed or too_low or skipped:
         raise click.exceptions.Exit(1 if failed else 99 if too_low else 98)
 
 
 # -- elbow ------------------------------------------------------------------------------------
+
+
+ELBOW_TITLE = "error of the undithered mapping against palette size K"
 
 
 def _elbow_ks(max_k: int) -> list[int]:
@@ -895,18 +1041,23 @@ def elbow(
 ) -> None:
     """Plot MSE (and PSNR) against K for image IN, to choose K.
 
-    Quantizes IN with K = 2, 4, 8, ... up to --max-k, prints one line per K (K, colors used, MSE,
-    PSNR, dE00, seconds; or JSON with --json) and writes the figure to -o.
+    Quantizes IN with K = 2, 4, 8, ... up to --max-k and measures the undithered mapping (each
+    pixel its nearest palette color; a dither, as colorquant quantize's default, adds error on
+    purpose and would hide the fit's). Prints one line per K (K, colors used, MSE, PSNR, dE00,
+    seconds; or JSON with --json, "dither": "none") and writes the figure to -o.
     """
+    with _option("-o/--output"):
+        figure_suffix(output)
     with _fatal_errors():
         run_device = resolve_device(device)
-        figure_suffix(output)
         _refuse_input(output, [source])
         check_output_path(output, force=force)
         loaded = load_image(source)
         if loaded.has_alpha:
             _warn(f"{source}: alpha channel ignored (this figure shows colors)")
         ks = _elbow_ks(max_k)
+        if not as_json:
+            _echo(f"{source}: {ELBOW_TITLE}")
         mses: list[float] = []
         for k in _progress(ks, "K"):
             start = time.perf_counter()
@@ -925,6 +1076,7 @@ def elbow(
             record = {
                 "input": str(source),
                 "k": k,
+                "dither": "none",
                 "n_colors": result.n_colors,
                 "mse": result.mse,
                 "psnr": _json_number(result.psnr),
@@ -938,7 +1090,9 @@ def elbow(
                 f"PSNR {result.psnr:6.2f} dB  dE00 {result.delta_e:6.2f}  {seconds:.2f} s"
             )
             _echo(json.dumps(record) if as_json else line)
-        elbow_figure(ks, mses, path=output, force=force)
+        figure = elbow_figure(ks, mses)
+        figure.axes[0].set_title(ELBOW_TITLE)
+        save_figure(figure, output, force=force)
     if not as_json:
         _echo(f"wrote {output}")
 
@@ -953,10 +1107,10 @@ def elbow(
     "--colors",
     "n_colors",
     type=int,
-    default=DEFAULT_COLORS,
+    default=PLOT_COLORS,
     show_default=True,
     metavar="K",
-    help=f"Palette size, 1..{MAX_COLORS}.",
+    help=f"Palette size, 1..{MAX_COLORS} (the centers drawn).",
 )
 @figure_option
 @_fit_options
@@ -986,10 +1140,11 @@ def plot(
     Coordinates are those of --space (R, G, B; or a, b, L with lightness vertical); each color
     is drawn in itself, palette centers as large black-edged markers.
     """
+    _check_colors(n_colors, MAX_COLORS, "plot")
+    with _option("-o/--output"):
+        figure_suffix(output)
     with _fatal_errors():
         run_device = resolve_device(device)
-        _check_colors(n_colors, MAX_COLORS, "plot")
-        figure_suffix(output)
         _refuse_input(output, [source])
         check_output_path(output, force=force)
         loaded = load_image(source)

@@ -12,6 +12,7 @@ dataset is fitted on the merged histogram of its images and applied to each one.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -89,6 +90,10 @@ log = logging.getLogger(__name__)
 Method = Literal["kmeans", "adam"]
 METHODS: tuple[Method, ...] = ("kmeans", "adam")
 MAX_COLORS = 65536
+DEFAULT_COLORS = 256
+"""The default palette size K of the library and of the commands (``colorquant quantize``,
+``colorquant dataset``): 256, as pngquant, ffmpeg's palettegen and GIF use, the most a PNG or
+GIF palette holds; ``quality=`` / ``--quality`` then picks fewer where fewer reach its maximum."""
 DEFAULT_SPEED = 4
 DATASET_SPEED = 7
 """The fit speed of dataset jobs (``--speed``): on the 24 Kodak photos at K = 256, one thread,
@@ -154,11 +159,16 @@ class QuantizeResult:
     """A quantized image: indices into a palette, with the fit's record and metrics.
 
     Attributes:
-        palette: ``(K, 3)`` uint8 sRGB, exactly the colors used, most used first; ``(K, 4)``
-            RGBA for an image with transparency, the translucent entries first (each part
-            most used first), as a PNG's ``tRNS`` chunk wants them.
+        palette: ``(K, 3)`` uint8 sRGB; ``(K, 4)`` RGBA for an image with transparency. For a
+            palette fitted to this image alone (:func:`quantize` without ``palette``),
+            exactly the colors used, most used first (with alpha, the translucent entries
+            first, as a PNG's ``tRNS`` chunk wants them). For a given or shared palette
+            (``palette=``, :meth:`Quantizer.from_palette`, :meth:`Quantizer.fit` or
+            :meth:`Quantizer.partial_fit` then :meth:`Quantizer.apply`), that palette itself:
+            all its rows, in its order, used or not (README, "Palettes and indices").
         indices: ``(H, W)`` uint8 (uint16 when K > 256) index of every pixel into ``palette``.
-        counts: ``(K,)`` int64 pixels per palette color.
+        counts: ``(K,)`` int64 pixels per palette row (0 for an unused row of a given or
+            shared palette).
         mse: mean squared error over pixels and channels, 8-bit units (see :mod:`metrics`);
             with transparency, over the 4 channels of premultiplied RGBA
             (:func:`colorquant.alpha.mse_rgba`).
@@ -205,7 +215,7 @@ class QuantizeResult:
 
     @property
     def n_colors(self) -> int:
-        """Number of palette colors (all used)."""
+        """Number of palette rows: the colors used, or every row of a given or shared palette."""
         return int(self.palette.shape[0])
 
     @property
@@ -226,7 +236,7 @@ class QuantizeResult:
         return torch.from_numpy(self.to_numpy()).permute(2, 0, 1).float().div_(255.0)
 
     def to_pil(self) -> Any:
-        """A palette-mode (``"P"``) PIL image whose palette is exactly the used colors.
+        """A palette-mode (``"P"``) PIL image whose palette is exactly :attr:`palette`, in order.
 
         With alpha, ``info["transparency"]`` holds the alpha of the palette entries up to the
         last translucent one (what PNG's ``tRNS`` chunk stores).
@@ -262,6 +272,8 @@ class _Fit:
     converged: bool = True
     method: str = "palette"
     n_fixed: int = 0  # the first rows are fixed colors: kept in every result palette
+    # A given or shared palette: every result lists all its rows, in its order (index space).
+    pinned: bool = False
 
 
 def _pixels_of(image: Any, keep_rgb: bool = False, rgba: bool = False) -> np.ndarray:
@@ -353,6 +365,15 @@ def _used_colors(
     return used, remap
 
 
+def _listed_rows(fit: _Fit, counts: np.ndarray, full: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``full`` a result lists, in its order, and row -> listed row: every row in
+    place for a given or shared (``pinned``) palette, else :func:`_used_colors`."""
+    if fit.pinned:
+        rows = np.arange(counts.shape[0])
+        return rows, rows
+    return _used_colors(counts, keep=fit.n_fixed, palette=full)
+
+
 def _groups_kept(points: np.ndarray, run: KMeansResult[Any], space: ColorSpace) -> bool:
     """Whether every point's centroid lies in the point's group (transparent or visible)."""
     mine = transparent_points(points, space)
@@ -360,33 +381,91 @@ def _groups_kept(points: np.ndarray, run: KMeansResult[Any], space: ColorSpace) 
     return bool(np.array_equal(mine, theirs))
 
 
-def quality_of(psnr: float) -> float:
-    """The quality scale of ``quality=`` and ``--quality``: 0..100 from the PSNR.
+# pngquant's quality scale. libimagequant (pngquant's library, src/quant.rs: quality_to_mse and
+# mse_to_quality) maps a quality q in 0..100 to the largest error it accepts, in its own units
+# (the "MSE" pngquant's --verbose prints: 0..255 channels, but measured after a gamma of 0.57
+# and with channel weights):
+#     e(q) = 65536/6 (max(0, 0.016 / (q + 0.001) - 0.001) + 2.5 (100.1 - q) / (100 (210 + q)^1.2)),
+# strictly decreasing from e(0) = 174,000 to e(100) = 0.028 (q = 100 means lossless to it). Its
+# reported quality is the largest whole q with error <= e(q), so pngquant writes an image when
+# its error is at most e(MIN). Our error is the plain 8-bit sRGB MSE: on the 24 Kodak photos
+# (pngquant 3.0.3 --nofs at K = 2..256, benchmarks/quality_calibration.py, BENCHMARKS.md
+# "pngquant's quality scale") its error is LIQ_MSE_SCALE * MSE ** LIQ_MSE_POWER, fitted by least
+# squares in log space.
+LIQ_MSE_SCALE = 0.297
+LIQ_MSE_POWER = 1.05
 
-    ``100 * (PSNR - 20 dB) / 30 dB``, clipped to 0..100: 0 at 20 dB and below (a poor result),
-    100 at 50 dB and above, lossless included; monotone in the PSNR, so in the MSE.
+
+def _liq_error(quality: float) -> float:
+    """The error libimagequant allows at ``quality`` (0..100), in its MSE units."""
+    fudge = max(0.0, 0.016 / (quality + 0.001) - 0.001)  # steeper below quality 16
+    slope = 2.5 * (100.1 - quality) / (100.0 * float((210.0 + quality) ** 1.2))
+    return 65536.0 / 6.0 * (fudge + slope)
+
+
+def quality_of(psnr: float) -> float:
+    """pngquant's quality (0..100) of a result with this PSNR: the scale of ``quality=`` and
+    ``--quality``, calibrated on Kodak so that ``--quality MIN-MAX`` means what it means to
+    pngquant.
+
+    The PSNR's MSE (8-bit sRGB) is turned into libimagequant's error (see ``LIQ_MSE_SCALE``),
+    and the quality is where libimagequant's curve e(q) meets it, as a real number: pngquant
+    prints ``floor(quality_of(psnr))``, and an image reaches a minimum ``m`` when
+    ``quality_of(psnr) >= m``. Strictly increasing in the PSNR up to 100, reached at an MSE of
+    0.105 (57.9 dB) and above (lossless included); some anchors: quality 60 at 32.4 dB, 65 at
+    33.1, 80 at 35.6, 90 at 38.7, 95 at 41.6. On Kodak it is within 2.6 (RMS) of pngquant's
+    own reading of the same colors (BENCHMARKS.md): libimagequant's error also depends on an
+    image's tones and hues, which the PSNR does not see.
 
     Example:
-        >>> quality_of(35.0), quality_of(float("inf"))
-        (50.0, 100.0)
+        >>> round(quality_of(30.0)), round(quality_of(40.0)), quality_of(float("inf"))
+        (36, 93, 100.0)
     """
-    return float(min(100.0, max(0.0, 100.0 * (psnr - 20.0) / 30.0)))
+    psnr = float(psnr)
+    if math.isnan(psnr):
+        raise InputError("psnr must be a number, got nan")
+    if psnr == math.inf:
+        return 100.0
+    error = LIQ_MSE_SCALE * (255.0**2 * 10.0 ** (-psnr / 10.0)) ** LIQ_MSE_POWER
+    if error <= _liq_error(100.0):
+        return 100.0
+    if error >= _liq_error(0.0):
+        return 0.0
+    low, high = 0.0, 100.0  # _liq_error(low) > error >= _liq_error(high)
+    for _ in range(48):  # to 100 / 2^48: far below any quality that matters
+        middle = 0.5 * (low + high)
+        if _liq_error(middle) > error:
+            low = middle
+        else:
+            high = middle
+    return high
 
 
 class QualityTooLowError(ValueError):
-    """Even the most colors allowed do not reach the minimum quality; ``.result`` is that try."""
+    """Even the most colors allowed do not reach the minimum quality.
 
-    def __init__(self, message: str, result: QuantizeResult) -> None:
+    Attributes:
+        result: that try (the most colors allowed).
+        quality: its quality (:func:`quality_of`), below ``minimum``.
+        minimum: the minimum asked for.
+    """
+
+    def __init__(
+        self, message: str, result: QuantizeResult, quality: float = 0.0, minimum: float = 0.0
+    ) -> None:
         super().__init__(message)
         self.result = result
+        self.quality = quality
+        self.minimum = minimum
 
 
 def _check_quality(value: Any) -> tuple[float, float]:
+    """``(min, max)`` with ``0 <= min <= max <= 100`` (numbers), else InputError."""
     try:
         low, high = (float(v) for v in value)
     except (TypeError, ValueError):
         raise InputError(f"quality must be (min, max) in 0..100, got {value!r}") from None
-    if not 0.0 <= low <= high <= 100.0:
+    if not 0.0 <= low <= high <= 100.0:  # NaN fails too
         raise InputError(f"quality must be (min, max) with 0 <= min <= max <= 100, got {value!r}")
     return low, high
 
@@ -465,7 +544,7 @@ class Quantizer:
 
     def __init__(
         self,
-        n_colors: int = 16,
+        n_colors: int = DEFAULT_COLORS,
         *,
         color_space: ColorSpace = DEFAULT_COLOR_SPACE,
         method: Method = "kmeans",
@@ -514,8 +593,9 @@ class Quantizer:
 
         Args:
             palette: ``(K, 3)`` uint8-valued sRGB colors, or ``(K, 4)`` RGBA, 1 <= K <= 65536.
-                An image with fully transparent pixels mapped to a palette without a fully
-                transparent entry gets one more, ``(0, 0, 0, 0)``.
+                Every result's palette is this one, all K rows in this order (indices point
+                into it). An image with fully transparent pixels mapped to a palette without a
+                fully transparent entry gets one more, ``(0, 0, 0, 0)``, as row K.
             color_space: where nearest colors are measured.
             device, keep_transparent_rgb: as for the constructor.
         """
@@ -533,7 +613,7 @@ class Quantizer:
             keep_transparent_rgb=keep_transparent_rgb,
         )
         colors = arr.astype(np.uint8)
-        q._fit = _Fit(colors if arr.shape[1] == 4 else _on_device(colors, q.device))
+        q._fit = _Fit(colors if arr.shape[1] == 4 else _on_device(colors, q.device), pinned=True)
         return q
 
     def fit(self, images: Any) -> Quantizer:
@@ -547,7 +627,7 @@ class Quantizer:
             ``self``, fitted.
         """
         self._seen, self._stale = None, False
-        self._fit_histogram(self._merged(images, "fit"))
+        self._fit_shared(self._merged(images, "fit"))
         return self
 
     def partial_fit(self, images: Any) -> Quantizer:
@@ -595,7 +675,9 @@ class Quantizer:
     def apply(
         self, image: Any, *, dither: Dither = "none", dither_strength: float = 1.0
     ) -> QuantizeResult:
-        """Map an image to the fitted palette.
+        """Map an image to the palette: the result's palette is :attr:`palette` itself, all its
+        rows in its order (used or not), and its indices point into it, so every image applied
+        shares one index space.
 
         Args:
             image: any image :func:`quantize` takes.
@@ -617,8 +699,11 @@ class Quantizer:
 
     @property
     def palette(self) -> np.ndarray:
-        """``(K, 3)`` uint8 fitted palette (unused and duplicate colors included); ``(K, 4)``
-        RGBA when fitted on an image with transparency."""
+        """``(K, 3)`` uint8 palette (unused and duplicate colors included); ``(K, 4)`` RGBA when
+        fitted on an image with transparency. Every :meth:`apply` result lists exactly these
+        rows in this order: a given palette in its own order; a fitted one with the fixed
+        colors first, then the others by the pixels of the fitted images they take, most
+        first (with alpha, the translucent rows before the opaque ones)."""
         return to_numpy(self._fitted().palette)
 
     @property
@@ -647,13 +732,37 @@ class Quantizer:
 
     def _fitted(self) -> _Fit:
         if self._stale and self._seen is not None:
-            self._fit_histogram(self._seen)
+            self._fit_shared(self._seen)
             self._stale = False
         if self._fit is None:
             raise RuntimeError(
                 "this Quantizer has no palette yet: call fit(), partial_fit() or from_palette()"
             )
         return self._fit
+
+    def _fit_shared(self, hist: ColorHistogram) -> None:
+        """Fit the palette every later :meth:`apply` shares (:meth:`fit`, :meth:`partial_fit`).
+
+        Its rows get one order, decided on the fitted colors: the fixed colors first, as given;
+        then the others by the pixels of ``hist`` they take, most first, the lower row first on
+        ties (with an alpha channel, the translucent rows before the opaque ones: a short
+        ``tRNS`` chunk). Every result then lists them all, in this order (``pinned``).
+        """
+        space = self.color_space
+        points = _encode(hist.colors, space)  # once, for the fit and the count
+        self._fit_histogram(hist, points)
+        fit = self._fit
+        assert fit is not None
+        index = to_numpy(nearest(points, _encode(fit.palette, space))[0])
+        palette = to_numpy(fit.palette)
+        counts = np.bincount(index, weights=to_numpy(hist.counts), minlength=len(palette))
+        rank = np.arange(len(palette))
+        first = rank < fit.n_fixed  # fixed colors keep their place, at the front
+        keys: tuple[np.ndarray, ...] = (rank, np.where(first, 0.0, -counts))
+        if palette.shape[1] == 4:
+            keys = (*keys, palette[:, 3] == 255)
+        order = np.lexsort((*keys, ~first))
+        self._fit = replace(fit, palette=self._place(palette[order]), pinned=True)
 
     def _fit_histogram(self, hist: ColorHistogram, points: Any = None) -> None:
         """Fit the palette to ``hist`` (``points``: its colors encoded, when already known)."""
@@ -854,7 +963,7 @@ class Quantizer:
         k = full.shape[0]
         counts = np.bincount(index, weights=hist_counts, minlength=k).astype(np.int64)
         full = to_numpy(full)
-        used, remap = _used_colors(counts, keep=fit.n_fixed, palette=full)
+        used, remap = _listed_rows(fit, counts, full)
         color_index = remap[index]
         palette = full[used]
         small = np.uint8 if used.size <= 256 else np.uint16
@@ -901,7 +1010,7 @@ class Quantizer:
         full = to_numpy(self._palette_for(flat))
         index = _map_pixels(pixels, full, self.color_space, dither, strength)
         counts = np.bincount(index.ravel(), minlength=full.shape[0]).astype(np.int64)
-        used, remap = _used_colors(counts, keep=fit.n_fixed, palette=full)
+        used, remap = _listed_rows(fit, counts, full)
         palette = full[used]
         color_index = remap[index]
         small = np.uint8 if used.size <= 256 else np.uint16
@@ -951,7 +1060,7 @@ class Quantizer:
 
 def quantize(
     image: Any,
-    n_colors: int = 16,
+    n_colors: int = DEFAULT_COLORS,
     *,
     color_space: ColorSpace = DEFAULT_COLOR_SPACE,
     method: Method = "kmeans",
@@ -982,13 +1091,16 @@ def quantize(
         image: PIL image, ``(H, W, 3)`` or ``(H, W, 4)`` uint8 / float [0, 1] ndarray, or
             ``(3, H, W)`` or ``(4, H, W)`` tensor (uint8 or float in [0, 1]).
         n_colors: palette size K (ignored with ``palette``).
-        palette: optional ``(K, 3)`` uint8 colors to map to instead of fitting.
+        palette: optional ``(K, 3)`` (or RGBA ``(K, 4)``) uint8 colors to map to instead of
+            fitting; the result's palette is then this one, all K rows in its order.
         fixed_colors: ``(F, 3)`` colors every fitted palette keeps (see :class:`Quantizer`).
         dither: ``"none"``, ``"fs"`` or ``"ordered"``; ``dither_strength``: 0..1 (see
             :meth:`Quantizer.apply`).
-        quality: ``(min, max)`` on the scale of :func:`quality_of` (0..100): use the fewest
-            colors, at most ``n_colors``, whose result reaches ``max`` (found by bisection); if
-            none does, ``n_colors``; if even that is below ``min``, raise.
+        quality: ``(min, max)`` on pngquant's scale (:func:`quality_of`, 0..100): use the
+            fewest colors, at most ``n_colors``, whose result reaches ``max`` (found by
+            bisection); if none does, ``n_colors``; if even that is below ``min``, raise. As
+            pngquant's, the quality is that of the mapping without dithering (the dither, if
+            asked, is applied to the colors chosen).
         posterize: bits per channel of the fitted colors (see :class:`Quantizer`).
         keep_transparent_rgb: keep the RGB under fully transparent pixels (see
             :class:`Quantizer`).
@@ -1055,23 +1167,38 @@ def quantize(
     if target is None or palette is not None:
         return run(q)
     # The fewest colors that reach the maximum quality; the most if only the minimum is reached.
+    # As pngquant's, the quality is that of the plain mapping (each pixel its nearest color): a
+    # dither adds error on purpose, and is applied once K is chosen.
+
+    def mapped(quantizer: Quantizer) -> QuantizeResult:
+        quantizer._fit_histogram(hist, points)
+        return quantizer._apply_histogram(hist, shape, start, points)
+
+    def final(quantizer: Quantizer, plain: QuantizeResult) -> QuantizeResult:
+        if dither == "none":
+            return plain
+        return quantizer._apply_pixels(pixels, start, dither, strength)
+
     low, high = target
-    best = run(q)
-    if quality_of(best.psnr) < low:
+    best_q, best = q, mapped(q)
+    reached = quality_of(best.psnr)
+    if reached < low:
         raise QualityTooLowError(
-            f"quality {quality_of(best.psnr):.0f} with {n_colors} colors is below the minimum "
-            f"{low:g}",
-            best,
+            f"quality {math.floor(reached)} with {n_colors} colors is below {low:g}",
+            final(q, best),
+            reached,
+            low,
         )
     lo, hi = max(1, len(q.fixed)), n_colors  # hi reaches `high` (or is the most allowed)
-    while lo < hi and quality_of(best.psnr) >= high:
+    while lo < hi and reached >= high:
         mid = (lo + hi) // 2
-        trial = run(q.with_colors(mid))
+        trial_q = q.with_colors(mid)
+        trial = mapped(trial_q)
         if quality_of(trial.psnr) >= high:
-            hi, best = mid, trial
+            hi, best_q, best = mid, trial_q, trial
         else:
             lo = mid + 1
-    return best
+    return final(best_q, best)
 
 
 # -- batches of tensors -----------------------------------------------------------------------
@@ -1085,13 +1212,15 @@ class BatchResult:
     """A quantized batch (tensors on the input's device).
 
     Attributes:
-        palettes: ``(B, K, 3)`` uint8; image ``b`` uses rows ``0 .. n_colors[b] - 1``, most used
-            first (rows past them repeat its last color, so there is never an empty or NaN one).
+        palettes: ``(B, K, 3)`` uint8 (``(B, K, 4)`` RGBA with alpha). A palette fitted per
+            image lists its rows ``0 .. n_colors[b] - 1``, most used first (rows past them
+            repeat its last color, so there is never an empty or NaN one). A given or shared
+            palette is every image's, whole: all K rows, in its order, used or not.
         indices: ``(B, H, W)`` int64 row of every pixel in its image's palette; a list of
             ``(H, W)`` tensors for a list input.
         image: the quantized batch in the input's layout, dtype and device (uint8, or float in
             [0, 1]); a list for a list input.
-        n_colors: ``(B,)`` int64 palette colors each image uses.
+        n_colors: ``(B,)`` int64 palette rows each image lists (K for a given or shared one).
         mse: ``(B,)`` float64 MSE of each image (8-bit units, as :func:`colorquant.mse`).
         psnr: ``(B,)`` float64 PSNR in dB (``inf`` when lossless).
     """
@@ -1136,6 +1265,14 @@ def _batch_palettes(palette: Any, batch: int, like: torch.Tensor) -> list[np.nda
     if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 255:
         raise InputError("palette colors must be integers in 0..255")
     return [np.ascontiguousarray(p, dtype=np.uint8) for p in arr]
+
+
+def _with_clear_entry(palette: np.ndarray) -> np.ndarray:
+    """An RGBA ``(K, 4)`` palette with a fully transparent entry: itself if it has one, else
+    with ``(0, 0, 0, 0)`` after its rows (as :meth:`Quantizer.apply` adds it)."""
+    if (palette[:, 3] == 0).any():
+        return palette
+    return np.concatenate([palette, np.zeros((1, 4), np.uint8)])
 
 
 def _map_pixels(
@@ -1260,7 +1397,9 @@ def _batch_on_device(
             raise InputError(f"x must be uint8 or float in [0, 1], got {x.dtype}")
         if not bool(torch.isfinite(x).all()) or float(x.min()) < 0 or float(x.max()) > 1:
             raise InputError("x must hold finite values in [0, 1] (float input)")
-        x8 = (x * 255.0).round_().to(torch.uint8)
+        # 255 x of a float16 or bfloat16 value is exact in float32, not in its own dtype.
+        wide = x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)
+        x8 = (wide * 255.0).round_().to(torch.uint8)
     s = settings_for_speed(speed)
     palettes, indices, n_used = quantize_images(
         x8,
@@ -1286,7 +1425,7 @@ def _batch_on_device(
 
 def quantize_batch(
     x: Any,
-    n_colors: int = 16,
+    n_colors: int = DEFAULT_COLORS,
     *,
     color_space: ColorSpace = DEFAULT_COLOR_SPACE,
     palette: Any = None,
@@ -1318,9 +1457,11 @@ def quantize_batch(
         n_colors: palette size K, 1..256 (ignored with ``palette``).
         color_space: where distances are measured (see :class:`Quantizer`).
         palette: ``(K, C)`` or ``(B, K, C)`` integer colors in 0..255 to map to instead of
-            fitting (e.g. ``Quantizer.palette`` after ``partial_fit`` over a dataset).
+            fitting (e.g. ``Quantizer.palette`` after ``partial_fit`` over a dataset): each
+            image's palette is then its given one, all K rows in order.
         shared: fit one palette on the whole batch (its merged histogram) and map every image
-            to it; the same seed gives the same palette as ``Quantizer(...).fit(list)``.
+            to it; the same seed gives the same palette, in the same order, as
+            ``Quantizer(...).fit(list).palette``, and every image lists all of it.
         dither: ``"none"``, ``"ordered"`` (an 8x8 Bayer pattern, the same on every frame) or
             ``"fs"`` (Floyd-Steinberg error diffusion, on the CPU): :mod:`colorquant.dither`.
         dither_strength: 0..1, how much of the dither.
@@ -1379,6 +1520,11 @@ def quantize_batch(
             given=None if given is None else np.stack([to_numpy(g) for g in given]),
         )
     pixels = [as_pixels(img, f"x[{b}]") for b, img in enumerate(images)]
+    if given is not None and alpha:
+        # One palette for every image, in index space: the entry for fully transparent pixels
+        # that an image with some would get (Quantizer.from_palette) is every image's.
+        clear = any(p.shape[2] == 4 and bool((p[..., 3] == 0).any()) for p in pixels)
+        given = [_with_clear_entry(with_alpha(g)) if clear else g for g in given]
 
     def one(b: int) -> tuple[np.ndarray, np.ndarray, float]:
         if given is None:

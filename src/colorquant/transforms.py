@@ -29,7 +29,7 @@ from ._array import is_tensor
 from ._checks import InputError
 from .alpha import with_alpha
 from .color import DEFAULT_COLOR_SPACE, ColorSpace
-from .quantize import DEFAULT_SPEED, Quantizer, QuantizeResult, quantize
+from .quantize import DEFAULT_COLORS, DEFAULT_SPEED, Quantizer, QuantizeResult, quantize
 
 __all__ = ["Quantize"]
 
@@ -58,7 +58,7 @@ class Quantize:
 
     def __init__(
         self,
-        n_colors: int = 16,
+        n_colors: int = DEFAULT_COLORS,
         *,
         palette: Any = None,
         color_space: ColorSpace = DEFAULT_COLOR_SPACE,

@@ -28,6 +28,22 @@
 #define TEAM_SIZE() 1
 #endif
 
+/* Compiler specifics behind macros: GCC and clang spell them with attributes, MSVC with
+   declspecs; another compiler gets plain C99. */
+#if defined(_MSC_VER)
+#define CQ_INLINE __forceinline
+#define CQ_NOINLINE __declspec(noinline)
+#define CQ_RESTRICT __restrict
+#elif defined(__GNUC__) || defined(__clang__)
+#define CQ_INLINE inline __attribute__((always_inline))
+#define CQ_NOINLINE __attribute__((noinline))
+#define CQ_RESTRICT restrict
+#else
+#define CQ_INLINE inline
+#define CQ_NOINLINE
+#define CQ_RESTRICT restrict
+#endif
+
 #define MAX_DIMS 8
 /* Points per block of the fixed-order partial sums. */
 #define BLOCK 4096
@@ -88,7 +104,7 @@ static int check_threads(int nt)
 /* Hot functions take the channel count as a parameter and are always inlined, so that each is
    compiled for C = 3 (rgb and the perceptual spaces) and C = 6 (hybrid) with unrolled loops,
    and once for any C. BY_CHANNELS(C, f, args...) calls f(args..., C) with C a constant. */
-#define HOT static inline __attribute__((always_inline))
+#define HOT static CQ_INLINE
 #define BY_CHANNELS(C, f, ...)                                                                   \
     ((C) == 3 ? f(__VA_ARGS__, 3) : (C) == 6 ? f(__VA_ARGS__, 6) : f(__VA_ARGS__, (C)))
 
@@ -216,8 +232,9 @@ static PyObject *py_hist_sort(PyObject *self, PyObject *args)
     radix_pass(p, NULL, NULL, k2, i2, n, 0, nt, cnt);
     radix_pass(p, k2, i2, k1, i1, n, RADIX_BITS, nt, cnt);
     Py_ssize_t distinct = 1;
+    Py_ssize_t i; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n / 4)) reduction(+ : distinct)
-    for (Py_ssize_t i = 1; i < n; i++)
+    for (i = 1; i < n; i++)
         distinct += k1[i] != k1[i - 1];
     m = distinct;
     Py_END_ALLOW_THREADS
@@ -346,11 +363,12 @@ static PyObject *py_hist_dense_count(PyObject *self, PyObject *args)
     uint32_t *table = tb.buf, *keys = kb.buf;
     int64_t *blocks = bb.buf;
     if (PAR_IF(nt, n / 4)) {
+        Py_ssize_t i; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(nt) schedule(static)
-        for (Py_ssize_t i = 0; i < n; i++) {
+        for (i = 0; i < n; i++) {
             uint32_t k = pixel_key(p + 3 * i);
             keys[i] = k;
-#pragma omp atomic update
+#pragma omp atomic
             table[k]++;
         }
     } else {
@@ -361,8 +379,9 @@ static PyObject *py_hist_dense_count(PyObject *self, PyObject *args)
         }
     }
     Py_ssize_t distinct = 0;
+    int b; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(nt) if (nt > 1) reduction(+ : distinct) schedule(static)
-    for (int b = 0; b < TABLE_BLOCKS; b++) {
+    for (b = 0; b < TABLE_BLOCKS; b++) {
         const uint32_t *t = table + (size_t)b * TABLE_BLOCK;
         int64_t c = 0;
         for (int j = 0; j < TABLE_BLOCK; j++)
@@ -410,8 +429,9 @@ static PyObject *py_hist_dense_finish(PyObject *self, PyObject *args)
     }
     int bad = 0;
     Py_BEGIN_ALLOW_THREADS
+    int b; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(nt) if (nt > 1) reduction(| : bad) schedule(static)
-    for (int b = 0; b < TABLE_BLOCKS; b++) {
+    for (b = 0; b < TABLE_BLOCKS; b++) {
         int64_t r = start[b], end = start[b + 1];
         uint32_t k0 = (uint32_t)b * TABLE_BLOCK;
         for (uint32_t k = k0; k < k0 + TABLE_BLOCK; k++) {
@@ -429,8 +449,9 @@ static PyObject *py_hist_dense_finish(PyObject *self, PyObject *args)
         }
     }
     if (!bad) {
+        Py_ssize_t i; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n / 4)) schedule(static)
-        for (Py_ssize_t i = 0; i < n; i++)
+        for (i = 0; i < n; i++)
             keys[i] = table[keys[i] & (TABLE_SIZE - 1)];
     }
     Py_END_ALLOW_THREADS
@@ -761,8 +782,9 @@ HOT void kpp_run(const double *x, const double *w, Py_ssize_t n, Py_ssize_t k, P
         for (Py_ssize_t t = 0; t < trials; t++)
             cand[t] = kpp_draw(w, closest, n, bsum, nb, total, draw[t]);
         /* Early on every candidate scans most points; later only a few members. */
+        Py_ssize_t t; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n * trials / i)) schedule(dynamic, 1)
-        for (Py_ssize_t t = 0; t < trials; t++)
+        for (t = 0; t < trials; t++)
             red[t] = kpp_reduction(x, w, closest, head, next, chosen, i, x + cand[t] * C, C);
         Py_ssize_t best = 0;
         for (Py_ssize_t t = 1; t < trials; t++)
@@ -923,8 +945,9 @@ static void build_lists(Search *s, int nt)
 {
     int K = s->K, C = s->C, L = s->L;
     const double *cent = s->cent;
+    int a; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(nt) if (PAR_IF(nt, (Py_ssize_t)K * K / 4)) schedule(static)
-    for (int a = 0; a < K; a++) {
+    for (a = 0; a < K; a++) {
         int32_t *nb = s->nb + (size_t)a * L;
         double *g = s->nbgap + (size_t)a * L;
         const double *ca = cent + (size_t)a * C;
@@ -1193,8 +1216,9 @@ static int morton_order(const double *x, Py_ssize_t n, int C, uint32_t *order, i
         extent = hi[ch] - lo[ch] > extent ? hi[ch] - lo[ch] : extent;
     int bits = 24 / C;
     double top = (double)((1u << bits) - 1), scale = extent > 0.0 ? top / extent : 0.0;
+    Py_ssize_t i; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) schedule(static)
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (i = 0; i < n; i++) {
         uint32_t q[MAX_DIMS], c = 0;
         for (int ch = 0; ch < C; ch++) {
             double v = (x[i * C + ch] - lo[ch]) * scale;
@@ -1296,8 +1320,9 @@ static PyObject *py_nearest(PyObject *self, PyObject *args)
     }
     Py_ssize_t nblocks = (n + BLOCK - 1) / BLOCK;
     if (!failed) {
+        Py_ssize_t b; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) schedule(dynamic, 1)
-        for (Py_ssize_t b = 0; b < nblocks; b++) {
+        for (b = 0; b < nblocks; b++) {
             Py_ssize_t lo = b * BLOCK, hi = min_ssize(n, lo + BLOCK);
             BY_CHANNELS(C, nearest_block, &s, x, order, lo, hi, index, out);
         }
@@ -1994,8 +2019,9 @@ static PyObject *py_dither_fs(PyObject *self, PyObject *args)
         }
     int failed = 0;
     Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t b; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(team) if (team > 1) schedule(dynamic, 1) reduction(| : failed)
-    for (Py_ssize_t b = 0; b < bands; b++) {
+    for (b = 0; b < bands; b++) {
         int t = THREAD_ID();
         Py_ssize_t y_out = b * band, y0 = y_out > warm ? y_out - warm : 0;
         failed |= BY_CHANNELS(C, fs_rows, pb.buf, y0, y_out, min_ssize(h, y_out + band), w,
@@ -2125,8 +2151,9 @@ static PyObject *py_dither_ordered(PyObject *self, PyObject *args)
         }
     int failed = 0;
     Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t task; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(team) if (team > 1) schedule(dynamic, 1) reduction(| : failed)
-    for (Py_ssize_t task = 0; task < tasks; task++) {
+    for (task = 0; task < tasks; task++) {
         Py_ssize_t y0 = task * ORDERED_ROWS, y1 = min_ssize(h, y0 + ORDERED_ROWS);
         int t = THREAD_ID();
         uint64_t *m = memo + ((size_t)t << MEMO_BITS);
@@ -2185,9 +2212,10 @@ static PyObject *py_squared_error(PyObject *self, PyObject *args)
     int64_t total = 0;
     int bad = 0;
     Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t i; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) reduction(+ : total) \
     reduction(| : bad) schedule(static)
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (i = 0; i < n; i++) {
         int32_t j = index[i];
         if (j < 0 || j >= K) {
             bad = 1;
@@ -2275,13 +2303,15 @@ static void exact_halfgap(Lloyd *ll)
 {
     Search *s = &ll->s;
     int K = ll->K, C = ll->C, nt = ll->nt;
+    (void)nt; /* only the OpenMP pragmas read it */
     if (s->L > 0) {
         for (int a = 0; a < K; a++)
             ll->hg0[a] = 0.5 * s->nbgap[(size_t)a * s->L];
         return;
     }
+    int a; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(nt) if (PAR_IF(nt, (Py_ssize_t)K * 16)) schedule(dynamic, 64)
-    for (int a = 0; a < K; a++) {
+    for (a = 0; a < K; a++) {
         Found f = {-1, -1, INFINITY, INFINITY, INFINITY, INFINITY};
         sweep(s, s->cent + (size_t)a * C, a, 0, &f);
         ll->hg0[a] = 0.5 * sqrt(f.bd2);
@@ -2358,9 +2388,10 @@ static void lloyd_movers(Lloyd *ll)
     ll->rest = rest;
     ll->m = m;
     const double *cent = ll->cent;
+    int a; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(ll->nt) if (PAR_IF(ll->nt, (Py_ssize_t)K * m)) \
     schedule(static)
-    for (int a = 0; a < K; a++) {
+    for (a = 0; a < K; a++) {
         /* a's movers ascending by gap (insertion sort of at most MOVERS), a itself left out */
         double *gq = ll->mgap + (size_t)a * m;
         int32_t *jq = ll->mid + (size_t)a * m;
@@ -2388,7 +2419,7 @@ static void lloyd_movers(Lloyd *ll)
 
 /* The search, out of line: it is the rare path of a pass, and kept apart the pass's loop stays
    small. */
-static __attribute__((noinline)) void search_out(const Search *s, const double *x, int32_t a,
+static CQ_NOINLINE void search_out(const Search *s, const double *x, int32_t a,
                                                  double d2a, Found *f)
 {
     BY_CHANNELS(s->C, search_impl, s, x, a, d2a, TIGHT, f);
@@ -2397,7 +2428,7 @@ static __attribute__((noinline)) void search_out(const Search *s, const double *
 /* Lower `low` (the old bound `old` less rest) for the big movers other than a and sec: mover j
    is at least max(gap(a, j) - sqrt(own), old - delta_j) away. Movers come by ascending gap, so
    the first whose gap term cannot lower the bound ends the loop. */
-static __attribute__((noinline)) double movers_bound(const Lloyd *ll, int32_t a, int32_t sec,
+static CQ_NOINLINE double movers_bound(const Lloyd *ll, int32_t a, int32_t sec,
                                                      double own, double old, double low)
 {
     double od = sqrt(own);
@@ -2423,19 +2454,19 @@ HOT int lloyd_block_impl(Lloyd *ll, Py_ssize_t b, int mode, const int C)
 {
     const int K = ll->K, stride = C + 1;
     const Py_ssize_t lo = b * ll->bs, hi = min_ssize(ll->n, lo + ll->bs);
-    double *restrict acc = ll->acc + (size_t)b * K * stride;
+    double *CQ_RESTRICT acc = ll->acc + (size_t)b * K * stride;
     memset(acc, 0, (size_t)K * stride * sizeof *acc);
-    const double *restrict x = ll->x;
-    const double *restrict w = ll->w;
-    const double *restrict cent = ll->cent;
-    const double *restrict halfgap = ll->halfgap;
-    const double *restrict beta = ll->beta;
-    const double *restrict delta = ll->delta;
-    int32_t *restrict labels = ll->labels;
-    int32_t *restrict secs = ll->sec;
-    double *restrict l2s = ll->l2;
-    double *restrict lower = ll->lower;
-    double *restrict owns = ll->own;
+    const double *CQ_RESTRICT x = ll->x;
+    const double *CQ_RESTRICT w = ll->w;
+    const double *CQ_RESTRICT cent = ll->cent;
+    const double *CQ_RESTRICT halfgap = ll->halfgap;
+    const double *CQ_RESTRICT beta = ll->beta;
+    const double *CQ_RESTRICT delta = ll->delta;
+    int32_t *CQ_RESTRICT labels = ll->labels;
+    int32_t *CQ_RESTRICT secs = ll->sec;
+    double *CQ_RESTRICT l2s = ll->l2;
+    double *CQ_RESTRICT lower = ll->lower;
+    double *CQ_RESTRICT owns = ll->own;
     const Search *s = &ll->s;
     const double eps = ll->eps, rest = ll->rest, grow = 1.0 + 4.0 * REL_SLACK;
     double jsum = 0.0;
@@ -2552,7 +2583,7 @@ HOT void lloyd_sum_impl(Lloyd *ll, Py_ssize_t b, const int C)
 {
     const int K = ll->K, stride = C + 1;
     const Py_ssize_t lo = b * ll->bs, hi = min_ssize(ll->n, lo + ll->bs);
-    double *restrict acc = ll->acc + (size_t)b * K * stride;
+    double *CQ_RESTRICT acc = ll->acc + (size_t)b * K * stride;
     memset(acc, 0, (size_t)K * stride * sizeof *acc);
     double jsum = 0.0;
     for (Py_ssize_t i = lo; i < hi; i++) {
@@ -2581,14 +2612,15 @@ static int lloyd_cold(Lloyd *ll)
         }
     }
     Py_ssize_t nblocks = (n + BLOCK - 1) / BLOCK;
+    Py_ssize_t b; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) schedule(dynamic, 1)
-    for (Py_ssize_t b = 0; b < nblocks; b++) {
+    for (b = 0; b < nblocks; b++) {
         Py_ssize_t lo = b * BLOCK, hi = min_ssize(n, lo + BLOCK);
         BY_CHANNELS(C, lloyd_cold_impl, ll, order, lo, hi);
     }
     free(order);
 #pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) schedule(static)
-    for (Py_ssize_t b = 0; b < ll->nblocks; b++) {
+    for (b = 0; b < ll->nblocks; b++) {
         BY_CHANNELS(C, lloyd_sum_impl, ll, b);
     }
     return 0;
@@ -2597,9 +2629,10 @@ static int lloyd_cold(Lloyd *ll)
 static int lloyd_pass(Lloyd *ll, int mode)
 {
     int changed = 0;
+    Py_ssize_t b; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(ll->nt) if (PAR_IF(ll->nt, ll->n)) schedule(dynamic, 1) \
     reduction(| : changed)
-    for (Py_ssize_t b = 0; b < ll->nblocks; b++)
+    for (b = 0; b < ll->nblocks; b++)
         changed |= lloyd_block(ll, b, mode);
     return changed;
 }
@@ -2609,9 +2642,10 @@ static void lloyd_merge(Lloyd *ll)
 {
     int K = ll->K, C = ll->C, stride = C + 1;
     Py_ssize_t nb = ll->nblocks;
+    int k; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(ll->nt) if (PAR_IF(ll->nt, (Py_ssize_t)K * stride * nb)) \
     schedule(static)
-    for (int k = 0; k < K; k++) {
+    for (k = 0; k < K; k++) {
         double row[MAX_DIMS + 1];
         const double *src = ll->acc + (size_t)k * stride;
         for (int q = 0; q < stride; q++)
@@ -2707,6 +2741,7 @@ static int lloyd_run(Lloyd *ll, Py_ssize_t max_iter, double tol, double total, d
     int K = ll->K, C = ll->C, nt = ll->nt;
     Py_ssize_t n = ll->n;
     int changed = 1;
+    (void)nt; /* only the OpenMP pragmas read it */
     if (max_iter == 0) {
         for (Py_ssize_t i = 0; i < n; i++)
             ll->lower[i] = min_d(ll->l2[i], ll->lower[i]);
@@ -2766,8 +2801,9 @@ static int lloyd_run(Lloyd *ll, Py_ssize_t max_iter, double tol, double total, d
                 for (int k = 0; k < K; k++)
                     if (k != top && ll->delta[k] > runner)
                         runner = ll->delta[k];
+                Py_ssize_t i; /* declared before the loop: OpenMP 2.0 (MSVC) */
 #pragma omp parallel for num_threads(nt) if (PAR_IF(nt, n)) schedule(static)
-                for (Py_ssize_t i = 0; i < n; i++)
+                for (i = 0; i < n; i++)
                     ll->lower[i] = min_d(ll->l2[i], ll->lower[i]) -
                                    (ll->labels[i] == top ? runner : biggest);
             }

@@ -365,7 +365,9 @@ def quantize_images(
 
     ``palettes`` is ``(B, K', 3)`` uint8 with each image's used colors first, most used first,
     then its unused fixed colors (rows past them repeat its last one), ``indices``
-    ``(B, H, W)`` int64 rows into it, ``n_colors`` ``(B,)`` the colors listed.
+    ``(B, H, W)`` int64 rows into it, ``n_colors`` ``(B,)`` the colors listed; with
+    ``given8``, ``palettes`` is ``given8`` itself (all K rows, in order, used or not) and
+    ``n_colors`` is K for every image.
     ``dither_strength`` (or None) adds an ordered dither; ``fixed8`` ``(F, 3)`` uint8 colors
     every fitted palette keeps; ``given8`` ``(B, K, 3)`` uint8 palettes to map to (no fit).
     """
@@ -400,6 +402,10 @@ def quantize_images(
         shifted = pixels + amplitude[:, None, None, None] * offsets[None, :, :, None].double()
         coords = embed_rgb(shifted.clamp(0.0, 255.0).reshape(batch, -1, 3) / 255.0)  # type: ignore[operator]
         labels, _ = _assign(coords.to(fit.palettes.dtype), fit.palettes, exact=True)
+    if given8 is not None:
+        # A given palette is shared in index space: listed whole, in its order.
+        n_given = torch.full((batch,), given8.shape[1], dtype=torch.int64, device=images.device)
+        return given8, labels.reshape(batch, height, width), n_given
     k_fit = pal8.shape[1]
     counts = torch.zeros(batch, k_fit, dtype=torch.int64, device=images.device)
     counts.scatter_add_(1, labels, torch.ones_like(labels))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from .hf import quantize_examples
 from .job import ENGINES, DatasetSummary, Engine, JobStopped, quantize_dataset
+from .lock import DestinationBusyError
 from .manifest import SettingsMismatchError
 from .sources import ERRORS_NAME, IMAGE_EXTENSIONS, MANIFEST_NAME, expand_braces
 
@@ -23,6 +24,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MANIFEST_NAME",
     "DatasetSummary",
+    "DestinationBusyError",
     "Engine",
     "JobStopped",
     "SettingsMismatchError",

@@ -13,7 +13,7 @@ import numpy as np
 from .._checks import InputError
 from ..color import DEFAULT_COLOR_SPACE, ColorSpace
 from ..io import load_image, load_image_bytes
-from ..quantize import DATASET_SPEED, Dither, Quantizer, quantize
+from ..quantize import DATASET_SPEED, DEFAULT_COLORS, Dither, Quantizer, quantize
 
 __all__ = ["quantize_examples"]
 
@@ -33,7 +33,7 @@ def _pixels(value: Any, where: str) -> Any:
 
 def quantize_examples(
     batch: dict[str, list[Any]],
-    n_colors: int = 16,
+    n_colors: int = DEFAULT_COLORS,
     *,
     image_column: str = "image",
     output_column: str = "quantized",

@@ -37,8 +37,18 @@ from .._checks import InputError, check_choice, check_int_range, resolve_device
 from ..color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
 from ..io import WriteError
 from ..quantize import DATASET_SPEED, DITHERS, Dither, Quantizer
+from .lock import JobLock
 from .manifest import Manifest
-from .sources import FileItem, Plan, ShardItem, count_images, image_field, iter_samples, plan_job
+from .sources import (
+    FileItem,
+    Plan,
+    ShardItem,
+    assign_outputs,
+    count_images,
+    image_field,
+    iter_samples,
+    plan_job,
+)
 from .sources import sample_key as _sample_key
 from .work import (
     Settings,
@@ -72,6 +82,10 @@ class DatasetSummary:
         items: files or shards in SRC; ``done_before`` of them were done by an earlier run,
             ``processed`` by this one.
         images: images quantized and written; ``errors``: bad items skipped (in ``errors_file``).
+        copied, bytes_copied: files that are no images, copied unchanged (folders and lists).
+        renamed: images whose output keeps their suffix (``a.jpg`` -> ``a.jpg.png``) because
+            another image of their folder writes the plain name (``a.png``).
+        repeated: lines of a list file naming a file that an earlier line named (done once).
         bytes_in, bytes_out: bytes of the input images and of their palette PNGs.
         mean_psnr: mean PSNR (dB) over the images that are not lossless (``lossless`` of them).
         seconds: wall time of this run; ``images_per_second``: this run's images over it.
@@ -85,6 +99,10 @@ class DatasetSummary:
     processed: int
     images: int
     errors: int
+    copied: int
+    bytes_copied: int
+    renamed: int
+    repeated: int
     bytes_in: int
     bytes_out: int
     mean_psnr: float | None
@@ -175,7 +193,8 @@ def _run_local(
 
 
 def ray_batch(batch: dict[str, Any], settings: Settings, kind: str) -> dict[str, Any]:
-    """The Ray Data ``map_batches`` function: a batch of rows ``name, src, dst`` to records.
+    """The Ray Data ``map_batches`` function: a batch of rows ``name, src, dst, copy`` to
+    records.
 
     Runs :func:`.work.process_files` (or :func:`.work.process_shard` per row) and returns a
     column ``record`` of JSON strings.
@@ -188,15 +207,30 @@ def ray_batch(batch: dict[str, Any], settings: Settings, kind: str) -> dict[str,
             for n, s, d in zip(names, sources, targets, strict=True)
         ]
     else:
+        copies = [bool(c) for c in batch["copy"]]
         files = [
-            FileItem(str(n), str(s), str(d))
-            for n, s, d in zip(names, sources, targets, strict=True)
+            FileItem(str(n), str(s), str(d), c)
+            for n, s, d, c in zip(names, sources, targets, copies, strict=True)
         ]
         records = process_files(files, settings)
     return {"record": np.array([json.dumps(r) for r in records], dtype=object)}
 
 
+def _import_ray() -> Any:
+    """Ray and Ray Data, or a one-line :class:`InputError` naming the package to install."""
+    try:
+        import ray
+        import ray.data  # the job needs Ray Data, not only Ray's core
+    except ImportError:
+        raise InputError(
+            "--engine ray needs Ray, which is not installed here: "
+            "pip install 'colorquant[ray]' (ray[data])"
+        ) from None
+    return ray
+
+
 def _run_ray(
+    ray: Any,
     plan_kind: str,
     units: list[Any],
     settings: Settings,
@@ -204,13 +238,6 @@ def _run_ray(
     batch_size: int,
     on_record: Callable[[dict[str, Any]], None],
 ) -> None:
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise InputError(
-            "--engine ray needs Ray: pip install 'colorquant[ray]' (ray[data])"
-        ) from None
     started = False
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS") or None
@@ -230,7 +257,10 @@ def _run_ray(
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         items: list[FileItem] | list[ShardItem]
         items = [u for batch in units for u in batch] if plan_kind != "shards" else units
-        rows = [{"name": i.name, "src": i.src, "dst": i.dst} for i in items]
+        rows = [
+            {"name": i.name, "src": i.src, "dst": i.dst, "copy": getattr(i, "copy", False)}
+            for i in items
+        ]
         if not rows:
             return
         function: Any = ray_batch  # Ray's stubs want a one-argument function; fn_kwargs fills it
@@ -256,7 +286,7 @@ def _sample_sources(plan: Plan, sample: int) -> Iterator[FileItem | tuple[str, b
     """About ``sample`` images spread over the dataset: evenly spaced files, or the first
     images of every shard (``ceil(sample / shards)`` each: shards are read from the start)."""
     if plan.kind != "shards":
-        files: list[FileItem] = plan.items  # type: ignore[assignment]
+        files = [f for f in plan.items if isinstance(f, FileItem) and not f.copy]
         n = len(files)
         picks = range(n) if n <= sample else (n * i // sample for i in range(sample))
         for i in picks:
@@ -336,10 +366,12 @@ def quantize_dataset(
 ) -> DatasetSummary:
     """Quantize every image of a folder, a list file or WebDataset shards into DST; resumable.
 
-    DST mirrors SRC: a folder of palette PNGs at the same relative paths (suffix ``.png``), or
-    shards of the same names with each image member replaced by its palette PNG and every other
-    member copied unchanged (:mod:`colorquant.dataset.sources`). Rerunning the same job skips
-    what its manifest records as done; a kill at any moment leaves no partial output.
+    DST mirrors SRC: a folder of palette PNGs at the same relative paths (suffix ``.png``; of
+    ``a.png`` and ``a.jpg`` in one folder, ``a.jpg`` writes ``a.jpg.png``) and every other file
+    copied unchanged, or shards of the same names with each image member replaced by its palette
+    PNG and every other member copied unchanged (:mod:`colorquant.dataset.sources`). Rerunning
+    the same job skips what its manifest records as done; a kill at any moment leaves no partial
+    output. One job at a time writes into a DST (:mod:`colorquant.dataset.lock`).
 
     Args:
         src: a folder, a list file, a ``.tar`` shard or a pattern ``data-{000000..000099}.tar``.
@@ -362,8 +394,11 @@ def quantize_dataset(
         A :class:`DatasetSummary`.
 
     Raises:
-        InputError: a bad argument or SRC; DST holds another job
-            (:class:`~colorquant.dataset.manifest.SettingsMismatchError`) or unrelated files.
+        InputError: a bad argument or SRC; ``engine="ray"`` without Ray installed (before DST
+            is created); DST holds another job
+            (:class:`~colorquant.dataset.manifest.SettingsMismatchError`) or unrelated files;
+            another job is running in DST
+            (:class:`~colorquant.dataset.lock.DestinationBusyError`, naming it).
         WriteError: DST cannot be written; :class:`JobStopped` when that happens mid-job (the
             manifest then holds everything finished, and the same call resumes).
     """
@@ -392,6 +427,7 @@ def quantize_dataset(
         batched=batched,
         batch_size=size,
     )
+    ray = _import_ray() if engine == "ray" else None  # before DST is created
     plan = plan_job(os.fspath(src), os.fspath(dst))
     job = {
         "kind": plan.kind,
@@ -400,52 +436,55 @@ def quantize_dataset(
         "shared_palette": shared_palette,
         "sample": sample if shared_palette else None,
     }
-    manifest = Manifest(plan.root, job, restart=restart)
-    done_before = len(manifest.done)
-    palette = manifest.palette
-    if shared_palette and palette is None:
-        palette = _fit_palette(plan, settings, sample, n_workers)
-    if palette is not None:
-        shared = tuple(tuple(int(v) for v in color) for color in palette)  # RGB or RGBA
-        settings = dataclasses.replace(settings, palette=shared)
-    manifest.begin(palette)
-    processed = 0
-    images_before = manifest.totals.images + manifest.totals.errors
-    try:
-        for name, reason in plan.refused:
-            if name not in manifest.done:
-                manifest.add({"item": name, "status": "error", "reason": reason})
+    with JobLock(plan.root):
+        manifest = Manifest(plan.root, job, restart=restart)
+        if manifest.written:  # images done keep the outputs they wrote
+            plan = assign_outputs(plan, manifest.written)
+        done_before = len(manifest.done)
+        palette = manifest.palette
+        if shared_palette and palette is None:
+            palette = _fit_palette(plan, settings, sample, n_workers)
+        if palette is not None:
+            shared = tuple(tuple(int(v) for v in color) for color in palette)  # RGB or RGBA
+            settings = dataclasses.replace(settings, palette=shared)
+        manifest.begin(palette)
+        processed = 0
+        images_before = manifest.totals.images + manifest.totals.errors
+        try:
+            for name, reason in plan.refused:
+                if name not in manifest.done:
+                    manifest.add({"item": name, "status": "error", "reason": reason})
+                    processed += 1
+            todo = [i for i in plan.items if i.name not in manifest.done]
+            if plan.kind == "shards":
+                total = sum(count_images(i.src) for i in todo) if progress else 0
+            else:  # the bar counts images (and bad ones), not the files copied
+                total = sum(1 for i in todo if isinstance(i, FileItem) and not i.copy)
+            advance = progress(total) if progress is not None else None
+
+            def on_record(record: dict[str, Any]) -> None:
+                nonlocal processed
+                if record["status"] == "fatal":
+                    raise JobStopped(
+                        f"{record['reason']}; the job stopped, rerun the same command to resume"
+                    )
+                manifest.add(record)
                 processed += 1
-        todo = [i for i in plan.items if i.name not in manifest.done]
-        if plan.kind == "shards":
-            total = sum(count_images(i.src) for i in todo) if progress else 0
-        else:
-            total = len(todo)
-        advance = progress(total) if progress is not None else None
+                if advance is not None and record["status"] != "copied":
+                    count = (
+                        1
+                        if plan.kind != "shards"
+                        else record.get("images", 0) + len(record.get("errors", ()))
+                    )
+                    advance(count)
 
-        def on_record(record: dict[str, Any]) -> None:
-            nonlocal processed
-            if record["status"] == "fatal":
-                raise JobStopped(
-                    f"{record['reason']}; the job stopped, rerun the same command to resume"
-                )
-            manifest.add(record)
-            processed += 1
-            if advance is not None:
-                count = (
-                    1
-                    if plan.kind != "shards"
-                    else record.get("images", 0) + len(record.get("errors", ()))
-                )
-                advance(count)
-
-        units: list[Any] = todo if plan.kind == "shards" else list(_batches(todo, size))
-        if engine == "ray":
-            _run_ray(plan.kind, units, settings, n_workers, size, on_record)
-        else:
-            _run_local(plan.kind, units, settings, n_workers, on_record)
-    finally:
-        manifest.close()
+            units: list[Any] = todo if plan.kind == "shards" else list(_batches(todo, size))
+            if engine == "ray":
+                _run_ray(ray, plan.kind, units, settings, n_workers, size, on_record)
+            else:
+                _run_local(plan.kind, units, settings, n_workers, on_record)
+        finally:
+            manifest.close()
     seconds = time.perf_counter() - start
     totals = manifest.totals
     new_images = totals.images + totals.errors - images_before
@@ -458,6 +497,10 @@ def quantize_dataset(
         processed=processed,
         images=totals.images,
         errors=totals.errors,
+        copied=totals.copied,
+        bytes_copied=totals.bytes_copied,
+        renamed=plan.renamed,
+        repeated=plan.repeated,
         bytes_in=totals.bytes_in,
         bytes_out=totals.bytes_out,
         mean_psnr=totals.mean_psnr,

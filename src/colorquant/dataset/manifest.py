@@ -2,7 +2,8 @@
 
 ``DST/colorquant-manifest.jsonl``: the first line describes the job (kind, source, the settings
 that decide the outputs, the shared palette); every other line is one finished item (an image
-file or a whole shard), appended and fsynced only after its output was renamed into place. A
+file, a copied file or a whole shard), appended and fsynced only after its output was renamed
+into place. A
 kill at any moment therefore loses nothing that the manifest claims, and an item whose output
 exists but whose line is missing is simply done again (same name, same bytes). A last line cut
 by a kill is dropped on the next start.
@@ -43,6 +44,8 @@ class Totals:
 
     units: int = 0
     images: int = 0
+    copied: int = 0
+    bytes_copied: int = 0
     errors: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
@@ -56,6 +59,10 @@ class Totals:
         if record["status"] == "error":
             self.errors += 1
             return [{"item": record["item"], "reason": record["reason"]}]
+        if record["status"] == "copied":  # a file that is no image, copied unchanged
+            self.copied += 1
+            self.bytes_copied += record["bytes"]
+            return []
         if "images" in record:  # a shard
             self.images += record["images"]
             self.psnr_sum += record["psnr_sum"]
@@ -111,6 +118,8 @@ class Manifest:
         self.errors_path = root / ERRORS_NAME
         self.job = job
         self.done: set[str] = set()
+        self.written: dict[str, str] = {}
+        """Output names (relative to ``root``, posix) of the images done, with their items."""
         self.totals = Totals()
         self.palette: list[list[int]] | None = None
         self._fh: IO[str] | None = None
@@ -162,6 +171,8 @@ class Manifest:
                 if record["item"] in self.done:
                     continue
                 self._errors += self.totals.add(record)
+                if record["status"] == "ok" and "images" not in record:
+                    self._note_output(record["item"], record["output"])
             except (ValueError, KeyError, TypeError):
                 raise InputError(
                     f"{self.path}, line {number}: not a manifest record (the file was "
@@ -172,6 +183,11 @@ class Manifest:
             # A line cut by a kill: the item is simply done again.
             with open(self.path, "r+b") as fh:
                 fh.truncate(complete)
+
+    def _note_output(self, item: str, output: str) -> None:
+        relative = os.path.relpath(os.path.abspath(output), os.path.abspath(self.root))
+        if not relative.startswith(".."):
+            self.written[Path(relative).as_posix()] = item
 
     @property
     def exists(self) -> bool:

@@ -2,11 +2,17 @@
 
 A job's SRC is one of
 
-- a folder: every regular file under it (recursively, hidden names skipped) is an item, written
-  to ``DST/<the same relative path>`` with the suffix ``.png``;
-- a list file: one image path a line (blank lines and ``#`` comments skipped), relative to the
+- a folder: every regular file under it (recursively, hidden names skipped) is an item. An
+  image (its suffix one of :data:`IMAGE_EXTENSIONS`) is written to ``DST/<the same relative
+  path>`` with the suffix ``.png``; any other file (captions ``.txt``, ``.json`` sidecars, ...)
+  is copied unchanged to ``DST/<the same relative path>``. SRC's own ``colorquant-manifest.jsonl``
+  and ``colorquant-errors.jsonl`` (SRC is an earlier job's DST) are a job's records, not data:
+  not items;
+- a list file: one path a line (blank lines and ``#`` comments skipped), relative to the
   list's folder; written under DST at the path relative to that folder (an absolute path outside
-  it is mirrored whole, ``/data/a.jpg`` -> ``DST/data/a.png``). A list whose every line ends in
+  it is mirrored whole, ``/data/a.jpg`` -> ``DST/data/a.png``), images converted and other files
+  copied as in a folder. A file named twice (``../imgs/a.png`` and its absolute path) is done
+  once; the repeats are counted (:attr:`Plan.repeated`). A list whose every line ends in
   ``.tar`` is a list of shards;
 - WebDataset shards: a ``.tar`` file or a pattern ``data-{000000..000099}.tar`` (brace ranges and
   ``{a,b}`` lists), written to the same names in DST (a folder) or to a DST pattern of as many
@@ -16,10 +22,18 @@ WebDataset conventions (no ``webdataset`` package needed): a sample is the run o
 members whose names share the key, the name up to the first dot of its last path component; the
 rest is the member's field (``cls``, ``json``, ``seg.png``). A member is an image when the last
 dot-part of its name is one of :data:`IMAGE_EXTENSIONS`.
+
+Output names of images (:func:`assign_outputs`): ``x.jpg`` writes ``x.png``. When two images of
+one folder would write one name (``a.png`` and ``a.jpg``), the one already named so (``a.png``)
+keeps it and every other keeps its suffix in its name (``a.jpg`` -> ``a.jpg.png``); a name still
+taken (by another file, or by an output that an earlier run of the job wrote) gets a number:
+``a.jpg.2.png``, ``a.jpg.3.png``, ... The rule depends only on the file names and on what the
+manifest records as written, so reruns and resumes give every file the same output.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import re
@@ -34,12 +48,15 @@ from .._checks import InputError
 __all__ = [
     "ERRORS_NAME",
     "IMAGE_EXTENSIONS",
+    "LOCK_NAME",
     "MANIFEST_NAME",
     "FileItem",
     "Plan",
     "ShardItem",
+    "assign_outputs",
     "expand_braces",
     "image_field",
+    "is_image_name",
     "iter_samples",
     "plan_job",
     "sample_key",
@@ -51,12 +68,13 @@ IMAGE_EXTENSIONS = frozenset(
 )
 MANIFEST_NAME = "colorquant-manifest.jsonl"
 ERRORS_NAME = "colorquant-errors.jsonl"
+#: The lock file of a running job, in DST (hidden: a folder job skips hidden names).
+LOCK_NAME = ".colorquant.lock"
 _SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 _BRACE = re.compile(r"\{([^{}]*)\}")
 _RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
 
 Kind = Literal["folder", "list", "shards"]
-Refusal = tuple[str, str]
 
 
 def expand_braces(pattern: str) -> list[str]:
@@ -111,13 +129,20 @@ def image_field(field: str) -> bool:
     return field.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS
 
 
+def is_image_name(name: str) -> bool:
+    """Whether a file name's suffix is one of :data:`IMAGE_EXTENSIONS` (``"a/b.JPG"``: yes)."""
+    return PurePosixPath(name).suffix[1:].lower() in IMAGE_EXTENSIONS
+
+
 @dataclass(frozen=True)
 class FileItem:
-    """One image file: ``name`` (its key in the manifest), ``src`` and ``dst`` paths."""
+    """One file: ``name`` (its key in the manifest), ``src`` and ``dst`` paths; ``copy``: not
+    an image, copied unchanged."""
 
     name: str
     src: str
     dst: str
+    copy: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,8 +163,12 @@ class Plan:
         source: SRC as given, resolved (recorded in the manifest).
         root: the folder that holds the manifest and the errors file.
         items: the work, in a fixed order.
-        refused: ``(name, reason)`` of items that cannot be done at all (two items with one
-            output name): recorded as errors like unreadable images.
+        refused: ``(name, reason)`` of items refused before any work: recorded as errors
+            like unreadable images.
+        files: a folder's or list's ``(relative name, source path)`` pairs, what
+            :func:`assign_outputs` names the outputs from.
+        repeated: lines of a list file that name a file an earlier line named.
+        renamed: images whose output is not their name with ``.png`` (a name collision).
     """
 
     kind: Kind
@@ -147,6 +176,9 @@ class Plan:
     root: Path
     items: list[FileItem] | list[ShardItem]
     refused: list[tuple[str, str]]
+    files: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    repeated: int = 0
+    renamed: int = 0
 
 
 def _is_shard_name(text: str) -> bool:
@@ -157,19 +189,61 @@ def _png_name(relative: str) -> str:
     return str(PurePosixPath(relative).with_suffix(".png"))
 
 
-def _file_items(pairs: list[tuple[str, str]], dst: Path) -> tuple[list[FileItem], list[Refusal]]:
-    """Items for ``(relative name, source path)`` pairs; a second claim on an output is refused."""
-    items: list[FileItem] = []
-    refused: list[Refusal] = []
-    claimed: dict[str, str] = {}
-    for name, source in pairs:
-        out = _png_name(name)
-        if out in claimed:
-            refused.append((name, f"output {out} is already written for {claimed[out]}"))
-            continue
+def _output_names(images: list[str], taken: dict[str, str]) -> dict[str, str]:
+    """Each image name's output name (relative, posix), by the rule of the module docstring.
+
+    ``taken``: output name -> the item that wrote it in an earlier run (it keeps it).
+    """
+    wanted: dict[str, list[str]] = {}
+    for name in images:
+        wanted.setdefault(_png_name(name), []).append(name)
+    claimed = dict(taken)
+    outputs = {item: out for out, item in taken.items()}  # an item keeps what it wrote
+    # First the names that want no change (a single claim, or a PNG keeping its own name),
+    # then the others, so that a file never loses its natural name to another's fallback.
+    first: list[tuple[str, str]] = []
+    later: list[tuple[str, str]] = []
+    for out, names in wanted.items():
+        for name in names:
+            if name in outputs:
+                continue
+            if len(names) == 1 or name == out:
+                first.append((name, out))
+            else:
+                later.append((name, f"{name}.png"))
+    for name, out in [*first, *later]:
+        base, number = out[: -len(".png")], 2
+        while out in claimed:
+            out = f"{base}.{number}.png"
+            number += 1
         claimed[out] = name
-        items.append(FileItem(name, source, str(dst / out)))
-    return items, refused
+        outputs[name] = out
+    return outputs
+
+
+def assign_outputs(plan: Plan, taken: dict[str, str] | None = None) -> Plan:
+    """The plan with its files' output paths, images named by the rule of the module docstring.
+
+    Args:
+        plan: a folder or list plan (a shard plan comes back as it is).
+        taken: output names (relative to DST, posix) that an earlier run of the job wrote,
+            with the item that wrote each: those items keep them, and no other gets them.
+    """
+    if plan.kind == "shards":
+        return plan
+    images = [name for name, _ in plan.files if is_image_name(name)]
+    outputs = _output_names(images, taken or {})
+    root = plan.root.absolute()
+    items: list[FileItem] = []
+    renamed = 0
+    for name, source in plan.files:
+        if is_image_name(name):
+            out = outputs[name]
+            renamed += out != _png_name(name)
+            items.append(FileItem(name, source, str(root / out)))
+        else:
+            items.append(FileItem(name, source, str(root / name), copy=True))
+    return dataclasses.replace(plan, items=items, renamed=renamed)
 
 
 def _inside(inner: Path, outer: Path) -> bool:
@@ -177,12 +251,15 @@ def _inside(inner: Path, outer: Path) -> bool:
 
 
 def _walk(root: Path) -> list[tuple[str, str]]:
-    """Every regular, non-hidden file under ``root``: (relative posix name, path), sorted."""
+    """Every regular, non-hidden file under ``root``: (relative posix name, path), sorted; not
+    the records of a job whose DST ``root`` was."""
     found: list[tuple[str, str]] = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if name.startswith("."):
+            if name.startswith(".") or (
+                folder == str(root) and name in (MANIFEST_NAME, ERRORS_NAME)
+            ):
                 continue
             path = Path(folder) / name
             if path.is_file():
@@ -269,8 +346,7 @@ def plan_job(src: str, dst: str) -> Plan:
                 f"DST {dst!r} and SRC {src!r} overlap: an output could overwrite an input; "
                 "choose a DST outside SRC"
             )
-        items, refused = _file_items(_walk(source), root)
-        return Plan("folder", str(a), root, items, refused)
+        return assign_outputs(Plan("folder", str(a), root, [], [], _walk(source)))
     if source.is_file():
         entries = _list_entries(source)
         base = source.resolve().parent
@@ -278,16 +354,22 @@ def plan_job(src: str, dst: str) -> Plan:
             return _shard_plan([str(base / e) for e in entries], dst, src)
         root = Path(dst)
         pairs = []
+        seen: set[str] = set()
         for entry in entries:
             path = (base / entry).resolve()
+            if str(path) in seen:  # named twice: done once
+                continue
+            seen.add(str(path))
             name = path.relative_to(base) if _inside(path, base) else path.relative_to("/")
             pairs.append((name.as_posix(), str(path)))
-        items, refused = _file_items(pairs, root)
-        inputs = {p for _, p in pairs}
-        for item in items:
+        plan = assign_outputs(
+            Plan("list", str(source.resolve()), root, [], [], pairs, len(entries) - len(pairs))
+        )
+        inputs = {str(source.resolve()), *seen}
+        for item in plan.items:
             if str(Path(item.dst).resolve()) in inputs:
                 raise InputError(f"{item.dst}: is an input; an input is never overwritten")
-        return Plan("list", str(source.resolve()), root, items, refused)
+        return plan
     raise InputError(
         f"SRC {src!r}: no such folder, list file or shard (a folder, a text file of paths, "
         "a .tar or a pattern like data-{000000..000099}.tar)"

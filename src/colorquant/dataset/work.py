@@ -1,15 +1,16 @@
 """The per-batch work of a dataset job: decode, quantize, encode, write; the same on every engine.
 
-:func:`process_files` takes a batch of image files and :func:`process_shard` one WebDataset
-shard; both return JSON-ready records (one per item) that the job appends to its manifest. They
-run in worker processes (the local engine), Ray tasks (``--engine ray``) or the calling process,
-and never print. A bad image is a record with ``status: "error"``; a write that fails (disk
-full, unwritable folder) is ``status: "fatal"``, which stops the job. Every output is written
-to a temporary name and renamed when complete.
+:func:`process_files` takes a batch of files (images, and other files that it copies) and
+:func:`process_shard` one WebDataset shard; both return JSON-ready records (one per item) that
+the job appends to its manifest. They run in worker processes (the local engine), Ray tasks
+(``--engine ray``) or the calling process, and never print. A bad image is a record with
+``status: "error"``; a write that fails (disk full, unwritable folder) is ``status: "fatal"``,
+which stops the job. Every output is written to a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -235,17 +236,60 @@ def _fatal(name: str, err: BaseException) -> Record:
 # -- folders and lists ------------------------------------------------------------------------
 
 
+class _ReadError(Exception):
+    """An input could not be read (not an OSError, so atomic_write lets it through)."""
+
+
+def _copy_file(item: FileItem) -> Record:
+    """Copy a file that is no image to ``item.dst`` unchanged (atomically; its mtime kept)."""
+    try:
+        source = open(item.src, "rb")  # noqa: SIM115 - closed below
+    except OSError as err:
+        return _error(item.name, InputError(f"{item.src}: cannot read: {err.strerror or err}"))
+
+    def writer(fh: IO[bytes]) -> None:
+        while True:
+            try:
+                chunk = source.read(1 << 20)
+            except OSError as err:
+                raise _ReadError(f"{item.src}: cannot read: {err.strerror or err}") from None
+            if not chunk:
+                return
+            fh.write(chunk)
+
+    target = Path(item.dst)
+    with source:
+        try:
+            stat = os.fstat(source.fileno())
+            target.parent.mkdir(parents=True, exist_ok=True)
+            size = atomic_write(target, writer, force=True)
+        except _ReadError as err:
+            return _error(item.name, err)
+        except (WriteError, OSError) as err:
+            return _fatal(item.name, err)
+    with contextlib.suppress(OSError):  # the bytes are what matters, and they are in place
+        os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    return {"item": item.name, "status": "copied", "output": item.dst, "bytes": size}
+
+
 def process_files(items: list[FileItem], settings: Settings) -> list[Record]:
-    """Quantize a batch of image files, each to a palette PNG at its ``dst`` (atomically).
+    """Quantize a batch of image files, each to a palette PNG at its ``dst`` (atomically), and
+    copy the items that are no images (``item.copy``) unchanged.
 
     Returns one record per item: ``{"item", "status": "ok", "output", "bytes_in", "bytes_out",
-    "psnr", "n_colors"}``, ``{"item", "status": "error", "reason"}`` for an image that cannot be
-    read, or ``status: "fatal"`` for an output that cannot be written (then the rest of the
-    batch is not tried).
+    "psnr", "n_colors"}``, ``{"item", "status": "copied", "output", "bytes"}`` for a copy,
+    ``{"item", "status": "error", "reason"}`` for a file that cannot be read, or
+    ``status: "fatal"`` for an output that cannot be written (then the rest of the batch is not
+    tried).
     """
     records: list[Record] = []
     loaded = []
     for item in items:
+        if item.copy:
+            records.append(_copy_file(item))
+            if records[-1]["status"] == "fatal":
+                return records
+            continue
         try:
             loaded.append((item, load_image(item.src)))
         except (InputError, OSError, MemoryError) as err:
@@ -278,10 +322,6 @@ def process_files(items: list[FileItem], settings: Settings) -> list[Record]:
 
 
 # -- shards -----------------------------------------------------------------------------------
-
-
-class _ShardReadError(Exception):
-    """The input shard could not be read (not an OSError, so atomic_write lets it through)."""
 
 
 @dataclass
@@ -399,13 +439,13 @@ def process_shard(item: ShardItem, settings: Settings) -> Record:
                         _write_samples(out, pending, item.name, settings, totals, errors)
                         pending = []
             except (OSError, tarfile.TarError, EOFError) as err:
-                raise _ShardReadError(f"{item.src}: cannot read the shard: {err}") from None
+                raise _ReadError(f"{item.src}: cannot read the shard: {err}") from None
             _write_samples(out, pending, item.name, settings, totals, errors)
 
     try:
         Path(item.dst).parent.mkdir(parents=True, exist_ok=True)
         size = atomic_write(item.dst, writer, force=True)
-    except _ShardReadError as err:
+    except _ReadError as err:
         return _error(item.name, err)
     except (WriteError, OSError) as err:
         return _fatal(item.name, err)
@@ -428,6 +468,8 @@ def load_pixels(source: FileItem | tuple[str, bytes]) -> np.ndarray | None:
     """An image's pixels for fitting a shared palette; ``None`` when it cannot be read."""
     try:
         if isinstance(source, FileItem):
+            if source.copy:
+                return None
             return load_image(source.src).pixels
         return load_image_bytes(source[1], source[0]).pixels
     except (InputError, OSError, MemoryError):

@@ -1,0 +1,134 @@
+"""One job at a time in a DST: an exclusive ``flock`` on ``DST/.colorquant.lock``.
+
+The lock belongs to the open file, so the kernel drops it when the process ends, however it
+ends: a job killed by SIGKILL never blocks the rerun that resumes it. A second job on the same
+DST is refused at once (it never waits), with the holder's pid, host and start time, which the
+holder writes into the file. The holder removes the file when it ends (a killed one leaves it,
+unlocked, for the next job to take). Over NFS, Linux maps ``flock`` to NFS byte-range locks,
+so jobs on two machines exclude each other too. Windows has no ``flock``: there the lock is
+not taken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from .._checks import InputError
+from ..io import WriteError
+from .sources import LOCK_NAME
+
+__all__ = ["DestinationBusyError", "JobLock"]
+
+
+class DestinationBusyError(InputError):
+    """Another job holds DST's lock."""
+
+
+def _holder(path: Path) -> str:
+    """Who holds the lock, as the holder wrote it: ``"pid 12 on host, started 2026-...Z"``."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        return f"pid {info['pid']} on {info['host']}, started {info['started']}"
+    except (OSError, ValueError, KeyError, TypeError):  # it is writing it at this moment
+        return "a process that has not yet written its name"
+
+
+class JobLock:
+    """The lock of the job writing into ``root``: ``with JobLock(root): ...``.
+
+    Entering creates ``root`` if needed (and removes it again on exit if it is still empty and
+    was created here), takes the lock or raises, and writes the holder's pid, host and start
+    time into the lock file; exiting removes the file and releases the lock.
+
+    Raises:
+        DestinationBusyError: another process holds the lock (the message names it).
+        InputError: ``root`` exists and is not a folder.
+        WriteError: ``root`` or the lock file cannot be created.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root / LOCK_NAME
+        self._fd: int | None = None
+        self._created = False
+
+    def __enter__(self) -> JobLock:
+        if self.root.exists() and not self.root.is_dir():
+            raise InputError(f"DST {str(self.root)!r}: exists and is not a folder")
+        try:
+            self._created = not self.root.exists()
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise WriteError(f"{self.root}: cannot create: {err.strerror or err}") from None
+        try:
+            self._fd = self._take()
+        except BaseException:
+            self._remove_root()
+            raise
+        return self
+
+    def _take(self) -> int:
+        if sys.platform == "win32":  # no flock: one job at a time is the user's to keep
+            return -1
+        import fcntl
+
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                raise WriteError(f"{self.path}: cannot create: {err.strerror or err}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise DestinationBusyError(
+                    f"DST {str(self.root)!r}: another colorquant dataset job is writing there "
+                    f"({_holder(self.path)}); wait for it to end, or choose another DST"
+                ) from None
+            except OSError as err:
+                os.close(fd)
+                raise WriteError(f"{self.path}: cannot lock: {err.strerror or err}") from None
+            # The holder before us may have removed the file between our open and our lock:
+            # then we hold a lock on a file nobody else can see, so take the new one.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": started}
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, (json.dumps(info) + "\n").encode())
+        except OSError as err:
+            os.close(fd)
+            raise WriteError(f"{self.path}: cannot write: {err.strerror or err}") from None
+        return fd
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self._fd is not None and self._fd >= 0:
+            # Removed while still locked, so that no other job can lock this file after us.
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            os.close(self._fd)
+        self._fd = None
+        self._remove_root()
+
+    def _remove_root(self) -> None:
+        if self._created:
+            with contextlib.suppress(OSError):
+                self.root.rmdir()  # only if empty: a job that failed before writing anything
