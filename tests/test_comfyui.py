@@ -571,8 +571,21 @@ def test_save_with_a_palette_writes_its_colors(comfy: types.ModuleType) -> None:
     result = save(comfy, mapped, palette=given)
     for f in result["ui"]["images"]:
         with Image.open(comfy.output_dir / f["filename"]) as im:  # type: ignore[attr-defined]
-            plte = np.array(im.getpalette()[: 3 * 3]).reshape(-1, 3)  # type: ignore[index]
-            assert set(map(tuple, plte.tolist())) <= set(map(tuple, given.tolist()))
+            # The palette itself, all its rows in its order, in every file: one index space.
+            assert im.getpalette()[:9] == given.flatten().tolist()  # type: ignore[index]
+            assert np.asarray(im).max() < 3
+
+
+def test_save_a_shared_palette_writes_one_plte_in_every_file(comfy: types.ModuleType) -> None:
+    quantized, palette, _ = node(comfy, "ColorQuantQuantize").quantize(
+        comfy_image(*clip(3)), **QUANTIZE
+    )
+    result = save(comfy, quantized, palette=palette)
+    plte = []
+    for f in result["ui"]["images"]:
+        with Image.open(comfy.output_dir / f["filename"]) as im:  # type: ignore[attr-defined]
+            plte.append(im.getpalette()[:24])  # type: ignore[index]
+    assert plte[0] == plte[1] == plte[2] == palette.flatten().tolist()
 
 
 def test_save_rgba_png_has_transparency(comfy: types.ModuleType) -> None:

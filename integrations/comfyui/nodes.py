@@ -265,19 +265,17 @@ class ColorQuantQuantize:
         mask: Any = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, rgba_in = image_in(image, mask)
-        if shared_palette:
-            palette = fit_palette(x, colors, color_space, seed)
-            out = _map(x, palette, color_space, dither, dither_strength)
-        else:
-            out = cq.quantize_batch(
-                x,
-                colors,
-                color_space=color_space,  # type: ignore[arg-type]
-                dither=DITHERS[dither],  # type: ignore[arg-type]
-                dither_strength=dither_strength,
-                seed=seed,
-            )
-            palette = out.palettes.cpu()
+        out = cq.quantize_batch(
+            x,
+            colors,
+            shared=shared_palette,
+            color_space=color_space,  # type: ignore[arg-type]
+            dither=DITHERS[dither],  # type: ignore[arg-type]
+            dither_strength=dither_strength,
+            seed=seed,
+        )
+        # Shared: every image has the same palette, all K rows in one order (one index space).
+        palette = (out.palettes[0] if shared_palette else out.palettes).cpu()
         result, alpha_mask = image_out(out.image, image.dtype, rgba_in)
         return result, palette, alpha_mask
 
