@@ -159,8 +159,11 @@ def comfyui(base: Path) -> Iterator[Server]:
 
 
 def test_the_example_workflow_runs_in_comfyui(tmp_path: Path) -> None:
-    workflow = json.loads(WORKFLOW.read_text())
     with comfyui(tmp_path / "base") as server:
+        # ComfyUI lists the pack's example workflow as a template and serves it.
+        assert server.get_json("/workflow_templates")["colorquant"] == [WORKFLOW.stem]
+        workflow = server.get_json(f"/api/workflow_templates/colorquant/{WORKFLOW.name}")
+        assert workflow == json.loads(WORKFLOW.read_text())
         info = server.get_json("/object_info")
         pack_ids = {k for k, v in info.items() if v.get("python_module", "").endswith("colorquant")}
         assert {
