@@ -67,6 +67,7 @@ def comfy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.delitem(sys.modules, f"{name}.nodes", raising=False)  # a fresh load every test
     spec.loader.exec_module(module)
     module.input_dir = tmp_path / "input"  # type: ignore[attr-defined]
     module.output_dir = tmp_path / "output"  # type: ignore[attr-defined]
