@@ -50,8 +50,8 @@ $(COMFYUI_VENV)/.ready: requirements-comfyui.lock requirements.lock pyproject.to
 	touch $@
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check src tests benchmarks integrations
-	$(BIN)/ruff format --check src tests benchmarks integrations
+	$(BIN)/ruff check src tests benchmarks fuzz integrations
+	$(BIN)/ruff format --check src tests benchmarks fuzz integrations
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +15,14 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 import colorquant as cq
-from colorquant.animation import animation_bytes, is_animated, load_animation_bytes
+from colorquant.animation import (
+    _gif_delays,
+    animation_bytes,
+    is_animated,
+    load_animation_bytes,
+)
 from colorquant.cli import main
+from colorquant.io import ImageFileError
 
 H, W, T = 24, 32, 5
 DURATIONS = [40, 50, 60, 70, 80]
@@ -37,6 +46,55 @@ def write_animation(path: Path, frames: np.ndarray, loop: int = 2) -> Path:
     images = [Image.fromarray(f) for f in frames]
     images[0].save(path, save_all=True, append_images=images[1:], duration=DURATIONS, loop=loop)
     return path
+
+
+def gif_structure(data: bytes) -> dict[str, object]:
+    """A GIF's blocks parsed from its bytes (not by Pillow): the global table's rows, the
+    Netscape loop count (``None``: no extension), every frame's delay in ms and how many frames
+    carry a local color table."""
+    assert data[:6] in (b"GIF87a", b"GIF89a")
+    flags, pos = data[10], 13
+    global_rows = 2 << (flags & 7) if flags & 0x80 else 0
+    pos += 3 * global_rows
+    loop, delays, local_tables, frames = None, [], 0, 0
+
+    def sub_blocks(pos: int) -> tuple[list[bytes], int]:
+        chunks = []
+        while data[pos]:
+            chunks.append(data[pos + 1 : pos + 1 + data[pos]])
+            pos += 1 + data[pos]
+        return chunks, pos + 1
+
+    while data[pos] != 0x3B:  # the trailer
+        if data[pos] == 0x21:  # an extension
+            label = data[pos + 1]
+            blocks, pos = sub_blocks(pos + 2)
+            if label == 0xFF and blocks[0] == b"NETSCAPE2.0":
+                loop = struct.unpack("<H", blocks[1][1:3])[0]
+            elif label == 0xF9:  # graphic control: the delay in 10 ms units
+                delays.append(struct.unpack("<H", blocks[0][1:3])[0] * 10)
+        else:
+            assert data[pos] == 0x2C, f"unexpected block {data[pos]:#x} at {pos}"
+            frames += 1
+            local = data[pos + 9]
+            pos += 10
+            if local & 0x80:
+                local_tables += 1
+                pos += 3 * (2 << (local & 7))
+            _, pos = sub_blocks(pos + 1)  # after the LZW minimum code size
+    return {
+        "global_rows": global_rows,
+        "loop": loop,
+        "delays": delays,
+        "local_tables": local_tables,
+        "frames": frames,
+    }
+
+
+def apng_num_plays(data: bytes) -> int:
+    """``num_plays`` of an APNG's ``acTL`` chunk, read from the bytes."""
+    at = data.index(b"acTL")
+    return int(struct.unpack(">II", data[at + 4 : at + 12])[1])
 
 
 def read_frames(path: Path | bytes) -> tuple[list[np.ndarray], list[float], object]:
@@ -72,7 +130,8 @@ def test_save_keeps_timing_loop_and_pixels(tmp_path: Path, suffix: str) -> None:
     size = cq.save_animation(results, path, durations=DURATIONS, loop=3)
     assert size == path.stat().st_size
     frames, durations, loop = read_frames(path)
-    assert len(frames) == T and durations == DURATIONS and loop == 3
+    # Three plays: a GIF's Netscape count is the repeats after the first play.
+    assert len(frames) == T and durations == DURATIONS and loop == (2 if suffix == ".gif" else 3)
     for t in range(T):
         np.testing.assert_array_equal(frames[t][..., :3], results[t].to_numpy())
     with Image.open(path) as image:
@@ -116,7 +175,8 @@ def test_load_animation(tmp_path: Path) -> None:
     assert is_animated(path) and not is_animated(b"not an image")
     animation = cq.load_animation(path)
     assert len(animation.frames) == T and animation.durations == DURATIONS
-    assert animation.loop == 2 and animation.frames[0].shape == (H, W, 3)
+    # Netscape count 2: two repeats after the first play, three plays.
+    assert animation.loop == 3 and animation.frames[0].shape == (H, W, 3)
     # Each frame as a viewer shows it (the GIF writer reduced the colors: compare with Pillow).
     np.testing.assert_array_equal(animation.frames[2], read_frames(path)[0][2][..., :3])
     same = load_animation_bytes(path.read_bytes())
@@ -139,6 +199,194 @@ def test_bad_frames_and_options(tmp_path: Path) -> None:
     assert not (tmp_path / "many.png").exists()
 
 
+# Plays asked for -> (GIF Netscape count, None: no extension; APNG num_plays).
+LOOPS = {None: (None, 1), 0: (0, 0), 1: (None, 1), 2: (1, 2), 5: (4, 5)}
+
+
+@pytest.mark.parametrize("loop", list(LOOPS))
+def test_loop_is_the_number_of_plays_in_gif_and_apng(loop: int | None) -> None:
+    results = cq.quantize_animation(video(), 8)
+    netscape, num_plays = LOOPS[loop]
+    gif = animation_bytes(results, ".gif", loop=loop)
+    apng = animation_bytes(results, ".png", loop=loop)
+    assert gif_structure(gif)["loop"] == netscape
+    assert apng_num_plays(apng) == num_plays
+    # What load_animation says the loop is, written again, plays the same in both formats.
+    for data in (gif, apng):
+        again = load_animation_bytes(data).loop
+        assert gif_structure(animation_bytes(results, ".gif", loop=again))["loop"] == netscape
+        assert apng_num_plays(animation_bytes(results, ".png", loop=again)) == num_plays
+    with pytest.raises(cq.InputError, match=r"loop must be in 0\.\.65536"):
+        animation_bytes(results, ".gif", loop=70000)
+    with pytest.raises(cq.InputError, match="loop must be"):
+        animation_bytes(results, ".png", loop=-1)
+
+
+def test_gif_delays_carry_the_rounding_and_are_never_zero() -> None:
+    assert _gif_delays([33] * 9) == [30, 40, 30, 30, 40, 30, 30, 30, 40]
+    # 0, 4 and 5 ms show 10 ms each: the next frame gives the 21 ms back (109 ms in all).
+    assert _gif_delays([0, 4, 5, 100]) == [10, 10, 10, 80]
+    results = cq.quantize_animation(video(), 8)
+    delays = gif_structure(animation_bytes(results, ".gif", durations=33))["delays"]
+    assert delays == [30, 40, 30, 30, 40]
+    # Every frame starts within 5 ms of its time, so the total is kept to 5 ms.
+    starts = np.cumsum(delays)
+    assert np.abs(starts - 33 * np.arange(1, T + 1)).max() <= 5
+    zero = gif_structure(animation_bytes(results, ".gif", durations=[0, 1, 5, 0, 2]))["delays"]
+    assert min(zero) == 10  # type: ignore[type-var]
+    # An APNG keeps milliseconds as they are.
+    assert read_frames(animation_bytes(results, ".png", durations=33))[1] == [33] * T
+    with pytest.raises(cq.InputError, match="at most 655350 ms"):
+        animation_bytes(results, ".gif", durations=700_000)
+
+
+def test_gif_with_a_shared_palette_has_one_color_table() -> None:
+    results = cq.quantize_animation(video(), 16)
+    data = animation_bytes(results, ".gif")
+    blocks = gif_structure(data)
+    n_colors = len({tuple(c) for r in results for c in r.palette.tolist()})
+    assert blocks["frames"] == T and blocks["local_tables"] == 0
+    assert n_colors <= blocks["global_rows"] < 2 * n_colors  # type: ignore[operator]
+    frames, _, _ = read_frames(data)
+    for t in range(T):
+        np.testing.assert_array_equal(frames[t][..., :3], results[t].to_numpy())
+    # Palettes per frame that fit 256 together share one table too; beyond, a table a frame.
+    own = cq.quantize_animation(video(), 8, shared=False, color_space="rgb")
+    assert gif_structure(animation_bytes(own, ".gif"))["local_tables"] == 0
+    many = cq.quantize_animation(video(), 200, shared=False, color_space="rgb")
+    data = animation_bytes(many, ".gif")
+    assert gif_structure(data)["local_tables"] == T - 1
+    for t, frame in enumerate(read_frames(data)[0]):
+        np.testing.assert_array_equal(frame[..., :3], many[t].to_numpy())
+
+
+def test_gif_transparency_with_one_color_table() -> None:
+    # Frames whose transparent rows differ, and a transparent row black like an opaque one:
+    # one transparent row in the table, the opaque colors kept.
+    frames = video(alpha=True)
+    frames[..., 3] = np.where(frames[..., 3] >= 128, 255, 0)
+    frames[:, -4:, :, :] = [0, 0, 0, 255]  # opaque black
+    frames[frames[..., 3] == 0] = [0, 0, 0, 0]
+    results = cq.quantize_animation(frames, 16, shared=False)
+    assert all((r.palette[:, 3] == 0).sum() == 1 for r in results)
+    data = animation_bytes(results, ".gif")
+    assert gif_structure(data)["local_tables"] == 0
+    back = load_animation_bytes(data).frames
+    for t in range(T):
+        expected = results[t].to_numpy()
+        np.testing.assert_array_equal(back[t][..., 3], expected[..., 3])
+        opaque = expected[..., 3] == 255
+        np.testing.assert_array_equal(back[t][opaque], expected[opaque])
+
+
+def png_chunk(data: bytes, kind: bytes) -> bytes:
+    at = data.index(kind) - 4
+    (length,) = struct.unpack(">I", data[at : at + 4])
+    return data[at + 8 : at + 8 + length]
+
+
+def test_frames_sharing_one_palette_keep_its_rows_and_order(tmp_path: Path) -> None:
+    # Every frame with the same palette P (its own order, a row unused, an opaque row black
+    # like the transparent one): the files' palettes are P row for row, indices unchanged.
+    frames = video(alpha=True)
+    frames[..., 3] = np.where(frames[..., 3] >= 128, 255, 0)
+    own = cq.quantize_animation(frames, 8, shared=False)
+    colors = np.unique(np.concatenate([r.palette for r in own]), axis=0)
+    clear = colors[:, 3] == 0
+    shared = np.concatenate([colors[~clear][::-1], [[0, 0, 0, 0]], [[0, 0, 0, 255]]])
+    shared = shared.astype(np.uint8)
+    results = []
+    for r in own:
+        rows = [int(np.flatnonzero((shared == c).all(1) | ((c[3] == 0) & (shared[:, 3] == 0)))[0])
+                for c in r.palette]  # fmt: skip
+        indices = np.array(rows, np.uint8)[r.indices]
+        results.append(dataclasses.replace(r, palette=shared, indices=indices))
+    apng = animation_bytes(results, ".png")
+    assert png_chunk(apng, b"PLTE") == shared[:, :3].tobytes()
+    assert png_chunk(apng, b"tRNS") == shared[: len(shared) - 1, 3].tobytes()
+    cq.save_animation(results, tmp_path / "a.npz")
+    with np.load(tmp_path / "a.npz") as saved:
+        np.testing.assert_array_equal(saved["palette"], shared)
+        np.testing.assert_array_equal(saved["indices"][2], results[2].indices)
+    gif = animation_bytes(results, ".gif")
+    table = gif[13 : 13 + 3 * len(shared)]
+    assert table == shared[:, :3].tobytes() and gif_structure(gif)["local_tables"] == 0
+    back = load_animation_bytes(gif).frames
+    for t in range(T):
+        np.testing.assert_array_equal(back[t][..., 3], results[t].to_numpy()[..., 3])
+
+
+@pytest.mark.parametrize("loop", [None, 0, 3])
+def test_npz_round_trip(tmp_path: Path, loop: int | None) -> None:
+    frames = video(alpha=True)
+    results = cq.quantize_animation(frames, 16)
+    path = tmp_path / "a.npz"
+    cq.save_animation(results, path, durations=DURATIONS, loop=loop)
+    animation = cq.load_animation(path)
+    assert animation.durations == DURATIONS and animation.loop == loop
+    assert len(animation.frames) == T
+    for t in range(T):
+        np.testing.assert_array_equal(animation.frames[t], results[t].to_numpy())
+    same = load_animation_bytes(path.read_bytes())
+    np.testing.assert_array_equal(same.frames[2], animation.frames[2])
+
+
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+GOOD = {
+    "indices": np.zeros((2, 3, 4), np.uint8),
+    "palette": np.zeros((1, 3), np.uint8),
+    "durations": np.array([10, 20]),
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"indices": None}, "no 'indices' array"),
+        ({"indices": np.zeros((3, 4), np.uint8)}, "'indices' must have shape"),
+        ({"indices": np.ones((2, 3, 4), np.uint8)}, "'indices' must lie in 0..0"),
+        ({"palette": np.zeros((1, 2), np.uint8)}, "'palette' must have shape"),
+        ({"palette": np.full((1, 3), 300)}, "colors must lie in 0..255"),
+        ({"palette": np.zeros((1, 3), np.float32)}, "must hold integers"),
+        ({"durations": np.array([10])}, "'durations' must be 2 milliseconds"),
+        ({"loop": np.array([1, 2])}, "'loop' must be one number"),
+        ({"indices": np.array([None] * 24, object).reshape(2, 3, 4)}, "must hold integers"),
+    ],
+)
+def test_malformed_npz_is_one_clear_error(change: dict[str, object], message: str) -> None:
+    arrays = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
+    data = npz_bytes(**arrays)  # type: ignore[arg-type]
+    with pytest.raises(ImageFileError, match=message):
+        load_animation_bytes(data, "x.npz")
+    assert len(load_animation_bytes(npz_bytes(**GOOD)).frames) == 2
+
+
+def test_npz_bomb_refused_before_decompressing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in {**GOOD, "indices": np.zeros((10, 100, 100), np.uint8)}.items():
+            with archive.open(f"{name}.npy", "w") as fh:
+                np.lib.format.write_array(fh, array)
+    with pytest.raises(ImageFileError, match="decompression-bomb limit of 2,000 pixels"):
+        load_animation_bytes(buffer.getvalue(), "bomb.npz")
+
+
+def test_too_many_frames_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each frame is under Pillow's limit, all of them together are not.
+    data = animation_bytes(cq.quantize_animation(video(), 4), ".gif")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2 * H * W)
+    with pytest.raises(ImageFileError, match=r"frame 5 of 32x24 pixels is over the"):
+        load_animation_bytes(data, "many.gif")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3 * H * W)
+    assert len(load_animation_bytes(data).frames) == T
+
+
 # -- the command line -------------------------------------------------------------------------
 
 
@@ -152,12 +400,14 @@ def test_cli_gif_to_apng_and_back(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert '"frames": 5' in result.stdout
     frames, durations, loop = read_frames(tmp_path / "a-cq.png")
-    assert len(frames) == T and durations == DURATIONS and loop == 2
+    # The GIF's Netscape count 2 is three plays: the APNG's num_plays.
+    assert len(frames) == T and durations == DURATIONS and loop == 3
     colors = {tuple(c) for f in frames for c in f.reshape(-1, 4).tolist()}
     assert len(colors) <= 8  # one palette of 8 for all frames
     out = tmp_path / "b.gif"
     assert run("quantize", tmp_path / "a-cq.png", "-k", "8", "-o", out).exit_code == 0
     assert read_frames(out)[1] == DURATIONS
+    assert gif_structure(out.read_bytes())["loop"] == 2
 
 
 def test_cli_stdin_animation(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from colorquant.io import (
     check_output_path,
     load_image,
     load_palette,
+    load_palette_bytes,
     max_colors_for,
     result_suffix,
     save_result,
@@ -440,6 +441,17 @@ def test_image_palette_in_order_of_first_appearance(tmp_path: Path) -> None:
     strip = np.array([[[9, 9, 9], [200, 0, 0], [9, 9, 9], [0, 0, 200]]], np.uint8)
     Image.fromarray(strip).save(tmp_path / "p.png")
     assert load_palette(tmp_path / "p.png").tolist() == [[9, 9, 9], [200, 0, 0], [0, 0, 200]]
+
+
+@pytest.mark.parametrize("width", [3, 4])
+def test_image_palette_with_alpha_keeps_the_colors(tmp_path: Path, width: int) -> None:
+    # An RGBA image as a palette: its colors, not its 4 channels read 3 at a time (which
+    # scrambled them, or failed with a ValueError when 4 * H * W was not a multiple of 3).
+    colors = [[9, 9, 9, 0], [200, 0, 0, 255], [0, 0, 200, 128], [1, 2, 3, 255]][:width]
+    Image.fromarray(np.array([colors], np.uint8), "RGBA").save(tmp_path / "p.png")
+    assert load_palette(tmp_path / "p.png").tolist() == [c[:3] for c in colors]
+    same = load_palette_bytes((tmp_path / "p.png").read_bytes(), "p.png")
+    assert same.tolist() == [c[:3] for c in colors]
 
 
 @pytest.mark.parametrize(

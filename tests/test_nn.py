@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,9 @@ PALETTE8 = torch.tensor(
     [[0, 0, 0], [255, 255, 255], [200, 30, 40], [20, 90, 200], [120, 160, 60], [90, 90, 90]],
     dtype=torch.uint8,
 )
+# The same colors given as float64: a float tensor keeps its dtype, so a float64 forward gives
+# the 8-bit colors exactly (an integer palette becomes the default float32).
+PALETTE64 = PALETTE8.double() / 255.0
 
 
 def images(batch: int = 2, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -38,7 +43,7 @@ def brute_force_map(x: torch.Tensor, palette8: torch.Tensor, space: str) -> torc
 def test_ste_forward_is_the_exact_nearest_color(space: str) -> None:
     # Pixels on the 8-bit grid, so the layer (float input) and the brute force (8-bit) agree.
     x = images()
-    layer = PaletteQuantize(palette=PALETTE8, color_space=space)  # type: ignore[arg-type]
+    layer = PaletteQuantize(palette=PALETTE64, color_space=space)  # type: ignore[arg-type]
     torch.testing.assert_close(layer(x), brute_force_map(x, PALETTE8, space), rtol=0, atol=1e-12)
 
 
@@ -156,6 +161,17 @@ def test_under_torch_compile() -> None:
     torch.testing.assert_close(compiled(x), layer(x))
 
 
+def test_under_torch_compile_with_an_annealed_temperature() -> None:
+    # fullgraph: the input and temperature checks stay out of the graph (a changing
+    # temperature is a symbolic float there); the property checks each value set.
+    layer = PaletteQuantize(palette=PALETTE8, mode="soft", temperature=50.0)
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    x = images(2, dtype=torch.float32)
+    for temperature in (50.0, 20.0, 5.0):
+        layer.temperature = temperature
+        torch.testing.assert_close(compiled(x), layer(x))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -187,3 +203,128 @@ def test_cuda_matches_cpu() -> None:
     layer = PaletteQuantize(palette=PALETTE8)
     x = images(2, dtype=torch.float32)
     torch.testing.assert_close(layer.to("cuda")(x.to("cuda")).cpu(), layer.to("cpu")(x))
+
+
+def few_colors() -> torch.Tensor:
+    """``(2, 3, 8, 8)`` images of exactly 3 distinct 8-bit colors."""
+    colors = torch.tensor([[0, 0, 0], [255, 0, 0], [10, 200, 30]], dtype=torch.float32) / 255
+    index = torch.arange(2 * 8 * 8).reshape(2, 8, 8) % 3
+    return colors[index].permute(0, 3, 1, 2).contiguous()
+
+
+def test_lazy_fit_on_fewer_colors_warns_and_stays_usable() -> None:
+    x = few_colors()
+    layer = PaletteQuantize(8)
+    with pytest.warns(UserWarning, match=r"3 distinct colors, fewer than n_colors=8: .* 3 rows"):
+        y = layer(x)
+    assert layer.palette.shape == (3, 3)
+    torch.testing.assert_close(y, x, rtol=0, atol=1e-6)  # each color maps to itself
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer(images(1, dtype=torch.float32))  # later batches: no fit, no warning
+    # Its state loads into a fresh lazy layer of the same n_colors.
+    fresh = PaletteQuantize(8)
+    fresh.load_state_dict(layer.state_dict())
+    assert torch.equal(fresh.palette, layer.palette)
+
+
+def test_load_state_dict_with_another_k_is_an_error() -> None:
+    sixteen = PaletteQuantize(palette=torch.rand(16, 3))
+    eight = PaletteQuantize(palette=torch.rand(8, 3))
+    with pytest.raises(InputError, match=r"palette must have shape \(8, 3\) .* got \(16, 3\)"):
+        eight.load_state_dict(sixteen.state_dict())
+    with pytest.raises(InputError, match=r"K in 1\.\.8 .* got \(16, 3\)"):
+        PaletteQuantize(8).load_state_dict(sixteen.state_dict())
+    with pytest.raises(InputError, match=r"K in 1\.\.8 .* got \(8, 2\)"):
+        PaletteQuantize(8).load_state_dict({"palette": torch.rand(8, 2)})
+    # The same K loads, given or lazy, and the layers then agree.
+    for target in (PaletteQuantize(palette=torch.zeros(8, 3)), PaletteQuantize(8)):
+        target.load_state_dict(eight.state_dict())
+        x = images(1, dtype=torch.float32)
+        torch.testing.assert_close(target(x), eight(x))
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -1.0, float("nan"), float("inf"), "warm"])
+def test_temperature_is_a_validated_property(bad: object) -> None:
+    layer = PaletteQuantize(palette=PALETTE8, mode="soft", temperature=10.0)
+    with pytest.raises(InputError, match="temperature must be a finite number > 0"):
+        layer.temperature = bad  # type: ignore[assignment]
+    assert layer.temperature == 10.0
+    with pytest.raises(InputError, match="temperature must be a finite number > 0"):
+        PaletteQuantize(4, temperature=bad)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="temperature must be a finite number > 0"):
+        palette_quantize(images(1), PALETTE64, mode="soft", temperature=bad)  # type: ignore[arg-type]
+    layer.temperature = 1e-3  # annealed: now nearly the hard choice, and no NaN
+    x = images(1, dtype=torch.float32)
+    assert torch.isfinite(layer(x)).all()
+    hard = PaletteQuantize(palette=PALETTE8)(x)
+    assert float((layer(x) - hard).abs().max()) < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (float("nan"), "NaN or infinite"),
+        (float("inf"), "NaN or infinite"),
+        (1.5, r"must lie in \[0, 1\], got values in \[0, 1\.5\]"),
+        (-0.25, r"must lie in \[0, 1\], got values in \[-0\.25, "),
+    ],
+)
+def test_given_and_lazy_palettes_check_the_input_alike(value: float, message: str) -> None:
+    x = images(1, dtype=torch.float32)
+    x[0, 1, 3, 4] = value
+    for layer in (PaletteQuantize(palette=PALETTE8), PaletteQuantize(4)):
+        with pytest.raises(InputError, match=message):
+            layer(x)
+    with pytest.raises(InputError, match=message):
+        palette_quantize(x, PALETTE64.float())
+
+
+def test_palette_follows_the_module_dtype() -> None:
+    # Integer colors, NumPy arrays and lists become the default float dtype, never float64.
+    for given in (PALETTE8, PALETTE8.numpy(), PALETTE64.numpy(), PALETTE64.tolist()):
+        assert PaletteQuantize(palette=given).palette.dtype == torch.float32
+    assert PaletteQuantize(palette=PALETTE64).palette.dtype == torch.float64  # a float tensor
+    assert PaletteQuantize(palette=PALETTE8.to(torch.int64)).palette.dtype == torch.float32
+    layer = PaletteQuantize(palette=PALETTE8)
+    torch.testing.assert_close(layer.palette, PALETTE64.float(), rtol=0, atol=0)
+    assert layer.half().palette.dtype == torch.float16
+    assert layer.to(torch.float64).palette.dtype == torch.float64
+    learnable = PaletteQuantize(palette=PALETTE8, learnable=True).to(torch.bfloat16)
+    assert learnable.palette.dtype == torch.bfloat16
+    # A lazy palette is made in the module's dtype, whatever the input's.
+    lazy = PaletteQuantize(6).double()
+    lazy(images(1, dtype=torch.float32))
+    assert lazy.palette.dtype == torch.float64
+    lazy16 = PaletteQuantize(6).half()
+    assert lazy16(images(1, dtype=torch.float32)).dtype == torch.float32
+    assert lazy16.palette.dtype == torch.float16
+
+
+@pytest.mark.parametrize("mode", ["ste", "soft"])
+def test_bfloat16_input_through_the_layer(mode: str) -> None:
+    x = images(2, dtype=torch.float32).to(torch.bfloat16)
+    layer = PaletteQuantize(palette=PALETTE8, mode=mode, temperature=20.0)  # type: ignore[arg-type]
+    y = layer(x)
+    assert y.dtype == torch.bfloat16 and y.shape == x.shape
+    # The same as the float32 forward of the same values, rounded to bfloat16 at the end.
+    torch.testing.assert_close(y, layer(x.float()).to(torch.bfloat16), rtol=0, atol=0)
+    leaf = x.clone().requires_grad_(True)
+    layer(leaf).float().sum().backward()
+    assert leaf.grad is not None and leaf.grad.dtype == torch.bfloat16
+    if mode == "ste":
+        assert torch.equal(leaf.grad, torch.ones_like(leaf))
+    lazy = PaletteQuantize(5)
+    assert lazy(x).dtype == torch.bfloat16 and lazy.palette.shape == (5, 3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_half_precision_layer(dtype: torch.dtype) -> None:
+    layer = PaletteQuantize(palette=PALETTE8).to("cuda", dtype)
+    assert layer.palette.dtype == dtype and layer.palette.device.type == "cuda"
+    x = images(2, dtype=torch.float32)
+    y = layer(x.to("cuda", dtype))
+    assert y.dtype == dtype
+    expected = PaletteQuantize(palette=layer.palette.float().cpu())(x.to(dtype).float())
+    torch.testing.assert_close(y.float().cpu(), expected, rtol=0, atol=1e-2)

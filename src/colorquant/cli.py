@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -381,6 +382,10 @@ def main(verbose: int) -> None:
     """
     # This process's decoder must fail on truncated files, never pad them.
     ImageFile.LOAD_TRUNCATED_IMAGES = False
+    # For the whole process (the loaders' own filters are not thread-safe): a bad file gets
+    # one line, never Pillow's notes on its metadata, and a decompression bomb is an error.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
     _configure_logging(verbose)
 
 

@@ -10,6 +10,13 @@ Every error names the file: :class:`ImageFileError` (a :class:`colorquant.InputE
 that cannot be read as an image or a palette, :class:`FileExistsError` for an output that is
 already there, :class:`WriteError` (an :class:`OSError`) for an output that cannot be written.
 
+The library's own errors, for what a file holds: whatever the bytes, the loaders
+(:func:`load_image`, :func:`load_image_bytes`, :func:`load_palette`, :func:`load_palette_bytes`,
+and ``colorquant.load_animation``) raise :class:`ImageFileError` and nothing else, with a message
+of one line; Pillow's own exceptions (``struct.error``, ``EOFError``, ``IndexError``, ...) and its
+warnings about corrupt metadata never come out. ``tests/test_fuzz.py`` checks it on mutated files
+of every format, ``fuzz/`` fuzzes it with atheris.
+
 Pillow's global ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is never turned on here (the command-line
 tool turns it off); while some other code has it on, Pillow pads truncated files silently.
 """
@@ -52,6 +59,7 @@ __all__ = [
     "load_image",
     "load_image_bytes",
     "load_palette",
+    "load_palette_bytes",
     "max_colors_for",
     "optimize_png",
     "parse_hex_colors",
@@ -73,7 +81,20 @@ MAX_IMAGE_PALETTE = 256
 MAX_TEXT_PALETTE = 65536
 
 # What Pillow raises on a file it identified but cannot decode (truncated, corrupt, unsupported).
-_DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error)
+# Its plugins also fail on hostile data with IndexError (a GIF cut inside a frame header),
+# TypeError (a TIFF without dimensions), KeyError and OverflowError: found by tests/test_fuzz.py.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    EOFError,
+    ValueError,
+    struct.error,
+    zlib.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    OverflowError,
+)
 _BOMB_RE = re.compile(r"\((\d+) pixels\)")
 
 
@@ -122,10 +143,25 @@ class LoadedImage:
 
 @contextlib.contextmanager
 def _decompression_bombs_are_errors() -> Iterator[None]:
-    """Pillow warns above ``MAX_IMAGE_PIXELS`` and raises only above twice that: raise at once."""
+    """Pillow warns above ``MAX_IMAGE_PIXELS`` and raises only above twice that: raise at once.
+
+    Pillow's own notes on a corrupt file (``UserWarning``: a TIFF tag skipped, corrupt EXIF)
+    are not shown: the file either loads or fails with one :class:`ImageFileError`.
+    ``warnings.catch_warnings`` is process-wide, not per thread, so :func:`_check_pixels`
+    checks the size again after opening.
+    """
     with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         yield
+
+
+def _check_pixels(image: Image.Image, path: Path) -> None:
+    """Refuse an image (or frame) over ``PIL.Image.MAX_IMAGE_PIXELS`` before it is decoded."""
+    limit = Image.MAX_IMAGE_PIXELS
+    pixels = image.width * image.height
+    if limit is not None and pixels > limit:
+        raise _bomb_error(path, Image.DecompressionBombError(f"({pixels} pixels)"))
 
 
 def _bomb_error(path: Path, err: Exception) -> ImageFileError:
@@ -246,6 +282,7 @@ def open_image(
     """
     try:
         with _decompression_bombs_are_errors(), Image.open(source) as opened:
+            _check_pixels(opened, p)
             yield opened
     except UnidentifiedImageError:
         raise _unidentified_error(p, data) from None
@@ -404,8 +441,8 @@ def _parse_hex(text: str, path: Path) -> np.ndarray:
     return _check_palette_size(path, colors, MAX_TEXT_PALETTE)
 
 
-def _image_palette(path: Path) -> np.ndarray:
-    pixels = load_image(path).pixels.reshape(-1, 3)
+def _image_palette(data: bytes, path: Path) -> np.ndarray:
+    pixels = load_image_bytes(data, str(path)).pixels[..., :3].reshape(-1, 3)
     colors, first = np.unique(pixels, axis=0, return_index=True)
     if colors.shape[0] > MAX_IMAGE_PALETTE:
         raise ImageFileError(
@@ -444,13 +481,25 @@ def load_palette(path: PathLike) -> np.ndarray:
         [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
     """
     p = Path(path)
+    _file_size(p)  # a directory or a missing file: one clear message
     try:
         data = p.read_bytes()
     except OSError as err:
         raise _file_error(p, err) from None
+    return load_palette_bytes(data, str(p))
+
+
+def load_palette_bytes(data: bytes, name: str = "<palette>") -> np.ndarray:
+    """:func:`load_palette` of a palette file's bytes; messages say ``name`` (its suffix
+    ``.gpl`` also makes a GIMP palette).
+
+    Raises:
+        ImageFileError: as :func:`load_palette`; nothing else comes out of the bytes.
+    """
+    p = Path(name)
     text = _as_text(data)
     if text is None:
-        return _image_palette(p)
+        return _image_palette(data, p)
     if p.suffix.lower() == ".gpl" or text.lstrip().startswith("GIMP Palette"):
         return _parse_gpl(text, p)
     return _parse_hex(text, p)

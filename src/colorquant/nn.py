@@ -15,6 +15,9 @@ Example:
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -23,7 +26,7 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
-from ._checks import InputError, check_choice, check_int_range, check_positive
+from ._checks import InputError, check_choice, check_int_range
 from ._torch.nearest import nearest
 from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace, embed
 from .quantize import DEFAULT_SPEED, Quantizer
@@ -35,21 +38,30 @@ MODES: tuple[Mode, ...] = ("ste", "soft")
 
 
 def _as_palette(palette: Any) -> torch.Tensor:
-    """A given palette as a ``(K, 3)`` float tensor in [0, 1]; integer colors are divided by 255
-    in float64 (so that a float64 forward gives the exact 8-bit values)."""
+    """A given palette as a ``(K, 3)`` float tensor in [0, 1].
+
+    A float tensor keeps its dtype; anything else (integer colors in 0..255, divided by 255;
+    NumPy arrays, lists) becomes the default float dtype (``torch.get_default_dtype()``,
+    float32 unless changed), which every device holds (MPS has no float64).
+    """
     t = palette if isinstance(palette, torch.Tensor) else torch.as_tensor(np.asarray(palette))
     if t.ndim != 2 or t.shape[1] != 3 or t.shape[0] < 1:
         raise InputError(f"palette must have shape (K, 3) with K >= 1, got {tuple(t.shape)}")
+    if t.dtype == torch.bool or t.is_complex():
+        raise InputError(f"palette must hold integers in 0..255 or floats in [0, 1], got {t.dtype}")
     if not t.is_floating_point():
         if t.min() < 0 or t.max() > 255:
             raise InputError("palette: integer colors must lie in 0..255")
-        return t.to(torch.float64) / 255.0
+        # Divided in float64, so that the 8-bit colors are as exact as the dtype allows.
+        return (t.to(torch.float64) / 255.0).to(torch.get_default_dtype())
     if not torch.isfinite(t).all() or t.min() < 0 or t.max() > 1:
         raise InputError("palette: float colors must be finite and lie in [0, 1]")
-    return t.detach().clone()
+    dtype = t.dtype if isinstance(palette, torch.Tensor) else torch.get_default_dtype()
+    return t.detach().to(dtype=dtype, copy=True)
 
 
 def _check_images(x: Any) -> torch.Tensor:
+    """``x`` if it is a ``(*, 3, H, W)`` float tensor (any float dtype, bfloat16 included)."""
     if not isinstance(x, torch.Tensor):
         raise InputError(f"input must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim < 3 or x.shape[-3] != 3 or not x.is_floating_point():
@@ -58,6 +70,38 @@ def _check_images(x: Any) -> torch.Tensor:
             f"{x.dtype} of shape {tuple(x.shape)}"
         )
     return x
+
+
+_is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", lambda: False)
+
+
+def _check_values(x: torch.Tensor) -> None:
+    """Raise unless every value of ``x`` is in [0, 1] (no NaN): the check of every forward, given
+    palette or fitted (one pass and one device sync; skipped inside a ``torch.compile`` graph)."""
+    if x.numel() == 0 or _is_compiling():
+        return
+    with torch.no_grad():
+        inside = bool(((x >= 0) & (x <= 1)).all())  # False for NaN as well
+        if inside:
+            return
+        finite = x[torch.isfinite(x)]
+        if finite.numel() < x.numel():
+            raise InputError("input holds NaN or infinite values; it must lie in [0, 1]")
+        raise InputError(
+            f"input must lie in [0, 1], got values in [{float(finite.min()):.4g}, "
+            f"{float(finite.max()):.4g}]"
+        )
+
+
+def _check_temperature(temperature: Any) -> float:
+    """``temperature`` as a float if it is finite and > 0 (0 would divide by zero: NaN)."""
+    try:
+        value = float(temperature)
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"temperature must be a finite number > 0, got {temperature!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"temperature must be a finite number > 0, got {temperature!r}")
+    return value
 
 
 def palette_quantize(
@@ -71,15 +115,20 @@ def palette_quantize(
     """The function behind :class:`PaletteQuantize`: every pixel to a palette color.
 
     Args:
-        x: ``(*, 3, H, W)`` float images in [0, 1].
+        x: ``(*, 3, H, W)`` float images in [0, 1] (float16, bfloat16, float32 or float64).
         palette: ``(K, 3)`` float colors in [0, 1], on the device of ``x``.
         mode: ``"ste"`` (nearest color, straight-through gradient) or ``"soft"`` (softmax over
             ``-d^2 / temperature``).
-        temperature: of ``"soft"``, in squared distance units of ``color_space``.
+        temperature: of ``"soft"``, in squared distance units of ``color_space``; finite, > 0.
         color_space: where distances are measured.
 
     Returns:
-        ``(*, 3, H, W)`` in the dtype of ``x``; differentiable in ``x`` and ``palette``.
+        ``(*, 3, H, W)`` in the dtype of ``x``; differentiable in ``x`` and ``palette``. 16-bit
+        floats are compared in float32 (their 8 bits of mantissa cannot tell close colors apart).
+
+    Raises:
+        InputError: a bad shape, dtype, device, mode or temperature, or values of ``x`` outside
+            [0, 1] or NaN.
     """
     _check_images(x)
     if palette.ndim != 2 or palette.shape[1] != 3 or palette.shape[0] < 1:
@@ -88,15 +137,24 @@ def palette_quantize(
         raise InputError(
             f"input is on {x.device} but the palette is on {palette.device}: move them together"
         )
+    if mode not in MODES:
+        raise InputError(f"mode must be one of 'ste', 'soft', got {mode!r}")
+    if not isinstance(temperature, torch.Tensor) and not _is_compiling():
+        # Eager only: compiled, an annealed temperature is a symbolic float (the layer's
+        # property checks every value set).
+        temperature = _check_temperature(temperature)
+    _check_values(x)
+    # 16-bit floats: distances in float32, the result cast back to x's dtype.
+    work = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     pixels = x.movedim(-3, -1)
-    flat = pixels.reshape(-1, 3)
-    colors = palette.to(x.dtype)
+    flat = pixels.reshape(-1, 3).to(work)
+    colors = palette.to(work)
     if mode == "ste":
         # Only the choice is needed here: no autograd graph for the color conversion.
         with torch.no_grad():
             index, _ = nearest(embed(flat, color_space), embed(colors, color_space))
         out = colors[index] + (flat - flat.detach())
-    elif mode == "soft":
+    else:
         points, centers = embed(flat, color_space), embed(colors, color_space)
         # |x|^2 - 2 x.c + |c|^2: smooth everywhere (cdist's gradient is not at distance 0).
         d2 = (
@@ -105,9 +163,7 @@ def palette_quantize(
             + (centers * centers).sum(1)
         ).clamp_min(0.0)
         out = torch.softmax(-d2 / temperature, dim=1) @ colors
-    else:
-        raise InputError(f"mode must be one of 'ste', 'soft', got {mode!r}")
-    return out.reshape(pixels.shape).movedim(-1, -3)
+    return out.to(x.dtype).reshape(pixels.shape).movedim(-1, -3)
 
 
 class PaletteQuantize(LazyModuleMixin, nn.Module):
@@ -122,8 +178,21 @@ class PaletteQuantize(LazyModuleMixin, nn.Module):
       (identity) and, through the choice, into the chosen palette colors.
     - ``mode="soft"``: ``sum_k softmax(-d_k^2 / temperature)_k * palette_k``, ``d_k`` the
       distance to palette color ``k`` in ``color_space``: smooth in the input and the palette;
-      as ``temperature`` goes to 0 it becomes the hard choice. ``temperature`` is an attribute,
-      so it can be annealed during training. It uses ``N x K`` memory for ``N`` pixels.
+      as ``temperature`` goes to 0 it becomes the hard choice. ``temperature`` is a property,
+      so it can be annealed during training (each value is checked: finite and > 0). It uses
+      ``N x K`` memory for ``N`` pixels.
+
+    Every forward checks that the input lies in [0, 1] without NaN, with a given palette as
+    with a fitted one (one pass over the input; skipped inside a ``torch.compile`` graph).
+    Inputs of every float dtype are accepted (bfloat16 included) and come back in it.
+
+    The palette is a float buffer (or parameter) that follows the module's dtype and device
+    (``.to(...)``, ``.half()``, ``.double()``): a given float tensor keeps its dtype, integer
+    colors (0..255), NumPy arrays and lists become the default float dtype (float32); a fitted
+    palette is made in the module's dtype. A first batch with fewer distinct colors than
+    ``n_colors`` fits fewer rows, with a warning naming the count; the layer works with them.
+    ``load_state_dict`` refuses a palette with another number of rows than the layer's (a lazy
+    layer not yet fitted takes 1..``n_colors`` rows, as its own fit could leave).
 
     Args:
         n_colors: palette size K to fit by K-means (colorquant's ``Quantizer``, on the CPU) on
@@ -133,7 +202,7 @@ class PaletteQuantize(LazyModuleMixin, nn.Module):
             clamped to [0, 1]); otherwise it is a buffer.
         mode: ``"ste"`` or ``"soft"``.
         temperature: of ``"soft"``, in squared distance units of ``color_space`` (8-bit RGB
-            units for ``rgb`` and ``hybrid``: 10..100 is smooth, 1 is nearly hard).
+            units for ``rgb`` and ``hybrid``: 10..100 is smooth, 1 is nearly hard); finite, > 0.
         color_space: where distances are measured, one of ``colorquant.COLOR_SPACES``.
         seed: seed of the K-means fit.
         speed: speed of the K-means fit (1..10).
@@ -168,7 +237,7 @@ class PaletteQuantize(LazyModuleMixin, nn.Module):
         if (n_colors is None) == (palette is None):
             raise InputError("give n_colors (a palette to fit) or palette (a given one), not both")
         self.mode: Mode = check_choice("mode", mode, MODES)
-        self.temperature = check_positive("temperature", temperature)
+        self.temperature = temperature
         self.color_space: ColorSpace = check_choice("color_space", color_space, COLOR_SPACES)
         self.learnable = bool(learnable)
         self.seed = check_int_range("seed", seed, 0)
@@ -185,6 +254,15 @@ class PaletteQuantize(LazyModuleMixin, nn.Module):
         else:
             self.register_buffer("palette", UninitializedBuffer())
 
+    @property
+    def temperature(self) -> float:
+        """Of ``mode="soft"``: a finite number > 0 (checked on every assignment)."""
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self._temperature = _check_temperature(value)
+
     def extra_repr(self) -> str:
         k = self.n_colors if self.has_uninitialized_params() else self.palette.shape[0]
         return (
@@ -198,17 +276,57 @@ class PaletteQuantize(LazyModuleMixin, nn.Module):
         if not self.has_uninitialized_params():
             return  # a given palette: nothing to fit
         images = _check_images(x).detach().reshape(-1, *x.shape[-3:])
+        _check_values(images)  # as every forward checks, with the same message
         assert self.n_colors is not None
         q = Quantizer(
             self.n_colors, color_space=self.color_space, seed=self.seed, speed=self.speed,
             device="cpu",
         )  # fmt: skip
-        q.fit(list(images.cpu()))
-        colors = torch.from_numpy(q.palette).to(device=x.device, dtype=x.dtype) / 255.0
+        # float32 on the CPU: the fit rounds to 8 bits anyway, and takes any float dtype so.
+        q.fit(list(images.to(device="cpu", dtype=torch.float32)))
+        rows = int(q.palette.shape[0])
+        if rows < self.n_colors:
+            warnings.warn(
+                f"PaletteQuantize: the first batch has {rows} distinct colors, fewer than "
+                f"n_colors={self.n_colors}: the palette has {rows} rows",
+                UserWarning,
+                stacklevel=4,
+            )
         uninitialized: Any = self.palette
+        dtype = uninitialized.dtype  # the module's: follows .to(dtype), .half(), ...
+        colors = (torch.from_numpy(q.palette).to(torch.float64) / 255.0).to(dtype)
         with torch.no_grad():
-            uninitialized.materialize(colors.shape, device=x.device, dtype=x.dtype)
+            uninitialized.materialize(colors.shape, device=x.device, dtype=dtype)
             self.palette.copy_(colors)
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """Refuse a saved palette of another shape (K rows) than this layer's, in one line."""
+        saved = state_dict.get(prefix + "palette")
+        if isinstance(saved, torch.Tensor):
+            rows = int(saved.shape[0]) if saved.ndim == 2 else -1
+            lazy = self.has_uninitialized_params()
+            assert self.n_colors is not None or not lazy
+            k = self.n_colors if lazy else int(self.palette.shape[0])
+            assert k is not None
+            fits = 1 <= rows <= k if lazy else rows == k
+            if saved.ndim != 2 or saved.shape[1] != 3 or not fits:
+                want = f"(K, 3) with K in 1..{k}" if lazy else f"({k}, 3)"
+                raise InputError(
+                    f"load_state_dict: {prefix}palette must have shape {want} for this "
+                    f"PaletteQuantize, got {tuple(saved.shape)} (make the layer with that K)"
+                )
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Quantize ``(*, 3, H, W)`` images; see the class docstring."""
