@@ -286,6 +286,19 @@ def test_quantize_values_slightly_outside_0_1_are_clamped(comfy: types.ModuleTyp
     assert float(out.min()) >= 0 and float(out.max()) <= 1
 
 
+def test_nodes_keep_the_images_device(comfy: types.ModuleType, device: torch.device) -> None:
+    """A batch on a GPU is quantized there and comes back there (cuda skipped without one)."""
+    image = comfy_image(*clip(2)).to(device)
+    out, palette, mask = node(comfy, "ColorQuantQuantize").quantize(image, **QUANTIZE)
+    assert out.device == image.device and mask.device == image.device
+    assert palette.device.type == "cpu" and len(colors_of(out.cpu())) <= 8
+    mapped, _, _ = node(comfy, "ColorQuantApplyPalette").apply(
+        image, palette, "rgb", "none", 1.0, 0, 0
+    )
+    assert mapped.device == image.device
+    assert colors_of(mapped.cpu()) <= set(map(tuple, palette.tolist()))
+
+
 # -- palettes -----------------------------------------------------------------------------------
 
 
