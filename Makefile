@@ -1,12 +1,16 @@
 # make demo: quantize a built-in sample image into out/ (creates .venv, installs the runtime lock).
 # make test: ruff, mypy, pytest, and the kernel tests on a serial clang build (creates .venv,
-# installs the dev lock, and clang with apt-get where it is missing).
+# installs the dev lock, and clang with apt-get where it is missing; with the ComfyUI snapshot
+# at $(SHARED)/comfyui, also .venv-comfyui for tests/test_comfyui_server.py).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 K ?= 16
 
-.PHONY: demo test lint typecheck pytest test-serial bench clean
+.PHONY: demo test lint typecheck pytest test-serial bench clean comfyui-venv
+
+SHARED ?= ../shared
+COMFYUI_VENV := .venv-comfyui
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,14 +31,33 @@ demo: $(VENV)/.runtime
 		-k $(K) -o out/grace_hopper_$(K).png --preview out/grace_hopper_$(K)_preview.png --force
 	@echo "wrote out/grace_hopper_$(K).png and out/grace_hopper_$(K)_preview.png"
 
+# ComfyUI's own Python for the real-ComfyUI test: its pinned requirements (--no-deps: the
+# torchvision it would pull does not load beside CPU torch; the snapshot's support folder has a
+# stand-in), colorquant's runtime lock and colorquant itself (editable: the tested source).
+# Built only where the snapshot is; about 2 minutes from a warm pip cache.
+ifneq ($(wildcard $(SHARED)/comfyui/main.py),)
+comfyui-venv: $(COMFYUI_VENV)/.ready
+else
+comfyui-venv:
+	@echo "no ComfyUI snapshot at $(SHARED)/comfyui: tests/test_comfyui_server.py will be skipped"
+endif
+
+$(COMFYUI_VENV)/.ready: requirements-comfyui.lock requirements.lock pyproject.toml setup.py src/colorquant/_cpu/kernels.c
+	rm -rf $(COMFYUI_VENV)
+	$(PYTHON) -m venv $(COMFYUI_VENV)
+	$(COMFYUI_VENV)/bin/pip install --quiet --no-deps -r requirements.lock -r requirements-comfyui.lock
+	$(COMFYUI_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
 lint: $(VENV)/.dev
-	$(BIN)/ruff check src tests benchmarks fuzz
-	$(BIN)/ruff format --check src tests benchmarks fuzz
+	$(BIN)/ruff check src tests benchmarks fuzz integrations
+	$(BIN)/ruff format --check src tests benchmarks fuzz integrations
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
+	$(BIN)/mypy integrations/comfyui
 
-pytest: $(VENV)/.dev
+pytest: $(VENV)/.dev comfyui-venv
 	$(BIN)/python -m pytest
 
 # The compiled core built without OpenMP by clang (Debian's has no libomp, so the build's probe
@@ -57,4 +80,4 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/compare.py
 
 clean:
-	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(COMFYUI_VENV) out .mypy_cache .ruff_cache .pytest_cache
