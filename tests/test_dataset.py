@@ -1091,6 +1091,8 @@ def test_animated_inputs_are_written_whole_as_apng(tmp_path: Path) -> None:
     assert frames == {"clip.gif": 4, "wave.png": 3, "still.png": None}
     again = summary_of(run(src, dst, "-k", K, "--workers", 1, "--json"))
     assert again["processed"] == 0 and again["animations"] == 2 and again["frames"] == 7
+    human = run(src, dst, "-k", K, "--workers", 1).stdout.splitlines()[0]
+    assert human.endswith(": 3 images (2 animations, 7 frames, as APNG), 0 errors"), human
 
     # With a shared palette: every frame of every output is in the job's palette, row for row.
     shared = tmp_path / "shared"
@@ -1115,3 +1117,19 @@ def test_animated_members_of_a_shard_are_written_whole(tmp_path: Path) -> None:
     assert list(members) == ["a.png", "a.txt", "b.png"]
     check_animation(members["a.png"], original)
     check_palette_png(members["b.png"], None)
+
+
+def test_a_bad_item_is_tried_again_by_the_rerun(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_folder(src, 2)
+    (src / "late.png").write_bytes(encode(photo(7))[:150])  # truncated
+    first = quantize_dataset(src, dst, 8, workers=1)
+    assert first.images == 2 and first.errors == 1
+    assert [e["item"] for e in errors_of(dst)] == ["late.png"]
+    (src / "late.png").write_bytes(encode(photo(7)))  # fixed meanwhile
+    second = quantize_dataset(src, dst, 8, workers=1)
+    assert second.done_before == 2 and second.processed == 1
+    assert second.images == 3 and second.errors == 0 and errors_of(dst) == []
+    check_palette_png(dst / "late.png", photo(7), k=8)
+    third = quantize_dataset(src, dst, 8, workers=1)
+    assert third.done_before == 3 and third.processed == 0 and third.images == 3

@@ -586,3 +586,37 @@ def test_save_result_max_bytes_writes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     size = cq.save_result(res, out, max_bytes=10**6)
     assert out.stat().st_size == size < 10**6
+
+
+def test_cli_a_256_color_palette_file_meeting_clear_pixels(tmp_path: Path) -> None:
+    # --palette with 256 opaque colors: the sprite's clear pixels need a 257th row. One line
+    # naming the input, exit 1, and the other input is still written.
+    (tmp_path / "p256.txt").write_text(
+        "\n".join(f"#{r:02x}{g:02x}{b:02x}" for r, g, b in distinct_palette(256).tolist())
+    )
+    sprite = np.dstack([noise(), np.full((H, W), 255, np.uint8)])
+    sprite[:5, :, 3] = 0
+    Image.fromarray(sprite).save(tmp_path / "sprite.png")
+    Image.fromarray(noise(seed=1)).save(tmp_path / "opaque.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    ran = CliRunner().invoke(
+        main,
+        [
+            "quantize",
+            str(tmp_path / "sprite.png"),
+            str(tmp_path / "opaque.png"),
+            "-d",
+            str(out),
+            "--palette",
+            str(tmp_path / "p256.txt"),
+        ],
+    )
+    assert ran.exit_code == 1, ran.output
+    lines = ran.stderr.splitlines()
+    assert len(lines) == 1, ran.stderr
+    assert lines[0].startswith(f"colorquant: error: {tmp_path / 'sprite.png'} -> ")
+    assert "257" in lines[0] and "fully transparent" in lines[0] and "-k 255" in lines[0]
+    assert sorted(p.name for p in out.iterdir()) == ["opaque.png"]
+    with Image.open(out / "opaque.png") as image:
+        assert len(image.getpalette() or []) == 3 * 256
