@@ -24,6 +24,7 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 import colorquant as cq
+from colorquant.animation import load_animation_bytes
 from colorquant.cli import main
 from colorquant.dataset import (
     MANIFEST_NAME,
@@ -967,3 +968,168 @@ def test_quantize_examples_with_hugging_face_datasets() -> None:
 def test_quantize_examples_names_a_bad_column() -> None:
     with pytest.raises(cq.InputError, match="image_column 'img'"):
         quantize_examples({"image": []}, image_column="img")
+
+
+# -- seams: 256-row palettes meeting clear pixels, animations ----------------------------------
+
+
+def clear_sprite(seed: int, height: int = 24, width: int = 32) -> np.ndarray:
+    """An RGBA image of ``photo(seed)`` colors with its top rows fully transparent."""
+    rgba = np.dstack([photo(seed, height, width), np.full((height, width), 255, np.uint8)])
+    rgba[: height // 4, :, 3] = 0
+    return rgba
+
+
+def plte(path: Path | bytes) -> list[list[int]]:
+    """A palette PNG's PLTE rows (RGB; the alpha of tRNS is left out)."""
+    with Image.open(io.BytesIO(path) if isinstance(path, bytes) else path) as image:
+        raw = image.palette.tobytes() if image.palette is not None else b""
+    return np.frombuffer(raw, np.uint8).reshape(-1, 3).tolist()
+
+
+def errors_of(dst: Path) -> list[dict[str, Any]]:
+    lines = (dst / "colorquant-errors.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_a_256_color_shared_palette_meeting_clear_pixels_is_an_item_error(tmp_path: Path) -> None:
+    # The sample (a.png) is opaque: the shared palette has 256 RGB rows, and z.png's clear
+    # pixels would need a 257th. That image is a recorded error naming it and the remedy;
+    # the job goes on, and a rerun tries it again (it stopped the whole job before).
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(src / "a.png")
+    Image.fromarray(photo(3)).save(src / "b.png")
+    Image.fromarray(clear_sprite(4)).save(src / "z.png")
+    args = (src, dst, "--shared-palette", "--sample", 1, "--speed", 10, "--workers", 1, "--json")
+    record = summary_of(run(*args))
+    assert record["images"] == 2 and record["errors"] == 1 and record["processed"] == 3
+    header = json.loads((dst / MANIFEST_NAME).read_text().splitlines()[0])
+    assert np.array(header["palette"]).shape == (256, 3)
+    assert plte(dst / "a.png") == plte(dst / "b.png") == header["palette"]
+    assert not (dst / "z.png").exists()
+    [error] = errors_of(dst)
+    assert error["item"] == "z.png" and error["reason"].startswith("z.png: .png holds at most 256")
+    assert "fully transparent" in error["reason"] and "-k 255" in error["reason"]
+    again = summary_of(run(*args))
+    assert again["done_before"] == 2 and again["processed"] == 1
+    assert again["images"] == 2 and again["errors"] == 1 and len(errors_of(dst)) == 1
+    # K = 255 leaves the clear row its place: everything is written, clear pixels stay clear.
+    fixed = summary_of(run(*args[:-1], "-k", 255, "--restart", "--json"))
+    assert fixed["images"] == 3 and fixed["errors"] == 0 and errors_of(dst) == []
+    with Image.open(dst / "z.png") as image:
+        alpha = np.asarray(image.convert("RGBA"))[..., 3]
+    np.testing.assert_array_equal(alpha == 0, clear_sprite(4)[..., 3] == 0)
+
+
+def test_a_shared_palette_sampled_over_clear_pixels_has_its_transparent_row(
+    tmp_path: Path,
+) -> None:
+    # When the sample sees transparency, the palette is RGBA and holds (0, 0, 0, 0) within
+    # its 256 rows: no image needs a 257th.
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(src / "a.png")
+    Image.fromarray(clear_sprite(5)).save(src / "z.png")
+    summary = quantize_dataset(src, dst, shared_palette=True, sample=2, speed=10, workers=1)
+    assert summary.images == 2 and summary.errors == 0
+    palette = json.loads((dst / MANIFEST_NAME).read_text().splitlines()[0])["palette"]
+    assert len(palette) == 256 and [0, 0, 0, 0] in palette
+    assert plte(dst / "a.png") == plte(dst / "z.png") == [c[:3] for c in palette]
+
+
+def save_gif(path: Path, frames: list[np.ndarray], durations: list[int], loop: int) -> None:
+    """An animated GIF (``loop``: Netscape count, repeats after the first play)."""
+    images = [Image.fromarray(f).quantize(64) for f in frames]
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=durations, loop=loop, disposal=1
+    )
+
+
+def moving(n: int, seed: int) -> list[np.ndarray]:
+    """``n`` frames of one scene with a block that moves."""
+    frames = []
+    for t in range(n):
+        frame = photo(seed).copy()
+        frame[6:14, 4 + 5 * t : 10 + 5 * t] = (250, 240, 20)
+        frames.append(frame)
+    return frames
+
+
+def check_animation(path: Path | bytes, original: Any, k: int = K) -> Any:
+    """An APNG of ``original``'s frames, durations and loop, every frame close to its own."""
+    got = load_animation_bytes(path if isinstance(path, bytes) else path.read_bytes(), "out")
+    assert len(got.frames) == len(original.frames) > 1
+    assert got.durations == original.durations and got.loop == original.loop
+    for before, after in zip(original.frames, got.frames, strict=True):
+        assert cq.psnr(before[..., :3], after[..., :3]) > PSNR_FLOOR - 4
+        assert len(np.unique(after.reshape(-1, after.shape[2]), axis=0)) <= k
+    with Image.open(io.BytesIO(path) if isinstance(path, bytes) else path) as image:
+        assert image.format == "PNG" and image.n_frames == len(original.frames)
+    return got
+
+
+def test_animated_inputs_are_written_whole_as_apng(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    save_gif(src / "clip.gif", moving(4, 1), [40, 60, 80, 120], loop=2)  # plays 3 times
+    apng = [Image.fromarray(f) for f in moving(3, 2)]
+    apng[0].save(src / "wave.png", save_all=True, append_images=apng[1:], duration=70, loop=0)
+    Image.fromarray(photo(3)).save(src / "still.png")
+    originals = {n: cq.load_animation(src / n) for n in ("clip.gif", "wave.png")}
+    assert originals["clip.gif"].loop == 3 and originals["wave.png"].loop == 0
+
+    record = summary_of(run(src, dst, "-k", K, "--workers", 2, "--json"))
+    check_animation(dst / "clip.png", originals["clip.gif"])  # was its first frame alone
+    check_animation(dst / "wave.png", originals["wave.png"])
+    assert record["images"] == 3 and record["errors"] == 0
+    assert record["animations"] == 2 and record["frames"] == 7
+    check_palette_png(dst / "still.png", photo(3))
+    frames = {r["item"]: r.get("frames") for r in manifest_records(dst)}
+    assert frames == {"clip.gif": 4, "wave.png": 3, "still.png": None}
+    again = summary_of(run(src, dst, "-k", K, "--workers", 1, "--json"))
+    assert again["processed"] == 0 and again["animations"] == 2 and again["frames"] == 7
+    human = run(src, dst, "-k", K, "--workers", 1).stdout.splitlines()[0]
+    assert human.endswith(": 3 images (2 animations, 7 frames, as APNG), 0 errors"), human
+
+    # With a shared palette: every frame of every output is in the job's palette, row for row.
+    shared = tmp_path / "shared"
+    summary_of(run(src, shared, "-k", K, "--shared-palette", "--workers", 1, "--json"))
+    palette = json.loads((shared / MANIFEST_NAME).read_text().splitlines()[0])["palette"]
+    for name in ("clip.png", "wave.png", "still.png"):
+        assert plte(shared / name) == palette
+    check_animation(shared / "clip.png", originals["clip.gif"])
+
+
+def test_animated_members_of_a_shard_are_written_whole(tmp_path: Path) -> None:
+    save_gif(tmp_path / "clip.gif", moving(3, 4), [50, 50, 90], loop=0)
+    original = cq.load_animation(tmp_path / "clip.gif")
+    with tarfile.open(tmp_path / "s.tar", "w") as tar:
+        add_member(tar, "a.gif", (tmp_path / "clip.gif").read_bytes())
+        add_member(tar, "a.txt", b"a caption")
+        add_member(tar, "b.jpg", encode(photo(6), "JPEG"))
+    summary = quantize_dataset(tmp_path / "s.tar", tmp_path / "out", K, workers=1)
+    assert summary.images == 2 and summary.errors == 0
+    assert summary.animations == 1 and summary.frames == 3
+    members = dict(read_shard(tmp_path / "out" / "s.tar"))
+    assert list(members) == ["a.png", "a.txt", "b.png"]
+    check_animation(members["a.png"], original)
+    check_palette_png(members["b.png"], None)
+
+
+def test_a_bad_item_is_tried_again_by_the_rerun(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_folder(src, 2)
+    (src / "late.png").write_bytes(encode(photo(7))[:150])  # truncated
+    first = quantize_dataset(src, dst, 8, workers=1)
+    assert first.images == 2 and first.errors == 1
+    assert [e["item"] for e in errors_of(dst)] == ["late.png"]
+    (src / "late.png").write_bytes(encode(photo(7)))  # fixed meanwhile
+    second = quantize_dataset(src, dst, 8, workers=1)
+    assert second.done_before == 2 and second.processed == 1
+    assert second.images == 3 and second.errors == 0 and errors_of(dst) == []
+    check_palette_png(dst / "late.png", photo(7), k=8)
+    third = quantize_dataset(src, dst, 8, workers=1)
+    assert third.done_before == 3 and third.processed == 0 and third.images == 3

@@ -14,12 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image, ImageFile
 
 import colorquant as cq
+from colorquant.cli import main
 from colorquant.io import (
     ImageFileError,
     LoadedImage,
+    TooManyColorsError,
     WriteError,
     atomic_write,
     check_output_path,
@@ -27,6 +30,7 @@ from colorquant.io import (
     load_palette,
     load_palette_bytes,
     max_colors_for,
+    result_bytes,
     result_suffix,
     save_result,
 )
@@ -445,13 +449,97 @@ def test_image_palette_in_order_of_first_appearance(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("width", [3, 4])
 def test_image_palette_with_alpha_keeps_the_colors(tmp_path: Path, width: int) -> None:
-    # An RGBA image as a palette: its colors, not its 4 channels read 3 at a time (which
-    # scrambled them, or failed with a ValueError when 4 * H * W was not a multiple of 3).
+    # An RGBA image as a palette: its RGBA colors, not its 4 channels read 3 at a time (which
+    # scrambled them, or failed with a ValueError when 4 * H * W was not a multiple of 3), and
+    # not its RGB with the alpha dropped (a clear pixel became a black row).
     colors = [[9, 9, 9, 0], [200, 0, 0, 255], [0, 0, 200, 128], [1, 2, 3, 255]][:width]
     Image.fromarray(np.array([colors], np.uint8), "RGBA").save(tmp_path / "p.png")
-    assert load_palette(tmp_path / "p.png").tolist() == [c[:3] for c in colors]
+    expected = [[0, 0, 0, 0], *colors[1:]]  # fully transparent: one (0, 0, 0, 0) row
+    assert load_palette(tmp_path / "p.png").tolist() == expected
     same = load_palette_bytes((tmp_path / "p.png").read_bytes(), "p.png")
-    assert same.tolist() == [c[:3] for c in colors]
+    assert same.tolist() == expected
+
+
+def test_image_palette_with_transparency_is_rgba(tmp_path: Path) -> None:
+    swatch = [(255, 0, 0, 255), (0, 255, 0, 255), (0, 0, 255, 128), (0, 0, 0, 0)]
+    pixels = np.array([swatch * 2 + [(7, 8, 9, 0)]], np.uint8)  # another clear pixel, other RGB
+    Image.fromarray(pixels, "RGBA").save(tmp_path / "swatch.png")
+    palette = load_palette(tmp_path / "swatch.png")
+    assert palette.dtype == np.uint8 and palette.shape == (4, 4)
+    assert palette.tolist() == [list(c) for c in swatch]
+    # An RGBA image whose alpha is all 255 is opaque: (K, 3).
+    opaque = pixels.copy()
+    opaque[..., 3] = 255
+    Image.fromarray(opaque, "RGBA").save(tmp_path / "opaque.png")
+    assert load_palette(tmp_path / "opaque.png").tolist() == [
+        [255, 0, 0], [0, 255, 0], [0, 0, 255], [0, 0, 0], [7, 8, 9]
+    ]  # fmt: skip
+    # from_palette takes it as it is: the result's palette is the swatch, clear stays clear.
+    sprite = np.zeros((4, 6, 4), np.uint8)
+    sprite[1:3, 1:5] = (250, 10, 10, 255)
+    sprite[0, :] = (10, 10, 240, 120)
+    result = cq.Quantizer.from_palette(palette).apply(sprite)
+    np.testing.assert_array_equal(result.palette, palette)
+    back = result.to_numpy()
+    np.testing.assert_array_equal(back[..., 3] == 0, sprite[..., 3] == 0)
+    assert (back[1:3, 1:5] == (255, 0, 0, 255)).all() and (back[0, :, 3] == 128).all()
+
+
+def test_transparent_gif_as_a_palette_gives_back_its_palette(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    sprite = np.zeros((16, 16, 4), np.uint8)
+    sprite[..., :3] = rng.integers(0, 256, (16, 16, 3))
+    sprite[..., 3] = 255
+    sprite[:4] = 0  # clear rows
+    result = cq.quantize(sprite, 8, color_space="rgb")
+    save_result(result, tmp_path / "s.gif")
+    palette = load_palette(tmp_path / "s.gif")
+    assert palette.shape == (result.palette.shape[0], 4)
+    assert {tuple(c) for c in palette.tolist()} == {tuple(c) for c in result.palette.tolist()}
+    assert [0, 0, 0, 0] in palette.tolist()
+    # Used as --palette: the sprite maps onto it with its clear pixels clear.
+    out = tmp_path / "again.png"
+    ran = CliRunner().invoke(
+        main,
+        ["quantize", str(tmp_path / "s.gif"), "-o", str(out), "--palette", str(tmp_path / "s.gif")],
+    )
+    assert ran.exit_code == 0, ran.output
+    with Image.open(out) as image:
+        back = np.asarray(image.convert("RGBA"))
+    np.testing.assert_array_equal(back[..., 3] == 0, sprite[..., 3] == 0)
+
+
+def test_a_256_row_palette_meeting_clear_pixels_cannot_be_a_png(tmp_path: Path) -> None:
+    # Fitted on opaque images, K = 256, no transparent row; an image with clear pixels gets
+    # (0, 0, 0, 0) as row 257: .npz holds it, PNG and GIF refuse it in one line naming the
+    # file and the way out, and write nothing.
+    rng = np.random.default_rng(0)
+    opaque = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    q = cq.Quantizer(256, color_space="rgb", speed=10).fit([opaque])
+    assert q.palette.shape == (256, 3)
+    sprite = np.dstack([opaque, np.full((32, 32), 255, np.uint8)])
+    sprite[:8, :, 3] = 0
+    result = q.apply(sprite)
+    assert result.palette.shape == (257, 4) and result.palette[256].tolist() == [0, 0, 0, 0]
+    assert (result.to_numpy()[:8, :, 3] == 0).all()
+    for suffix in (".png", ".gif"):
+        target = tmp_path / f"out{suffix}"
+        with pytest.raises(TooManyColorsError) as caught:
+            save_result(result, target)
+        message = str(caught.value)
+        assert message.startswith(
+            f"{target}: {suffix} holds at most 256 colors, the result has 257"
+        )
+        assert "fully transparent" in message and "-k 255" in message and "\n" not in message
+        assert not target.exists() and list(tmp_path.iterdir()) == []
+        with pytest.raises(TooManyColorsError, match=r"^sprite\.png: "):
+            result_bytes(result, suffix, name="sprite.png")
+    save_result(result, tmp_path / "out.npz")
+    with np.load(tmp_path / "out.npz") as saved:
+        assert saved["palette"].shape == (257, 4)
+    # A palette with a transparent entry, or K = 255, fits.
+    q255 = cq.Quantizer(255, color_space="rgb", speed=10).fit([opaque])
+    assert save_result(q255.apply(sprite), tmp_path / "ok.png") > 0
 
 
 @pytest.mark.parametrize(
@@ -498,3 +586,37 @@ def test_save_result_max_bytes_writes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     size = cq.save_result(res, out, max_bytes=10**6)
     assert out.stat().st_size == size < 10**6
+
+
+def test_cli_a_256_color_palette_file_meeting_clear_pixels(tmp_path: Path) -> None:
+    # --palette with 256 opaque colors: the sprite's clear pixels need a 257th row. One line
+    # naming the input, exit 1, and the other input is still written.
+    (tmp_path / "p256.txt").write_text(
+        "\n".join(f"#{r:02x}{g:02x}{b:02x}" for r, g, b in distinct_palette(256).tolist())
+    )
+    sprite = np.dstack([noise(), np.full((H, W), 255, np.uint8)])
+    sprite[:5, :, 3] = 0
+    Image.fromarray(sprite).save(tmp_path / "sprite.png")
+    Image.fromarray(noise(seed=1)).save(tmp_path / "opaque.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    ran = CliRunner().invoke(
+        main,
+        [
+            "quantize",
+            str(tmp_path / "sprite.png"),
+            str(tmp_path / "opaque.png"),
+            "-d",
+            str(out),
+            "--palette",
+            str(tmp_path / "p256.txt"),
+        ],
+    )
+    assert ran.exit_code == 1, ran.output
+    lines = ran.stderr.splitlines()
+    assert len(lines) == 1, ran.stderr
+    assert lines[0].startswith(f"colorquant: error: {tmp_path / 'sprite.png'} -> ")
+    assert "257" in lines[0] and "fully transparent" in lines[0] and "-k 255" in lines[0]
+    assert sorted(p.name for p in out.iterdir()) == ["opaque.png"]
+    with Image.open(out / "opaque.png") as image:
+        assert len(image.getpalette() or []) == 3 * 256

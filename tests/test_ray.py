@@ -16,17 +16,21 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+import colorquant as cq
 from colorquant.cli import main
 from colorquant.dataset import MANIFEST_NAME, quantize_dataset
 from colorquant.dataset.sources import LOCK_NAME
 from test_dataset import (
+    check_animation,
     check_palette_png,
     encode,
     make_folder,
     make_shard,
     manifest_records,
+    moving,
     photo,
     read_shard,
+    save_gif,
 )
 
 ray = pytest.importorskip("ray")  # the dev lock installs it: skipped only without the extra
@@ -52,6 +56,9 @@ def test_folder_job_on_ray(tmp_path: Path) -> None:
     (src / "img0.jpg").write_bytes(encode(photo(20), "JPEG"))
     pixels["img0.jpg"] = np.array(Image.open(src / "img0.jpg").convert("RGB"))
     others = {"img0.txt": b"a caption", "sub/img1.json": b'{"label": 3}'}
+    # An animated GIF: written whole as an APNG, every frame, its durations and loop.
+    save_gif(src / "sub" / "clip.gif", moving(3, 8), [40, 80, 120], loop=0)
+    clip = cq.load_animation(src / "sub" / "clip.gif")
     for rel, data in others.items():
         (src / rel).write_bytes(data)
     result = CliRunner().invoke(
@@ -73,7 +80,9 @@ def test_folder_job_on_ray(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, (result.output, result.exception)
     record = json.loads(result.stdout.strip().splitlines()[-1])
-    assert record["engine"] == "ray" and record["images"] == 7 and record["errors"] == 1
+    assert record["engine"] == "ray" and record["images"] == 8 and record["errors"] == 1
+    assert record["animations"] == 1 and record["frames"] == 3
+    check_animation(dst / "sub" / "clip.png", clip)
     assert record["copied"] == 2 and record["renamed"] == 1
     for rel, original in pixels.items():
         name = "img0.jpg.png" if rel == "img0.jpg" else Path(rel).with_suffix(".png")
@@ -81,11 +90,12 @@ def test_folder_job_on_ray(tmp_path: Path) -> None:
     for rel, data in others.items():
         assert (dst / rel).read_bytes() == data
     items = [r["item"] for r in manifest_records(dst)]
-    assert sorted(items) == sorted([*pixels, *others, "sub/bad.jpg"])
+    assert sorted(items) == sorted([*pixels, *others, "sub/clip.gif", "sub/bad.jpg"])
     assert not (dst / LOCK_NAME).exists()
-    # The same job on the local engine finds everything done.
+    # The same job on the local engine finds everything done but the bad item, tried again.
     again = quantize_dataset(src, dst, 16, workers=1)
-    assert again.done_before == 10 and again.processed == 0 and again.copied == 2
+    assert again.done_before == 10 and again.processed == 1 and again.copied == 2
+    assert again.images == 8 and again.animations == 1 and again.errors == 1
 
 
 @pytest.mark.usefixtures("local_ray")

@@ -65,6 +65,7 @@ from .io import (
     MAX_COLORS_BY_SUFFIX,
     ImageFileError,
     NotSmallerError,
+    check_colors,
     check_output_path,
     load_image,
     load_image_bytes,
@@ -651,6 +652,9 @@ def _quantize_one(
     keep: dict[str, Any] = {"optimize": optimize}
     if not strip:
         keep.update(icc_profile=loaded.icc_profile, gamma=loaded.gamma, text=loaded.text)
+    # seams2: a 257th (clear) row that PNG/GIF cannot hold: one line naming the input
+    kind = f".{stdout_format}" if job.output == STDIO else result_suffix(job.output)
+    check_colors(result, kind, f"{loaded.path} -> {job.output}")
     if job.output == STDIO:
         bytes_out = _to_stdout(result_bytes(result, f".{stdout_format}", **keep), limit)
     else:

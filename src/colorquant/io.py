@@ -53,8 +53,10 @@ __all__ = [
     "ImageFileError",
     "LoadedImage",
     "NotSmallerError",
+    "TooManyColorsError",
     "WriteError",
     "atomic_write",
+    "check_colors",
     "check_output_path",
     "load_image",
     "load_image_bytes",
@@ -108,6 +110,10 @@ class WriteError(OSError):
 
 class NotSmallerError(Exception):
     """The output would not be smaller than allowed (``max_bytes``): nothing was written."""
+
+
+class TooManyColorsError(InputError):
+    """A result has more palette rows than its file format holds (PNG and GIF: 256)."""
 
 
 # -- reading images ---------------------------------------------------------------------------
@@ -395,7 +401,7 @@ def _parse_gpl(text: str, path: Path) -> np.ndarray:
                 f"{path}, line {lineno}: expected '{shape} [name]' with integers in 0..255, "
                 f"got {line!r}"
             )
-        colors.append(values[:3])  # alpha, if any, is dropped like an image's
+        colors.append(values[:3])  # a GIMP palette's alpha column, if any, is dropped
     return _check_palette_size(path, colors, MAX_TEXT_PALETTE)
 
 
@@ -442,8 +448,15 @@ def _parse_hex(text: str, path: Path) -> np.ndarray:
 
 
 def _image_palette(data: bytes, path: Path) -> np.ndarray:
-    pixels = load_image_bytes(data, str(path)).pixels[..., :3].reshape(-1, 3)
-    colors, first = np.unique(pixels, axis=0, return_index=True)
+    """An image's distinct colors in order of first appearance: ``(K, 3)``, or ``(K, 4)`` RGBA
+    when some pixel uses its alpha (every fully transparent pixel then one ``(0, 0, 0, 0)``)."""
+    pixels = load_image_bytes(data, str(path)).pixels
+    channels = pixels.shape[2]
+    flat = pixels.reshape(-1, channels)
+    if channels == 4:
+        flat = flat.copy()
+        flat[flat[:, 3] == 0] = 0  # what lies under a clear pixel is no color of the palette
+    colors, first = np.unique(flat, axis=0, return_index=True)
     if colors.shape[0] > MAX_IMAGE_PALETTE:
         raise ImageFileError(
             f"{path}: an image used as a palette may have at most {MAX_IMAGE_PALETTE} distinct "
@@ -460,14 +473,17 @@ def load_palette(path: PathLike) -> np.ndarray:
     then rows ``R G B [name]``, alpha of ``RGBA`` rows dropped); other text is a list of hex
     colors ``#rrggbb``, ``rrggbb`` or ``#rgb`` separated by white space, commas or new lines, where
     ``#`` followed by a space (or the end of the line) starts a comment; a binary file is an image,
-    whose distinct colors (at most 256) are the palette, in order of first appearance.
-    Colors are kept in file order, duplicates included.
+    whose distinct colors (at most 256) are the palette, in order of first appearance: RGBA when
+    some pixel uses the image's alpha (an alpha channel, or a transparent palette entry as in a
+    transparent GIF or PNG), every fully transparent pixel counting as one ``(0, 0, 0, 0)``;
+    else RGB. A text palette's colors are kept in file order, duplicates included.
 
     Args:
         path: the palette file.
 
     Returns:
-        ``(K, 3)`` uint8 sRGB colors, K >= 1.
+        ``(K, 3)`` uint8 sRGB colors, K >= 1; ``(K, 4)`` RGBA for an image with transparency
+        (what :meth:`colorquant.Quantizer.from_palette` and ``--palette`` take as they are).
 
     Raises:
         ImageFileError: no such file, empty or malformed (the message gives the line number),
@@ -696,8 +712,10 @@ def save_result(
 
     Raises:
         NotSmallerError: the file would have ``max_bytes`` or more (nothing is written).
-        InputError: unknown suffix (the message lists the valid ones), or more colors than the
-            format holds.
+        InputError: unknown suffix (the message lists the valid ones), or
+            :class:`TooManyColorsError`: more colors than the format holds (a 256-row given or
+            shared palette without a fully transparent entry, meeting fully transparent pixels,
+            gets a 257th row: the message says so and what to do instead).
         FileExistsError: the file exists and ``force`` is false.
         WriteError: the file cannot be written.
     """
@@ -712,6 +730,8 @@ def result_bytes(
     gamma: float | None = None,
     text: Sequence[tuple[str, str]] = (),
     optimize: bool = False,
+    *,
+    name: str = "<stdout>",
 ) -> bytes:
     """The file :func:`save_result` would write, as bytes (for standard output).
 
@@ -719,10 +739,15 @@ def result_bytes(
         result: a :class:`colorquant.QuantizeResult`.
         suffix: ``".png"``, ``".gif"`` or ``".npz"``.
         icc_profile, gamma, text, optimize: as for :func:`save_result`.
+        name: what error messages call the output.
+
+    Raises:
+        InputError: as :func:`save_result` (:class:`TooManyColorsError`: more colors than the
+            format holds, the message naming ``name``).
     """
     buffer = io.BytesIO()
-    name = result_suffix(Path(f"out{suffix}"))
-    _writer(result, name, suffix, icc_profile, gamma, text, optimize)(buffer)
+    kind = result_suffix(Path(f"out{suffix}"))
+    _writer(result, kind, name, icc_profile, gamma, text, optimize)(buffer)
     data: bytes = buffer.getvalue()
     return data
 
@@ -793,6 +818,45 @@ def _png_info(gamma: float | None, text: Sequence[tuple[str, str]]) -> PngInfo:
     return info
 
 
+def check_colors(result: QuantizeResult, suffix: str, name: PathLike) -> None:
+    """Refuse, before writing, a result with more colors than the format of ``suffix`` holds.
+
+    Args:
+        result: a :class:`colorquant.QuantizeResult`.
+        suffix: ``".png"``, ``".gif"`` or ``".npz"`` (:func:`result_suffix`).
+        name: what the message names (the output, or ``"input -> output"``).
+
+    Raises:
+        TooManyColorsError: one line naming ``name`` and what to do instead.
+    """
+    _check_colors(result.palette, suffix, name)
+
+
+def _check_colors(palette: np.ndarray, suffix: str, path: PathLike) -> None:
+    """Refuse a palette longer than ``suffix`` holds, in one line naming ``path`` and the way out.
+
+    The common case is a given or shared palette of 256 rows without a fully transparent
+    entry, met by an image with fully transparent pixels: the library adds ``(0, 0, 0, 0)``
+    as row 257 so that those pixels stay exactly clear, and PNG and GIF cannot hold it.
+    """
+    limit = MAX_COLORS_BY_SUFFIX[suffix]
+    n_colors = int(palette.shape[0])
+    if n_colors <= limit:
+        return
+    clear = palette.shape[1] == 4 and n_colors == limit + 1 and not palette[-1].any()
+    if clear and not (palette[:-1, 3] == 0).any():
+        raise TooManyColorsError(
+            f"{path}: {suffix} holds at most {limit} colors, the result has {n_colors}: the "
+            f"palette's {limit} and a fully transparent one added for the image's clear pixels; "
+            "use a palette with a fully transparent entry, or at most "
+            f"{limit - 1} colors (-k {limit - 1}); .npz holds {n_colors}"
+        )
+    raise TooManyColorsError(
+        f"{path}: {suffix} holds at most {limit} colors, the result has {n_colors} "
+        "(use .npz for more)"
+    )
+
+
 def _writer(
     result: QuantizeResult,
     suffix: str,
@@ -803,13 +867,7 @@ def _writer(
     optimize: bool = False,
 ) -> Callable[[IO[bytes]], Any]:
     """What writes ``result`` in the format of ``suffix`` (``path`` only names it in errors)."""
-    limit = MAX_COLORS_BY_SUFFIX[suffix]
-    n_colors = int(result.palette.shape[0])
-    if n_colors > limit:
-        raise InputError(
-            f"{path}: {suffix} holds at most {limit} colors, the result has {n_colors} "
-            "(use .npz for more)"
-        )
+    _check_colors(result.palette, suffix, path)
     writer: Callable[[IO[bytes]], Any]
     if suffix == ".npz":
 

@@ -81,7 +81,10 @@ class DatasetSummary:
         kind: ``"folder"``, ``"list"`` or ``"shards"``.
         items: files or shards in SRC; ``done_before`` of them were done by an earlier run,
             ``processed`` by this one.
-        images: images quantized and written; ``errors``: bad items skipped (in ``errors_file``).
+        images: images quantized and written; ``errors``: bad items skipped (in ``errors_file``;
+            a rerun tries them again).
+        animations, frames: of the images, the animated ones (GIF, APNG, WebP), each written
+            whole as one APNG, and their frames.
         copied, bytes_copied: files that are no images, copied unchanged (folders and lists).
         renamed: images whose output keeps their suffix (``a.jpg`` -> ``a.jpg.png``) because
             another image of their folder writes the plain name (``a.png``).
@@ -99,6 +102,8 @@ class DatasetSummary:
     processed: int
     images: int
     errors: int
+    animations: int
+    frames: int
     copied: int
     bytes_copied: int
     renamed: int
@@ -497,6 +502,8 @@ def quantize_dataset(
         processed=processed,
         images=totals.images,
         errors=totals.errors,
+        animations=totals.animations,
+        frames=totals.frames,
         copied=totals.copied,
         bytes_copied=totals.bytes_copied,
         renamed=plan.renamed,

@@ -6,10 +6,12 @@ file, a copied file or a whole shard), appended and fsynced only after its outpu
 into place. A
 kill at any moment therefore loses nothing that the manifest claims, and an item whose output
 exists but whose line is missing is simply done again (same name, same bytes). A last line cut
-by a kill is dropped on the next start.
+by a kill is dropped on the next start. A bad item's line (``status: "error"``) does not make it
+done: every run of the job tries it again (it may have been fixed or replaced meanwhile).
 
-``DST/colorquant-errors.jsonl``: one ``{"item", "reason"}`` line per bad item, rewritten from the
-manifest on every start so that it never holds a line twice.
+``DST/colorquant-errors.jsonl``: one ``{"item", "reason"}`` line per bad item of the last run
+(and the bad samples of the shards done), rewritten on every start so that it never holds a line
+twice.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class Totals:
     psnr_sum: float = 0.0
     psnr_count: int = 0
     lossless: int = 0
+    animations: int = 0
+    frames: int = 0
 
     def add(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         """Count a record; return its bad items ``{"item", "reason"}``."""
@@ -68,9 +72,14 @@ class Totals:
             self.psnr_sum += record["psnr_sum"]
             self.psnr_count += record["psnr_count"]
             self.lossless += record["lossless"]
+            self.animations += record.get("animations", 0)
+            self.frames += record.get("frames", 0)
             bad: list[dict[str, Any]] = record["errors"]
         else:
             self.images += 1
+            if "frames" in record:  # an animation, written whole as an APNG
+                self.animations += 1
+                self.frames += record["frames"]
             if record["psnr"] is None:
                 self.lossless += 1
             else:
@@ -170,6 +179,8 @@ class Manifest:
                 record = json.loads(line)
                 if record["item"] in self.done:
                     continue
+                if record["status"] == "error":  # not done: the rerun tries it again
+                    continue
                 self._errors += self.totals.add(record)
                 if record["status"] == "ok" and "images" not in record:
                     self._note_output(record["item"], record["output"])
@@ -226,10 +237,12 @@ class Manifest:
                         os.unlink(os.path.join(folder, name))
 
     def add(self, record: dict[str, Any]) -> None:
-        """Record a finished item (its output already in place): append, flush, fsync."""
+        """Record a finished item (its output already in place) or a bad one: append, flush,
+        fsync. A bad item is not done: the next run of the job tries it again."""
         assert self._fh is not None and self._errors_fh is not None, "begin() first"
         bad = self.totals.add(record)
-        self.done.add(record["item"])
+        if record["status"] != "error":
+            self.done.add(record["item"])
         try:
             self._fh.write(json.dumps(record) + "\n")
             self._fh.flush()

@@ -4,8 +4,10 @@
 :func:`process_shard` one WebDataset shard; both return JSON-ready records (one per item) that
 the job appends to its manifest. They run in worker processes (the local engine), Ray tasks
 (``--engine ray``) or the calling process, and never print. A bad image is a record with
-``status: "error"``; a write that fails (disk full, unwritable folder) is ``status: "fatal"``,
-which stops the job. Every output is written to a temporary name and renamed when complete.
+``status: "error"`` (an image that cannot be read, quantized or encoded, e.g. a 256-row shared
+palette meeting clear pixels, which a PNG cannot hold); a write that fails (disk full, unwritable
+folder) is ``status: "fatal"``, which stops the job. Every output is written to a temporary
+name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -25,13 +27,22 @@ import numpy as np
 
 from .. import _cpu
 from .._checks import InputError
+from ..animation import (
+    animation_bytes,
+    is_animated,
+    load_animation,
+    load_animation_bytes,
+    quantize_animation,
+)
 from ..io import (
     WriteError,
+    _check_colors,
     atomic_write,
     load_image,
     load_image_bytes,
     result_bytes,
 )
+from ..metrics import psnr_from_mse
 from ..quantize import Dither, Quantizer, QuantizeResult, quantize
 from .sources import FileItem, Member, ShardItem, image_field, iter_samples, sample_key
 
@@ -225,6 +236,75 @@ def _psnr(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
+def _png_bytes(result: QuantizeResult, name: str, icc_profile: bytes | None) -> bytes:
+    """The palette PNG of ``result``.
+
+    Raises:
+        InputError: more rows than a PNG holds (a 256-row shared palette without a fully
+            transparent entry, meeting clear pixels); the message names ``name`` and the remedy.
+    """
+    return result_bytes(result, ".png", icc_profile, name=name)
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """An animation quantized and encoded as an APNG."""
+
+    data: bytes
+    frames: int
+    n_colors: int
+    psnr: float
+    size_bytes: int
+    animated: bool = True
+
+
+def _encode_animation(source: str | bytes, name: str, settings: Settings) -> _Encoded:
+    """An animated GIF/APNG/WebP (a file's path or bytes) as an APNG with all its frames, their
+    durations and loop count: one palette for all frames (the shared palette if there is one,
+    else one fitted on every frame, :func:`colorquant.quantize_animation`).
+
+    Raises:
+        InputError: the file or a frame cannot be read, or the frames cannot be quantized or
+            written (more than 256 colors); the message names ``name``.
+    """
+    animation = (
+        load_animation(source) if isinstance(source, str) else (load_animation_bytes(source, name))
+    )
+    results: list[QuantizeResult]
+    if settings.palette is not None:
+        given = Quantizer.from_palette(
+            np.array(settings.palette, np.uint8),
+            color_space=settings.color_space,  # type: ignore[arg-type]
+            device=settings.device,
+        )
+        results = [
+            given.apply(f, dither=settings.dither, dither_strength=settings.dither_strength)
+            for f in animation.frames
+        ]
+    else:
+        results = quantize_animation(
+            animation.frames,
+            settings.n_colors,
+            dither=settings.dither,
+            dither_strength=settings.dither_strength,
+            color_space=settings.color_space,
+            speed=settings.speed,
+            seed=settings.seed,
+            device=settings.device,
+        )
+    for result in results:  # one palette for all frames: the longest is the APNG's
+        _check_colors(result.palette, ".png", name)
+    data = animation_bytes(results, ".png", durations=animation.durations, loop=animation.loop)
+    mse = float(np.mean([r.mse for r in results]))
+    return _Encoded(
+        data=data,
+        frames=len(results),
+        n_colors=max(r.n_colors for r in results),
+        psnr=psnr_from_mse(mse),
+        size_bytes=animation.size_bytes,
+    )
+
+
 def _error(name: str, err: BaseException) -> Record:
     return {"item": name, "status": "error", "reason": " ".join(str(err).split())}
 
@@ -276,6 +356,10 @@ def process_files(items: list[FileItem], settings: Settings) -> list[Record]:
     """Quantize a batch of image files, each to a palette PNG at its ``dst`` (atomically), and
     copy the items that are no images (``item.copy``) unchanged.
 
+    An animated file (GIF, APNG, WebP of more than one frame) is written whole, as an APNG with
+    every frame, its durations and loop count, and one palette for all frames (the shared one,
+    if any); its record adds ``"frames"``.
+
     Returns one record per item: ``{"item", "status": "ok", "output", "bytes_in", "bytes_out",
     "psnr", "n_colors"}``, ``{"item", "status": "copied", "output", "bytes"}`` for a copy,
     ``{"item", "status": "error", "reason"}`` for a file that cannot be read, or
@@ -290,6 +374,11 @@ def process_files(items: list[FileItem], settings: Settings) -> list[Record]:
             if records[-1]["status"] == "fatal":
                 return records
             continue
+        if is_animated(item.src):
+            records.append(_animation_file(item, settings))
+            if records[-1]["status"] == "fatal":
+                return records
+            continue
         try:
             loaded.append((item, load_image(item.src)))
         except (InputError, OSError, MemoryError) as err:
@@ -299,7 +388,11 @@ def process_files(items: list[FileItem], settings: Settings) -> list[Record]:
         if isinstance(result, BaseException):
             records.append(_error(item.name, result))
             continue
-        data = result_bytes(result, ".png", image.icc_profile)
+        try:
+            data = _png_bytes(result, item.name, image.icc_profile)
+        except InputError as err:
+            records.append(_error(item.name, err))
+            continue
         target = Path(item.dst)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -321,6 +414,30 @@ def process_files(items: list[FileItem], settings: Settings) -> list[Record]:
     return records
 
 
+def _animation_file(item: FileItem, settings: Settings) -> Record:
+    """An animated file written whole as an APNG at ``item.dst``: its record (``frames``)."""
+    try:
+        encoded = _encode_animation(item.src, item.name, settings)
+    except (InputError, ValueError, MemoryError) as err:
+        return _error(item.name, err)
+    target = Path(item.dst)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        size = atomic_write(target, lambda fh: fh.write(encoded.data), force=True)
+    except (WriteError, OSError) as err:
+        return _fatal(item.name, err)
+    return {
+        "item": item.name,
+        "status": "ok",
+        "output": item.dst,
+        "bytes_in": encoded.size_bytes,
+        "bytes_out": size,
+        "psnr": _psnr(encoded.psnr),
+        "n_colors": encoded.n_colors,
+        "frames": encoded.frames,
+    }
+
+
 # -- shards -----------------------------------------------------------------------------------
 
 
@@ -332,6 +449,8 @@ class _ShardTotals:
     psnr_sum: float = 0.0
     psnr_count: int = 0
     lossless: int = 0
+    animations: int = 0
+    frames: int = 0
 
 
 def _png_member(info: tarfile.TarInfo, data: bytes) -> tarfile.TarInfo:
@@ -358,6 +477,7 @@ def _write_samples(
     ``errors``.
     """
     decoded: list[tuple[int, int, Any]] = []  # (sample, member, LoadedImage)
+    animations: list[tuple[int, int, _Encoded]] = []  # animated members, encoded whole
     bad: set[int] = set()
     for s, sample in enumerate(samples):
         names = {m.info.name for m in sample}
@@ -371,27 +491,42 @@ def _write_samples(
                 bad.add(s)
                 continue
             try:
-                decoded.append((s, j, load_image_bytes(member.data, label)))
-            except (InputError, OSError, MemoryError) as err:
+                if is_animated(member.data):
+                    animations.append((s, j, _encode_animation(member.data, label, settings)))
+                else:
+                    decoded.append((s, j, load_image_bytes(member.data, label)))
+            except (InputError, OSError, ValueError, MemoryError) as err:
                 errors.append(_error(label, err))
                 bad.add(s)
     keep = [d for d in decoded if d[0] not in bad]
     results = _encode_each([image.pixels for _, _, image in keep], settings)
-    for (s, j, _), result in zip(keep, results, strict=True):
-        if isinstance(result, BaseException):
-            errors.append(_error(f"{shard}:{samples[s][j].info.name}", result))
-            bad.add(s)
-    replaced: dict[tuple[int, int], tuple[tarfile.TarInfo, bytes]] = {}
+    encoded: list[tuple[int, int, _Encoded]] = []
     for (s, j, image), result in zip(keep, results, strict=True):
-        if s in bad or isinstance(result, BaseException):
+        label = f"{shard}:{samples[s][j].info.name}"
+        try:
+            if isinstance(result, BaseException):
+                raise result
+            data = _png_bytes(result, label, image.icc_profile)
+        except (InputError, ValueError, MemoryError) as err:
+            errors.append(_error(label, err))
+            bad.add(s)
             continue
-        data = result_bytes(result, ".png", image.icc_profile)
-        replaced[s, j] = (_png_member(samples[s][j].info, data), data)
+        encoded.append(
+            (s, j, _Encoded(data, 1, result.n_colors, float(result.psnr), image.size_bytes, False))
+        )
+    replaced: dict[tuple[int, int], tuple[tarfile.TarInfo, bytes]] = {}
+    for s, j, done in sorted([*encoded, *animations], key=lambda e: (e[0], e[1])):
+        if s in bad:
+            continue
+        replaced[s, j] = (_png_member(samples[s][j].info, done.data), done.data)
         totals.images += 1
-        totals.bytes_in += image.size_bytes
-        totals.bytes_out += len(data)
-        if np.isfinite(result.psnr):
-            totals.psnr_sum += result.psnr
+        if done.animated:
+            totals.animations += 1
+            totals.frames += done.frames
+        totals.bytes_in += done.size_bytes
+        totals.bytes_out += len(done.data)
+        if np.isfinite(done.psnr):
+            totals.psnr_sum += done.psnr
             totals.psnr_count += 1
         else:
             totals.lossless += 1
@@ -415,15 +550,16 @@ def _bytes_io(data: bytes) -> IO[bytes]:
 def process_shard(item: ShardItem, settings: Settings) -> Record:
     """Quantize every image of a WebDataset shard into a new shard at ``item.dst``.
 
-    The image member ``key.jpg`` becomes the palette PNG ``key.png``; every other member is
-    copied unchanged, in order. Samples are streamed ``settings.batch_size`` at a time (one batch
-    on a GPU).
+    The image member ``key.jpg`` becomes the palette PNG ``key.png`` (an animated one, an APNG
+    with all its frames); every other member is copied unchanged, in order. Samples are
+    streamed ``settings.batch_size`` at a time (one batch on a GPU).
     The shard is written under a temporary name and renamed when complete.
 
     Returns:
         ``{"item", "status": "ok", "output", "images", "bytes_in", "bytes_out", "psnr_sum",
-        "psnr_count", "lossless", "errors": [{"item", "reason"}, ...]}``; ``status: "error"``
-        for a shard that cannot be read; ``status: "fatal"`` when the output cannot be written.
+        "psnr_count", "lossless", "animations", "frames", "errors": [{"item", "reason"},
+        ...]}``; ``status: "error"`` for a shard that cannot be read; ``status: "fatal"`` when
+        the output cannot be written.
     """
     totals = _ShardTotals()
     errors: list[Record] = []
@@ -460,6 +596,8 @@ def process_shard(item: ShardItem, settings: Settings) -> Record:
         "psnr_sum": totals.psnr_sum,
         "psnr_count": totals.psnr_count,
         "lossless": totals.lossless,
+        "animations": totals.animations,
+        "frames": totals.frames,
         "errors": [{"item": e["item"], "reason": e["reason"]} for e in errors],
     }
 
