@@ -66,7 +66,7 @@ def _human(summary: Any) -> list[str]:
         else ""
     )
     notes = ""
-    if summary.animations:  # seams2: animated inputs, each written whole as an APNG
+    if summary.animations:  # animated inputs, each written whole as an APNG
         notes += f" ({summary.animations:,} animations, {summary.frames:,} frames, as APNG)"
     if summary.copied:
         notes += f", {summary.copied:,} other files copied ({summary.bytes_copied:,} bytes)"

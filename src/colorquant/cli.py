@@ -652,7 +652,7 @@ def _quantize_one(
     keep: dict[str, Any] = {"optimize": optimize}
     if not strip:
         keep.update(icc_profile=loaded.icc_profile, gamma=loaded.gamma, text=loaded.text)
-    # seams2: a 257th (clear) row that PNG/GIF cannot hold: one line naming the input
+    # A 257th (clear) row that PNG/GIF cannot hold: one line naming the input
     kind = f".{stdout_format}" if job.output == STDIO else result_suffix(job.output)
     check_colors(result, kind, f"{loaded.path} -> {job.output}")
     if job.output == STDIO:
