@@ -1,12 +1,14 @@
 # make demo: quantize a built-in sample image into out/ (creates .venv, installs the runtime lock).
-# make test: ruff, mypy, pytest, and the kernel tests on a serial clang build (creates .venv,
-# installs the dev lock, and clang with apt-get where it is missing).
+# make test: ruff, mypy, pytest, the kernel tests on a serial clang build, and the documentation
+# site built strictly (creates .venv, installs the dev lock, and clang with apt-get where it is
+# missing).
+# make docs: the documentation site (mkdocs.yml, docs/) into build/site/; any warning fails it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 K ?= 16
 
-.PHONY: demo test lint typecheck pytest test-serial bench clean
+.PHONY: demo test lint typecheck pytest test-serial docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +30,8 @@ demo: $(VENV)/.runtime
 	@echo "wrote out/grace_hopper_$(K).png and out/grace_hopper_$(K)_preview.png"
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check src tests benchmarks fuzz
-	$(BIN)/ruff format --check src tests benchmarks fuzz
+	$(BIN)/ruff check src tests benchmarks fuzz docs/hooks
+	$(BIN)/ruff format --check src tests benchmarks fuzz docs/hooks
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
@@ -51,7 +53,13 @@ test-serial: $(VENV)/.dev
 	COLORQUANT_TEST_KERNELS="$$(ls $(SERIAL)/lib/colorquant/_cpu/_kernels*)" \
 		$(BIN)/python -m pytest $(KERNEL_TESTS)
 
-test: lint typecheck pytest test-serial
+# The site, strictly (mkdocs.yml sets strict: true; --strict says it again): a warning of the
+# pages, the links or the docstrings fails the build. Its figures are the committed PNGs of
+# docs/figures/ (benchmarks/figures.py redraws them; no benchmark runs here).
+docs: $(VENV)/.dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck pytest test-serial docs
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/compare.py
