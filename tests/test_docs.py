@@ -22,9 +22,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-PAGES = sorted(
-    [DOCS / "index.md", *DOCS.glob("getting-started/*.md"), *DOCS.glob("how-to/*.md")]
-)
+PAGES = sorted([DOCS / "index.md", *DOCS.glob("getting-started/*.md"), *DOCS.glob("how-to/*.md")])
 _BLOCK = re.compile(
     r"(?P<skip><!-- not run: (?P<reason>[^>]*?) -->\n)?^```(?P<lang>python|sh)\n(?P<code>.*?)^```$",
     re.S | re.M,
