@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -127,3 +128,50 @@ def test_figures_are_drawn_from_the_benchmark_results(tmp_path: Path) -> None:
 def test_readme_links_to_the_site() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "make docs" in readme and "build/site" in readme
+
+
+def _hook(name: str) -> Any:
+    sys.path.insert(0, str(DOCS / "hooks"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(DOCS / "hooks"))
+
+
+def test_griffe_extension_reads_the_projects_docstring_habits() -> None:
+    pytest.importorskip("griffe")
+    ext = _hook("griffe_docstrings")
+    doc = (
+        "Summary.\n\nArgs:\n    x: the input.\n    mse, delta_e: the metrics, when\n"
+        "        measured otherwise.\n    force: overwrite.\n\nExample:\n    >>> 1 + 1\n    2"
+    )
+    assert ext.rewrite(doc).splitlines() == [
+        "Summary.",
+        "",
+        "Args:",
+        "    x: the input.",
+        "    mse: the metrics, when",
+        "        measured otherwise.",
+        "    delta_e: the metrics, when",
+        "        measured otherwise.",
+        "    force: overwrite.",
+        "",
+        "Examples:",
+        "    >>> 1 + 1",
+        "    2",
+    ]
+    # Outside Args a comma before a colon is prose, left alone.
+    prose = "Returns:\n    a, b: two things."
+    assert ext.rewrite(prose) == prose
+
+
+def test_readme_sections_the_site_includes_exist() -> None:
+    hook = _hook("readme")
+    markers = re.findall(r"<!-- readme: (.+?) -->", (DOCS / "reference" / "cli.md").read_text())
+    assert markers == ["Command line", "Datasets: folders, WebDataset shards, Ray, Hugging Face"]
+    options = hook.readme_section("Command line")
+    assert "| `--quality MIN-MAX` |" in options and "## Python" not in options
+    text = "# T\n\n## A\nbody a\n### Sub\nmore\n## B\nbody b\n"
+    assert hook.readme_section("A", text) == "body a\n## Sub\nmore\n"
+    with pytest.raises(ValueError, match="no section '## C'"):
+        hook.readme_section("C", text)
