@@ -1,13 +1,15 @@
 # make demo: quantize a built-in sample image into out/ (creates .venv, installs the runtime lock).
-# make test: ruff, mypy, pytest, and the kernel tests on a serial clang build (creates .venv,
-# installs the dev lock, and clang with apt-get where it is missing; with the ComfyUI snapshot
-# at $(SHARED)/comfyui, also .venv-comfyui for tests/test_comfyui_server.py).
+# make test: ruff, mypy, pytest, the kernel tests on a serial clang build, and the documentation
+# site built strictly (creates .venv, installs the dev lock, and clang with apt-get where it is
+# missing; with the ComfyUI snapshot at $(SHARED)/comfyui, also .venv-comfyui for
+# tests/test_comfyui_server.py).
+# make docs: the documentation site (mkdocs.yml, docs/) into build/site/; any warning fails it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 K ?= 16
 
-.PHONY: demo test lint typecheck pytest test-serial bench clean comfyui-venv
+.PHONY: demo test lint typecheck pytest test-serial docs bench clean comfyui-venv
 
 SHARED ?= ../shared
 COMFYUI_VENV := .venv-comfyui
@@ -50,8 +52,8 @@ $(COMFYUI_VENV)/.ready: requirements-comfyui.lock requirements.lock pyproject.to
 	touch $@
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check src tests benchmarks fuzz integrations
-	$(BIN)/ruff format --check src tests benchmarks fuzz integrations
+	$(BIN)/ruff check src tests benchmarks fuzz integrations docs/hooks
+	$(BIN)/ruff format --check src tests benchmarks fuzz integrations docs/hooks
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
@@ -74,7 +76,13 @@ test-serial: $(VENV)/.dev
 	COLORQUANT_TEST_KERNELS="$$(ls $(SERIAL)/lib/colorquant/_cpu/_kernels*)" \
 		$(BIN)/python -m pytest $(KERNEL_TESTS)
 
-test: lint typecheck pytest test-serial
+# The site, strictly (mkdocs.yml sets strict: true; --strict says it again): a warning of the
+# pages, the links or the docstrings fails the build. Its figures are the committed PNGs of
+# docs/figures/ (benchmarks/figures.py redraws them; no benchmark runs here).
+docs: $(VENV)/.dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck pytest test-serial docs
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/compare.py

@@ -280,9 +280,6 @@ def elbow_figure(
         mses: the MSE of each (8-bit units, mean over pixels and channels), ``(M,)``.
         path: if given, also save the figure there (PNG, PDF or SVG).
         force: allow replacing an existing file at ``path``.
-        mse, delta_e: the metrics the title gives, when measured otherwise than the result's
-            (the command's GIF output of a translucent image: against the input, not the image
-            with its alpha cut); the PSNR follows the MSE.
 
     Returns:
         The figure (2 axes: MSE and its PSNR twin).
@@ -354,9 +351,6 @@ def cloud_figure(
         seed: seed of the sampling.
         path: if given, also save the figure there (PNG, PDF or SVG).
         force: allow replacing an existing file at ``path``.
-        mse, delta_e: the metrics the title gives, when measured otherwise than the result's
-            (the command's GIF output of a translucent image: against the input, not the image
-            with its alpha cut); the PSNR follows the MSE.
 
     Returns:
         The figure (one 3-D axes).
