@@ -11,7 +11,9 @@ from __future__ import annotations
 import io
 import json
 import struct
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -349,3 +351,38 @@ def test_bfloat16_out_of_range_is_a_clear_error() -> None:
     x = dtype_image(torch.bfloat16) * 2
     with pytest.raises(cq.InputError, match=r"must lie in \[0, 1\]"):
         cq.quantize(x, 8)
+
+
+def test_threads_applying_one_lazily_fitted_quantizer_share_one_palette(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The command maps its files in threads with one quantizer fitted by partial_fit: the lazy
+    # fit happens once, and no thread ever maps to it half done (before its rows are ordered).
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    real = cq.Quantizer._fit_histogram
+    calls: list[int] = []
+
+    def slow_after_the_first(self: cq.Quantizer, *args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            real(self, *args, **kwargs)
+            return
+        time.sleep(0.1)  # a second fit (if any) ends after the first one ...
+        real(self, *args, **kwargs)
+        time.sleep(0.4)  # ... and its rows stay unordered for a while
+
+    monkeypatch.setattr(cq.Quantizer, "_fit_histogram", slow_after_the_first)
+    images = [make_photo_like(24, 32, seed=40 + s) for s in range(4)]
+    q = cq.Quantizer(16, color_space="rgb")
+    for image in images:
+        q.partial_fit(image)
+    with ThreadPoolExecutor(2) as pool:
+        pending = [pool.submit(q.apply, image) for image in images[:2]]
+        wait(pending, return_when=FIRST_COMPLETED)
+        time.sleep(0.25)  # inside a second fit's unordered window, if one runs
+        late = q.apply(images[2])
+        results = [f.result() for f in pending]
+    assert len(calls) == 1  # fitted once
+    for res in [*results, late]:
+        np.testing.assert_array_equal(res.palette, q.palette)

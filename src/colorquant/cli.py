@@ -969,6 +969,7 @@ def quantize(
                             shared.partial_fit(_pixels_for(frame, suffix[1:]))
                     else:
                         shared.partial_fit(_pixels_for(load_image(source).pixels, suffix[1:]))
+                _ = shared.palette  # fitted here, once, before the files are mapped in threads
                 fit = _apply_with(shared, dither, dither_strength)
                 fit_frames = _each_frame(fit)
             else:

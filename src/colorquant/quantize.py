@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -500,6 +501,11 @@ def _check_fixed(fixed_colors: Any, n_colors: int, method: str) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
+#: Held while a quantizer fits lazily (:meth:`Quantizer._fitted`); module-wide, so that a
+#: quantizer stays picklable (dataset workers receive one).
+_LAZY_FIT_LOCK = threading.RLock()
+
+
 class Quantizer:
     """Two-phase quantizer: fit a palette once, then apply it to any number of images.
 
@@ -732,8 +738,12 @@ class Quantizer:
 
     def _fitted(self) -> _Fit:
         if self._stale and self._seen is not None:
-            self._fit_shared(self._seen)
-            self._stale = False
+            # Threads applying one quantizer at once (the command's files) fit it once: the
+            # others wait, and none sees the fit half done (unordered rows).
+            with _LAZY_FIT_LOCK:
+                if self._stale and self._seen is not None:
+                    self._fit_shared(self._seen)
+                    self._stale = False
         if self._fit is None:
             raise RuntimeError(
                 "this Quantizer has no palette yet: call fit(), partial_fit() or from_palette()"
