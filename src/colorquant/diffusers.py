@@ -31,8 +31,16 @@ import tempfile
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
+
+try:
+    import torch
+except ModuleNotFoundError as error:  # the light install: one line naming the extra
+    from ._extras import is_missing, missing_extra
+
+    if is_missing(error, "torch"):
+        raise missing_extra("colorquant.diffusers", "torch") from None
+    raise
 
 from ._checks import InputError, check_int_range, check_positive
 from .animation import quantize_animation, save_animation
