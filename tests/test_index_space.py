@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,7 +24,9 @@ import colorquant as cq
 from colorquant.cli import main
 from colorquant.color import COLOR_SPACES, encode_colors
 from colorquant.io import result_bytes
-from conftest import make_photo_like
+from conftest import NEEDS_TORCH, make_photo_like
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
 
 GRAYS = np.array([[i * 16] * 3 for i in range(16)], np.uint8)
 
