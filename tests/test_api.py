@@ -15,8 +15,8 @@ from conftest import needs_torch
 
 MODULES = sorted(f"colorquant.{m.name}" for m in pkgutil.iter_modules(colorquant.__path__))
 # Modules that need the torch extra to import, and those whose examples use tensors.
-TORCH_MODULES = {"colorquant.nn", "colorquant.diffusers"}
-TORCH_EXAMPLES = {*TORCH_MODULES, "colorquant.quantize"}
+TORCH_MODULES = {"colorquant.nn"}
+TORCH_EXAMPLES = {*TORCH_MODULES, "colorquant.diffusers", "colorquant.quantize"}
 
 
 def params(names: list[str], needing_torch: set[str]) -> list[object]:

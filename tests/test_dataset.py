@@ -944,7 +944,9 @@ def test_other_commands_start_without_the_dataset_package() -> None:
 
 
 def test_quantize_examples_with_hugging_face_datasets() -> None:
-    datasets = pytest.importorskip("datasets")
+    datasets = pytest.importorskip(
+        "datasets", reason="needs the datasets extra: pip install 'colorquant[datasets]'"
+    )
     images = [Image.fromarray(photo(i)) for i in range(4)]
     table = datasets.Dataset.from_dict(
         {"image": images, "label": [0, 1, 2, 3]},

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import needs_plot, needs_torch
+from conftest import NEEDS_DEV, needs_plot, needs_torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -87,7 +87,8 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
         if lang == "python":
             for module in _IMPORT.findall(code):
                 if module not in ("colorquant", "numpy", "PIL") and module not in sys.modules:
-                    pytest.importorskip(module)
+                    extra = f"needs the {module} extra: pip install 'colorquant[{module}]'"
+                    pytest.importorskip(module, reason=extra)
     make_inputs(tmp_path)
     monkeypatch.chdir(tmp_path)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -153,7 +154,7 @@ def _hook(name: str) -> Any:
 
 
 def test_griffe_extension_reads_the_projects_docstring_habits() -> None:
-    pytest.importorskip("griffe")
+    pytest.importorskip("griffe", reason=NEEDS_DEV)
     ext = _hook("griffe_docstrings")
     doc = (
         "Summary.\n\nArgs:\n    x: the input.\n    mse, delta_e: the metrics, when\n"

@@ -24,7 +24,7 @@ import colorquant as cq
 from colorquant.cli import main
 from colorquant.color import COLOR_SPACES, encode_colors
 from colorquant.io import result_bytes
-from conftest import NEEDS_TORCH, make_photo_like
+from conftest import NEEDS_OPTIMIZE, NEEDS_TORCH, make_photo_like
 
 torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
 
@@ -228,7 +228,7 @@ def test_png_of_a_given_palette_is_that_palette() -> None:
 
 
 def test_optimized_png_keeps_the_given_palette() -> None:
-    pytest.importorskip("oxipng")
+    pytest.importorskip("oxipng", reason=NEEDS_OPTIMIZE)
     img = np.zeros((8, 8, 3), np.uint8)
     img[:, 4:] = 200
     res = cq.quantize(img, palette=GRAYS)

@@ -85,6 +85,7 @@ def test_import_loads_neither_torch_nor_matplotlib() -> None:
         "colorquant.dataset",
         "colorquant.viz",
         "colorquant.transforms",
+        "colorquant.diffusers",
     ]
     code = (
         f"import importlib, sys\nfor m in {modules!r}:\n    importlib.import_module(m)\n"
@@ -111,6 +112,28 @@ def test_import_and_quantize_a_png_without_torch(tmp_path: Path) -> None:
     with Image.open(tmp_path / "out.png") as out, Image.open(src) as image:
         assert out.mode == "P" and out.size == image.size
         assert len(out.getcolors() or []) == 8
+
+
+def test_diffusers_exports_pil_frames_without_torch(tmp_path: Path) -> None:
+    # export_to_gif / export_to_apng take PIL frames or arrays on the NumPy path; only
+    # quantize_output (tensor batches) needs the torch extra.
+    code = (
+        "import numpy as np\nfrom PIL import Image\n"
+        "from colorquant.diffusers import export_to_apng, export_to_gif\n"
+        "rng = np.random.default_rng(3)\n"
+        "arrays = [rng.integers(0, 256, (12, 16, 3), dtype=np.uint8) for _ in range(3)]\n"
+        "frames = [Image.fromarray(a) for a in arrays]\n"
+        "print(export_to_gif(frames, 'clip.gif', fps=10, n_colors=8))\n"
+        "print(export_to_apng(np.stack([np.asarray(f) for f in frames]), 'clip.png', fps=10))\n"
+    )
+    done = child(code, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["clip.gif", "clip.png"]
+    with Image.open(tmp_path / "clip.gif") as gif:
+        assert gif.n_frames == 3 and gif.size == (16, 12)
+        assert len(gif.convert("RGB").getcolors() or []) <= 8
+    with Image.open(tmp_path / "clip.png") as apng:
+        assert apng.n_frames == 3
 
 
 def test_the_console_script_quantizes_a_png(tmp_path: Path) -> None:
@@ -195,7 +218,9 @@ def test_each_api_needing_an_extra_says_which_in_one_line() -> None:
         "cases = [\n"
         "    lambda: importlib.import_module('colorquant.nn'),\n"
         "    lambda: cq.nn,\n"
-        "    lambda: importlib.import_module('colorquant.diffusers'),\n"
+        "    lambda: importlib.import_module('colorquant.diffusers').quantize_output(\n"
+        "        img[None], 4\n"
+        "    ),\n"
         "    lambda: cq.quantize(img, 4, method='adam'),\n"
         "    lambda: cq.quantize(img, 4, device='cuda'),\n"
         "    lambda: importlib.import_module('colorquant.viz').elbow_figure([2, 4], [9.0, 4.0]),\n"
@@ -209,7 +234,7 @@ def test_each_api_needing_an_extra_says_which_in_one_line() -> None:
     assert got == [
         [f"colorquant.nn needs PyTorch: {TORCH}", "torch"],
         [f"colorquant.nn needs PyTorch: {TORCH}", "torch"],
-        [f"colorquant.diffusers needs PyTorch: {TORCH}", "torch"],
+        [f"colorquant.diffusers.quantize_output needs PyTorch: {TORCH}", "torch"],
         [f"method 'adam' (fit_adam) needs PyTorch: {TORCH}", "torch"],
         [f"device 'cuda' needs PyTorch: {TORCH}", "torch"],
         [f"a figure (colorquant.viz) needs matplotlib: {PLOT}", "matplotlib"],
