@@ -1,15 +1,17 @@
-# make demo: quantize a built-in sample image into out/ (creates .venv, installs the runtime lock).
-# make test: ruff, mypy, pytest, the kernel tests on a serial clang build, and the documentation
-# site built strictly (creates .venv, installs the dev lock, and clang with apt-get where it is
-# missing; with the ComfyUI snapshot at $(SHARED)/comfyui, also .venv-comfyui for
-# tests/test_comfyui_server.py).
+# make demo: quantize a built-in sample image into out/ (creates .venv, installs the base runtime
+# lock and the plot extra's: --preview draws with matplotlib).
+# make test: ruff, mypy, pytest in two configurations (the full one in .venv, from the dev lock with
+# both extras; the minimal one in .venv-min, the base install only plus pytest and hypothesis,
+# where the tests needing an extra skip), the kernel tests on a serial clang build, and the
+# documentation site built strictly (installs clang with apt-get where it is missing; with the
+# ComfyUI snapshot at $(SHARED)/comfyui, also .venv-comfyui for tests/test_comfyui_server.py).
 # make docs: the documentation site (mkdocs.yml, docs/) into build/site/; any warning fails it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 K ?= 16
 
-.PHONY: demo test lint typecheck pytest test-serial docs bench clean comfyui-venv
+.PHONY: demo test lint typecheck pytest pytest-min test-serial docs bench clean comfyui-venv
 
 SHARED ?= ../shared
 COMFYUI_VENV := .venv-comfyui
@@ -23,11 +25,27 @@ $(VENV)/.runtime: requirements.lock pyproject.toml setup.py src/colorquant/_cpu/
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.dev: requirements-dev.lock $(VENV)/.runtime
+# The plot extra (matplotlib) on top of the base install: what make demo uses.
+$(VENV)/.plot: requirements-plot.lock $(VENV)/.runtime
+	$(BIN)/pip install --quiet -r requirements-plot.lock
+	touch $@
+
+$(VENV)/.dev: requirements-dev.lock requirements-torch.lock requirements-plot.lock $(VENV)/.runtime
 	$(BIN)/pip install --quiet -r requirements-dev.lock
 	touch $@
 
-demo: $(VENV)/.runtime
+# The minimal configuration: `pip install colorquant` without extras (the base lock: NumPy,
+# Pillow, click, tqdm) plus pytest and hypothesis (requirements-min.lock); no torch, no
+# matplotlib. About 30 seconds from a warm pip cache, most of it compiling the C core.
+MIN := .venv-min
+$(MIN)/.ready: requirements.lock requirements-min.lock pyproject.toml setup.py src/colorquant/_cpu/kernels.c
+	rm -rf $(MIN)
+	$(PYTHON) -m venv $(MIN)
+	$(MIN)/bin/pip install --quiet -r requirements.lock -r requirements-min.lock
+	$(MIN)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+demo: $(VENV)/.plot
 	@mkdir -p out
 	$(BIN)/colorquant quantize "$$($(BIN)/python -c "import matplotlib.cbook as c; print(c.get_sample_data('grace_hopper.jpg', asfileobj=False))")" \
 		-k $(K) -o out/grace_hopper_$(K).png --preview out/grace_hopper_$(K)_preview.png --force
@@ -44,10 +62,12 @@ comfyui-venv:
 	@echo "no ComfyUI snapshot at $(SHARED)/comfyui: tests/test_comfyui_server.py will be skipped"
 endif
 
-$(COMFYUI_VENV)/.ready: requirements-comfyui.lock requirements.lock pyproject.toml setup.py src/colorquant/_cpu/kernels.c
+$(COMFYUI_VENV)/.ready: requirements-comfyui.lock requirements-torch.lock requirements-plot.lock \
+		requirements.lock pyproject.toml setup.py src/colorquant/_cpu/kernels.c
 	rm -rf $(COMFYUI_VENV)
 	$(PYTHON) -m venv $(COMFYUI_VENV)
-	$(COMFYUI_VENV)/bin/pip install --quiet --no-deps -r requirements.lock -r requirements-comfyui.lock
+	$(COMFYUI_VENV)/bin/pip install --quiet --no-deps -r requirements-torch.lock \
+		-r requirements-plot.lock -r requirements-comfyui.lock
 	$(COMFYUI_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
@@ -61,6 +81,11 @@ typecheck: $(VENV)/.dev
 
 pytest: $(VENV)/.dev comfyui-venv
 	$(BIN)/python -m pytest
+
+# The suite without the extras: what needs torch, matplotlib, ray, datasets, diffusers or the
+# dev tools skips with the reason naming the extra; the rest must pass.
+pytest-min: $(MIN)/.ready
+	$(MIN)/bin/python -m pytest -p no:cacheprovider -rs
 
 # The compiled core built without OpenMP by clang (Debian's has no libomp, so the build's probe
 # finds none; COLORQUANT_OPENMP=0 makes sure), and the kernel tests run against that build.
@@ -82,10 +107,10 @@ test-serial: $(VENV)/.dev
 docs: $(VENV)/.dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
-test: lint typecheck pytest test-serial docs
+test: lint typecheck pytest pytest-min test-serial docs
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/compare.py
 
 clean:
-	rm -rf $(VENV) $(COMFYUI_VENV) out .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(MIN) $(COMFYUI_VENV) out .mypy_cache .ruff_cache .pytest_cache

@@ -13,8 +13,26 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import settings
+
+#: Why a test that needs an extra skips in the minimal configuration (the base install only,
+#: `make pytest-min`): the extra that brings what it needs.
+NEEDS_TORCH = "needs the torch extra: pip install 'colorquant[torch]'"
+NEEDS_PLOT = "needs the plot extra (matplotlib): pip install 'colorquant[plot]'"
+NEEDS_DEV = "needs the dev tools (requirements-dev.lock): make test"
+NEEDS_OPTIMIZE = "needs the optimize extra (pyoxipng): pip install 'colorquant[optimize]'"
+
+#: Marks for single tests that need an extra (a module that needs one skips at its top).
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason=NEEDS_TORCH)
+needs_plot = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason=NEEDS_PLOT)
+needs_optimize = pytest.mark.skipif(
+    importlib.util.find_spec("oxipng") is None, reason=NEEDS_OPTIMIZE
+)
+
+try:
+    import torch
+except ModuleNotFoundError:  # the minimal configuration: the fixtures below skip
+    torch = None  # type: ignore[assignment]
 
 #: Another build of the compiled core (the path of its ``_kernels`` shared library, e.g. the
 #: serial clang build `make test-serial` makes) that the whole run uses instead of the installed
@@ -41,22 +59,24 @@ if os.environ.get(KERNELS_ENV):
 settings.register_profile("colorquant", database=None, deadline=None)
 settings.load_profile("colorquant")
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+CUDA = pytest.mark.skipif(torch is None or not torch.cuda.is_available(), reason="no CUDA device")
 
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
-DTYPES = [torch.float32, torch.float64]
+DTYPES = ["float32", "float64"]
 
 
 @pytest.fixture(params=DEVICES)
 def device(request: pytest.FixtureRequest) -> torch.device:
     """Every device the suite can run on here; ``cuda`` is skipped without a GPU."""
+    pytest.importorskip("torch", reason=NEEDS_TORCH)
     return torch.device(request.param)
 
 
 @pytest.fixture(params=DTYPES, ids=["float32", "float64"])
 def dtype(request: pytest.FixtureRequest) -> torch.dtype:
     """Both float dtypes the library promises to keep."""
-    return request.param  # type: ignore[no-any-return]
+    pytest.importorskip("torch", reason=NEEDS_TORCH)
+    return getattr(torch, request.param)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -103,8 +123,8 @@ def brute_force_nearest(
 
     Returns ``(index, d2)``: ``(N,)`` int64 and the ``(N,)`` float64 squared distance to it.
     """
-    x = np.asarray(points.cpu() if isinstance(points, torch.Tensor) else points, np.float64)
-    c = np.asarray(palette.cpu() if isinstance(palette, torch.Tensor) else palette, np.float64)
+    x = np.asarray(points.cpu() if hasattr(points, "cpu") else points, np.float64)
+    c = np.asarray(palette.cpu() if hasattr(palette, "cpu") else palette, np.float64)
     index = np.empty(x.shape[0], np.int64)
     best = np.empty(x.shape[0], np.float64)
     rows = max(1, 2**21 // max(1, c.shape[0] * c.shape[1]))  # keep each block to ~16 MB

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -33,7 +32,9 @@ from colorquant.alpha import (
 from colorquant.cli import main
 from colorquant.color import COLOR_SPACES
 from colorquant.io import result_bytes
-from conftest import fs_reference
+from conftest import NEEDS_TORCH, fs_reference
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
 
 H, W = 24, 32
 

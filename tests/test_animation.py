@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner, Result
 from PIL import Image
 
@@ -23,6 +22,9 @@ from colorquant.animation import (
 )
 from colorquant.cli import main
 from colorquant.io import ImageFileError
+from conftest import NEEDS_TORCH
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
 
 H, W, T = 24, 32, 5
 DURATIONS = [40, 50, 60, 70, 80]

@@ -11,8 +11,17 @@ import re
 import pytest
 
 import colorquant
+from conftest import needs_torch
 
 MODULES = sorted(f"colorquant.{m.name}" for m in pkgutil.iter_modules(colorquant.__path__))
+# Modules that need the torch extra to import, and those whose examples use tensors.
+TORCH_MODULES = {"colorquant.nn"}
+TORCH_EXAMPLES = {*TORCH_MODULES, "colorquant.diffusers", "colorquant.quantize"}
+
+
+def params(names: list[str], needing_torch: set[str]) -> list[object]:
+    """``names`` as test parameters, those in ``needing_torch`` skipped without torch."""
+    return [pytest.param(n, marks=needs_torch) if n in needing_torch else n for n in names]
 
 
 def isort_key(name: str) -> tuple[int, list[int | str]]:
@@ -64,7 +73,7 @@ def test_core_names() -> None:
     assert issubclass(colorquant.InputError, ValueError)
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", params(MODULES, TORCH_MODULES))
 def test_module_all(name: str) -> None:
     module = importlib.import_module(name)
     exported = getattr(module, "__all__", None)
@@ -87,7 +96,7 @@ WITH_EXAMPLES = {
 }
 
 
-@pytest.mark.parametrize("name", ["colorquant", *MODULES])
+@pytest.mark.parametrize("name", params(["colorquant", *MODULES], TORCH_EXAMPLES))
 def test_doctests(name: str) -> None:
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
@@ -96,6 +105,7 @@ def test_doctests(name: str) -> None:
         assert result.attempted > 0, f"no doctest examples found in {name}"
 
 
+@needs_torch
 def test_torch_modules_load_on_first_use_only() -> None:
     # `import colorquant` stays free of torch; colorquant.nn (which needs it) loads when used.
     import subprocess

@@ -6,10 +6,11 @@ import importlib
 
 import numpy as np
 import pytest
-import torch
 
 import colorquant as cq
-from conftest import make_photo_like
+from conftest import NEEDS_TORCH, make_photo_like
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
 
 
 def batch(n: int = 3, height: int = 24, width: int = 32) -> torch.Tensor:

@@ -22,6 +22,7 @@ from PIL import Image, ImageFile
 
 import colorquant as cq
 from colorquant.cli import main
+from conftest import needs_optimize, needs_plot
 
 H, W = 24, 32
 
@@ -177,6 +178,7 @@ def test_fixed_palette_gives_only_those_colors(tmp_path: Path, src: Path) -> Non
     assert {tuple(c) for c in written.tolist()} <= allowed
 
 
+@needs_plot
 def test_previews_one_per_image(tmp_path: Path) -> None:
     a = write_png(tmp_path / "a.png", seed=1)
     b = write_png(tmp_path / "b.png", seed=2)
@@ -322,6 +324,7 @@ def test_malformed_palette_file(tmp_path: Path, src: Path) -> None:
     assert not (tmp_path / "o.png").exists()
 
 
+@needs_plot
 def test_bad_device_and_preview(tmp_path: Path, src: Path) -> None:
     result = run("quantize", src, "-o", tmp_path / "o.png", "--device", "tpu")
     assert_usage_error(result, "--device: 'tpu'")
@@ -369,6 +372,7 @@ def test_help_defines_mse() -> None:
 # -- elbow and plot ---------------------------------------------------------------------------
 
 
+@needs_plot
 def test_elbow(tmp_path: Path, src: Path) -> None:
     out = tmp_path / "elbow.png"
     result = run("elbow", src, "--max-k", "12", "-o", out, "--json", "--speed", "8")
@@ -384,6 +388,7 @@ def test_elbow(tmp_path: Path, src: Path) -> None:
     assert_one_error(run("elbow", tmp_path / "nope.png", "-o", tmp_path / "e2.png"), "no such")
 
 
+@needs_plot
 def test_plot(tmp_path: Path, src: Path) -> None:
     out = tmp_path / "cloud.png"
     result = run("plot", src, "-k", "5", "-o", out, "--space", "lab", "--points", "200")
@@ -682,6 +687,7 @@ def test_default_dither_is_fs_and_nofs_turns_it_off(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "contradict" in bad.stderr
 
 
+@needs_optimize
 def test_optimize_is_lossless_and_smaller(tmp_path: Path) -> None:
     src = write_png(tmp_path / "in.png", photo(0, 128, 160))
     plain, small = tmp_path / "plain.png", tmp_path / "small.png"

@@ -23,6 +23,7 @@ from PIL import Image
 import colorquant as cq
 from colorquant import cli
 from colorquant.cli import main
+from conftest import needs_plot
 
 PNGQUANT = Path(sys.executable).parent / "pngquant"
 needs_pngquant = pytest.mark.skipif(
@@ -317,6 +318,7 @@ def test_json_one_record_per_input_with_its_status(tmp_path: Path) -> None:
 # -- a closed pipe ------------------------------------------------------------------------------
 
 
+@needs_plot
 def test_closed_pipe_ends_quietly_and_writes_the_figure(tmp_path: Path) -> None:
     src = write(tmp_path / "in.png", photo_like(3, 160, 200))
     figure = tmp_path / "elbow.png"
@@ -361,6 +363,7 @@ def test_quantize_takes_a_path(tmp_path: Path, kind: Any) -> None:
         cq.quantize(kind(tmp_path / "nope.png"), 8)
 
 
+@needs_plot
 def test_elbow_says_it_measures_the_undithered_mapping(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

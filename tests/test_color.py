@@ -6,11 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-import colour
 import numpy as np
 import pytest
-import skimage.color as skc
-import torch
 
 from colorquant import InputError
 from colorquant.color import (
@@ -34,6 +31,11 @@ from colorquant.color import (
     xyz_to_lab,
     xyz_to_rgb,
 )
+from conftest import NEEDS_DEV, NEEDS_TORCH
+
+colour = pytest.importorskip("colour", reason=NEEDS_DEV)
+skc = pytest.importorskip("skimage.color", reason=NEEDS_DEV)
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
 
 Conversion = Callable[[torch.Tensor], torch.Tensor]
 

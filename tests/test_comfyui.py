@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from conftest import make_photo_like
+from conftest import NEEDS_TORCH, make_photo_like
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
 
 PACK = Path(__file__).resolve().parents[1] / "integrations" / "comfyui"
 # Core node ids of ComfyUI 0.3.64 that a pack's id must not equal (ComfyUI drops such a node).

@@ -39,6 +39,7 @@ from colorquant.dataset import work as dataset_work
 from colorquant.dataset.lock import JobLock
 from colorquant.dataset.sources import LOCK_NAME, Plan, assign_outputs, image_field, sample_key
 from colorquant.io import WriteError
+from conftest import needs_torch
 
 K = 16
 PSNR_FLOOR = 22.0  # dB: K = 16 on these smooth noisy images gives 26-30 dB
@@ -880,6 +881,7 @@ def test_a_held_lock_refuses_the_job_before_it_touches_dst(tmp_path: Path) -> No
 # -- the batched (GPU) path, the file path's imports, Hugging Face datasets --------------------
 
 
+@needs_torch
 def test_batched_path_groups_sizes_and_writes_palette_images() -> None:
     images = [photo(1), photo(2, 16, 20), photo(3), photo(4, 16, 20), photo(5)]
     batched = dataset_work.Settings(n_colors=K, batched=True, device="cpu")
@@ -942,7 +944,9 @@ def test_other_commands_start_without_the_dataset_package() -> None:
 
 
 def test_quantize_examples_with_hugging_face_datasets() -> None:
-    datasets = pytest.importorskip("datasets")
+    datasets = pytest.importorskip(
+        "datasets", reason="needs the datasets extra: pip install 'colorquant[datasets]'"
+    )
     images = [Image.fromarray(photo(i)) for i in range(4)]
     table = datasets.Dataset.from_dict(
         {"image": images, "label": [0, 1, 2, 3]},

@@ -16,12 +16,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageSequence
 
 from colorquant import InputError
+from conftest import NEEDS_TORCH, make_photo_like
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+
 from colorquant.diffusers import export_to_apng, export_to_gif, frame_durations, quantize_output
-from conftest import make_photo_like
 
 
 def moving_clip(frames: int = 8, height: int = 48, width: int = 64) -> list[np.ndarray]:

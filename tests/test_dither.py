@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import colorquant as cq
 from colorquant.dither import bayer_matrix, dither_spread, ordered_offsets
-from conftest import fs_reference
+from conftest import NEEDS_TORCH, fs_reference
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
 
 
 @pytest.mark.parametrize("size", [1, 2, 4, 8, 16])

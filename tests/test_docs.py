@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import NEEDS_DEV, needs_plot, needs_torch
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = sorted([DOCS / "index.md", *DOCS.glob("getting-started/*.md"), *DOCS.glob("how-to/*.md")])
@@ -67,14 +69,26 @@ def test_pages_have_examples() -> None:
     assert sum(len(blocks(p)) for p in PAGES) >= 20
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(DOCS).as_posix())
+# Pages whose examples need an extra: skipped without it (the minimal configuration).
+PAGE_NEEDS = {
+    "getting-started/command-line.md": needs_plot,
+    "how-to/comfyui-diffusers.md": needs_torch,
+}
+
+
+@pytest.mark.parametrize(
+    "page",
+    [pytest.param(p, marks=PAGE_NEEDS.get(p.relative_to(DOCS).as_posix(), ())) for p in PAGES],
+    ids=lambda p: p.relative_to(DOCS).as_posix(),
+)
 def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A page whose examples import an optional package (torch, datasets) needs it installed.
     for lang, code, _ in blocks(page):
         if lang == "python":
             for module in _IMPORT.findall(code):
                 if module not in ("colorquant", "numpy", "PIL") and module not in sys.modules:
-                    pytest.importorskip(module)
+                    extra = f"needs the {module} extra: pip install 'colorquant[{module}]'"
+                    pytest.importorskip(module, reason=extra)
     make_inputs(tmp_path)
     monkeypatch.chdir(tmp_path)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -99,6 +113,7 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
             assert run.returncode == 0, f"{where} exited {run.returncode}:\n{code}\n{run.stderr}"
 
 
+@needs_plot
 def test_figures_are_drawn_from_the_benchmark_results(tmp_path: Path) -> None:
     # benchmarks/figures.py draws every figure the benchmarks page shows, from the committed
     # results alone, and the page shows every figure it draws.
@@ -139,7 +154,7 @@ def _hook(name: str) -> Any:
 
 
 def test_griffe_extension_reads_the_projects_docstring_habits() -> None:
-    pytest.importorskip("griffe")
+    pytest.importorskip("griffe", reason=NEEDS_DEV)
     ext = _hook("griffe_docstrings")
     doc = (
         "Summary.\n\nArgs:\n    x: the input.\n    mse, delta_e: the metrics, when\n"

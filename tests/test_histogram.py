@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import colorquant._torch.histogram as torch_histogram
 from colorquant.histogram import (
     ColorHistogram,
     bin_colors,
@@ -18,6 +16,11 @@ from colorquant.histogram import (
     merge_histograms,
     pack_rgb,
 )
+from conftest import NEEDS_TORCH
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+
+import colorquant._torch.histogram as torch_histogram
 
 PROPERTY = settings(max_examples=40, deadline=None)
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
@@ -27,7 +26,9 @@ import colorquant as cq
 from colorquant.cli import main
 from colorquant.color import COLOR_SPACES, encode_colors
 from colorquant.io import result_bytes
-from conftest import make_photo_like
+from conftest import NEEDS_OPTIMIZE, NEEDS_TORCH, make_photo_like
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
 
 GRAYS = np.array([[i * 16] * 3 for i in range(16)], np.uint8)
 
@@ -229,7 +230,7 @@ def test_png_of_a_given_palette_is_that_palette() -> None:
 
 
 def test_optimized_png_keeps_the_given_palette() -> None:
-    pytest.importorskip("oxipng")
+    pytest.importorskip("oxipng", reason=NEEDS_OPTIMIZE)
     img = np.zeros((8, 8, 3), np.uint8)
     img[:, 4:] = 200
     res = cq.quantize(img, palette=GRAYS)

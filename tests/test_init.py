@@ -6,9 +6,11 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-import torch
 
 from colorquant.init import INITS, initial_centroids, kmeans_plusplus, random_init
+from conftest import NEEDS_TORCH
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
 
 Init = Callable[..., torch.Tensor]
 METHODS: list[tuple[str, Init]] = [("k-means++", kmeans_plusplus), ("random", random_init)]

@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -19,6 +18,9 @@ from hypothesis.extra.numpy import arrays
 from colorquant.color import COLOR_SPACES, encode_colors
 from colorquant.kmeans import KMeansResult, fit_adam, weighted_kmeans
 from colorquant.nearest import nearest
+from conftest import NEEDS_TORCH
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
 
 MONOTONE_RTOL = 1e-9  # float64: relative slack for "never increases"
 INERTIA_RTOL = 1e-9

@@ -8,11 +8,13 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-import skimage.color as skc
-import torch
 
 from colorquant.color import rgb_to_lab
 from colorquant.metrics import ciede2000, mean_delta_e, mse, psnr, psnr_from_mse
+from conftest import NEEDS_DEV, NEEDS_TORCH
+
+skc = pytest.importorskip("skimage.color", reason=NEEDS_DEV)
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
 
 # G. Sharma, W. Wu, E. N. Dalal, "The CIEDE2000 color-difference formula: implementation notes,
 # supplementary test data, and mathematical observations", Color Res. Appl. 30(1), 2005, Table 1:

@@ -6,15 +6,18 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import colorquant._torch.nearest as nearest_module
-from colorquant._torch.nearest import two_nearest
 from colorquant.color import COLOR_SPACES, encode_colors
 from colorquant.nearest import nearest
+from conftest import NEEDS_TORCH
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+
+import colorquant._torch.nearest as nearest_module
+from colorquant._torch.nearest import two_nearest
 
 BruteForce = Callable[..., tuple[np.ndarray, np.ndarray]]
 PERCEPTUAL = [s for s in COLOR_SPACES if s != "rgb"]  # spaces with non-integer coordinates

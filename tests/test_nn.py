@@ -6,13 +6,15 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 
 import colorquant as cq
 from colorquant import InputError
 from colorquant.color import COLOR_SPACES, encode_colors
+from conftest import NEEDS_TORCH, make_photo_like
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+
 from colorquant.nn import PaletteQuantize, palette_quantize
-from conftest import make_photo_like
 
 PALETTE8 = torch.tensor(
     [[0, 0, 0], [255, 255, 255], [200, 30, 40], [20, 90, 200], [120, 160, 60], [90, 90, 90]],

@@ -15,11 +15,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import colorquant as cq
 from colorquant.color import COLOR_SPACES, encode_colors
+from conftest import NEEDS_TORCH
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
 
 SPACES = list(COLOR_SPACES)
 

@@ -33,7 +33,8 @@ from test_dataset import (
     save_gif,
 )
 
-ray = pytest.importorskip("ray")  # the dev lock installs it: skipped only without the extra
+# The dev lock installs it: skipped only without the extra.
+ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'colorquant[ray]'")
 # Ray Data reads its own deprecated settings when it starts: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -6,13 +6,14 @@ import pickle
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import colorquant as cq
 from colorquant import InputError
 from colorquant.transforms import Quantize
-from conftest import make_photo_like
+from conftest import NEEDS_TORCH, make_photo_like
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
 
 
 def test_pil_in_pil_out_equals_quantize() -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import colorquant as cq
@@ -21,6 +20,9 @@ from colorquant.viz import (
     preview_figure,
     save_figure,
 )
+from conftest import NEEDS_TORCH
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
 
 H, W = 24, 32
 

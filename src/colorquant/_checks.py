@@ -6,6 +6,7 @@ argument, what was expected and what came.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -76,10 +77,12 @@ def resolve_device(device: Any, like: Any = None) -> str:
     """Turn a device name into the one the work runs on: ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
 
     ``"auto"`` is the device of ``like`` when that is a tensor; otherwise cuda, then mps, then
-    cpu. On a machine with no GPU driver, ``"auto"`` and ``"cpu"`` never import torch.
+    cpu. On a machine with no GPU driver, ``"auto"`` and ``"cpu"`` never import torch; without
+    torch installed, ``"auto"`` is ``"cpu"``.
 
     Raises:
-        InputError: the name is unknown, or names a device this machine does not have.
+        InputError: the name is unknown, or names a device this machine does not have (a
+            ``MissingExtraError`` naming the ``torch`` extra for cuda or mps without torch).
     """
     name = str(device)
     base = name.split(":")[0]
@@ -89,8 +92,8 @@ def resolve_device(device: Any, like: Any = None) -> str:
     if base == "auto":
         if is_tensor(like):
             return str(like.device)
-        if not _gpu_may_exist():
-            return "cpu"
+        if not _gpu_may_exist() or importlib.util.find_spec("torch") is None:
+            return "cpu"  # no GPU here, or no torch to run on one: the NumPy path
         import torch
 
         if torch.cuda.is_available():
@@ -98,6 +101,10 @@ def resolve_device(device: Any, like: Any = None) -> str:
         if torch.backends.mps.is_available():
             return "mps"
         return "cpu"
+    if importlib.util.find_spec("torch") is None:
+        from ._extras import missing_extra
+
+        raise missing_extra(f"device {name!r}", "torch")
     import torch
 
     if base == "cuda" and not torch.cuda.is_available():

@@ -49,6 +49,8 @@ from ._cli_options import (
     stdout_closed,
 )
 from ._cli_options import echo as _plain_echo
+from ._extras import has as has_module
+from ._extras import missing_extra
 from .alpha import binary_alpha, mse_rgba, with_alpha
 from .animation import (
     animation_bytes,
@@ -122,6 +124,13 @@ def _torch_oom() -> type[BaseException]:
 
 def _expected() -> tuple[type[BaseException], ...]:
     return (*EXPECTED_ERRORS, _torch_oom())
+
+
+def _needs_extra(what: str, module: str) -> None:
+    """Before any work: one line naming the extra when ``what`` needs ``module`` and it is not
+    installed (``--preview needs matplotlib: pip install 'colorquant[plot]'``)."""
+    if not has_module(module):
+        raise missing_extra(what, module)
 
 
 CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -922,6 +931,10 @@ def quantize(
         _check_fixed_colors(fixed_colors, k, method)
 
     with _fatal_errors(inputs if as_json else ()):
+        if preview is not None:
+            _needs_extra("--preview", "matplotlib")
+        if method == "adam" and palette_file is None:
+            _needs_extra("--method adam", "torch")
         run_device = resolve_device(device)
         if optimize:
             import importlib.util
@@ -1110,6 +1123,7 @@ def elbow(
     with _option("-o/--output"):
         figure_suffix(output)
     with _fatal_errors():
+        _needs_extra("colorquant elbow", "matplotlib")
         run_device = resolve_device(device)
         _refuse_input(output, [source])
         check_output_path(output, force=force)
@@ -1205,6 +1219,7 @@ def plot(
     with _option("-o/--output"):
         figure_suffix(output)
     with _fatal_errors():
+        _needs_extra("colorquant plot", "matplotlib")
         run_device = resolve_device(device)
         _refuse_input(output, [source])
         check_output_path(output, force=force)

@@ -27,14 +27,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 
+if TYPE_CHECKING:
+    import torch
+
+from ._array import is_tensor
 from ._checks import InputError, check_int_range, check_positive
+from ._extras import require
 from .animation import quantize_animation, save_animation
 from .color import DEFAULT_COLOR_SPACE, ColorSpace
 from .quantize import DEFAULT_SPEED, BatchResult, Dither, quantize_batch
@@ -42,7 +47,6 @@ from .quantize import DEFAULT_SPEED, BatchResult, Dither, quantize_batch
 __all__ = ["export_to_apng", "export_to_gif", "quantize_output"]
 
 PathLike = str | os.PathLike[str]
-_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def frame_durations(n: int, fps: float) -> list[int]:
@@ -55,15 +59,17 @@ def frame_durations(n: int, fps: float) -> list[int]:
 
 def _frames_for_animation(image: Any) -> Any:
     """Frames as :func:`colorquant.quantize_animation` takes them (float tensors in float32)."""
-    if isinstance(image, torch.Tensor):
+    if sys.modules.get("torch") is None:
+        return image  # no torch loaded: no tensors (PIL images and arrays go as they are)
+    import torch
+
+    if is_tensor(image):
         if image.is_floating_point() and image.dtype != torch.float32:
             return image.detach().to(torch.float32)
         return image.detach()
     if isinstance(image, (list, tuple)):
         return [
-            f.detach().to(torch.float32)
-            if isinstance(f, torch.Tensor) and f.is_floating_point()
-            else f
+            f.detach().to(torch.float32) if is_tensor(f) and f.is_floating_point() else f
             for f in image
         ]
     return image
@@ -206,7 +212,15 @@ def _is_pil_list(x: Any) -> bool:
 
 
 def _to_batch(images: Any) -> tuple[torch.Tensor, _Form]:
-    """Images in any supported form as one ``(N, C, H, W)`` tensor (uint8 or float32)."""
+    """Images in any supported form as one ``(N, C, H, W)`` tensor (uint8 or float32).
+
+    Raises:
+        MissingExtraError: torch is not installed (quantize_output works on tensors).
+    """
+    require("torch", "colorquant.diffusers.quantize_output")
+    import torch
+
+    floats = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
     if _is_pil_list(images):
         modes = tuple(im.mode for im in images)
         arrays = [
@@ -245,7 +259,7 @@ def _to_batch(images: Any) -> tuple[torch.Tensor, _Form]:
                 "images tensor must be (B, 3, H, W), (B, 4, H, W) or video frames "
                 f"(B, T, 3, H, W), got {tuple(images.shape)}"
             )
-        if images.dtype != torch.uint8 and images.dtype not in _FLOATS:
+        if images.dtype != torch.uint8 and images.dtype not in floats:
             raise InputError(f"images tensor must be uint8 or float, got {images.dtype}")
         lead = tuple(images.shape[:-3])
         flat = images.detach().reshape(-1, *images.shape[-3:])

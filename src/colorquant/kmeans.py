@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _cpu
 from ._array import Array, ArrayT, to_numpy
+from ._extras import require
 
 __all__ = ["KMeansResult", "fit_adam", "inherit_bounds", "weighted_kmeans"]
 
@@ -206,6 +207,7 @@ def fit_adam(
         A :class:`KMeansResult` of the input's kind whose ``history`` is ``J`` at every step.
     """
     _check(points, weights, init)
+    require("torch", "method 'adam' (fit_adam)")
     import torch
 
     from ._torch.kmeans import fit_adam as torch_adam

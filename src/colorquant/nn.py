@@ -21,10 +21,18 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
-import torch
-from torch import nn
-from torch.nn.modules.lazy import LazyModuleMixin
-from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
+
+try:
+    import torch
+    from torch import nn
+    from torch.nn.modules.lazy import LazyModuleMixin
+    from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
+except ModuleNotFoundError as error:  # the light install: one line naming the extra
+    from ._extras import is_missing, missing_extra
+
+    if is_missing(error, "torch"):
+        raise missing_extra("colorquant.nn", "torch") from None
+    raise
 
 from ._checks import InputError, check_choice, check_int_range
 from ._torch.nearest import nearest

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._checks import InputError, as_rgb8, check_choice, check_int_range
+from ._extras import require
 from .color import COLOR_SPACES, ColorSpace, encode_colors, rgb_to_lab
 from .io import PathLike, atomic_write
 from .metrics import ciede2000, psnr_from_mse
@@ -86,6 +87,7 @@ def save_figure(figure: Figure, path: PathLike, *, force: bool = False, dpi: int
 
 
 def _new_figure(width: float, height: float) -> Figure:
+    require("matplotlib", "a figure (colorquant.viz)")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -377,6 +379,7 @@ def cloud_figure(
     order = [0, 1, 2] if space == "rgb" else [1, 2, 0]
     points, centers = points[:, order], centers[:, order]
 
+    require("matplotlib", "a figure (colorquant.viz)")
     import mpl_toolkits.mplot3d  # noqa: F401  (registers the "3d" projection)
 
     figure = _new_figure(7.0, 6.5)
