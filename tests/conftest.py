@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import struct
 from collections.abc import Callable
 from types import ModuleType
 
@@ -190,3 +191,16 @@ def fs_reference(
             err[y + 1, x + 1] += 5 * d
             err[y + 1, ahead + 1] += d
     return out
+
+
+def png_chunks(data: bytes) -> dict[bytes, bytes]:
+    """The chunks of a PNG file by type (the first of each type), read from its bytes."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks: dict[bytes, bytes] = {}
+    pos = 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        chunks.setdefault(kind, data[pos + 8 : pos + 8 + length])
+        pos += 12 + length
+    return chunks

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -26,24 +25,11 @@ import colorquant as cq
 from colorquant.cli import main
 from colorquant.color import COLOR_SPACES, encode_colors
 from colorquant.io import result_bytes
-from conftest import NEEDS_OPTIMIZE, NEEDS_TORCH, make_photo_like
+from conftest import NEEDS_OPTIMIZE, NEEDS_TORCH, make_photo_like, png_chunks
 
 torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
 
 GRAYS = np.array([[i * 16] * 3 for i in range(16)], np.uint8)
-
-
-def png_chunks(data: bytes) -> dict[bytes, bytes]:
-    """The first chunk of each type of a PNG file, by type."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    chunks: dict[bytes, bytes] = {}
-    pos = 8
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
-        chunks.setdefault(kind, data[pos + 8 : pos + 8 + length])
-        pos += 12 + length
-    return chunks
 
 
 def plte(data: bytes) -> np.ndarray:

@@ -34,6 +34,7 @@ from colorquant.io import (
     result_suffix,
     save_result,
 )
+from conftest import png_chunks
 
 H, W = 24, 32
 
@@ -65,19 +66,6 @@ def exact_result(k: int, seed: int = 0) -> tuple[np.ndarray, cq.QuantizeResult]:
     result = cq.quantize(image, palette=palette, color_space="rgb", device="cpu")
     assert result.n_colors == k and result.mse == 0.0
     return image, result
-
-
-def png_chunks(data: bytes) -> dict[bytes, bytes]:
-    """The chunks of a PNG by type (the first of each type)."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    chunks: dict[bytes, bytes] = {}
-    pos = 8
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
-        chunks.setdefault(kind, data[pos + 8 : pos + 8 + length])
-        pos += 12 + length
-    return chunks
 
 
 def png_bytes(array: np.ndarray) -> bytes:
