@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 K ?= 16
 
-.PHONY: demo test lint typecheck pytest pytest-min test-serial docs bench clean comfyui-venv
+.PHONY: demo test lint typecheck pytest pytest-min test-serial wheel-test docs bench clean comfyui-venv
 
 SHARED ?= ../shared
 COMFYUI_VENV := .venv-comfyui
@@ -101,13 +101,47 @@ test-serial: $(VENV)/.dev
 	COLORQUANT_TEST_KERNELS="$$(ls $(SERIAL)/lib/colorquant/_cpu/_kernels*)" \
 		$(BIN)/python -m pytest $(KERNEL_TESTS)
 
+# The release build as a user gets it: the sdist and the wheel (python -m build; the wheel is
+# cp311-abi3 on CPython >= 3.11, stripped by COLORQUANT_STRIP=1), the wheel repaired by auditwheel
+# to a manylinux tag (libgomp vendored), then installed with binaries only into a fresh venv
+# without torch: the base lock and the minimal test lock from the index, colorquant from the
+# wheelhouse alone (--no-index). The suite's minimal configuration runs there from a copy of
+# tests/ (the checkout's src/ is not on sys.path; tests/test_wheel.py checks colorquant comes from
+# the venv's site-packages) with PATH holding only the venv's bin and CC=/bin/false: no compiler.
+# The modules that read the checkout's files (build metadata, docs, fuzz, ComfyUI, install) stay
+# out. About 2 minutes.
+WHEEL := build/wheel
+WHEEL_SKIP := test_build test_comfyui test_comfyui_server test_docs test_fuzz test_install
+
+wheel-test: $(VENV)/.dev
+	rm -rf $(WHEEL)
+	COLORQUANT_STRIP=1 $(BIN)/python -m build --outdir $(WHEEL)/dist . > $(WHEEL).log 2>&1 \
+		|| { cat $(WHEEL).log; exit 1; }
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/auditwheel repair --wheel-dir $(WHEEL)/wheelhouse \
+		$(WHEEL)/dist/colorquant-*.whl
+	$(BIN)/auditwheel show $(WHEEL)/wheelhouse/colorquant-*manylinux*.whl
+	@ls -l $(WHEEL)/dist $(WHEEL)/wheelhouse
+	$(PYTHON) -m venv $(WHEEL)/venv
+	$(WHEEL)/venv/bin/pip install --quiet --only-binary :all: -r requirements.lock \
+		-r requirements-min.lock
+	$(WHEEL)/venv/bin/pip install --quiet --only-binary :all: --no-index \
+		--find-links $(WHEEL)/wheelhouse colorquant
+	mkdir -p $(WHEEL)/run && cp -r tests $(WHEEL)/run/
+	cd $(WHEEL)/run && env -i HOME="$$HOME" PATH="$(CURDIR)/$(WHEEL)/venv/bin" CC=/bin/false \
+		"$(CURDIR)/$(WHEEL)/venv/bin/python" -c "import shutil, sys; \
+		bad = [c for c in ('cc', 'gcc', 'clang', 'c++') if shutil.which(c)]; \
+		sys.exit(f'a compiler is on PATH: {bad}' if bad else 0)"
+	cd $(WHEEL)/run && env -i HOME="$$HOME" PATH="$(CURDIR)/$(WHEEL)/venv/bin" CC=/bin/false \
+		"$(CURDIR)/$(WHEEL)/venv/bin/python" -m pytest -p no:cacheprovider -rs tests \
+		$(foreach m,$(WHEEL_SKIP),--ignore=tests/$(m).py)
+
 # The site, strictly (mkdocs.yml sets strict: true; --strict says it again): a warning of the
 # pages, the links or the docstrings fails the build. Its figures are the committed PNGs of
 # docs/figures/ (benchmarks/figures.py redraws them; no benchmark runs here).
 docs: $(VENV)/.dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
-test: lint typecheck pytest pytest-min test-serial docs
+test: lint typecheck pytest pytest-min test-serial wheel-test docs
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/compare.py

@@ -8,11 +8,22 @@ results bit for bit) when it does not, as with Apple clang without libomp.
 error. Flags per compiler: gcc and clang ``-O3 -ffp-contract=off -std=c99`` (no fused
 multiply-add, so the float64 results equal NumPy's bit for bit on every architecture), MSVC
 ``/O2 /fp:precise`` (which does not contract either) and ``/openmp``.
+
+The stable ABI: the C uses only the limited API (the buffer protocol, ``PyArg_ParseTuple``), so on
+CPython 3.11 and later it builds with ``Py_LIMITED_API`` 3.11 into one ``cp311-abi3`` wheel that
+every later CPython loads; on 3.10 it is an ordinary ``cp310`` build (the buffer protocol joined
+the limited API in 3.11). Free-threaded CPython has no limited API before 3.15: ordinary build.
+``COLORQUANT_STRIP=1`` (set by the wheel builds: ``make wheel-test`` and cibuildwheel) links
+gcc and clang with ``-s`` on Linux and ``-Wl,-x`` on macOS, which drops the symbol table and the
+debugging sections of the release binary; MSVC keeps its debugging data out of the ``.pyd``
+unless ``/DEBUG`` is asked for, so it needs nothing.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -38,6 +49,24 @@ def flags(compiler_type: str) -> tuple[list[str], list[str], list[str]]:
     return ["-O3", "-ffp-contract=off", "-std=c99"], ["-fopenmp"], ["-fopenmp"]
 
 
+def strip_flags(compiler_type: str, platform: str) -> list[str]:
+    """Link flags that strip the binary, where ``COLORQUANT_STRIP=1`` asks for it."""
+    wanted = os.environ.get("COLORQUANT_STRIP", "").strip()
+    if wanted not in ("", "0", "1"):
+        raise SystemExit(f"COLORQUANT_STRIP must be 0 or 1, got {wanted!r}")
+    if wanted != "1" or compiler_type == "msvc":
+        return []
+    return ["-Wl,-x"] if platform == "darwin" else ["-s"]
+
+
+# The stable ABI from CPython 3.11 (not on free-threaded builds, which have none before 3.15).
+LIMITED_API = (
+    sys.implementation.name == "cpython"
+    and sys.version_info >= (3, 11)
+    and not sysconfig.get_config_var("Py_GIL_DISABLED")
+)
+
+
 class BuildExt(build_ext):
     """``build_ext`` that chooses OpenMP by probing the compiler."""
 
@@ -50,9 +79,10 @@ class BuildExt(build_ext):
         if wanted == "1" and not openmp:
             raise SystemExit("COLORQUANT_OPENMP=1, but the compiler cannot build with OpenMP")
         print(f"colorquant: building the CPU core {'with' if openmp else 'without'} OpenMP")
+        strip = strip_flags(self.compiler.compiler_type, sys.platform)
         for ext in self.extensions:
             ext.extra_compile_args = base + (omp_compile if openmp else [])
-            ext.extra_link_args = omp_link if openmp else []
+            ext.extra_link_args = (omp_link if openmp else []) + strip
         super().build_extensions()
 
     def links(self, compile_args: list[str], link_args: list[str]) -> bool:
@@ -73,6 +103,15 @@ class BuildExt(build_ext):
 
 
 setup(
-    ext_modules=[Extension("colorquant._cpu._kernels", sources=["src/colorquant/_cpu/kernels.c"])],
+    ext_modules=[
+        Extension(
+            "colorquant._cpu._kernels",
+            sources=["src/colorquant/_cpu/kernels.c"],
+            py_limited_api=LIMITED_API,
+            define_macros=[("Py_LIMITED_API", "0x030B0000")] if LIMITED_API else [],
+        )
+    ],
     cmdclass={"build_ext": BuildExt},
+    # The wheel's tag: cp311-abi3 for the limited-API build, the interpreter's own otherwise.
+    options={"bdist_wheel": {"py_limited_api": "cp311"}} if LIMITED_API else {},
 )
