@@ -25,6 +25,7 @@ import os
 import sys
 import sysconfig
 import tempfile
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -84,6 +85,24 @@ class BuildExt(build_ext):
             ext.extra_compile_args = base + (omp_compile if openmp else [])
             ext.extra_link_args = (omp_link if openmp else []) + strip
         super().build_extensions()
+
+    def copy_extensions_to_source(self) -> None:
+        """The in-place copy (``--inplace``, ``pip install -e``), without a stale build of another
+        ABI tag beside it (``_kernels.cpython-311-…`` from before the stable ABI), which the
+        import system would prefer."""
+        super().copy_extensions_to_source()
+        build_py = self.get_finalized_command("build_py")
+        for ext in self.extensions:
+            package = ".".join(ext.name.split(".")[:-1])
+            built = (
+                Path(build_py.get_package_dir(package)) / Path(self.get_ext_filename(ext.name)).name
+            )
+            stem = built.name.split(".")[0]
+            for suffix in EXTENSION_SUFFIXES:
+                stale = built.with_name(stem + suffix)
+                if stale.name != built.name and stale.exists():
+                    print(f"colorquant: removing the stale build {stale}")
+                    stale.unlink()
 
     def links(self, compile_args: list[str], link_args: list[str]) -> bool:
         """Whether a small OpenMP program compiles and links with these flags."""
