@@ -103,9 +103,9 @@ test-serial: $(VENV)/.dev
 
 # The release build as a user gets it: the sdist and the wheel (python -m build; the wheel is
 # cp311-abi3 on CPython >= 3.11, stripped by COLORQUANT_STRIP=1), the wheel repaired by auditwheel
-# to a manylinux tag (libgomp vendored), then installed with binaries only into a fresh venv
-# without torch: the base lock and the minimal test lock from the index, colorquant from the
-# wheelhouse alone (--no-index). The suite's minimal configuration runs there from a copy of
+# to a manylinux tag (libgomp vendored) and checked by abi3audit (no symbol outside the stable ABI
+# of 3.11), then installed with binaries only into a fresh venv without torch: the base lock and
+# the minimal test lock from the index, colorquant from the wheelhouse alone (--no-index). The suite's minimal configuration runs there from a copy of
 # tests/ (the checkout's src/ is not on sys.path; tests/test_wheel.py checks colorquant comes from
 # the venv's site-packages) with PATH holding only the venv's bin and CC=/bin/false: no compiler.
 # The modules that read the checkout's files (build metadata, docs, fuzz, ComfyUI, install) stay
@@ -120,6 +120,8 @@ wheel-test: $(VENV)/.dev
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/auditwheel repair --wheel-dir $(WHEEL)/wheelhouse \
 		$(WHEEL)/dist/colorquant-*.whl
 	$(BIN)/auditwheel show $(WHEEL)/wheelhouse/colorquant-*manylinux*.whl
+	case "$$(ls $(WHEEL)/wheelhouse)" in *-abi3-*) \
+		$(BIN)/abi3audit --strict --report $(WHEEL)/wheelhouse/colorquant-*.whl;; esac
 	@ls -l $(WHEEL)/dist $(WHEEL)/wheelhouse
 	$(PYTHON) -m venv $(WHEEL)/venv
 	$(WHEEL)/venv/bin/pip install --quiet --only-binary :all: -r requirements.lock \

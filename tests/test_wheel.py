@@ -10,6 +10,7 @@ skip where ``colorquant`` is imported from the checkout (``src/``, the editable 
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 import sysconfig
@@ -88,3 +89,40 @@ def test_command_line_quantizes_a_png(tmp_path: Path) -> None:
         used = np.unique(np.asarray(image))
     assert 1 < used.size <= 8
     assert colorquant._cpu.get_num_threads() >= 1
+
+
+ROOT = Path(__file__).resolve().parents[1]
+in_checkout = pytest.mark.skipif(
+    not (ROOT / "pyproject.toml").is_file(), reason="reads the checkout's build configuration"
+)
+
+
+@in_checkout
+def test_cibuildwheel_runs_what_make_wheel_test_runs() -> None:
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["cibuildwheel"]
+    assert config["build"] == ["cp310-*", "cp311-*", "cp314-*"]
+    assert config["environment"] == {"COLORQUANT_STRIP": "1"}
+    assert config["test-sources"] == ["tests"]
+    assert all("torch" not in r and "matplotlib" not in r for r in config["test-requires"])
+    ignored = set(re.findall(r"--ignore=tests/(\w+)\.py", config["test-command"]))
+    make = (ROOT / "Makefile").read_text()
+    (skip,) = re.findall(r"^WHEEL_SKIP := (.*)$", make, flags=re.MULTILINE)
+    assert ignored == set(skip.split())
+    assert "wheel-test" in re.findall(r"^test: (.*)$", make, flags=re.MULTILINE)[0].split()
+
+
+@in_checkout
+def test_release_workflow_publishes_by_trusted_publishing() -> None:
+    yaml = pytest.importorskip("yaml", reason="needs PyYAML (requirements-dev.lock)")
+    workflow = yaml.safe_load((ROOT / ".github/workflows/wheels.yml").read_text())
+    jobs = workflow["jobs"]
+    assert len(jobs["wheels"]["strategy"]["matrix"]["os"]) == 5
+    publish = jobs["publish"]
+    assert set(publish["needs"]) == {"wheels", "sdist"}
+    assert publish["permissions"] == {"id-token": "write"}
+    assert "release" in publish["if"] and "published" in publish["if"]
+    assert publish["steps"][-1]["uses"].startswith("pypa/gh-action-pypi-publish@")
+    # PyYAML reads the key `on` as True.
+    assert workflow[True]["release"] == {"types": ["published"]}
