@@ -366,6 +366,20 @@ def _used_colors(
     return used, remap
 
 
+def _nearest_rows(colors: Any, points: Any, palette: Any, palette_points: Any) -> np.ndarray:
+    """The palette row each histogram color maps to: ``(M,)`` int64 on the host.
+
+    With an RGBA palette, each color among the rows of its kind (:func:`alpha.kind_of`: opaque
+    colors on opaque rows, fully transparent ones on transparent rows); else the nearest row.
+    ``points`` and ``palette_points`` are ``colors`` and ``palette`` encoded.
+    """
+    if palette.shape[1] == 4:
+        kinds = kind_of(to_numpy(colors)[:, 3])
+        rows = kind_of(to_numpy(palette)[:, 3])
+        return nearest_of_kind(to_numpy(points), kinds, to_numpy(palette_points), rows)[0]
+    return to_numpy(nearest(points, palette_points)[0])
+
+
 def _listed_rows(fit: _Fit, counts: np.ndarray, full: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The rows of ``full`` a result lists, in its order, and row -> listed row: every row in
     place for a given or shared (``pinned``) palette, else :func:`_used_colors`."""
@@ -763,7 +777,7 @@ class Quantizer:
         self._fit_histogram(hist, points)
         fit = self._fit
         assert fit is not None
-        index = to_numpy(nearest(points, _encode(fit.palette, space))[0])
+        index = _nearest_rows(hist.colors, points, fit.palette, _encode(fit.palette, space))
         palette = to_numpy(fit.palette)
         counts = np.bincount(index, weights=to_numpy(hist.counts), minlength=len(palette))
         rank = np.arange(len(palette))
@@ -962,13 +976,7 @@ class Quantizer:
         if points is None:
             points = _encode(hist.colors, self.color_space)
         # The search runs where the histogram is; the small bookkeeping after it on the host.
-        if full.shape[1] == 4:  # each pixel among the entries of its kind (alpha.kind_of)
-            rows = kind_of(to_numpy(full)[:, 3])
-            index = nearest_of_kind(
-                points, kind_of(to_numpy(hist.colors)[:, 3]), palette_points, rows
-            )[0]
-        else:
-            index = to_numpy(nearest(points, palette_points)[0])
+        index = _nearest_rows(hist.colors, points, full, palette_points)
         hist_counts = to_numpy(hist.counts)
         k = full.shape[0]
         counts = np.bincount(index, weights=hist_counts, minlength=k).astype(np.int64)
@@ -997,8 +1005,8 @@ class Quantizer:
             return palette
         rgba = with_alpha(to_numpy(palette))
         clear = to_numpy(colors)[:, 3] == 0
-        if clear.any() and not (rgba[:, 3] == 0).any():
-            rgba = np.concatenate([rgba, np.zeros((1, 4), np.uint8)])
+        if clear.any():
+            rgba = _with_clear_entry(rgba)
         if not clear.all() and (rgba[:, 3] == 0).all():
             raise InputError("palette has only fully transparent colors: none for visible pixels")
         return rgba
