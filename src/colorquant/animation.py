@@ -624,6 +624,7 @@ def is_animated(source: PathLike | bytes) -> bool:
         return False  # not an image, or too large: load_image reports it
     with image:
         try:
-            return int(getattr(image, "n_frames", 1)) > 1
+            # Pillow's is_animated looks for a second frame; n_frames would seek a GIF to its end.
+            return bool(getattr(image, "is_animated", False))
         except _DECODE_ERRORS:
             return True  # frames past the first are broken: load_animation names the frame
