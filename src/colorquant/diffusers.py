@@ -80,6 +80,7 @@ def _export(
     path: PathLike | None,
     suffix: str,
     fps: float,
+    *,
     n_colors: int,
     dither: Dither,
     dither_strength: float,
@@ -88,6 +89,8 @@ def _export(
     loop: int | None,
     force: bool,
 ) -> str:
+    """What :func:`export_to_gif` and :func:`export_to_apng` do, as ``suffix`` says."""
+    check_int_range("n_colors", n_colors, 1, 256)
     frames = quantize_animation(
         _frames_for_animation(image),
         n_colors,
@@ -148,19 +151,18 @@ def export_to_gif(
         InputError: no frames, frames of different sizes, a bad option.
         FileExistsError: the file exists and ``force`` is false.
     """
-    check_int_range("n_colors", n_colors, 1, 256)
     return _export(
         image,
         output_gif_path,
         ".gif",
         fps,
-        n_colors,
-        dither,
-        dither_strength,
-        color_space,
-        seed,
-        loop,
-        force,
+        n_colors=n_colors,
+        dither=dither,
+        dither_strength=dither_strength,
+        color_space=color_space,
+        seed=seed,
+        loop=loop,
+        force=force,
     )
 
 
@@ -178,19 +180,18 @@ def export_to_apng(
     force: bool = False,
 ) -> str:
     """:func:`export_to_gif` as an animated PNG (``.png``; one palette, and translucency)."""
-    check_int_range("n_colors", n_colors, 1, 256)
     return _export(
         image,
         output_apng_path,
         ".png",
         fps,
-        n_colors,
-        dither,
-        dither_strength,
-        color_space,
-        seed,
-        loop,
-        force,
+        n_colors=n_colors,
+        dither=dither,
+        dither_strength=dither_strength,
+        color_space=color_space,
+        seed=seed,
+        loop=loop,
+        force=force,
     )
 
 
