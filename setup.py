@@ -50,12 +50,17 @@ def flags(compiler_type: str) -> tuple[list[str], list[str], list[str]]:
     return ["-O3", "-ffp-contract=off", "-std=c99"], ["-fopenmp"], ["-fopenmp"]
 
 
+def switch(name: str) -> str:
+    """An environment switch: ``"0"``, ``"1"`` or ``""`` (unset), else the build stops."""
+    wanted = os.environ.get(name, "").strip()
+    if wanted not in ("", "0", "1"):
+        raise SystemExit(f"{name} must be 0 or 1, got {wanted!r}")
+    return wanted
+
+
 def strip_flags(compiler_type: str, platform: str) -> list[str]:
     """Link flags that strip the binary, where ``COLORQUANT_STRIP=1`` asks for it."""
-    wanted = os.environ.get("COLORQUANT_STRIP", "").strip()
-    if wanted not in ("", "0", "1"):
-        raise SystemExit(f"COLORQUANT_STRIP must be 0 or 1, got {wanted!r}")
-    if wanted != "1" or compiler_type == "msvc":
+    if switch("COLORQUANT_STRIP") != "1" or compiler_type == "msvc":
         return []
     return ["-Wl,-x"] if platform == "darwin" else ["-s"]
 
@@ -73,9 +78,7 @@ class BuildExt(build_ext):
 
     def build_extensions(self) -> None:
         base, omp_compile, omp_link = flags(self.compiler.compiler_type)
-        wanted = os.environ.get("COLORQUANT_OPENMP", "").strip()
-        if wanted not in ("", "0", "1"):
-            raise SystemExit(f"COLORQUANT_OPENMP must be 0 or 1, got {wanted!r}")
+        wanted = switch("COLORQUANT_OPENMP")
         openmp = wanted != "0" and self.links(omp_compile, omp_link)
         if wanted == "1" and not openmp:
             raise SystemExit("COLORQUANT_OPENMP=1, but the compiler cannot build with OpenMP")
