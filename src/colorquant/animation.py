@@ -428,17 +428,15 @@ def _check_loop(loop: Any, suffix: str) -> int | None:
 
 
 def _gif_color_table(
-    results: Sequence[QuantizeResult], name: PathLike
+    results: Sequence[QuantizeResult],
 ) -> tuple[np.ndarray, list[np.ndarray], int | None] | None:
     """One color table for every GIF frame: ``(K, 3)`` colors, each frame's indices into it
     and its transparent row; ``None`` when the frames use more than 256 colors together.
 
     A GIF holds one transparent row, and it shows nothing whatever its color: the frames'
     transparent rows (of different colors) become the first of them. A shared palette keeps
-    its order.
+    its order. The frames are checked first (:func:`_gif_transparency`).
     """
-    for r in results:
-        _gif_transparency(r.palette, name)  # at most one clear row a frame, no translucency
     palette, frame_indices = _common_palette(results)
     clear = None
     indices = [i.astype(np.intp) for i in frame_indices]
@@ -536,7 +534,9 @@ def _gif_writer(
         )
     # The Netscape count is repeats after the first play, 0 forever: one play is no count.
     extra: dict[str, Any] = {} if plays in (None, 1) else {"loop": 0 if plays == 0 else plays - 1}
-    table = _gif_color_table(results, name)
+    # Each frame: at most one clear row, no translucency (checked once, in frame order).
+    clears = [_gif_transparency(r.palette, name) for r in results]
+    table = _gif_color_table(results)
     images = []
     if table is not None:
         palette, indices, clear = table
@@ -547,9 +547,8 @@ def _gif_writer(
                 image.info["transparency"] = clear
             images.append(image)
     else:
-        for r in results:  # each frame its own palette (a GIF's local color tables)
+        for r, own in zip(results, clears, strict=True):  # each its own palette (local tables)
             image = _p_image(r.indices.astype(np.uint8), r.palette)
-            own = _gif_transparency(r.palette, name)
             if own is not None:
                 image.info["transparency"] = own
             images.append(image)
