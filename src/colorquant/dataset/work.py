@@ -19,6 +19,7 @@ import signal
 import tarfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -190,20 +191,27 @@ def _quantize_batched(pixels: list[np.ndarray], settings: Settings) -> list[Quan
     return [r for r in out if r is not None]
 
 
+def _apply_given(pixels: Sequence[np.ndarray], settings: Settings) -> list[QuantizeResult]:
+    """Images (or an animation's frames) mapped to the job's palette, one by one: each result
+    lists the palette whole, in its order (index space)."""
+    assert settings.palette is not None
+    given = Quantizer.from_palette(
+        np.array(settings.palette, np.uint8),
+        color_space=settings.color_space,  # type: ignore[arg-type]
+        device=settings.device,
+    )
+    return [
+        given.apply(p, dither=settings.dither, dither_strength=settings.dither_strength)
+        for p in pixels
+    ]
+
+
 def encode_images(pixels: list[np.ndarray], settings: Settings) -> list[QuantizeResult]:
     """Quantize ``(H, W, 3)`` uint8 images: a batch on a GPU, one by one on the CPU."""
     if settings.batched and pixels:
         return _quantize_batched(pixels, settings)
     if settings.palette is not None:
-        given = Quantizer.from_palette(
-            np.array(settings.palette, np.uint8),
-            color_space=settings.color_space,  # type: ignore[arg-type]
-            device=settings.device,
-        )
-        return [
-            given.apply(p, dither=settings.dither, dither_strength=settings.dither_strength)
-            for p in pixels
-        ]
+        return _apply_given(pixels, settings)
     return [
         quantize(
             p,
@@ -272,15 +280,7 @@ def _encode_animation(source: str | bytes, name: str, settings: Settings) -> _En
     )
     results: list[QuantizeResult]
     if settings.palette is not None:
-        given = Quantizer.from_palette(
-            np.array(settings.palette, np.uint8),
-            color_space=settings.color_space,  # type: ignore[arg-type]
-            device=settings.device,
-        )
-        results = [
-            given.apply(f, dither=settings.dither, dither_strength=settings.dither_strength)
-            for f in animation.frames
-        ]
+        results = _apply_given(animation.frames, settings)
     else:
         results = quantize_animation(
             animation.frames,
