@@ -80,7 +80,7 @@ typecheck: $(VENV)/.dev
 	$(BIN)/mypy integrations/comfyui
 
 pytest: $(VENV)/.dev comfyui-venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 # The suite without the extras: what needs torch, matplotlib, ray, datasets, diffusers or the
 # dev tools skips with the reason naming the extra; the rest must pass.
