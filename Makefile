@@ -14,13 +14,15 @@ K ?= 16
 .PHONY: demo test lint typecheck pytest pytest-min test-serial wheel-test docs bench clean comfyui-venv
 
 SHARED ?= ../shared
+# The compiled core: module.c and the stage files it includes (a change to any rebuilds).
+CORE_SOURCES := $(wildcard src/colorquant/_cpu/*.c src/colorquant/_cpu/*.h)
 COMFYUI_VENV := .venv-comfyui
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.runtime: requirements.lock pyproject.toml setup.py src/colorquant/_cpu/kernels.c | $(BIN)/python
+$(VENV)/.runtime: requirements.lock pyproject.toml setup.py $(CORE_SOURCES) | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
@@ -38,7 +40,7 @@ $(VENV)/.dev: requirements-dev.lock requirements-torch.lock requirements-plot.lo
 # Pillow, click, tqdm) plus pytest and hypothesis (requirements-min.lock); no torch, no
 # matplotlib. About 30 seconds from a warm pip cache, most of it compiling the C core.
 MIN := .venv-min
-$(MIN)/.ready: requirements.lock requirements-min.lock pyproject.toml setup.py src/colorquant/_cpu/kernels.c
+$(MIN)/.ready: requirements.lock requirements-min.lock pyproject.toml setup.py $(CORE_SOURCES)
 	rm -rf $(MIN)
 	$(PYTHON) -m venv $(MIN)
 	$(MIN)/bin/pip install --quiet -r requirements.lock -r requirements-min.lock
@@ -63,7 +65,7 @@ comfyui-venv:
 endif
 
 $(COMFYUI_VENV)/.ready: requirements-comfyui.lock requirements-torch.lock requirements-plot.lock \
-		requirements.lock pyproject.toml setup.py src/colorquant/_cpu/kernels.c
+		requirements.lock pyproject.toml setup.py $(CORE_SOURCES)
 	rm -rf $(COMFYUI_VENV)
 	$(PYTHON) -m venv $(COMFYUI_VENV)
 	$(COMFYUI_VENV)/bin/pip install --quiet --no-deps -r requirements-torch.lock \

@@ -1,6 +1,9 @@
 """Build of the compiled CPU core; all metadata lives in pyproject.toml.
 
 One C extension, ``colorquant._cpu._kernels``: plain C99, with OpenMP where the compiler has it.
+Its source is one translation unit: ``src/colorquant/_cpu/module.c`` includes ``common.h`` and the
+stage files (``hist.c``, ``nearest.c``, ``lloyd.c``, ...), which are listed as its dependencies, so
+that a change to any of them rebuilds it (and the sdist carries them).
 The build probes the compiler: it compiles and links a small OpenMP program with the compiler's
 OpenMP flags, and builds the extension with them when that works, serially (one thread, the same
 results bit for bit) when it does not, as with Apple clang without libomp.
@@ -124,11 +127,18 @@ class BuildExt(build_ext):
         return True
 
 
+CORE = Path("src/colorquant/_cpu")
+# The stage files module.c includes (relative paths, as setuptools wants them).
+STAGES = sorted(
+    p.as_posix() for p in (*CORE.glob("*.c"), *CORE.glob("*.h")) if p.name != "module.c"
+)
+
 setup(
     ext_modules=[
         Extension(
             "colorquant._cpu._kernels",
-            sources=["src/colorquant/_cpu/kernels.c"],
+            sources=[(CORE / "module.c").as_posix()],
+            depends=STAGES,
             py_limited_api=LIMITED_API,
             define_macros=[("Py_LIMITED_API", "0x030B0000")] if LIMITED_API else [],
         )

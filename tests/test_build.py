@@ -1,11 +1,14 @@
-"""The package's build metadata: an SPDX license with its file, a bounded build backend."""
+"""The package's build metadata: an SPDX license with its file, a bounded build backend, and a
+source distribution that carries every file of the compiled core."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from importlib import metadata
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from packaging.version import Version
 import colorquant
 
 ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "src/colorquant/_cpu"
 
 # Prepares the wheel's metadata with the installed setuptools, as pip's build would, recording
 # every warning the backend gives.
@@ -27,6 +31,13 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     name = backend.prepare_metadata_for_build_wheel(sys.argv[1])
 print(json.dumps({"dist_info": name, "warnings": [str(w.message) for w in caught]}))
+"""
+
+# Builds the source distribution with the installed setuptools, as `python -m build --sdist` would.
+SDIST = """
+import sys
+import setuptools.build_meta as backend
+print(backend.build_sdist(sys.argv[1]))
 """
 
 
@@ -91,3 +102,38 @@ def test_python_dash_m_runs_the_command() -> None:
 def test_changelog_names_this_version() -> None:
     text = (ROOT / "CHANGELOG.md").read_text()
     assert f"## {colorquant.__version__}" in text
+
+
+def core_sources() -> list[str]:
+    """The C files of the compiled core in the checkout."""
+    return sorted(p.name for p in CORE.iterdir() if p.suffix in (".c", ".h"))
+
+
+def test_module_c_includes_every_stage_file_once() -> None:
+    # One translation unit: module.c includes the header and every stage file, none twice and
+    # none forgotten (a stage file it does not include would be built into nothing).
+    included = re.findall(r'^#include "([^"]+)"$', (CORE / "module.c").read_text(), re.MULTILINE)
+    assert len(included) == len(set(included))
+    assert sorted([*included, "module.c"]) == core_sources()
+    assert included[0] == "common.h" and len(included) >= 11
+
+
+def test_sdist_carries_every_core_source(tmp_path: Path) -> None:
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    ignore = shutil.ignore_patterns("*.so", "*.pyd", "__pycache__", "*.egg-info")
+    shutil.copytree(ROOT / "src", tmp_path / "src", ignore=ignore)
+    out = tmp_path / "dist"
+    done = subprocess.run(
+        [sys.executable, "-c", SDIST, str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    name = done.stdout.strip().splitlines()[-1]
+    with tarfile.open(out / name) as sdist:
+        members = sdist.getnames()
+    shipped = sorted(Path(m).name for m in members if "/src/colorquant/_cpu/" in m)
+    assert [n for n in shipped if n.endswith((".c", ".h"))] == core_sources()

@@ -12,18 +12,18 @@ from colorquant import _cpu
 from colorquant._cpu import _kernels
 from colorquant.color import COLOR_SPACES, ColorSpace, embed, encode_colors
 from colorquant.dither import ordered_map, ordered_offsets
+from colorquant.threads import num_threads
 from conftest import fs_reference
 
 
 @contextmanager
 def threads(n: int) -> Iterator[None]:
     """``n`` threads, and parallel regions even on tiny inputs."""
-    old_threads, old_min = _cpu.get_num_threads(), _kernels.set_parallel_min(1)
+    old_min = _kernels.set_parallel_min(1)
     try:
-        _cpu.set_num_threads(n)
-        yield
+        with num_threads(n):
+            yield
     finally:
-        _cpu.set_num_threads(old_threads)
         _kernels.set_parallel_min(old_min)
 
 
@@ -116,6 +116,54 @@ def test_fs_rejects_bad_input() -> None:
         _cpu.dither_fs(pixels, np.zeros((4, 3)), strength, 1.0, band=0)
     with pytest.raises(ValueError, match="warm"):
         _cpu.dither_fs(pixels, np.zeros((4, 3)), strength, 1.0, warm=-1)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_fs_groups_of_one_group_equal_fs(channels: int) -> None:
+    # One diffusion loop serves both kinds: 8-bit pixels searched on the candidate grid, and
+    # float64 pixels searched by group. With every pixel and row in group 0, unit weights and
+    # integer pixels, the two searches agree (exact, lowest row on ties), and so must the maps.
+    rng = np.random.default_rng(channels)
+    pixels = rng.integers(0, 256, (23, 17, channels), dtype=np.uint8)
+    palette = rng.integers(0, 256, (12, channels)).astype(np.float64)
+    palette[5] = palette[2]  # a tie
+    strength = rng.uniform(0, 1, (23, 17)).astype(np.float32)
+    got = _cpu.dither_fs_groups(
+        pixels.astype(np.float64),
+        palette,
+        np.ones(channels),
+        np.zeros((23, 17), np.int8),
+        np.ones(12, np.int8),
+        np.zeros((23, 17), np.int32),
+        strength,
+        20.0,
+    )
+    np.testing.assert_array_equal(got, _cpu.dither_fs(pixels, palette, strength, 20.0))
+
+
+def test_fs_groups_a_row_of_fixed_pixels_passes_no_error() -> None:
+    # Row 3 takes fixed rows (group -1): it neither takes nor passes error, so row 4 starts
+    # afresh, left to right as row 0 does: rows 4.. are the map of the image cut there.
+    rng = np.random.default_rng(11)
+    pixels = rng.uniform(0, 255, (9, 14, 4))
+    palette = rng.uniform(0, 255, (10, 4))
+    weight = np.array([1.0, 2.0, 0.5, 1.5])
+    group = rng.integers(0, 3, (9, 14)).astype(np.int8)
+    group[3] = -1
+    entry = np.full(10, 0b111, np.int8)
+    fixed = rng.integers(0, 10, (9, 14)).astype(np.int32)
+    strength = np.ones((9, 14), np.float32)
+    whole = _cpu.dither_fs_groups(pixels, palette, weight, group, entry, fixed, strength, 1e6)
+    cut = _cpu.dither_fs_groups(
+        pixels[4:].copy(), palette, weight, group[4:].copy(), entry, fixed[4:].copy(),
+        strength[4:].copy(), 1e6,
+    )  # fmt: skip
+    np.testing.assert_array_equal(whole[3], fixed[3])
+    np.testing.assert_array_equal(whole[4:], cut)
+    # Not vacuous: the rows above do pass error on where no row stops it.
+    group[3] = 0
+    carried = _cpu.dither_fs_groups(pixels, palette, weight, group, entry, fixed, strength, 1e6)
+    assert (carried[4:] != cut).any()
 
 
 def test_squared_error_is_exact() -> None:

@@ -16,6 +16,7 @@ import pytest
 
 import colorquant as cq
 from colorquant import _cpu
+from colorquant.threads import num_threads
 from conftest import KERNELS_ENV, load_kernels
 
 pytestmark = pytest.mark.skipif(
@@ -34,10 +35,8 @@ def openmp_build() -> object:
 @pytest.fixture
 def threads() -> Iterator[None]:
     """Two threads and parallel regions from one item: the OpenMP build really runs threads."""
-    old = _cpu.get_num_threads()
-    _cpu.set_num_threads(2)
-    yield
-    _cpu.set_num_threads(old)
+    with num_threads(2):
+        yield
 
 
 def test_this_build_is_serial(openmp_build: object) -> None:

@@ -1,4 +1,5 @@
-"""Types of the compiled module (kernels.c). Use the checked wrappers in ``colorquant._cpu``."""
+"""Types of the compiled module (module.c and the stage files it includes). Use the checked
+wrappers in ``colorquant._cpu``."""
 
 import numpy as np
 
