@@ -225,14 +225,17 @@ def test_groups_apart_fallback() -> None:
     # the transparent group, but the fallback fits the groups apart when it does.
     rgba = np.dstack([photo(4), np.full((H, W), 255, np.uint8)])
     rgba[0, 0, 3] = 0
-    q = cq.Quantizer(8, color_space="rgb")
     hist_rgba = rgba.copy()
     hist_rgba[0, 0, :3] = 0
     colors, counts = np.unique(hist_rgba.reshape(-1, 4), axis=0, return_counts=True)
+    from colorquant.fit import fit_groups_apart
     from colorquant.histogram import ColorHistogram
+    from colorquant.options import FitOptions
 
-    q._fit_groups_apart(ColorHistogram(colors, counts, None), encode_rgba(colors, "rgb"))
-    palette = q.palette
+    hist = ColorHistogram(colors, counts, None)
+    opts = FitOptions(color_space="rgb")
+    palette = fit_groups_apart(hist, encode_rgba(colors, "rgb"), 8, opts, "cpu").palette
+    q = cq.Quantizer.from_palette(palette, color_space="rgb")
     assert palette.shape == (8, 4)
     assert palette[-1].tolist() == [0, 0, 0, 0] and (palette[:-1, 3] == 255).all()
     res = q.apply(rgba)

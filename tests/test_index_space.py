@@ -344,22 +344,24 @@ def test_threads_applying_one_lazily_fitted_quantizer_share_one_palette(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The command maps its files in threads with one quantizer fitted by partial_fit: the lazy
-    # fit happens once, and no thread ever maps to it half done (before its rows are ordered).
+    # fit happens once, and every thread maps to the one palette (its rows ordered).
+    import importlib
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-    real = cq.Quantizer._fit_histogram
+    from colorquant.fit import Fit
+
+    # The fit stage the quantizer calls, made slow: every thread arrives while it runs.
+    module = importlib.import_module("colorquant.quantize")
+    real = module.fit_shared
     calls: list[int] = []
 
-    def slow_after_the_first(self: cq.Quantizer, *args: Any, **kwargs: Any) -> None:
+    def slow_fit(*args: Any, **kwargs: Any) -> Fit:
         calls.append(1)
-        if len(calls) == 1:
-            real(self, *args, **kwargs)
-            return
-        time.sleep(0.1)  # a second fit (if any) ends after the first one ...
-        real(self, *args, **kwargs)
-        time.sleep(0.4)  # ... and its rows stay unordered for a while
+        time.sleep(0.3)
+        fit: Fit = real(*args, **kwargs)
+        return fit
 
-    monkeypatch.setattr(cq.Quantizer, "_fit_histogram", slow_after_the_first)
+    monkeypatch.setattr(module, "fit_shared", slow_fit)
     images = [make_photo_like(24, 32, seed=40 + s) for s in range(4)]
     q = cq.Quantizer(16, color_space="rgb")
     for image in images:
