@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._checks import InputError, check_choice, check_int_range, check_positive
+from ._checks import InputError, check_choice, check_fixed, check_int_range, check_positive
 from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
 from .init import INITS, InitMethod
 
@@ -27,6 +27,7 @@ __all__ = [
     "FitOptions",
     "FitSettings",
     "Method",
+    "resolve_options",
     "restarts",
     "settings_for_speed",
 ]
@@ -199,3 +200,55 @@ def _fixed_tuple(value: Any, method: str) -> tuple[tuple[int, int, int], ...]:
     if method != "kmeans":
         raise InputError(f"fixed_colors work with method='kmeans', got method={method!r}")
     return tuple((int(r), int(g), int(b)) for r, g, b in arr)
+
+
+_NOT_GIVEN: dict[str, Any] = {
+    "color_space": DEFAULT_COLOR_SPACE,
+    "method": "kmeans",
+    "init": "k-means++",
+    "speed": DEFAULT_SPEED,
+    "max_iter": None,
+    "tol": None,
+    "seed": 0,
+    "posterize": None,
+    "keep_transparent_rgb": False,
+}
+"""The fit keywords' defaults: a keyword left at its default gives way to ``options``."""
+
+
+def resolve_options(
+    options: FitOptions | None, n_colors: int, fixed_colors: Any, **given: Any
+) -> FitOptions:
+    """The fit's settings of an entry point that takes both ``options`` and the fit keywords.
+
+    Args:
+        options: the settings in one value, or None: then the keywords ``given`` make them.
+        n_colors: the palette size K the fixed colors must fit in.
+        fixed_colors: ``(F, 3)`` colors, or None (checked by :func:`check_fixed`).
+        given: the fit keywords (``color_space=``, ``seed=``, ...) as the caller got them.
+
+    Returns:
+        ``options``, or the keywords' settings.
+
+    Raises:
+        InputError: a bad setting; or a keyword beside ``options`` that is neither left at its
+            default nor what ``options`` says (one line naming it).
+    """
+    if options is None:
+        opts = FitOptions(**given)
+        fixed = check_fixed(fixed_colors, n_colors, opts.method)
+        return opts.replace(fixed_colors=fixed) if len(fixed) else opts
+    if not isinstance(options, FitOptions):
+        raise InputError(f"options must be a FitOptions or None, got {type(options).__name__}")
+    for name, value in given.items():
+        mine = getattr(options, name)
+        if value != _NOT_GIVEN[name] and value != mine:
+            raise InputError(
+                f"give options or {name}, not both: options.{name} is {mine!r}, {name}={value!r}"
+            )
+    if fixed_colors is not None:
+        fixed = check_fixed(fixed_colors, n_colors, options.method)
+        if not np.array_equal(fixed, options.fixed):
+            raise InputError("give options or fixed_colors, not both: they differ")
+    check_fixed(options.fixed if len(options.fixed) else None, n_colors, options.method)
+    return options

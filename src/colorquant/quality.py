@@ -8,11 +8,22 @@ qualities on this scale.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 from ._checks import InputError
 from .result import QuantizeResult
 
-__all__ = ["LIQ_MSE_POWER", "LIQ_MSE_SCALE", "QualityTooLowError", "liq_error", "quality_of"]
+__all__ = [
+    "LIQ_MSE_POWER",
+    "LIQ_MSE_SCALE",
+    "QualityTooLowError",
+    "fewest_colors",
+    "liq_error",
+    "quality_of",
+]
+
+FitT = TypeVar("FitT")
 
 # pngquant's quality scale. libimagequant (pngquant's library, src/quant.rs: quality_to_mse and
 # mse_to_quality) maps a quality q in 0..100 to the largest error it accepts, in its own units
@@ -90,3 +101,45 @@ class QualityTooLowError(ValueError):
         self.result = result
         self.quality = quality
         self.minimum = minimum
+
+
+def fewest_colors(
+    most: int,
+    fewest: int,
+    target: tuple[float, float],
+    attempt: Callable[[int], tuple[FitT, QuantizeResult]],
+    final: Callable[[FitT, QuantizeResult], QuantizeResult],
+) -> QuantizeResult:
+    """:func:`colorquant.quantize`'s ``quality=(min, max)``: the fewest colors, in
+    ``fewest..most``, whose plain mapping reaches ``max`` (bisection); ``most`` if none does;
+    QualityTooLowError if even ``most`` stays below ``min``.
+
+    As pngquant's, the quality is that of the plain mapping (each pixel its nearest color):
+    a dither adds error on purpose, and is applied (``final``) once K is chosen.
+
+    Args:
+        most: the most colors allowed (``n_colors``).
+        fewest: the fewest worth trying (the fixed colors; at least 1).
+        target: ``(min, max)`` on :func:`quality_of`'s scale.
+        attempt: K -> the fit with K colors and its plain result.
+        final: the fit chosen and its plain result -> the result returned.
+    """
+    low, high = target
+    best_fit, best = attempt(most)
+    reached = quality_of(best.psnr)
+    if reached < low:
+        raise QualityTooLowError(
+            f"quality {math.floor(reached)} with {most} colors is below {low:g}",
+            final(best_fit, best),
+            reached,
+            low,
+        )
+    lo, hi = max(1, fewest), most  # hi reaches `high` (or is the most allowed)
+    while lo < hi and reached >= high:
+        mid = (lo + hi) // 2
+        trial_fit, trial = attempt(mid)
+        if quality_of(trial.psnr) >= high:
+            hi, best_fit, best = mid, trial_fit, trial
+        else:
+            lo = mid + 1
+    return final(best_fit, best)

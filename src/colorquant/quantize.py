@@ -13,10 +13,9 @@ dither). The fit's settings come in one :class:`~colorquant.options.FitOptions`.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,6 @@ from ._checks import (
     as_pixels,
     check_batch_palettes,
     check_choice,
-    check_fixed,
     check_int_range,
     check_palette,
     check_quality,
@@ -38,12 +36,13 @@ from ._checks import (
     resolve_device,
 )
 from .alpha import prepare_rgba, rgba_histogram, with_alpha
-from .color import DEFAULT_COLOR_SPACE, ColorSpace, decode_colors, encode_colors
+from .batch import batch_on_device as _batch_on_device  # the name tests patch
+from .batch import stack_results
+from .color import DEFAULT_COLOR_SPACE, ColorSpace
 from .dither import DITHERS, Dither
 from .fit import Fit, encode_points, fit_histogram, fit_shared, on_device
 from .histogram import ColorHistogram, color_histogram, merge_histograms
 from .init import InitMethod
-from .metrics import psnr_from_mse
 from .options import (
     ADAM_STEPS,
     DATASET_SPEED,
@@ -54,10 +53,10 @@ from .options import (
     FitOptions,
     FitSettings,
     Method,
-    restarts,
+    resolve_options,
     settings_for_speed,
 )
-from .quality import LIQ_MSE_POWER, LIQ_MSE_SCALE, QualityTooLowError, quality_of
+from .quality import LIQ_MSE_POWER, LIQ_MSE_SCALE, QualityTooLowError, fewest_colors, quality_of
 from .remap import apply_histogram, apply_pixels, with_clear_entry
 from .result import BatchResult, QuantizeResult
 
@@ -87,47 +86,6 @@ __all__ = [
     "quantize_batch",
     "settings_for_speed",
 ]
-
-_NOT_GIVEN: dict[str, Any] = {
-    "color_space": DEFAULT_COLOR_SPACE,
-    "method": "kmeans",
-    "init": "k-means++",
-    "speed": DEFAULT_SPEED,
-    "max_iter": None,
-    "tol": None,
-    "seed": 0,
-    "posterize": None,
-    "keep_transparent_rgb": False,
-}
-"""The fit keywords' defaults: a keyword left at its default gives way to ``options``."""
-
-
-def _fit_options(
-    options: FitOptions | None, n_colors: int, fixed_colors: Any, **given: Any
-) -> FitOptions:
-    """The fit's settings: ``options``, or the keywords ``given`` when it is None.
-
-    A keyword given beside ``options`` must be left at its default or say what ``options``
-    says; else InputError. ``fixed_colors`` is checked against ``n_colors`` either way.
-    """
-    if options is None:
-        opts = FitOptions(**given)
-        fixed = check_fixed(fixed_colors, n_colors, opts.method)
-        return opts.replace(fixed_colors=fixed) if len(fixed) else opts
-    if not isinstance(options, FitOptions):
-        raise InputError(f"options must be a FitOptions or None, got {type(options).__name__}")
-    for name, value in given.items():
-        mine = getattr(options, name)
-        if value != _NOT_GIVEN[name] and value != mine:
-            raise InputError(
-                f"give options or {name}, not both: options.{name} is {mine!r}, {name}={value!r}"
-            )
-    if fixed_colors is not None:
-        fixed = check_fixed(fixed_colors, n_colors, options.method)
-        if not np.array_equal(fixed, options.fixed):
-            raise InputError("give options or fixed_colors, not both: they differ")
-    check_fixed(options.fixed if len(options.fixed) else None, n_colors, options.method)
-    return options
 
 
 def _pixels_of(image: Any, keep_rgb: bool = False, rgba: bool = False) -> np.ndarray:
@@ -230,7 +188,7 @@ class Quantizer:
         options: FitOptions | None = None,
     ) -> None:
         self.n_colors = check_int_range("n_colors", n_colors, 1, MAX_COLORS)
-        self.options = _fit_options(
+        self.options = resolve_options(
             options,
             self.n_colors,
             fixed_colors,
@@ -494,12 +452,12 @@ def quantize(
     }
     given: Fit | None = None
     if palette is not None:
-        opts = _fit_options(options, MAX_COLORS, None, **keywords)
+        opts = resolve_options(options, MAX_COLORS, None, **keywords)
         colors = check_palette(palette, MAX_COLORS)
         given = Fit(colors if colors.shape[1] == 4 else on_device(colors, device), pinned=True)
     else:
         k = check_int_range("n_colors", n_colors, 1, MAX_COLORS)
-        opts = _fit_options(options, k, fixed_colors, **keywords)
+        opts = resolve_options(options, k, fixed_colors, **keywords)
     check_choice("dither", dither, DITHERS)
     strength = check_strength(dither_strength)
     target = None if quality is None else check_quality(quality)
@@ -528,105 +486,10 @@ def quantize(
         fit = fit_histogram(hist, n, opts, device, points)
         return fit, plain(fit)
 
-    return _fewest_colors(k, len(opts.fixed), target, attempt, final)
-
-
-def _fewest_colors(
-    most: int,
-    fewest: int,
-    target: tuple[float, float],
-    attempt: Callable[[int], tuple[Fit, QuantizeResult]],
-    final: Callable[[Fit, QuantizeResult], QuantizeResult],
-) -> QuantizeResult:
-    """``quantize``'s ``quality=(min, max)``: the fewest colors, ``fewest..most``, whose plain
-    mapping reaches ``max`` (bisection); ``most`` if none does; QualityTooLowError if even
-    ``most`` stays below ``min``.
-
-    As pngquant's, the quality is that of the plain mapping (each pixel its nearest color):
-    a dither adds error on purpose, and is applied (``final``) once K is chosen.
-
-    Args:
-        most: the most colors allowed (``n_colors``).
-        fewest: the fewest worth trying (the fixed colors; at least 1).
-        target: ``(min, max)`` on :func:`quality_of`'s scale.
-        attempt: K -> the fit with K colors and its plain result.
-        final: the fit chosen and its plain result -> the result returned.
-    """
-    low, high = target
-    best_fit, best = attempt(most)
-    reached = quality_of(best.psnr)
-    if reached < low:
-        raise QualityTooLowError(
-            f"quality {math.floor(reached)} with {most} colors is below {low:g}",
-            final(best_fit, best),
-            reached,
-            low,
-        )
-    lo, hi = max(1, fewest), most  # hi reaches `high` (or is the most allowed)
-    while lo < hi and reached >= high:
-        mid = (lo + hi) // 2
-        trial_fit, trial = attempt(mid)
-        if quality_of(trial.psnr) >= high:
-            hi, best_fit, best = mid, trial_fit, trial
-        else:
-            lo = mid + 1
-    return final(best_fit, best)
+    return fewest_colors(k, len(opts.fixed), target, attempt, final)
 
 
 # -- batches of tensors -----------------------------------------------------------------------
-
-
-def _batch_on_device(
-    x: torch.Tensor,
-    n_colors: int,
-    color_space: ColorSpace,
-    seed: int,
-    speed: int,
-    dither_strength: float | None,
-    fixed: np.ndarray | None = None,
-    given: np.ndarray | None = None,
-) -> BatchResult:
-    """quantize_batch on a GPU: every stage batched over the images (:mod:`._torch.batch`).
-
-    ``fixed``: ``(F, 3)`` uint8 colors every palette keeps; ``given``: ``(B, K, 3)`` uint8
-    palettes to map to (no fit).
-    """
-    import torch
-
-    from ._torch.batch import quantize_images
-    from .color import embed
-
-    if x.dtype == torch.uint8:
-        x8 = x
-    else:
-        if not x.is_floating_point():
-            raise InputError(f"x must be uint8 or float in [0, 1], got {x.dtype}")
-        if not bool(torch.isfinite(x).all()) or float(x.min()) < 0 or float(x.max()) > 1:
-            raise InputError("x must hold finite values in [0, 1] (float input)")
-        # 255 x of a float16 or bfloat16 value is exact in float32, not in its own dtype.
-        wide = x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)
-        x8 = (wide * 255.0).round_().to(torch.uint8)
-    s = settings_for_speed(speed)
-    palettes, indices, n_used = quantize_images(
-        x8,
-        n_colors,
-        lambda c: encode_colors(c, color_space, torch.float32),
-        lambda p: decode_colors(p, color_space),
-        lambda rgb: embed(rgb, color_space),
-        seed=seed,
-        max_iter=max(s.coarse_iter, s.max_iter),
-        tol=s.coarse_tol,
-        n_init=restarts(s, n_colors),
-        dither_strength=dither_strength,
-        fixed8=None if fixed is None or not len(fixed) else torch.from_numpy(fixed).to(x.device),
-        given8=None if given is None else torch.from_numpy(given).to(x.device),
-    )
-    rows = torch.arange(x.shape[0], device=x.device)[:, None, None]
-    quantized8 = palettes[rows, indices].permute(0, 3, 1, 2)
-    error = (quantized8.double() - x8.double()).pow(2).mean(dim=(1, 2, 3))
-    psnr = torch.where(error > 0, 10 * torch.log10(255.0**2 / error), torch.inf)
-    image = quantized8 if x.dtype == torch.uint8 else quantized8.to(x.dtype) / 255.0
-    return BatchResult(palettes, indices, image, n_used, error, psnr)
 
 
 def quantize_batch(
@@ -697,7 +560,6 @@ def quantize_batch(
         >>> out.image.shape, out.palettes.shape, bool((out.n_colors <= 8).all())
         (torch.Size([4, 3, 16, 16]), torch.Size([4, 8, 3]), True)
     """
-    import torch
 
     images, uniform = as_batch(x)
     check_int_range("n_colors", n_colors, 1, 256)
@@ -708,7 +570,7 @@ def quantize_batch(
         raise InputError("give palette (map to it) or fixed_colors (fit around them), not both")
     if palette is not None and shared:
         raise InputError("give palette (map to it) or shared=True (fit one), not both")
-    opts = _fit_options(
+    opts = resolve_options(
         options, n_colors, fixed_colors, color_space=color_space, seed=seed, speed=speed
     )
     given: list[np.ndarray] | None = None
@@ -774,29 +636,4 @@ def quantize_batch(
     parallel = len(images) if run_device == "cpu" else 1
     with _cpu.shared_threads(parallel) as workers, ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(one, range(len(images))))
-    outputs = [(p, i) for p, i, _ in results]
-
-    k_max = max(p.shape[0] for p, _ in outputs)
-    palettes = np.stack(
-        [np.concatenate([p, np.repeat(p[-1:], k_max - len(p), 0)]) for p, _ in outputs]
-    )
-    errors = np.array([e for _, _, e in results])
-    dev = images[0].device
-    indices = [torch.from_numpy(i).to(dev) for _, i in outputs]
-    quantized = []
-    for img, (p, i) in zip(images, outputs, strict=True):
-        # Each image keeps its own channels: an RGB one stays RGB beside RGBA ones, or with an
-        # RGBA palette (its opaque pixels took opaque entries: alpha.kind_of).
-        q8 = torch.from_numpy(np.ascontiguousarray(p[i][..., : img.shape[0]]))
-        q8 = q8.permute(2, 0, 1).to(dev)
-        quantized.append(q8 if img.dtype == torch.uint8 else q8.to(img.dtype) / 255.0)
-    return BatchResult(
-        palettes=torch.from_numpy(palettes).to(dev),
-        indices=torch.stack(indices) if uniform else indices,
-        image=torch.stack(quantized) if uniform else quantized,
-        n_colors=torch.tensor([p.shape[0] for p, _ in outputs], device=dev),
-        mse=torch.from_numpy(errors).to(dev),
-        psnr=torch.tensor(
-            [psnr_from_mse(float(e)) for e in errors], dtype=torch.float64, device=dev
-        ),
-    )
+    return stack_results(images, results, uniform)
