@@ -385,7 +385,7 @@ def test_fs_rgba_flat_area_keeps_its_mean() -> None:
 
 
 def test_fs_groups_kernel_against_python() -> None:
-    from colorquant import _cpu
+    from colorquant.dither import error_diffusion_groups
 
     rng = np.random.default_rng(3)
     h, w, k = 6, 7, 5
@@ -396,7 +396,7 @@ def test_fs_groups_kernel_against_python() -> None:
     egroup = np.array([0b110, 0b010, 0b011, 0b100, 0], np.int8)  # bit g: group g may take it
     fixed = rng.integers(0, k, (h, w)).astype(np.int32)
     strength = rng.uniform(0, 1, (h, w)).astype(np.float32)
-    got = _cpu.dither_fs_groups(pixels, palette, weight, pgroup, egroup, fixed, strength, 30.0)
+    got = error_diffusion_groups(pixels, palette, weight, pgroup, egroup, fixed, strength, 30.0)
     want = fs_reference(
         pixels,
         palette,

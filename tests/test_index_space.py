@@ -136,12 +136,12 @@ def test_quantize_batch_given_palette_keeps_all_rows() -> None:
 
 def test_batched_torch_path_keeps_the_given_palette() -> None:
     # The GPU path (every stage batched in torch), run on CPU tensors.
-    from colorquant.quantize import _batch_on_device
+    from colorquant.batch import batch_on_device
 
     gen = torch.Generator().manual_seed(2)
     x = torch.rand(3, 3, 16, 16, generator=gen) * 0.3
     given = np.broadcast_to(GRAYS, (3, 16, 3)).copy()
-    out = _batch_on_device(x, 16, "rgb", 0, 4, None, given=given)
+    out = batch_on_device(x, 16, "rgb", 0, 4, None, given=given)
     assert out.palettes.shape == (3, 16, 3) and out.n_colors.tolist() == [16, 16, 16]
     for b in range(3):
         np.testing.assert_array_equal(out.palettes[b].numpy(), GRAYS)
@@ -316,11 +316,11 @@ def test_quantize_batch_float_dtypes_equal_float32(dtype: torch.dtype) -> None:
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 def test_batched_torch_path_scales_16_bit_floats_exactly(dtype: torch.dtype) -> None:
     # 255 x rounded in the 16-bit dtype itself is off by one for about 8% of values.
-    from colorquant.quantize import _batch_on_device
+    from colorquant.batch import batch_on_device
 
     x = dtype_image(dtype, batch=2)
-    got = _batch_on_device(x, 8, "rgb", 0, 4, None)
-    want = _batch_on_device(x.to(torch.float32), 8, "rgb", 0, 4, None)
+    got = batch_on_device(x, 8, "rgb", 0, 4, None)
+    want = batch_on_device(x.to(torch.float32), 8, "rgb", 0, 4, None)
     assert got.image.dtype == dtype
     assert torch.equal(got.palettes, want.palettes) and torch.equal(got.indices, want.indices)
     np.testing.assert_array_equal(got.mse.numpy(), want.mse.numpy())

@@ -344,6 +344,12 @@ class Quantizer:
         return to_numpy(self._fitted().palette)
 
     @property
+    def seen(self) -> ColorHistogram | None:
+        """What :meth:`partial_fit` has seen since the last :meth:`fit`: the merged color
+        histogram (one entry per distinct color, with its pixel count), or None."""
+        return self._seen
+
+    @property
     def history(self) -> tuple[float, ...]:
         """Objective after each iteration of the last fit."""
         return self._fitted().history
