@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _cpu
-from ._array import is_tensor, to_numpy
+from ._array import to_numpy
 from ._checks import (
     InputError,
     as_batch,
@@ -35,13 +35,13 @@ from ._checks import (
     check_strength,
     resolve_device,
 )
-from .alpha import prepare_rgba, rgba_histogram, with_alpha
+from .alpha import with_alpha
 from .batch import batch_on_device as _batch_on_device  # the name tests patch
 from .batch import stack_results
 from .color import DEFAULT_COLOR_SPACE, ColorSpace
 from .dither import DITHERS, Dither
 from .fit import Fit, encode_points, fit_histogram, fit_shared, on_device
-from .histogram import ColorHistogram, color_histogram, merge_histograms
+from .histogram import ColorHistogram, merge_histograms
 from .init import InitMethod
 from .options import (
     ADAM_STEPS,
@@ -56,6 +56,7 @@ from .options import (
     resolve_options,
     settings_for_speed,
 )
+from .pixels import image_histogram, merged_histogram, pipeline_pixels
 from .quality import LIQ_MSE_POWER, LIQ_MSE_SCALE, QualityTooLowError, fewest_colors, quality_of
 from .remap import apply_histogram, apply_pixels, with_clear_entry
 from .result import BatchResult, QuantizeResult
@@ -86,32 +87,6 @@ __all__ = [
     "quantize_batch",
     "settings_for_speed",
 ]
-
-
-def _pixels_of(image: Any, keep_rgb: bool = False, rgba: bool = False) -> np.ndarray:
-    """An image as the pipeline takes it: ``(H, W, 3)`` uint8, or ``(H, W, 4)`` RGBA for an
-    image with transparency (or any image, with ``rgba``), fully transparent pixels zeroed
-    unless ``keep_rgb`` (:func:`colorquant.alpha.prepare_rgba`)."""
-    pixels = as_pixels(image)
-    if rgba or pixels.shape[2] == 4:
-        pixels = prepare_rgba(with_alpha(pixels), keep_rgb)
-    return pixels
-
-
-def _histogram_of(pixels: np.ndarray, device: str) -> tuple[ColorHistogram, tuple[int, int]]:
-    """The color histogram of :func:`_pixels_of` pixels, and their ``(H, W)``: RGBA in NumPy
-    whatever the device; RGB on ``device``."""
-    height, width = pixels.shape[:2]
-    if pixels.shape[2] == 4:
-        return ColorHistogram(*rgba_histogram(pixels.reshape(-1, 4))), (height, width)
-    flat = pixels.reshape(-1, 3)
-    if device == "cpu":
-        return color_histogram(flat), (height, width)
-    import torch
-
-    # torch wants writable memory; Pillow's arrays are read-only views.
-    tensor = torch.from_numpy(flat if flat.flags.writeable else flat.copy()).to(device)
-    return color_histogram(tensor), (height, width)
 
 
 def _option(name: str) -> Any:
@@ -160,6 +135,12 @@ class Quantizer:
     RGBA colors, premultiplied (:mod:`colorquant.alpha`), on the CPU; the palette is then
     ``(K, 4)``. A fully transparent pixel never becomes visible, nor the reverse.
 
+    Attributes:
+        n_colors: the palette size K.
+        options: the fit's settings; each of its fields reads through as an attribute too
+            (``q.color_space``, ``q.seed``, ...; ``q.fixed`` is ``options.fixed``).
+        device: the device the work runs on.
+
     Example:
         >>> import numpy as np
         >>> img = np.zeros((4, 4, 3), np.uint8); img[:, 2:] = 200
@@ -168,6 +149,9 @@ class Quantizer:
         [(0, 0, 0), (200, 200, 200)]
         >>> q.apply(img).mse
         0.0
+        >>> same = Quantizer(2, options=FitOptions(color_space="rgb")).fit(img)
+        >>> same.palette.tolist() == q.palette.tolist(), same.color_space
+        (True, 'rgb')
     """
 
     def __init__(
@@ -262,7 +246,7 @@ class Quantizer:
             ``self``, fitted.
         """
         self._seen, self._stale = None, False
-        merged = self._merged(images, "fit")
+        merged = merged_histogram(images, "fit", self.keep_transparent_rgb, self.device)
         self._fit = fit_shared(merged, self.n_colors, self.options, self.device)
         return self
 
@@ -287,26 +271,12 @@ class Quantizer:
             >>> q.palette.tolist()
             [[0, 0, 0], [200, 200, 200]]
         """
-        new = self._merged(images, "partial_fit")
+        keep = self.keep_transparent_rgb
+        new = merged_histogram(images, "partial_fit", keep, self.device)
         if self._seen is not None:
             new = merge_histograms([self._seen, new])
         self._seen, self._stale = ColorHistogram(new.colors, new.counts, None), True
         return self
-
-    def _merged(self, images: Any, name: str) -> ColorHistogram:
-        """The merged color histogram of an image, a list of images or a tensor batch."""
-        if isinstance(images, (list, tuple)):
-            batch = list(images)
-        elif is_tensor(images) and images.ndim == 4:
-            batch = list(images.unbind(0))
-        else:
-            batch = [images]
-        if not batch:
-            raise InputError(f"{name} needs at least one image")
-        # One image with transparency makes the shared palette RGBA (merge_histograms).
-        keep = self.keep_transparent_rgb
-        hists = [_histogram_of(_pixels_of(img, keep), self.device)[0] for img in batch]
-        return merge_histograms(hists)
 
     def apply(
         self, image: Any, *, dither: Dither = "none", dither_strength: float = 1.0
@@ -328,10 +298,10 @@ class Quantizer:
         strength = check_strength(dither_strength)
         fit = self._fitted()
         rgba = fit.palette.shape[1] == 4  # an RGBA palette: the image as RGBA
-        pixels = _pixels_of(image, self.keep_transparent_rgb, rgba)
+        pixels = pipeline_pixels(image, self.keep_transparent_rgb, rgba)
         if dither != "none":
             return apply_pixels(fit, pixels, self.color_space, start, dither, strength)
-        hist, shape = _histogram_of(pixels, self.device)
+        hist, shape = image_histogram(pixels, self.device)
         return apply_histogram(fit, hist, shape, self.color_space, start)
 
     @property
@@ -470,8 +440,8 @@ def quantize(
     # The image converted once, for the histogram and a dithered map (which needs the pixels);
     # with a given RGBA palette, as RGBA.
     rgba = given is not None and given.palette.shape[1] == 4
-    pixels = _pixels_of(image, opts.keep_transparent_rgb, rgba)
-    hist, shape = _histogram_of(pixels, device)
+    pixels = pipeline_pixels(image, opts.keep_transparent_rgb, rgba)
+    hist, shape = image_histogram(pixels, device)
     space = opts.color_space
     points = encode_points(hist.colors, space)  # once, for every fit and map
 
