@@ -111,3 +111,17 @@ def test_resolve_fixed_colors_and_their_count() -> None:
         resolve_options(given, 1, None)
     with pytest.raises(cq.InputError, match="options must be a FitOptions or None, got dict"):
         resolve_options({"seed": 1}, 8, None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("entry", [cq.quantize, cq.Quantizer, cq.quantize_batch])
+def test_entry_point_defaults_are_the_options_defaults(entry: object) -> None:
+    # A keyword left at its default gives way to options=: the two defaults must be one.
+    import inspect
+
+    params = inspect.signature(entry).parameters  # type: ignore[arg-type]
+    defaults = {f.name: f.default for f in dataclasses.fields(FitOptions)}
+    shared = [name for name in defaults if name in params and name != "fixed_colors"]
+    assert {"color_space", "seed", "speed"} <= set(shared)
+    for name in shared:
+        assert params[name].default == defaults[name], name
+    assert params["options"].default is None and params["fixed_colors"].default is None

@@ -8,7 +8,7 @@ sets the stages and iterations (:func:`settings_for_speed`, libimagequant's ``se
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -202,17 +202,7 @@ def _fixed_tuple(value: Any, method: str) -> tuple[tuple[int, int, int], ...]:
     return tuple((int(r), int(g), int(b)) for r, g, b in arr)
 
 
-_NOT_GIVEN: dict[str, Any] = {
-    "color_space": DEFAULT_COLOR_SPACE,
-    "method": "kmeans",
-    "init": "k-means++",
-    "speed": DEFAULT_SPEED,
-    "max_iter": None,
-    "tol": None,
-    "seed": 0,
-    "posterize": None,
-    "keep_transparent_rgb": False,
-}
+_NOT_GIVEN: dict[str, Any] = {f.name: f.default for f in fields(FitOptions)}
 """The fit keywords' defaults: a keyword left at its default gives way to ``options``."""
 
 
