@@ -777,6 +777,11 @@ def test_options_and_a_conflicting_keyword_raise_one_line() -> None:
         )
     with pytest.raises(cq.InputError, match="give options or fixed_colors, not both"):
         cq.quantize(TINY, 4, options=cq.FitOptions(), fixed_colors=[[1, 2, 3]])
+    fixed = cq.FitOptions(fixed_colors=[[0, 0, 0]])
+    with pytest.raises(cq.InputError, match=r"give palette .* or options with fixed_colors"):
+        cq.quantize(TINY, palette=[[0, 0, 0], [9, 9, 9]], options=fixed)
+    with pytest.raises(cq.InputError, match=r"give palette .* or options with fixed_colors"):
+        cq.quantize_batch(torch.zeros(1, 3, 4, 4), palette=[[0, 0, 0]], options=fixed)
     with pytest.raises(cq.InputError, match=r"fixed_colors must be \(F, 3\) with 1 <= F"):
         cq.Quantizer(1, options=cq.FitOptions(fixed_colors=[[0, 0, 0], [9, 9, 9]]))
 

@@ -429,6 +429,8 @@ def quantize(
     given: Fit | None = None
     if palette is not None:
         opts = resolve_options(options, MAX_COLORS, None, **keywords)
+        if opts.fixed_colors:
+            raise InputError("give palette (map to it) or options with fixed_colors, not both")
         colors = check_palette(palette, MAX_COLORS)
         given = Fit(colors if colors.shape[1] == 4 else on_device(colors, device), pinned=True)
     else:
@@ -549,6 +551,8 @@ def quantize_batch(
     opts = resolve_options(
         options, n_colors, fixed_colors, color_space=color_space, seed=seed, speed=speed
     )
+    if palette is not None and opts.fixed_colors:
+        raise InputError("give palette (map to it) or options with fixed_colors, not both")
     given: list[np.ndarray] | None = None
     if palette is not None:
         given = check_batch_palettes(palette, len(images), images[0])
