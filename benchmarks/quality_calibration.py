@@ -2,7 +2,7 @@
 
 pngquant's ``--verbose`` prints, for the colors it chose, its error ("MSE", measured by
 libimagequant in its own space: gamma 0.57, weighted channels) and the quality ``Q`` it reads
-from it (libimagequant's curve, see ``colorquant.quantize._liq_error``). Our scale can only see
+from it (libimagequant's curve, see ``colorquant.quality.liq_error``). Our scale can only see
 our own error, the 8-bit sRGB MSE of the same output. For every photo and every K in ``--ks``
 this runs ``pngquant K --nofs --verbose`` (no dither: its Q is that of the plain mapping),
 reads its MSE and Q, and measures our MSE of the very file it wrote. Then it fits
@@ -47,14 +47,14 @@ from _common import (
     tool,
 )
 from colorquant.metrics import psnr_from_mse
-from colorquant.quantize import LIQ_MSE_POWER, LIQ_MSE_SCALE, _liq_error
+from colorquant.quality import LIQ_MSE_POWER, LIQ_MSE_SCALE, liq_error
 
 VERBOSE = re.compile(r"MSE=([0-9.]+) \(Q=(\d+)\)")
 WRITING = re.compile(r"writing (\d+)-color image")
 
 
 QS = np.linspace(0.0, 100.0, 20001)
-CURVE = np.array([_liq_error(float(q)) for q in QS])
+CURVE = np.array([liq_error(float(q)) for q in QS])
 
 
 def liq_quality(error: np.ndarray) -> np.ndarray:

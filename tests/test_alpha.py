@@ -225,14 +225,17 @@ def test_groups_apart_fallback() -> None:
     # the transparent group, but the fallback fits the groups apart when it does.
     rgba = np.dstack([photo(4), np.full((H, W), 255, np.uint8)])
     rgba[0, 0, 3] = 0
-    q = cq.Quantizer(8, color_space="rgb")
     hist_rgba = rgba.copy()
     hist_rgba[0, 0, :3] = 0
     colors, counts = np.unique(hist_rgba.reshape(-1, 4), axis=0, return_counts=True)
+    from colorquant.fit import fit_groups_apart
     from colorquant.histogram import ColorHistogram
+    from colorquant.options import FitOptions
 
-    q._fit_groups_apart(ColorHistogram(colors, counts, None), encode_rgba(colors, "rgb"))
-    palette = q.palette
+    hist = ColorHistogram(colors, counts, None)
+    opts = FitOptions(color_space="rgb")
+    palette = fit_groups_apart(hist, encode_rgba(colors, "rgb"), 8, opts, "cpu").palette
+    q = cq.Quantizer.from_palette(palette, color_space="rgb")
     assert palette.shape == (8, 4)
     assert palette[-1].tolist() == [0, 0, 0, 0] and (palette[:-1, 3] == 255).all()
     res = q.apply(rgba)
@@ -382,7 +385,7 @@ def test_fs_rgba_flat_area_keeps_its_mean() -> None:
 
 
 def test_fs_groups_kernel_against_python() -> None:
-    from colorquant import _cpu
+    from colorquant.dither import error_diffusion_groups
 
     rng = np.random.default_rng(3)
     h, w, k = 6, 7, 5
@@ -393,7 +396,7 @@ def test_fs_groups_kernel_against_python() -> None:
     egroup = np.array([0b110, 0b010, 0b011, 0b100, 0], np.int8)  # bit g: group g may take it
     fixed = rng.integers(0, k, (h, w)).astype(np.int32)
     strength = rng.uniform(0, 1, (h, w)).astype(np.float32)
-    got = _cpu.dither_fs_groups(pixels, palette, weight, pgroup, egroup, fixed, strength, 30.0)
+    got = error_diffusion_groups(pixels, palette, weight, pgroup, egroup, fixed, strength, 30.0)
     want = fs_reference(
         pixels,
         palette,

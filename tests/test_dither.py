@@ -104,14 +104,36 @@ def test_bad_dither_options() -> None:
 @pytest.mark.parametrize("k", [7, 80])
 @pytest.mark.parametrize("max_error", [1000.0, 12.0])
 def test_fs_kernel_equals_plain_reference(max_error: float, k: int) -> None:
-    from colorquant import _cpu
+    from colorquant.dither import error_diffusion
 
     rng = np.random.default_rng(3)
     rgb8 = rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)
     palette = rng.integers(0, 256, (k, 3)).astype(np.float64)
     strength = rng.uniform(0, 1, (9, 13)).astype(np.float32)
     expected = fs_reference(rgb8, palette, strength, max_error)
-    np.testing.assert_array_equal(_cpu.dither_fs(rgb8, palette, strength, max_error), expected)
+    np.testing.assert_array_equal(error_diffusion(rgb8, palette, strength, max_error), expected)
+
+
+def test_error_diffusion_dispatches_on_its_input() -> None:
+    from colorquant.dither import diffusion_strength, error_diffusion
+
+    rng = np.random.default_rng(5)
+    rgb8 = rng.integers(0, 256, (12, 17, 3), dtype=np.uint8)
+    palette = rng.integers(0, 256, (9, 3), dtype=np.uint8)
+    # A scalar strength is the flat-area share: the per-pixel map comes from the image.
+    scalar = error_diffusion(rgb8, palette, 0.8, 40.0)
+    mapped = error_diffusion(rgb8, palette, diffusion_strength(rgb8, 0.8), 40.0)
+    np.testing.assert_array_equal(scalar, mapped)
+    want = fs_reference(rgb8, palette.astype(np.float64), diffusion_strength(rgb8, 0.8), 40.0)
+    np.testing.assert_array_equal(scalar, want)
+    # A tensor gives a tensor on its device with the same rows.
+    rows = error_diffusion(torch.from_numpy(rgb8), torch.from_numpy(palette), 0.8, 40.0)
+    assert isinstance(rows, torch.Tensor) and rows.device.type == "cpu"
+    np.testing.assert_array_equal(rows.numpy(), scalar)
+    # And quantize's "fs" is this dither with the palette's spread.
+    res = cq.Quantizer.from_palette(palette, color_space="rgb").apply(rgb8, dither="fs")
+    full = error_diffusion(rgb8, palette, 1.0, dither_spread(palette))
+    np.testing.assert_array_equal(res.palette[res.indices], palette[full])
 
 
 def test_fs_keeps_the_mean_of_a_flat_area() -> None:

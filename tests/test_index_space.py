@@ -136,12 +136,12 @@ def test_quantize_batch_given_palette_keeps_all_rows() -> None:
 
 def test_batched_torch_path_keeps_the_given_palette() -> None:
     # The GPU path (every stage batched in torch), run on CPU tensors.
-    from colorquant.quantize import _batch_on_device
+    from colorquant.batch import batch_on_device
 
     gen = torch.Generator().manual_seed(2)
     x = torch.rand(3, 3, 16, 16, generator=gen) * 0.3
     given = np.broadcast_to(GRAYS, (3, 16, 3)).copy()
-    out = _batch_on_device(x, 16, "rgb", 0, 4, None, given=given)
+    out = batch_on_device(x, 16, "rgb", 0, 4, None, given=given)
     assert out.palettes.shape == (3, 16, 3) and out.n_colors.tolist() == [16, 16, 16]
     for b in range(3):
         np.testing.assert_array_equal(out.palettes[b].numpy(), GRAYS)
@@ -316,11 +316,11 @@ def test_quantize_batch_float_dtypes_equal_float32(dtype: torch.dtype) -> None:
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 def test_batched_torch_path_scales_16_bit_floats_exactly(dtype: torch.dtype) -> None:
     # 255 x rounded in the 16-bit dtype itself is off by one for about 8% of values.
-    from colorquant.quantize import _batch_on_device
+    from colorquant.batch import batch_on_device
 
     x = dtype_image(dtype, batch=2)
-    got = _batch_on_device(x, 8, "rgb", 0, 4, None)
-    want = _batch_on_device(x.to(torch.float32), 8, "rgb", 0, 4, None)
+    got = batch_on_device(x, 8, "rgb", 0, 4, None)
+    want = batch_on_device(x.to(torch.float32), 8, "rgb", 0, 4, None)
     assert got.image.dtype == dtype
     assert torch.equal(got.palettes, want.palettes) and torch.equal(got.indices, want.indices)
     np.testing.assert_array_equal(got.mse.numpy(), want.mse.numpy())
@@ -344,22 +344,24 @@ def test_threads_applying_one_lazily_fitted_quantizer_share_one_palette(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The command maps its files in threads with one quantizer fitted by partial_fit: the lazy
-    # fit happens once, and no thread ever maps to it half done (before its rows are ordered).
+    # fit happens once, and every thread maps to the one palette (its rows ordered).
+    import importlib
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-    real = cq.Quantizer._fit_histogram
+    from colorquant.fit import Fit
+
+    # The fit stage the quantizer calls, made slow: every thread arrives while it runs.
+    module = importlib.import_module("colorquant.quantize")
+    real = module.fit_shared
     calls: list[int] = []
 
-    def slow_after_the_first(self: cq.Quantizer, *args: Any, **kwargs: Any) -> None:
+    def slow_fit(*args: Any, **kwargs: Any) -> Fit:
         calls.append(1)
-        if len(calls) == 1:
-            real(self, *args, **kwargs)
-            return
-        time.sleep(0.1)  # a second fit (if any) ends after the first one ...
-        real(self, *args, **kwargs)
-        time.sleep(0.4)  # ... and its rows stay unordered for a while
+        time.sleep(0.3)
+        fit: Fit = real(*args, **kwargs)
+        return fit
 
-    monkeypatch.setattr(cq.Quantizer, "_fit_histogram", slow_after_the_first)
+    monkeypatch.setattr(module, "fit_shared", slow_fit)
     images = [make_photo_like(24, 32, seed=40 + s) for s in range(4)]
     q = cq.Quantizer(16, color_space="rgb")
     for image in images:

@@ -596,7 +596,7 @@ def test_partial_fit_memory_is_one_entry_per_distinct_color() -> None:
     q = cq.Quantizer(4)
     for _ in range(5):
         q.partial_fit(img)
-    seen = q._seen
+    seen = q.seen
     assert seen is not None
     distinct = len(np.unique(img.reshape(-1, 3), axis=0))
     assert len(seen) == distinct and seen.n_pixels == 5 * 24 * 32
@@ -734,3 +734,72 @@ def test_posterize_rounds_fitted_colors_and_keeps_fixed_ones(bits: int) -> None:
     assert res.mse >= plain.mse  # rounding the colors cannot fit better
     with pytest.raises(cq.InputError, match="posterize"):
         cq.quantize(img, 4, posterize=0)
+
+
+# -- the fit's settings in one value: options= ---------------------------------------------------
+
+
+def test_options_give_what_the_keywords_give() -> None:
+    from conftest import make_photo_like
+
+    img = make_photo_like(40, 52, 6)
+    opts = cq.FitOptions(color_space="rgb", seed=3, speed=6, fixed_colors=[[255, 0, 0]])
+    want = cq.quantize(img, 12, color_space="rgb", seed=3, speed=6, fixed_colors=[[255, 0, 0]])
+    got = cq.quantize(img, 12, options=opts)
+    np.testing.assert_array_equal(got.palette, want.palette)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    assert [255, 0, 0] in got.palette.tolist()
+    q = cq.Quantizer(12, options=opts).fit(img)
+    assert q.options is opts and q.color_space == "rgb" and q.seed == 3
+    assert q.with_colors(5).options is opts
+    np.testing.assert_array_equal(
+        q.palette,
+        cq.Quantizer(12, color_space="rgb", seed=3, speed=6, fixed_colors=[[255, 0, 0]])
+        .fit(img)
+        .palette,
+    )
+    # A different seed in the options is a different fit: the options are read, not ignored.
+    other = cq.quantize(img, 12, options=opts.replace(seed=4, speed=1))
+    assert not np.array_equal(other.palette, got.palette)
+
+
+def test_options_and_a_conflicting_keyword_raise_one_line() -> None:
+    opts = cq.FitOptions(color_space="rgb")
+    for call in (
+        lambda: cq.quantize(TINY, 4, options=opts, color_space="lab"),
+        lambda: cq.Quantizer(4, options=opts, color_space="lab"),
+        lambda: cq.quantize_batch(torch.zeros(1, 3, 4, 4), 4, options=opts, color_space="lab"),
+    ):
+        with pytest.raises(cq.InputError) as info:
+            call()
+        assert str(info.value) == (
+            "give options or color_space, not both: options.color_space is 'rgb', color_space='lab'"
+        )
+    with pytest.raises(cq.InputError, match="give options or fixed_colors, not both"):
+        cq.quantize(TINY, 4, options=cq.FitOptions(), fixed_colors=[[1, 2, 3]])
+    fixed = cq.FitOptions(fixed_colors=[[0, 0, 0]])
+    with pytest.raises(cq.InputError, match=r"give palette .* or options with fixed_colors"):
+        cq.quantize(TINY, palette=[[0, 0, 0], [9, 9, 9]], options=fixed)
+    with pytest.raises(cq.InputError, match=r"give palette .* or options with fixed_colors"):
+        cq.quantize_batch(torch.zeros(1, 3, 4, 4), palette=[[0, 0, 0]], options=fixed)
+    with pytest.raises(cq.InputError, match=r"fixed_colors must be \(F, 3\) with 1 <= F"):
+        cq.Quantizer(1, options=cq.FitOptions(fixed_colors=[[0, 0, 0], [9, 9, 9]]))
+
+
+def test_options_with_a_given_palette_and_a_batch() -> None:
+    from conftest import make_photo_like
+
+    img = make_photo_like(24, 32, 8)
+    grays = np.repeat(np.arange(0, 256, 51, dtype=np.uint8)[:, None], 3, axis=1)
+    opts = cq.FitOptions(color_space="rgb")
+    got = cq.quantize(img, palette=grays, options=opts)
+    want = cq.quantize(img, palette=grays, color_space="rgb")
+    np.testing.assert_array_equal(got.indices, want.indices)
+    assert got.color_space == "rgb"
+    x = torch.from_numpy(np.stack([img, img[::-1].copy()])).permute(0, 3, 1, 2)
+    batch = cq.quantize_batch(x, 8, options=opts.replace(seed=2), device="cpu")
+    keywords = cq.quantize_batch(x, 8, color_space="rgb", seed=2, device="cpu")
+    assert torch.equal(batch.palettes, keywords.palettes)
+    assert torch.equal(batch.indices, keywords.indices)
+    alone = cq.quantize(img, 8, options=opts.replace(seed=2))
+    np.testing.assert_array_equal(batch.indices[0].numpy(), alone.indices)

@@ -26,6 +26,7 @@ from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
 from .io import LoadedImage, load_image, load_palette, save_result
 from .kmeans import KMeansResult, fit_adam, weighted_kmeans
 from .metrics import ciede2000, mean_delta_e, mse, psnr
+from .options import FitOptions
 from .quantize import (
     DEFAULT_SPEED,
     BatchResult,
@@ -44,6 +45,7 @@ __all__ = [
     "Animation",
     "BatchResult",
     "ColorSpace",
+    "FitOptions",
     "InputError",
     "KMeansResult",
     "LoadedImage",

@@ -14,15 +14,21 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ._array import is_tensor
+from ._array import is_tensor, to_numpy
 
 __all__ = [
     "InputError",
+    "as_batch",
     "as_pixels",
     "as_rgb8",
+    "check_batch_palettes",
     "check_choice",
+    "check_fixed",
     "check_int_range",
+    "check_palette",
     "check_positive",
+    "check_quality",
+    "check_strength",
     "resolve_device",
 ]
 
@@ -61,6 +67,91 @@ def check_positive(name: str, value: Any) -> float:
     if not np.isfinite(out) or out <= 0:
         raise InputError(f"{name} must be a positive number, got {value!r}")
     return out
+
+
+def check_strength(value: Any) -> float:
+    """``dither_strength`` as a float in [0, 1], else InputError."""
+    strength = float(value)
+    if not 0.0 <= strength <= 1.0:
+        raise InputError(f"dither_strength must be in [0, 1], got {value!r}")
+    return strength
+
+
+def check_quality(value: Any) -> tuple[float, float]:
+    """``quality`` as ``(min, max)`` with ``0 <= min <= max <= 100`` (numbers), else InputError."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InputError(f"quality must be (min, max) in 0..100, got {value!r}") from None
+    if not 0.0 <= low <= high <= 100.0:  # NaN fails too
+        raise InputError(f"quality must be (min, max) with 0 <= min <= max <= 100, got {value!r}")
+    return low, high
+
+
+def check_fixed(fixed_colors: Any, n_colors: int, method: str) -> np.ndarray:
+    """``fixed_colors`` as a ``(F, 3)`` uint8 array (``F = 0`` for None), checked: distinct
+    integers in 0..255, ``1 <= F <= n_colors``, with ``method="kmeans"``."""
+    if fixed_colors is None:
+        return np.zeros((0, 3), np.uint8)
+    arr = to_numpy(fixed_colors)
+    if arr.ndim != 2 or arr.shape[1] != 3 or not 1 <= arr.shape[0] <= n_colors:
+        raise InputError(
+            f"fixed_colors must be (F, 3) with 1 <= F <= n_colors ({n_colors}), got {arr.shape}"
+        )
+    if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 255:
+        raise InputError("fixed_colors must be integers in 0..255")
+    if len(np.unique(arr, axis=0)) != len(arr):
+        raise InputError("fixed_colors must be distinct colors")
+    if method != "kmeans":
+        raise InputError(f"fixed_colors work with method='kmeans', got method={method!r}")
+    return arr.astype(np.uint8)
+
+
+def check_palette(palette: Any, max_colors: int) -> np.ndarray:
+    """A given palette as ``(K, 3)`` or ``(K, 4)`` uint8, ``1 <= K <= max_colors``, else
+    InputError."""
+    arr = to_numpy(palette)
+    if arr.ndim != 2 or arr.shape[1] not in (3, 4) or not 1 <= arr.shape[0] <= max_colors:
+        raise InputError(
+            f"palette must be (K, 3) or (K, 4) with 1 <= K <= {max_colors}, got {arr.shape}"
+        )
+    if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 255:
+        raise InputError("palette colors must be integers in 0..255")
+    return arr.astype(np.uint8)
+
+
+def as_batch(x: Any) -> tuple[list[Any], bool]:
+    """``x`` as a list of ``(C, H, W)`` tensors (C = 3, or 4 with alpha), and whether it was
+    one ``(B, C, H, W)`` tensor."""
+    expected = "a (B, 3 or 4, H, W) tensor or a non-empty list of (3 or 4, H, W) tensors"
+    if is_tensor(x):
+        if x.ndim != 4 or x.shape[1] not in (3, 4) or x.shape[0] < 1:
+            raise InputError(f"x must be {expected}, got a tensor of shape {tuple(x.shape)}")
+        return list(x.unbind(0)), True
+    if isinstance(x, (list, tuple)) and x and all(is_tensor(t) for t in x):
+        bad = [tuple(t.shape) for t in x if t.ndim != 3 or t.shape[0] not in (3, 4)]
+        if bad:
+            raise InputError(f"x must be {expected}, got a list holding shape {bad[0]}")
+        if len({t.device for t in x}) > 1:
+            raise InputError("x: every tensor of the list must be on one device")
+        return list(x), False
+    raise InputError(f"x must be {expected}, got {type(x).__name__}")
+
+
+def check_batch_palettes(palette: Any, batch: int, like: Any) -> list[np.ndarray]:
+    """A given ``(K, C)`` or ``(B, K, C)`` palette (C = 3, or 4 with alpha) as one uint8
+    ``(K, C)`` array per image."""
+    if is_tensor(palette) and palette.device != like.device:
+        raise InputError(f"palette is on {palette.device}, x on {like.device}: use one device")
+    arr = to_numpy(palette)
+    given = tuple(arr.shape)
+    if arr.ndim == 2 and arr.shape[1] in (3, 4):
+        arr = np.broadcast_to(arr, (batch, *arr.shape))
+    if arr.ndim != 3 or arr.shape[0] != batch or arr.shape[2] not in (3, 4) or arr.shape[1] < 1:
+        raise InputError(f"palette must be (K, C) or ({batch}, K, C), C = 3 or 4, got {given}")
+    if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 255:
+        raise InputError("palette colors must be integers in 0..255")
+    return [np.ascontiguousarray(p, dtype=np.uint8) for p in arr]
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")

@@ -1,4 +1,9 @@
-"""Dithering: ordered (Bayer) offsets, and the per-pixel strength of error diffusion.
+"""Dithering: ordered (Bayer) offsets and error diffusion, a dispatcher like every stage.
+
+The kinds a caller picks are :data:`DITHERS`: ``"none"``, ``"ordered"``, ``"fs"``
+(Floyd-Steinberg). :func:`ordered_map`, :func:`error_diffusion` and
+:func:`error_diffusion_groups` run each on the kernel for their input: the compiled core for
+NumPy arrays; a torch kernel for tensors is the place marked in :func:`error_diffusion`.
 
 An ordered dither adds to every pixel a fixed offset that depends only on its position (a Bayer
 threshold matrix tiled over the image), then maps it to its nearest palette color. Areas between
@@ -23,12 +28,12 @@ palette's spread, which caps the error a pixel carries so that it never runs awa
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from . import _cpu
-from ._array import ArrayT, constant, is_tensor
+from ._array import ArrayT, constant, is_tensor, to_numpy
 from .color import (
     COLOR_SPACES,
     DIN99_CONSTANTS,
@@ -43,16 +48,24 @@ from .color import (
 )
 
 __all__ = [
+    "DITHERS",
     "EDGE_SCALE",
+    "Dither",
     "bayer_matrix",
     "diffusion_strength",
     "dither_spread",
+    "error_diffusion",
+    "error_diffusion_groups",
     "ordered_amplitude",
     "ordered_map",
     "ordered_offsets",
     "ordered_params",
     "ordered_tables",
 ]
+
+Dither = Literal["none", "ordered", "fs"]
+DITHERS: tuple[Dither, ...] = ("none", "ordered", "fs")
+"""The dithers: none (every pixel its nearest color), ordered (Bayer), fs (Floyd-Steinberg)."""
 
 BAYER_SIZE = 8
 """Side of the Bayer matrix: 64 threshold levels."""
@@ -209,3 +222,73 @@ def diffusion_strength(rgb8: np.ndarray, strength: float) -> np.ndarray:
     g[:-1] = np.maximum(g[:-1], dy)
     out: np.ndarray = (strength / (1.0 + (g / EDGE_SCALE) ** 2)).astype(np.float32)
     return out
+
+
+def error_diffusion(rgb8: Any, palette: Any, strength: Any, spread: float) -> Any:
+    """Floyd-Steinberg (serpentine) of an RGB image: every pixel's palette row.
+
+    Each pixel passes on :func:`diffusion_strength` of its error (``strength`` in flat areas,
+    less at edges), each channel's carried error capped at ``spread``
+    (:func:`dither_spread`); the search is exact (float64 squared distance, lowest row on
+    ties), in 8-bit RGB whatever the color space. Even rows run left to right, odd rows right
+    to left; the error goes 7/16 ahead, 3/16, 5/16 and 1/16 below.
+
+    Args:
+        rgb8: ``(H, W, 3)`` uint8 image (NumPy; a tensor runs on the host for now).
+        palette: ``(K, 3)`` colors on the 0..255 scale (uint8, or float).
+        strength: 0..1, the share of the error passed on in flat areas; or an ``(H, W)``
+            float32 map of each pixel's share, used as it is.
+        spread: the largest error a channel carries (8-bit units).
+
+    Returns:
+        ``(H, W)`` int32 palette rows (a tensor on ``rgb8``'s device for a tensor).
+
+    Example:
+        >>> img = np.full((2, 4, 3), 128, np.uint8)
+        >>> error_diffusion(img, np.array([[0, 0, 0], [255, 255, 255]], np.uint8), 1.0, 64.0)
+        array([[1, 0, 1, 0],
+               [0, 1, 0, 1]], dtype=int32)
+    """
+    if is_tensor(rgb8):
+        # The torch branch goes here (a kernel on the tensor's device, issue 17 item 1); until
+        # it lands, a tensor takes the compiled core on the host and comes back.
+        import torch
+
+        rows = error_diffusion(to_numpy(rgb8), to_numpy(palette), strength, spread)
+        return torch.from_numpy(rows).to(rgb8.device)
+    pal = np.asarray(palette).astype(np.float64)
+    if np.ndim(strength) == 0:
+        strength = diffusion_strength(rgb8, float(strength))
+    return _cpu.dither_fs(rgb8, pal, np.asarray(strength, np.float32), spread)
+
+
+def error_diffusion_groups(
+    pixels: np.ndarray,
+    palette: np.ndarray,
+    weight: np.ndarray,
+    pixel_group: np.ndarray,
+    entry_group: np.ndarray,
+    fixed: np.ndarray,
+    strength: np.ndarray,
+    spread: float,
+) -> np.ndarray:
+    """Floyd-Steinberg where each pixel searches only the palette rows of its group (images
+    with alpha, :mod:`colorquant.alpha`), on the compiled core.
+
+    Args:
+        pixels: ``(H, W, C)`` float64 on the 0..255 scale (premultiplied RGBA: C = 4).
+        palette: ``(K, C)`` float64 rows.
+        weight: ``(C,)`` float64 channel weights of the distance.
+        pixel_group: ``(H, W)`` int8 group of every pixel, -1 for none (takes ``fixed``).
+        entry_group: ``(K,)`` int8 bit mask of the groups each row serves.
+        fixed: ``(H, W)`` int32 rows of the pixels of group -1.
+        strength: ``(H, W)`` float32 share of its error each pixel passes on.
+        spread: the largest error a channel carries.
+
+    Returns:
+        ``(H, W)`` int32 palette rows.
+    """
+    # The torch branch, when one is written, dispatches here as in error_diffusion.
+    return _cpu.dither_fs_groups(
+        pixels, palette, weight, pixel_group, entry_group, fixed, strength, spread
+    )
