@@ -15,7 +15,6 @@ from PIL import Image
 
 import colorquant as cq
 from colorquant.animation import (
-    _gif_delays,
     animation_bytes,
     is_animated,
     load_animation_bytes,
@@ -224,10 +223,17 @@ def test_loop_is_the_number_of_plays_in_gif_and_apng(loop: int | None) -> None:
         animation_bytes(results, ".png", loop=-1)
 
 
+def gif_delays(durations: list[int]) -> object:
+    """The delays (ms) of the GIF written with ``durations``, one frame each."""
+    frames = np.stack([video()[t % T] for t in range(len(durations))])
+    results = cq.quantize_animation(frames, 8)
+    return gif_structure(animation_bytes(results, ".gif", durations=durations))["delays"]
+
+
 def test_gif_delays_carry_the_rounding_and_are_never_zero() -> None:
-    assert _gif_delays([33] * 9) == [30, 40, 30, 30, 40, 30, 30, 30, 40]
+    assert gif_delays([33] * 9) == [30, 40, 30, 30, 40, 30, 30, 30, 40]
     # 0, 4 and 5 ms show 10 ms each: the next frame gives the 21 ms back (109 ms in all).
-    assert _gif_delays([0, 4, 5, 100]) == [10, 10, 10, 80]
+    assert gif_delays([0, 4, 5, 100]) == [10, 10, 10, 80]
     results = cq.quantize_animation(video(), 8)
     delays = gif_structure(animation_bytes(results, ".gif", durations=33))["delays"]
     assert delays == [30, 40, 30, 30, 40]

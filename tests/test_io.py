@@ -5,6 +5,8 @@ Every file is made here, in tmp_path, with NumPy and Pillow.
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import io
 import os
 import stat
@@ -608,3 +610,15 @@ def test_cli_a_256_color_palette_file_meeting_clear_pixels(tmp_path: Path) -> No
     assert sorted(p.name for p in out.iterdir()) == ["opaque.png"]
     with Image.open(out / "opaque.png") as image:
         assert len(image.getpalette() or []) == 3 * 256
+
+
+@pytest.mark.parametrize(
+    ("module", "examples"),
+    [("image", True), ("palette", True), ("result", False), ("atomic", False), ("animation", True)],
+)
+def test_io_modules_examples_run(module: str, examples: bool) -> None:
+    # The package's modules, one per kind of file: their docstring examples run and pass.
+    found = importlib.import_module(f"colorquant.io.{module}")
+    result = doctest.testmod(found, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
+    assert (result.attempted > 0) == examples

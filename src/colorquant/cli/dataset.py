@@ -1,4 +1,4 @@
-"""``colorquant dataset SRC DST``: quantize a whole dataset, resumably (registered in cli.py).
+"""``colorquant dataset SRC DST``: quantize a whole dataset, resumably.
 
 Reports as the other commands do: one line ``colorquant: error: <message>`` on stderr, exit
 status 1 and no traceback for a bad SRC, a DST of another job, an unwritable DST or a disk that
@@ -11,27 +11,18 @@ start without it), and it imports neither torch (but for a GPU) nor Ray (but for
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from ._checks import DEVICES, InputError
-from ._cli_options import check_device, dither_strength_option, echo, seed_option, space_option
-from .quantize import DATASET_SPEED, DEFAULT_COLORS, DITHERS
+from .._checks import DEVICES, InputError
+from ..quantize import DATASET_SPEED, DEFAULT_COLORS, DITHERS
+from .options import CONTEXT, check_device, dither_strength_option, seed_option, space_option
+from .report import EXIT_INTERRUPTED, echo, fail, json_number, plain_message
 
 __all__ = ["dataset"]
-
-PROG = "colorquant"
-CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def _fail(error: BaseException | str, status: int = 1) -> click.exceptions.Exit:
-    text = error if isinstance(error, str) else (str(error) or type(error).__name__)
-    click.echo(f"{PROG}: error: {' '.join(text.split())}", err=True)
-    return click.exceptions.Exit(status)
 
 
 def _progress_bar() -> tuple[Callable[[int], Callable[[int], None]], list[Any]]:
@@ -191,8 +182,8 @@ def dataset(
     PSNR, errors and time (--json: one object with the keys of
     colorquant.dataset.DatasetSummary).
     """
-    from .dataset import quantize_dataset
-    from .io import WriteError
+    from ..dataset import quantize_dataset
+    from ..io import WriteError
 
     start, bars = _progress_bar()
     try:
@@ -216,16 +207,16 @@ def dataset(
             progress=start if sys.stderr.isatty() else None,
         )
     except KeyboardInterrupt:
-        raise _fail("interrupted; rerun the same command to resume", 130) from None
+        raise fail("interrupted; rerun the same command to resume", EXIT_INTERRUPTED) from None
     except (InputError, WriteError, OSError, ValueError, MemoryError) as error:
-        raise _fail(error) from None
+        raise fail(plain_message(error)) from None
     finally:
         for bar in bars:
             bar.close()
     if as_json:
         record = summary.to_json()
-        if record["mean_psnr"] is not None and not math.isfinite(record["mean_psnr"]):
-            record["mean_psnr"] = None
+        if record["mean_psnr"] is not None:
+            record["mean_psnr"] = json_number(record["mean_psnr"])
         echo(json.dumps(record))
     else:
         for line in _human(summary):
