@@ -20,6 +20,7 @@ import os
 # explicit OMP_WAIT_POLICY wins, and it has no effect if torch was imported first.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from . import threads
 from ._checks import InputError
 from .animation import Animation, load_animation, quantize_animation, save_animation
 from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
@@ -67,6 +68,7 @@ __all__ = [
     "quantize_batch",
     "save_animation",
     "save_result",
+    "threads",
     "weighted_kmeans",
 ]
 

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _cpu
 from ._array import to_numpy
 from ._checks import (
     InputError,
@@ -60,6 +59,7 @@ from .pixels import image_histogram, merged_histogram, pipeline_pixels
 from .quality import LIQ_MSE_POWER, LIQ_MSE_SCALE, QualityTooLowError, fewest_colors, quality_of
 from .remap import apply_histogram, apply_pixels, with_clear_entry
 from .result import BatchResult, QuantizeResult
+from .threads import shared_threads
 
 if TYPE_CHECKING:
     import torch
@@ -614,6 +614,6 @@ def quantize_batch(
         return palette, res.indices.astype(np.int64), res.mse
 
     parallel = len(images) if run_device == "cpu" else 1
-    with _cpu.shared_threads(parallel) as workers, ThreadPoolExecutor(workers) as pool:
+    with shared_threads(parallel) as workers, ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(one, range(len(images))))
     return stack_results(images, results, uniform)

@@ -19,7 +19,6 @@ from typing import Any
 import click
 import numpy as np
 
-from .. import _cpu
 from ..color import ColorSpace
 from ..init import InitMethod
 from ..io import (
@@ -34,6 +33,7 @@ from ..quantize import (
     Method,
     QualityTooLowError,
 )
+from ..threads import shared_threads
 from ..viz import figure_suffix
 from .fit import Fitter, setup_fit
 from .job import plan_jobs, quantize_one
@@ -403,7 +403,7 @@ def run_jobs(options: QuantizeOptions, fitter: Fitter, run_device: str) -> int:
     failed = too_low = skipped = 0
     # The image itself may be on standard output: the reports then go to stderr.
     report_err = options.output == STDIO
-    with _cpu.shared_threads(parallel) as workers, ThreadPoolExecutor(workers) as pool:
+    with shared_threads(parallel) as workers, ThreadPoolExecutor(workers) as pool:
         pending = [pool.submit(quantize_one, job, options, fitter) for job in jobs]
         for job, future in zip(jobs, progress(pending, "image"), strict=True):
             try:
