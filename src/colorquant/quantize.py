@@ -1223,6 +1223,8 @@ def quantize(
 
 Dither = Literal["none", "ordered", "fs"]
 DITHERS: tuple[Dither, ...] = ("none", "ordered", "fs")
+Backend = Literal["auto", "torch"]
+BACKENDS: tuple[Backend, ...] = ("auto", "torch")
 
 
 @dataclass(frozen=True)
@@ -1398,15 +1400,14 @@ def _batch_on_device(
     fixed: np.ndarray | None = None,
     given: np.ndarray | None = None,
 ) -> BatchResult:
-    """quantize_batch on a GPU: every stage batched over the images (:mod:`._torch.batch`).
+    """quantize_batch in torch: every stage batched over the images (:mod:`._torch.pipeline`).
 
     ``fixed``: ``(F, 3)`` uint8 colors every palette keeps; ``given``: ``(B, K, 3)`` uint8
     palettes to map to (no fit).
     """
     import torch
 
-    from ._torch.batch import quantize_images
-    from .color import embed
+    from ._torch.pipeline import quantize_images
 
     if x.dtype == torch.uint8:
         x8 = x
@@ -1419,26 +1420,24 @@ def _batch_on_device(
         wide = x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)
         x8 = (wide * 255.0).round_().to(torch.uint8)
     s = settings_for_speed(speed)
-    palettes, indices, n_used = quantize_images(
+    out = quantize_images(
         x8,
         n_colors,
-        lambda c: encode_colors(c, color_space, torch.float32),
-        lambda p: _decode(p, color_space),
-        lambda rgb: embed(rgb, color_space),
-        seed=seed,
-        max_iter=max(s.coarse_iter, s.max_iter),
-        tol=s.coarse_tol,
+        color_space,
+        s,
         n_init=_restarts(s, n_colors),
+        seed=seed,
         dither_strength=dither_strength,
         fixed8=None if fixed is None or not len(fixed) else torch.from_numpy(fixed).to(x.device),
         given8=None if given is None else torch.from_numpy(given).to(x.device),
     )
     rows = torch.arange(x.shape[0], device=x.device)[:, None, None]
-    quantized8 = palettes[rows, indices].permute(0, 3, 1, 2)
-    error = (quantized8.double() - x8.double()).pow(2).mean(dim=(1, 2, 3))
+    quantized8 = out.palettes[rows, out.indices].permute(0, 3, 1, 2)
+    wide_dtype = torch.float32 if x.device.type == "mps" else torch.float64
+    error = out.sq_error.to(wide_dtype) / (3.0 * x.shape[2] * x.shape[3])
     psnr = torch.where(error > 0, 10 * torch.log10(255.0**2 / error), torch.inf)
     image = quantized8 if x.dtype == torch.uint8 else quantized8.to(x.dtype) / 255.0
-    return BatchResult(palettes, indices, image, n_used, error, psnr)
+    return BatchResult(out.palettes, out.indices, image, out.n_colors, error, psnr)
 
 
 def quantize_batch(
@@ -1454,16 +1453,18 @@ def quantize_batch(
     seed: int = 0,
     speed: int = DEFAULT_SPEED,
     device: str = "auto",
+    backend: Backend = "auto",
 ) -> BatchResult:
     """Quantize a batch of images: a palette per image, one shared palette, or a given one.
 
     On the CPU every image goes through the pipeline of :func:`quantize` (a batch of one gives
     exactly what :func:`quantize` gives), the images in parallel, one per core, each on the
-    compiled kernels. On a GPU a ``(B, 3, H, W)`` batch is fitted and mapped all at once
-    (:mod:`colorquant._torch.batch`: batched histograms, k-means++ with restarts, Lloyd and
-    mapping; -0.01 to +0.06 dB mean PSNR against :func:`quantize` on six 256x256 Kodak crops,
-    measured on CPU tensors), given palettes and fixed colors included; a list of images of
-    different sizes takes them one after another there.
+    compiled kernels. On a GPU (or with ``backend="torch"``) a ``(B, 3, H, W)`` batch is fitted
+    and mapped all at once by the torch stages (:mod:`colorquant._torch.pipeline`: the same
+    coarse-to-fine fit and meaning of ``speed`` as :func:`quantize`, every image stopping on
+    its own objective, exact integer sums: an image gives the same result alone as inside any
+    batch, whatever autocast or TF32 settings are on), given palettes and fixed colors
+    included; a list of images of different sizes takes them one after another there.
 
     A batch with an alpha channel, ``(B, 4, H, W)``, is quantized in RGBA image by image on
     the CPU (:mod:`colorquant.alpha`; its results come back to the input's device).
@@ -1489,6 +1490,10 @@ def quantize_batch(
         seed: the only randomness.
         speed: 1..10, as for :class:`Quantizer`.
         device: ``"auto"`` (the device of ``x``), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+        backend: ``"auto"`` (the compiled kernels on the CPU, the torch stages elsewhere) or
+            ``"torch"``: the torch stages (:mod:`colorquant._torch.pipeline`) on any device,
+            CPU tensors included (for tests, and machines without the compiled core). Either
+            way an RGBA batch or palette, and ``dither="fs"``, take the CPU pipeline.
 
     Returns:
         A :class:`BatchResult`.
@@ -1510,6 +1515,7 @@ def quantize_batch(
     check_choice("dither", dither, DITHERS)
     strength = _check_strength(dither_strength)
     run_device = resolve_device(device, like=images[0])
+    torch_stages = check_choice("backend", backend, BACKENDS) == "torch" or run_device != "cpu"
     options: dict[str, Any] = {
         "color_space": color_space,
         "seed": seed,
@@ -1531,7 +1537,7 @@ def quantize_batch(
     rgba_palette = given is not None and given[0].shape[1] == 4
     # Error diffusion is sequential; RGBA (images or palette) runs the CPU pipeline: both image
     # by image.
-    if run_device != "cpu" and uniform and dither != "fs" and not alpha and not rgba_palette:
+    if torch_stages and uniform and dither != "fs" and not alpha and not rgba_palette:
         return _batch_on_device(
             x,
             n_colors,
