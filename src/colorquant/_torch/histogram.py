@@ -121,9 +121,18 @@ class FixedPoint:
         fixed = torch.round(values.to(torch.float32) * unit).to(torch.int64)
         return fixed * (counts if values.ndim == counts.ndim else counts[..., None])
 
-    def cost(self, dist2: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        """``(..., M)`` int64 ``count * dist2`` in ``dist`` units (exact to sum)."""
-        return torch.round(dist2 * (counts.to(torch.float32) * self.dist)).to(torch.int64)
+    def scaled(self, counts: torch.Tensor) -> torch.Tensor:
+        """``(..., M)`` float32 ``count * dist``: the factor :meth:`cost` takes."""
+        return counts.to(torch.float32) * self.dist
+
+    @staticmethod
+    def cost(dist2: torch.Tensor, scaled: torch.Tensor) -> torch.Tensor:
+        """``(..., M)`` int64 ``count * dist2`` in ``dist`` units, truncated (exact to sum).
+
+        ``scaled`` is :meth:`scaled` of the counts; one rounded product per element, so the
+        value does not depend on the batch.
+        """
+        return (dist2 * scaled).to(torch.int64)
 
 
 @dataclass(frozen=True)

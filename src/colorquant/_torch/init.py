@@ -88,6 +88,7 @@ def kmeans_plusplus_batch(
     n_fixed = 0 if fixed is None else fixed.shape[0]
     centers = torch.empty(batch, k, c, dtype=torch.float32, device=device)
     step = block_rows(batch, max(u.shape[2], 1), device)
+    scaled = unit.scaled(counts)
     with dev.exact_math(device):
         if fixed is not None and n_fixed:
             centers[:, :n_fixed] = fixed.to(torch.float32)
@@ -100,13 +101,13 @@ def kmeans_plusplus_batch(
             closest = sqdist(points, centers[:, :1])[..., 0]
             first_step = 1
         for i in range(first_step, k - n_fixed):
-            cum = unit.cost(closest, counts).cumsum(1)
+            cum = unit.cost(closest, scaled).cumsum(1)
             cand = torch.gather(points, 1, _sample(cum, u[:, i])[..., None].expand(-1, -1, c))
             total = torch.zeros(batch, cand.shape[1], dtype=torch.int64, device=device)
             for start in range(0, m, step):
                 d = sqdist(points[:, start : start + step], cand)  # (B, rows, T)
                 d = torch.minimum(d, closest[:, start : start + step, None])
-                total += unit.cost(d, counts[:, start : start + step, None]).sum(1)
+                total += unit.cost(d, scaled[:, start : start + step, None]).sum(1)
             best = total.argmin(1)  # (B,) the first on ties
             chosen = torch.gather(cand, 1, best[:, None, None].expand(-1, 1, c))
             centers[:, n_fixed + i : n_fixed + i + 1] = chosen

@@ -294,10 +294,11 @@ def lloyd_batch(
     active = torch.ones(batch, dtype=torch.bool, device=device)
     n_iter = torch.zeros(batch, dtype=torch.int64, device=device)
     labels, own = assign(points, centers)
+    scaled = unit.scaled(counts)
     prev = torch.zeros(batch, dtype=torch.int64, device=device)
     objective = prev
     for it in range(max_iter):
-        cost = unit.cost(own, counts)
+        cost = unit.cost(own, scaled)
         objective = torch.where(active, cost.sum(1), objective)
         means, weight = segment_means(points, counts, labels, k, unit)
         empty = weight <= 0

@@ -11,7 +11,7 @@ import torch
 
 from . import device as dev
 from .histogram import Histograms
-from .nearest import assign, block_rows, sqdist
+from .nearest import assign, block_rows, direct_sqdist
 
 __all__ = ["Mapped", "map_histograms", "order_palettes", "ordered_dither_batch", "spread_batch"]
 
@@ -58,7 +58,7 @@ def spread_batch(pal8: torch.Tensor, n_colors: torch.Tensor) -> torch.Tensor:
     """
     p = pal8.to(torch.float32)
     k = p.shape[1]
-    d = sqdist(p, p)
+    d = direct_sqdist(p, p)
     valid = torch.arange(k, device=p.device)[None, :] < n_colors[:, None]
     d = d.masked_fill(~(valid[:, None, :] & valid[:, :, None]), float("inf"))
     d.diagonal(dim1=1, dim2=2).fill_(float("inf"))
