@@ -230,3 +230,38 @@ def test_psnr_close_to_the_cpu_path(k: int, space: str) -> None:
     assert abs(gap) < 0.1, gap
     mse = ((torch_path.image.double() - x.double()) ** 2).mean(dim=(1, 2, 3))
     torch.testing.assert_close(torch_path.mse, mse)
+
+
+# -- one image: Quantizer's torch route is the same fit, a batch of one -------------------------
+
+
+@pytest.mark.parametrize("fixed", [None, [[0, 0, 0], [255, 255, 255]]])
+def test_fit_histogram_is_quantize_batch_of_one(fixed: Any) -> None:
+    x = photos(15)
+    settings = importlib.import_module("colorquant.quantize").settings_for_speed(4)
+    pixels = x[0].permute(1, 2, 0).reshape(-1, 3)
+    keys, counts = torch.unique(
+        pixels[:, 0].long() << 16 | pixels[:, 1].long() << 8 | pixels[:, 2].long(),
+        return_counts=True,
+    )
+    colors = torch.stack([keys >> 16, keys >> 8 & 255, keys & 255], 1).to(torch.uint8)
+    fixed8 = None if fixed is None else torch.tensor(fixed, dtype=torch.uint8)
+    palette, n_iter, objective = pipeline_module.fit_histogram(
+        colors, counts, 16, "hybrid", settings, n_init=4, seed=0, fixed8=fixed8
+    )
+    batch = cq.quantize_batch(x, 16, fixed_colors=fixed, backend="torch")
+    n = int(batch.n_colors[0])
+    listed = {tuple(c) for c in batch.palettes[0, :n].tolist()}
+    assert listed <= {tuple(c) for c in palette.tolist()} and palette.shape == (16, 3)
+    if fixed is not None:
+        assert palette[:2].tolist() == fixed
+    assert n_iter > 0 and objective > 0
+    # A few colors: the palette is the colors themselves, the fixed ones first.
+    few = torch.tensor([[9, 9, 9], [0, 0, 0], [200, 10, 10]], dtype=torch.uint8)
+    kept, _, _ = pipeline_module.fit_histogram(
+        few, torch.tensor([3, 1, 2]), 8, "hybrid", settings, n_init=1, seed=0, fixed8=fixed8
+    )
+    expected = [[9, 9, 9], [0, 0, 0], [200, 10, 10]] if fixed is None else [
+        [0, 0, 0], [255, 255, 255], [9, 9, 9], [200, 10, 10]
+    ]  # fmt: skip
+    assert kept.tolist() == expected

@@ -838,6 +838,19 @@ class Quantizer:
                     "transparent pixels (use fewer fixed colors or a larger n_colors)"
                 )
         s = self.settings
+        # -- torch route (issue 17): the batched torch fit, a batch of one -------------------
+        if is_tensor(hist.colors) and not rgba and (self.method, self.init) == ("kmeans", INITS[0]):
+            from ._torch.pipeline import fit_histogram
+
+            stages = replace(s, max_iter=self.max_iter or s.max_iter, tol=self.tol or s.tol)
+            on_device = self._place(fixed) if n_fixed else None
+            palette, n_iter, objective = fit_histogram(
+                hist.colors, hist.counts, k, self.color_space, stages,
+                n_init=_restarts(s, k), seed=self.seed, fixed8=on_device,
+            )  # fmt: skip
+            self._fit = _Fit(palette, (objective,), n_iter, True, self.method, n_fixed)
+            return
+        # -- end of the torch route -----------------------------------------------------------
         if points is None:
             points = _encode(hist.colors, self.color_space)
         weights = _as_dtype(hist.counts, points)

@@ -54,12 +54,15 @@ class Fitted:
         n_colors: ``(B,)`` int64 rows each image has (``min(K, distinct colors + F)``).
         kept: ``(B,)`` bool, images whose palette is their own colors (no fit).
         n_iter: ``(B,)`` int64 Lloyd iterations each image ran, all levels.
+        objective: ``(B,)`` int64 the last assignment's objective on the exact histogram, in
+            fixed point (``unit.dist`` per squared distance per pixel; 0 when kept).
     """
 
     centers: torch.Tensor
     n_colors: torch.Tensor
     kept: torch.Tensor
     n_iter: torch.Tensor
+    objective: torch.Tensor
 
 
 def _plans(
@@ -184,6 +187,7 @@ def fit_palettes(
     kept = n_extra + n_fixed <= k
     n_colors = torch.where(kept, n_extra + n_fixed, torch.full_like(n_extra, k))
     n_iter = torch.zeros(batch, dtype=torch.int64, device=device)
+    objective = torch.zeros(batch, dtype=torch.int64, device=device)
     kept_list = kept.tolist()
     fitted = [b for b in range(batch) if not kept_list[b] and n_fixed < k]
     if any(kept_list):
@@ -218,14 +222,16 @@ def fit_palettes(
             centers[rows] = out
             n_iter[rows] += iters
         rows = torch.tensor(fitted, device=device)
-        out, _, iters = lloyd_batch(
+        out, final, iters = lloyd_batch(
             points[rows], counts[rows], centers[rows], unit, max_iter=stages.max_iter,
             tol=stages.tol, n_fixed=n_fixed,
         )  # fmt: skip
         centers[rows] = out
         n_iter[rows] += iters
+        objective[rows] = final
     # Rows past an image's colors repeat its last one (no garbage, no NaN).
     last = (n_colors - 1).clamp(min=0)
     tail = torch.arange(k, device=device)[None, :] >= n_colors[:, None]
     fill = torch.gather(centers, 1, last[:, None, None].expand(-1, 1, c)).expand_as(centers)
-    return Fitted(torch.where(tail[..., None], fill, centers), n_colors, kept, n_iter)
+    centers = torch.where(tail[..., None], fill, centers)
+    return Fitted(centers, n_colors, kept, n_iter, objective)

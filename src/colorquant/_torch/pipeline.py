@@ -17,10 +17,10 @@ from ..color import ColorSpace, decode_colors, embed, encode_colors
 from ..dither import ordered_amplitude, ordered_offsets
 from . import device as dev
 from .fit import Stages, fit_palettes
-from .histogram import FixedPoint, batch_histograms
+from .histogram import FixedPoint, Histograms, batch_histograms
 from .remap import map_histograms, order_palettes, ordered_dither_batch, spread_batch
 
-__all__ = ["BatchOut", "encoder", "quantize_images", "units_of"]
+__all__ = ["BatchOut", "encoder", "fit_histogram", "quantize_images", "units_of"]
 
 
 @dataclass(frozen=True)
@@ -138,3 +138,61 @@ def quantize_images(
         return BatchOut(given8, indices, n_colors, sq_error, n_iter)
     palettes, rows, n_used = order_palettes(pal8, labels, counts, n_fixed)
     return BatchOut(palettes, rows.reshape(batch, height, width), n_used, sq_error, n_iter)
+
+
+def fit_histogram(
+    colors8: torch.Tensor,
+    counts: torch.Tensor,
+    k: int,
+    space: ColorSpace,
+    stages: Stages,
+    *,
+    n_init: int,
+    seed: int,
+    fixed8: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, int, float]:
+    """The palette of one histogram by the batched fit, a batch of one (``Quantizer``'s torch
+    route: the same function as :func:`quantize_images`).
+
+    Args:
+        colors8: ``(M, 3)`` uint8 distinct colors; ``counts``: ``(M,)`` integer pixels of each.
+        k: palette size; ``space``, ``stages``, ``n_init``, ``seed`` as for
+            :func:`quantize_images`.
+        fixed8: ``(F, 3)`` uint8 colors the palette keeps as its first rows, exactly.
+
+    Returns:
+        ``(palette, n_iter, objective)``: ``(K', 3)`` uint8 on the device of ``colors8`` (its
+        colors themselves, fixed first, when there are at most ``k``: ``K' = min(k, M + F)``),
+        the Lloyd iterations, and the objective (weighted mean squared distance in the space)
+        of the last assignment.
+    """
+    encode = encoder(space)
+    points = encode(colors8)[None].to(torch.float32)
+    hist = Histograms(
+        points,
+        counts.to(torch.int64)[None],
+        colors8[None],
+        torch.tensor([colors8.shape[0]], device=colors8.device),
+        colors8.shape[0],
+        torch.empty(1, 0, dtype=torch.int64, device=colors8.device),
+    )
+    unit = units_of(space)
+    n_fixed = 0 if fixed8 is None else fixed8.shape[0]
+    fixed = None if fixed8 is None or not n_fixed else encode(fixed8)
+    fitted = fit_palettes(hist, k, stages, n_init=n_init, seed=seed, unit=unit, fixed=fixed)
+    n_colors, kept, n_iter, objective = (
+        fitted.n_colors.tolist()[0],
+        bool(fitted.kept[0]),
+        int(fitted.n_iter[0]),
+        int(fitted.objective[0]),
+    )
+    if kept:
+        extra = counts > 0
+        if fixed8 is not None and n_fixed:
+            extra &= ~(colors8[:, None] == fixed8[None]).all(-1).any(-1)
+        rows = [colors8[extra]] if fixed8 is None else [fixed8, colors8[extra]]
+        return torch.cat(rows)[:n_colors], 0, 0.0
+    palette = dev.run_exact(lambda p: decode_colors(p, space), fitted.centers[0, :n_colors])
+    if fixed8 is not None and n_fixed:
+        palette[:n_fixed] = fixed8
+    return palette, n_iter, objective / unit.dist / float(counts.sum())
