@@ -38,7 +38,8 @@ except ModuleNotFoundError as error:  # the light install: one line naming the e
 from ._checks import InputError, check_choice, check_int_range
 from ._torch.device import exact_dtype, exact_math
 from ._torch.nearest import block_rows, nearest
-from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace, embed
+from .color import DEFAULT_COLOR_SPACE, ColorSpace, embed
+from .options import FitOptions
 from .quantize import DEFAULT_SPEED, Quantizer
 
 __all__ = ["MODES", "Mode", "PaletteQuantize", "palette_quantize"]
@@ -301,10 +302,12 @@ class PaletteQuantize(LazyModuleMixin, nn.Module):
             raise InputError("give n_colors (a palette to fit) or palette (a given one), not both")
         self.mode: Mode = check_choice("mode", mode, MODES)
         self.temperature = temperature
-        self.color_space: ColorSpace = check_choice("color_space", color_space, COLOR_SPACES)
+        # The fit's settings, checked once: the color space also measures the forward's
+        # distances.
+        self.options = FitOptions(color_space=color_space, seed=seed, speed=speed)
+        self.color_space: ColorSpace = self.options.color_space
         self.learnable = bool(learnable)
-        self.seed = check_int_range("seed", seed, 0)
-        self.speed = check_int_range("speed", speed, 1, 10)
+        self.seed, self.speed = self.options.seed, self.options.speed
         self.n_colors = None if n_colors is None else check_int_range("n_colors", n_colors, 1, 256)
         if palette is not None:
             colors = _as_palette(palette)
@@ -341,8 +344,9 @@ class PaletteQuantize(LazyModuleMixin, nn.Module):
         images = _check_images(x).detach().reshape(-1, *x.shape[-3:])
         _check_values(images)  # as every forward checks, with the same message
         assert self.n_colors is not None
+        opts = self.options
         q = Quantizer(
-            self.n_colors, color_space=self.color_space, seed=self.seed, speed=self.speed,
+            self.n_colors, color_space=opts.color_space, seed=opts.seed, speed=opts.speed,
             device="cpu",
         )  # fmt: skip
         # float32 on the CPU: the fit rounds to 8 bits anyway, and takes any float dtype so.
