@@ -203,6 +203,7 @@ def segment_means(
     labels: torch.Tensor,
     k: int,
     unit: FixedPoint,
+    weighted: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted means of the points of each label, per image, from exact int64 sums.
 
@@ -211,6 +212,8 @@ def segment_means(
         labels: ``(B, M)`` int64 in ``0..k-1``.
         k: labels per image.
         unit: the fixed-point units.
+        weighted: ``unit.weighted(points, counts, unit.coord)`` when already made (a Lloyd
+            loop makes it once).
 
     Returns:
         ``(means, weight)``: ``(B, k, C)`` float32 (0 where the weight is 0) and ``(B, k)``
@@ -219,7 +222,9 @@ def segment_means(
     batch, _, c = points.shape
     flat = (labels + (torch.arange(batch, device=labels.device) * k)[:, None]).reshape(-1)
     sums = torch.zeros(batch * k, c, dtype=torch.int64, device=points.device)
-    sums.index_add_(0, flat, unit.weighted(points, counts, unit.coord).reshape(-1, c))
+    if weighted is None:
+        weighted = unit.weighted(points, counts, unit.coord)
+    sums.index_add_(0, flat, weighted.reshape(-1, c))
     weight = torch.zeros(batch * k, dtype=torch.int64, device=points.device)
     weight.index_add_(0, flat, counts.reshape(-1))
     scale = weight.to(torch.float32).clamp_min(1.0) * unit.coord

@@ -285,22 +285,27 @@ def lloyd_batch(
         assignment (empty clusters refilled); ``(B,)`` int64 objective of that assignment in
         fixed point (``unit.dist`` per squared distance per pixel); ``(B,)`` int64 iterations.
         An image's result is the same alone and inside any batch (exact integer sums, a stop
-        per image); the host looks every ``CHECK_EVERY`` iterations whether all have stopped.
+        per image); the host looks every ``CHECK_EVERY`` iterations which have stopped, and
+        those leave the batch (no work is spent on them after that).
     """
     batch, _, _ = points.shape
     k = centers.shape[1]
     device = points.device
     centers = centers.to(torch.float32)
+    out = (centers.clone(), torch.zeros(batch, dtype=torch.int64, device=device))
+    out_iter = torch.zeros(batch, dtype=torch.int64, device=device)
+    live = torch.arange(batch, device=device)  # the rows still iterating
     active = torch.ones(batch, dtype=torch.bool, device=device)
     n_iter = torch.zeros(batch, dtype=torch.int64, device=device)
     labels, own = assign(points, centers)
     scaled = unit.scaled(counts)
+    weighted = unit.weighted(points, counts, unit.coord)
     prev = torch.zeros(batch, dtype=torch.int64, device=device)
     objective = prev
     for it in range(max_iter):
         cost = unit.cost(own, scaled)
         objective = torch.where(active, cost.sum(1), objective)
-        means, weight = segment_means(points, counts, labels, k, unit)
+        means, weight = segment_means(points, counts, labels, k, unit, weighted)
         empty = weight <= 0
         if n_fixed:
             means[:, :n_fixed] = centers[:, :n_fixed]
@@ -312,9 +317,36 @@ def lloyd_batch(
             gain = (prev - objective).to(torch.float32)
             active = active & (gain > tol * prev.to(torch.float32))
         prev = objective
-        if it == max_iter - 1 or ((it + 1) % CHECK_EVERY == 0 and not bool(active.any())):
+        if it == max_iter - 1:
             break
+        if (it + 1) % CHECK_EVERY == 0:
+            flags = active.tolist()  # the loop's one host sync, every CHECK_EVERY iterations
+            if not all(flags):
+                # Stopped images leave the batch: their results are final.
+                out[0][live], out[1][live], out_iter[live] = centers, objective, n_iter
+                if not any(flags):
+                    return out[0], out[1], out_iter
+                keep = torch.tensor([i for i, f in enumerate(flags) if f], device=device)
+                live, points, counts, centers = (
+                    live[keep],
+                    points[keep],
+                    counts[keep],
+                    centers[keep],
+                )
+                scaled, weighted, labels, own = (
+                    scaled[keep],
+                    weighted[keep],
+                    labels[keep],
+                    own[keep],
+                )
+                active, n_iter, prev, objective = (
+                    active[keep],
+                    n_iter[keep],
+                    prev[keep],
+                    objective[keep],
+                )
         new_labels, new_own = assign(points, centers)
         labels = torch.where(active[:, None], new_labels, labels)
         own = torch.where(active[:, None], new_own, own)
-    return centers, objective, n_iter
+    out[0][live], out[1][live], out_iter[live] = centers, objective, n_iter
+    return out[0], out[1], out_iter
