@@ -150,8 +150,6 @@ def test_fixed_colors_in_every_image_palette(dither: str) -> None:
 
 # -- the batched GPU path (run here on CPU tensors) ----------------------------------------------
 
-_quantize_module = importlib.import_module("colorquant.quantize")
-
 
 def on_device(  # type: ignore[no-untyped-def]
     x: torch.Tensor,
@@ -161,8 +159,16 @@ def on_device(  # type: ignore[no-untyped-def]
     fixed: np.ndarray | None = None,
     given: np.ndarray | None = None,
 ):
-    return _quantize_module._batch_on_device(
-        x, k, space, 0, cq.DEFAULT_SPEED, dither, fixed=fixed, given=given
+    """The batched torch stages, through the public entry point (``backend="torch"``)."""
+    return cq.quantize_batch(
+        x,
+        k,
+        color_space=space,  # type: ignore[arg-type]
+        dither="none" if dither is None else "ordered",
+        dither_strength=1.0 if dither is None else dither,
+        fixed_colors=fixed,
+        palette=given,
+        backend="torch",
     )
 
 
