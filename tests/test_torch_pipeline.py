@@ -265,3 +265,14 @@ def test_fit_histogram_is_quantize_batch_of_one(fixed: Any) -> None:
         [0, 0, 0], [255, 255, 255], [9, 9, 9], [200, 10, 10]
     ]  # fmt: skip
     assert kept.tolist() == expected
+
+
+def test_ordered_dither_alone_equals_inside_a_batch() -> None:
+    x = photos(16, 17, size=40)
+    batch = cq.quantize_batch(x, 8, dither="ordered", backend="torch")
+    for b in range(2):
+        alone = cq.quantize_batch(x[b : b + 1], 8, dither="ordered", backend="torch")
+        assert torch.equal(alone.indices[0], batch.indices[b])
+        assert torch.equal(alone.palettes[0], batch.palettes[b, : alone.palettes.shape[1]])
+    plain = cq.quantize_batch(x, 8, backend="torch")
+    assert not torch.equal(plain.indices, batch.indices)  # the dither moved some pixels

@@ -87,7 +87,8 @@ def kmeans_plusplus_batch(
     device = points.device
     n_fixed = 0 if fixed is None else fixed.shape[0]
     centers = torch.empty(batch, k, c, dtype=torch.float32, device=device)
-    step = block_rows(batch, max(u.shape[2], 1), device)
+    # A (B, rows, T) float32 block and its int64 cost: three blocks' worth under the budget.
+    step = block_rows(batch, 3 * max(u.shape[2], 1), device)
     scaled = unit.scaled(counts)
     with dev.exact_math(device):
         if fixed is not None and n_fixed:
@@ -106,7 +107,7 @@ def kmeans_plusplus_batch(
             total = torch.zeros(batch, cand.shape[1], dtype=torch.int64, device=device)
             for start in range(0, m, step):
                 d = sqdist(points[:, start : start + step], cand)  # (B, rows, T)
-                d = torch.minimum(d, closest[:, start : start + step, None])
+                torch.minimum(d, closest[:, start : start + step, None], out=d)
                 total += unit.cost(d, scaled[:, start : start + step, None]).sum(1)
             best = total.argmin(1)  # (B,) the first on ties
             chosen = torch.gather(cand, 1, best[:, None, None].expand(-1, 1, c))
