@@ -10,11 +10,13 @@ float sum over a padded row depends on the padding).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 __all__ = [
+    "Coder",
     "FixedPoint",
     "Histograms",
     "batch_histograms",
@@ -96,6 +98,9 @@ def cell_means(
     return means, cell_weight, scatter
 
 
+Coder = Callable[[torch.Tensor], torch.Tensor]
+"""A color conversion: ``(N, 3)`` colors to ``(N, C)`` coordinates of a space."""
+
 # -- the batched pipeline's histograms ----------------------------------------------------------
 
 
@@ -173,7 +178,7 @@ def _padded(
     return unique, inverse, image_of, pos, distinct, width
 
 
-def batch_histograms(images: torch.Tensor, encode: object) -> Histograms:
+def batch_histograms(images: torch.Tensor, encode: Coder) -> Histograms:
     """The histograms of a ``(B, 3, H, W)`` uint8 batch, in one sort of ``image << 24 | rgb``.
 
     Args:
@@ -187,7 +192,7 @@ def batch_histograms(images: torch.Tensor, encode: object) -> Histograms:
     unique, inverse, image_of, pos, distinct, width = _padded(keys.reshape(-1), batch)
     counts_flat = torch.bincount(inverse, minlength=unique.shape[0])
     colors_flat = unpack_rgb(unique & 0xFFFFFF)
-    coords = encode(colors_flat)  # type: ignore[operator]
+    coords = encode(colors_flat)
     points = torch.zeros(batch, width, coords.shape[1], dtype=torch.float32, device=device)
     counts = torch.zeros(batch, width, dtype=torch.int64, device=device)
     colors = torch.zeros(batch, width, 3, dtype=torch.uint8, device=device)

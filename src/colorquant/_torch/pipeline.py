@@ -8,7 +8,6 @@ One image is a batch of one, and gives the same result alone as inside any batch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ from ..color import ColorSpace, decode_colors, embed, encode_colors
 from ..dither import ordered_amplitude, ordered_offsets
 from . import device as dev
 from .fit import Stages, fit_palettes
-from .histogram import FixedPoint, Histograms, batch_histograms
+from .histogram import Coder, FixedPoint, Histograms, batch_histograms
 from .remap import map_histograms, order_palettes, ordered_dither_batch, spread_batch
 
 __all__ = ["BatchOut", "encoder", "fit_histogram", "quantize_images", "units_of"]
@@ -42,7 +41,7 @@ class BatchOut:
     n_iter: torch.Tensor
 
 
-def encoder(space: ColorSpace) -> Any:
+def encoder(space: ColorSpace) -> Coder:
     """``(N, 3)`` uint8 colors -> ``(N, C)`` float32 coordinates, converted in the exact dtype."""
     return lambda colors: dev.run_exact(lambda c: encode_colors(c, space, torch.float32), colors)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from . import device as dev
-from .histogram import Histograms
+from .histogram import Coder, Histograms
 from .nearest import assign, block_rows, direct_sqdist
 
 __all__ = ["Mapped", "map_histograms", "order_palettes", "ordered_dither_batch", "spread_batch"]
@@ -76,7 +76,7 @@ def ordered_dither_batch(
     palette_points: torch.Tensor,
     offsets: torch.Tensor,
     amplitude: torch.Tensor,
-    embed: object,
+    embed: Coder,
 ) -> torch.Tensor:
     """Ordered dither of a batch: ``(B, H * W)`` int64 row of every shifted pixel.
 
@@ -105,7 +105,7 @@ def ordered_dither_batch(
         for start in range(0, n, step):
             part = pixels[:, start : start + step].to(dtype)
             moved = (part + amp * shift[:, start : start + step]).clamp_(0.0, 255.0) / 255.0
-            coords = embed(moved).to(torch.float32)  # type: ignore[operator]
+            coords = embed(moved).to(torch.float32)
             labels[:, start : start + step] = assign(coords, palette_points, exact=True)[0]
     return labels
 
