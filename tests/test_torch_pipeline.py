@@ -276,3 +276,18 @@ def test_ordered_dither_alone_equals_inside_a_batch() -> None:
         assert torch.equal(alone.palettes[0], batch.palettes[b, : alone.palettes.shape[1]])
     plain = cq.quantize_batch(x, 8, backend="torch")
     assert not torch.equal(plain.indices, batch.indices)  # the dither moved some pixels
+
+
+def test_fused_distances_match_the_direct_ones() -> None:
+    # sqdist (cdist's direct kernel, squared) against the coordinate-by-coordinate differences
+    # MPS takes: within the rounding bound the exact mapping re-decides under, and exact on
+    # 8-bit colors compared in RGB units.
+    gen = torch.Generator().manual_seed(2)
+    x, c = torch.rand(3, 500, 6, generator=gen) * 200, torch.rand(3, 40, 6, generator=gen) * 200
+    fused, direct = nearest_module.sqdist(x, c), nearest_module.direct_sqdist(x, c)
+    assert ((fused - direct).abs() <= 1e-6 * direct + 1e-3).all()
+    x8 = torch.randint(0, 256, (2, 300, 3), generator=gen).float()
+    c8 = torch.randint(0, 256, (2, 17, 3), generator=gen).float()
+    exact = ((x8[:, :, None] - c8[:, None]).double() ** 2).sum(-1)
+    assert torch.equal(nearest_module.direct_sqdist(x8, c8).double(), exact)
+    assert torch.equal(nearest_module.sqdist(x8, c8).argmin(2), exact.argmin(2))
