@@ -9,7 +9,8 @@
    straight-through gradient, the usual hand-written baseline.
 
 Times are medians of ``--repeat`` runs after a warm-up, wall time, ``--threads`` threads.
-``--device cuda`` runs the same on a GPU (the batch and the layer on it).
+``--device cuda`` runs the same on a GPU (the batch and the layer on it); ``--backend torch``
+runs ``quantize_batch``'s batched torch stages on any device (CPU tensors included).
 
     .venv/bin/python benchmarks/batch.py
 """
@@ -78,15 +79,19 @@ def imagequant_outputs(images: np.ndarray, k: int) -> list[np.ndarray]:
     ]
 
 
-def batch_rows(images: np.ndarray, ks: list[int], repeat: int, device: str) -> list[list[str]]:
+def batch_rows(
+    images: np.ndarray, ks: list[int], repeat: int, device: str, backend: str
+) -> list[list[str]]:
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
     n = images.shape[0]
 
     def batch_hybrid(k: int) -> list[float]:
-        return [float(v) for v in cq.quantize_batch(x, k).psnr.tolist()]
+        out = cq.quantize_batch(x, k, backend=backend)  # type: ignore[arg-type]
+        return [float(v) for v in out.psnr.tolist()]
 
     def batch_rgb(k: int) -> list[float]:
-        return [float(v) for v in cq.quantize_batch(x, k, color_space="rgb").psnr.tolist()]
+        out = cq.quantize_batch(x, k, color_space="rgb", backend=backend)  # type: ignore[arg-type]
+        return [float(v) for v in out.psnr.tolist()]
 
     def loop_quantize(k: int) -> list[float]:
         return [cq.quantize(img, k, device=device).psnr for img in images]
@@ -163,20 +168,27 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch"],
+        help="quantize_batch's backend: torch runs the batched torch stages on any device",
+    )
+    p.add_argument("--no-layer", action="store_true", help="skip the layer's table")
     p.add_argument("--out", type=Path, default=BENCH_DIR / "batch.md")
     args = p.parse_args()
     load_at_start = load_average()
     set_threads(args.threads)
     ks = [int(k) for k in args.ks.split(",")]
     images = crops(args.images, args.count, args.size)
-    batch = batch_rows(images, ks, args.repeat, args.device)
-    layer = layer_rows(images, ks, args.repeat, args.device)
+    batch = batch_rows(images, ks, args.repeat, args.device, args.backend)
+    layer = [] if args.no_layer else layer_rows(images, ks, args.repeat, args.device)
     text = "\n".join(
         [
             *report_header("Batches of tensors", args.threads, args.device, load_at_start),
             "",
             f"### quantize_batch: {args.count} images of {args.size}x{args.size} "
-            f"(Kodak crops), device {args.device}",
+            f"(Kodak crops), device {args.device}, backend {args.backend}",
             "",
             markdown_table(
                 ["K", "method", "images/s", "mean PSNR dB", "rate / libimagequant"], batch, "llrrr"

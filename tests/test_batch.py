@@ -150,8 +150,6 @@ def test_fixed_colors_in_every_image_palette(dither: str) -> None:
 
 # -- the batched GPU path (run here on CPU tensors) ----------------------------------------------
 
-_quantize_module = importlib.import_module("colorquant.quantize")
-
 
 def on_device(  # type: ignore[no-untyped-def]
     x: torch.Tensor,
@@ -161,8 +159,16 @@ def on_device(  # type: ignore[no-untyped-def]
     fixed: np.ndarray | None = None,
     given: np.ndarray | None = None,
 ):
-    return _quantize_module._batch_on_device(
-        x, k, space, 0, cq.DEFAULT_SPEED, dither, fixed=fixed, given=given
+    """The batched torch stages, through the public entry point (``backend="torch"``)."""
+    return cq.quantize_batch(
+        x,
+        k,
+        color_space=space,  # type: ignore[arg-type]
+        dither="none" if dither is None else "ordered",
+        dither_strength=1.0 if dither is None else dither,
+        fixed_colors=fixed,
+        palette=given,
+        backend="torch",
     )
 
 
@@ -266,3 +272,36 @@ def test_rgba_palette_takes_the_cpu_pipeline(monkeypatch: pytest.MonkeyPatch) ->
 def test_palette_and_shared_together_is_an_error() -> None:
     with pytest.raises(cq.InputError, match="shared=True"):
         cq.quantize_batch(torch.rand(2, 3, 8, 8), 8, shared=True, palette=[[0, 0, 0]])
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_each_image_result(backend: str) -> None:
+    x = batch(3)
+    out = cq.quantize_batch(x, 8, color_space="rgb", backend=backend)  # type: ignore[arg-type]
+    results = out.results()
+    assert len(results) == len(out) == 3
+    for b, res in enumerate(results):
+        assert isinstance(res, cq.QuantizeResult) and res.color_space == "rgb"
+        assert res.n_colors == int(out.n_colors[b]) and res.indices.dtype == np.uint8
+        np.testing.assert_array_equal(res.to_numpy(), hwc(out.image[b]))
+        assert res.counts.sum() == x.shape[2] * x.shape[3] and (res.counts > 0).all()
+        assert res.psnr == float(out.psnr[b]) and res.mse == pytest.approx(
+            cq.mse(hwc(x[b]), res.to_numpy())
+        )
+        # delta_e from the input's colors: the same number as quantize's on its own result.
+        alone = cq.quantize(hwc(x[b]), palette=res.palette, color_space="rgb")
+        assert res.delta_e == pytest.approx(alone.delta_e, rel=1e-9)
+    assert out[-1].psnr == results[-1].psnr
+    with pytest.raises(IndexError, match="out of range"):
+        out[3]
+
+
+def test_backend_choices() -> None:
+    x = batch(2)
+    with pytest.raises(cq.InputError, match="backend"):
+        cq.quantize_batch(x, 8, backend="gpu")  # type: ignore[arg-type]
+    # RGBA images take the CPU pipeline whatever the backend: the torch stages know RGB only.
+    rgba = torch.cat([x, torch.full_like(x[:, :1], 255)], 1)
+    torch.testing.assert_close(
+        cq.quantize_batch(rgba, 8, backend="torch").image, cq.quantize_batch(rgba, 8).image
+    )

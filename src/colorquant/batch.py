@@ -1,7 +1,7 @@
 """The batch's tensors: :func:`colorquant.quantize_batch`'s GPU path, and its result assembled
 from per-image results.
 
-:func:`batch_on_device` runs every stage batched over the images (:mod:`._torch.batch`);
+:func:`batch_on_device` runs every stage batched over the images (:mod:`._torch.pipeline`);
 :func:`stack_results` turns the CPU pipeline's per-image NumPy results into a
 :class:`~colorquant.result.BatchResult` on the input's device.
 """
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._checks import InputError
-from .color import ColorSpace, decode_colors, encode_colors
+from .color import ColorSpace
 from .metrics import psnr_from_mse
 from .options import restarts, settings_for_speed
 from .result import BatchResult
@@ -34,15 +34,14 @@ def batch_on_device(
     fixed: np.ndarray | None = None,
     given: np.ndarray | None = None,
 ) -> BatchResult:
-    """quantize_batch on a GPU: every stage batched over the images (:mod:`._torch.batch`).
+    """quantize_batch in torch: every stage batched over the images (:mod:`._torch.pipeline`).
 
     ``fixed``: ``(F, 3)`` uint8 colors every palette keeps; ``given``: ``(B, K, 3)`` uint8
     palettes to map to (no fit).
     """
     import torch
 
-    from ._torch.batch import quantize_images
-    from .color import embed
+    from ._torch.pipeline import quantize_images
 
     if x.dtype == torch.uint8:
         x8 = x
@@ -55,32 +54,35 @@ def batch_on_device(
         wide = x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)
         x8 = (wide * 255.0).round_().to(torch.uint8)
     s = settings_for_speed(speed)
-    palettes, indices, n_used = quantize_images(
+    out = quantize_images(
         x8,
         n_colors,
-        lambda c: encode_colors(c, color_space, torch.float32),
-        lambda p: decode_colors(p, color_space),
-        lambda rgb: embed(rgb, color_space),
-        seed=seed,
-        max_iter=max(s.coarse_iter, s.max_iter),
-        tol=s.coarse_tol,
+        color_space,
+        s,
         n_init=restarts(s, n_colors),
+        seed=seed,
         dither_strength=dither_strength,
         fixed8=None if fixed is None or not len(fixed) else torch.from_numpy(fixed).to(x.device),
         given8=None if given is None else torch.from_numpy(given).to(x.device),
     )
     rows = torch.arange(x.shape[0], device=x.device)[:, None, None]
-    quantized8 = palettes[rows, indices].permute(0, 3, 1, 2)
-    error = (quantized8.double() - x8.double()).pow(2).mean(dim=(1, 2, 3))
+    quantized8 = out.palettes[rows, out.indices].permute(0, 3, 1, 2)
+    wide_dtype = torch.float32 if x.device.type == "mps" else torch.float64
+    error = out.sq_error.to(wide_dtype) / (3.0 * x.shape[2] * x.shape[3])
     psnr = torch.where(error > 0, 10 * torch.log10(255.0**2 / error), torch.inf)
     image = quantized8 if x.dtype == torch.uint8 else quantized8.to(x.dtype) / 255.0
-    return BatchResult(palettes, indices, image, n_used, error, psnr)
+    pixels = x8.permute(0, 2, 3, 1)
+    return BatchResult(
+        out.palettes, out.indices, image, out.n_colors, error, psnr, color_space, pixels
+    )
 
 
 def stack_results(
     images: list[torch.Tensor],
     results: list[tuple[np.ndarray, np.ndarray, float]],
     uniform: bool,
+    color_space: ColorSpace,
+    pixels: list[np.ndarray],
 ) -> BatchResult:
     """A :class:`BatchResult` of per-image results, on the images' device.
 
@@ -88,6 +90,8 @@ def stack_results(
         images: the ``(C, H, W)`` input tensors (their dtype, channels and device are kept).
         results: per image, its ``(K_b, C')`` uint8 palette, ``(H, W)`` int64 indices and MSE.
         uniform: the input was one ``(B, C, H, W)`` tensor (else a list, given back as lists).
+        color_space: the space the colors were compared in.
+        pixels: the ``(H, W, C)`` uint8 input images (kept by reference, for ``delta_e``).
     """
     import torch
 
@@ -116,4 +120,6 @@ def stack_results(
         psnr=torch.tensor(
             [psnr_from_mse(float(e)) for e in errors], dtype=torch.float64, device=dev
         ),
+        color_space=color_space,
+        _pixels=pixels,
     )

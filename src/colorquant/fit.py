@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._array import Array, to_numpy
+from ._array import Array, is_tensor, to_numpy
 from ._checks import InputError
 from .alpha import (
     bin_rgba,
@@ -36,6 +36,9 @@ from .init import initial_centroids
 from .kmeans import KMeansResult, _weighted_kmeans, fit_adam, inherit_bounds
 from .nearest import nearest
 from .options import ADAM_STEPS, FitOptions, restarts
+
+METHOD_TORCH = ("kmeans", "k-means++")
+"""The method and seeding the batched torch fit runs (the others run the stage dispatchers)."""
 
 __all__ = [
     "Fit",
@@ -242,6 +245,22 @@ def fit_colors(
             )
     s = options.settings
     space = options.color_space
+    if is_tensor(hist.colors) and not rgba and (options.method, options.init) == METHOD_TORCH:
+        # A tensor on a device: the batched torch fit, a batch of one (the same stages).
+        from ._torch.pipeline import fit_histogram as fit_on_torch
+
+        stages = replace(s, max_iter=options.max_iter or s.max_iter, tol=options.tol or s.tol)
+        palette, n_iter, objective = fit_on_torch(
+            hist.colors,
+            hist.counts,
+            k,
+            space,
+            stages,
+            n_init=restarts(s, k),
+            seed=options.seed,
+            fixed8=_place(fixed, device) if n_fixed else None,
+        )
+        return Fit(palette, (objective,), n_iter, True, options.method, n_fixed)
     if points is None:
         points = encode_points(hist.colors, space)
     weights = _as_dtype(hist.counts, points)

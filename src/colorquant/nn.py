@@ -27,6 +27,7 @@ try:
     from torch import nn
     from torch.nn.modules.lazy import LazyModuleMixin
     from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
+    from torch.utils.checkpoint import checkpoint
 except ModuleNotFoundError as error:  # the light install: one line naming the extra
     from ._extras import is_missing, missing_extra
 
@@ -35,8 +36,10 @@ except ModuleNotFoundError as error:  # the light install: one line naming the e
     raise
 
 from ._checks import InputError, check_choice, check_int_range
-from ._torch.nearest import nearest
-from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace, embed
+from ._torch.device import exact_dtype, exact_math
+from ._torch.nearest import block_rows, nearest
+from .color import DEFAULT_COLOR_SPACE, ColorSpace, embed
+from .options import FitOptions
 from .quantize import DEFAULT_SPEED, Quantizer
 
 __all__ = ["MODES", "Mode", "PaletteQuantize", "palette_quantize"]
@@ -157,21 +160,70 @@ def palette_quantize(
     pixels = x.movedim(-3, -1)
     flat = pixels.reshape(-1, 3).to(work)
     colors = palette.to(work)
-    if mode == "ste":
-        # Only the choice is needed here: no autograd graph for the color conversion.
-        with torch.no_grad():
-            index, _ = nearest(embed(flat, color_space), embed(colors, color_space))
-        out = colors[index] + (flat - flat.detach())
-    else:
-        points, centers = embed(flat, color_space), embed(colors, color_space)
-        # |x|^2 - 2 x.c + |c|^2: smooth everywhere (cdist's gradient is not at distance 0).
-        d2 = (
-            (points * points).sum(1, keepdim=True)
-            - 2.0 * points @ centers.T
-            + (centers * centers).sum(1)
-        ).clamp_min(0.0)
-        out = torch.softmax(-d2 / temperature, dim=1) @ colors
+    # Autocast off: the colors are converted and compared in the dtypes chosen here, whatever
+    # the caller's autocast (a bfloat16 matrix product would move every color).
+    with exact_math(x.device):
+        if mode == "ste":
+            # Only the choice is needed here: no autograd graph for the color conversion.
+            with torch.no_grad():
+                centers = _embed(colors, color_space)
+                step = 2**20  # pixels converted at a time (float64 coordinates)
+                index = torch.cat(
+                    [
+                        nearest(_embed(flat[i : i + step], color_space), centers)[0]
+                        for i in range(0, max(flat.shape[0], 1), step)
+                    ]
+                )
+            out = colors[index] + (flat - flat.detach())
+        else:
+            out = _soft(flat, colors, temperature, color_space)
     return out.to(x.dtype).reshape(pixels.shape).movedim(-1, -3)
+
+
+def _embed(rgb: torch.Tensor, space: ColorSpace) -> torch.Tensor:
+    """``embed`` computed in the exact dtype (float64; float32 on MPS), returned in ``rgb``'s:
+    the 3x3 color matrices never meet TF32 or a 16-bit product."""
+    if space == "rgb":
+        return rgb * 255.0
+    return embed(rgb.to(exact_dtype(rgb.device)), space).to(rgb.dtype)
+
+
+def _soft_rows(
+    flat: torch.Tensor, colors: torch.Tensor, temperature: Any, space: ColorSpace
+) -> torch.Tensor:
+    """``softmax(-d^2 / temperature) . colors`` of some pixels, by direct differences.
+
+    ``|x - c|^2`` summed coordinate by coordinate and the mix as a weighted sum: elementwise
+    operations only (smooth at distance 0, exact under TF32).
+    """
+    points, centers = _embed(flat, space), _embed(colors, space)
+    d2 = (points[:, None, 0] - centers[None, :, 0]).square()
+    for j in range(1, points.shape[1]):
+        d2 = d2 + (points[:, None, j] - centers[None, :, j]).square()
+    weights = torch.softmax(-d2 / temperature, dim=1)
+    return (weights[:, :, None] * colors[None]).sum(1)
+
+
+def _soft(
+    flat: torch.Tensor, colors: torch.Tensor, temperature: Any, space: ColorSpace
+) -> torch.Tensor:
+    """:func:`_soft_rows` over every pixel in chunks of rows, so that no ``(N, K)`` block
+    larger than the memory budget lives: with gradients, each chunk is recomputed in the
+    backward pass (activation checkpointing) instead of keeping its ``(rows, K)`` weights."""
+    rows = block_rows(1, 4 * colors.shape[0], flat.device)
+    if flat.shape[0] <= rows:
+        return _soft_rows(flat, colors, temperature, space)
+    grad = torch.is_grad_enabled() and (flat.requires_grad or colors.requires_grad)
+    parts = []
+    for start in range(0, flat.shape[0], rows):
+        part = flat[start : start + rows]
+        if grad:
+            out = checkpoint(_soft_rows, part, colors, temperature, space, use_reentrant=False)
+            assert isinstance(out, torch.Tensor)
+            parts.append(out)
+        else:
+            parts.append(_soft_rows(part, colors, temperature, space))
+    return torch.cat(parts)
 
 
 class PaletteQuantize(LazyModuleMixin, nn.Module):
@@ -187,8 +239,12 @@ class PaletteQuantize(LazyModuleMixin, nn.Module):
     - ``mode="soft"``: ``sum_k softmax(-d_k^2 / temperature)_k * palette_k``, ``d_k`` the
       distance to palette color ``k`` in ``color_space``: smooth in the input and the palette;
       as ``temperature`` goes to 0 it becomes the hard choice. ``temperature`` is a property,
-      so it can be annealed during training (each value is checked: finite and > 0). It uses
-      ``N x K`` memory for ``N`` pixels.
+      so it can be annealed during training (each value is checked: finite and > 0). The
+      pixels go in chunks under the memory budget (``colorquant._torch.nearest``), each
+      recomputed in the backward pass: no ``N x K`` block for ``N`` pixels.
+
+    Colors are converted and compared exactly whatever the caller's autocast or TF32 settings
+    (autocast is off inside the layer, distances are direct differences).
 
     Every forward checks that the input lies in [0, 1] without NaN, with a given palette as
     with a fitted one (one pass over the input; skipped inside a ``torch.compile`` graph).
@@ -246,10 +302,12 @@ class PaletteQuantize(LazyModuleMixin, nn.Module):
             raise InputError("give n_colors (a palette to fit) or palette (a given one), not both")
         self.mode: Mode = check_choice("mode", mode, MODES)
         self.temperature = temperature
-        self.color_space: ColorSpace = check_choice("color_space", color_space, COLOR_SPACES)
+        # The fit's settings, checked once: the color space also measures the forward's
+        # distances.
+        self.options = FitOptions(color_space=color_space, seed=seed, speed=speed)
+        self.color_space: ColorSpace = self.options.color_space
         self.learnable = bool(learnable)
-        self.seed = check_int_range("seed", seed, 0)
-        self.speed = check_int_range("speed", speed, 1, 10)
+        self.seed, self.speed = self.options.seed, self.options.speed
         self.n_colors = None if n_colors is None else check_int_range("n_colors", n_colors, 1, 256)
         if palette is not None:
             colors = _as_palette(palette)
@@ -286,8 +344,9 @@ class PaletteQuantize(LazyModuleMixin, nn.Module):
         images = _check_images(x).detach().reshape(-1, *x.shape[-3:])
         _check_values(images)  # as every forward checks, with the same message
         assert self.n_colors is not None
+        opts = self.options
         q = Quantizer(
-            self.n_colors, color_space=self.color_space, seed=self.seed, speed=self.speed,
+            self.n_colors, color_space=opts.color_space, seed=opts.seed, speed=opts.speed,
             device="cpu",
         )  # fmt: skip
         # float32 on the CPU: the fit rounds to 8 bits anyway, and takes any float dtype so.

@@ -19,11 +19,13 @@ from .init import INITS, InitMethod
 
 __all__ = [
     "ADAM_STEPS",
+    "BACKENDS",
     "DATASET_SPEED",
     "DEFAULT_COLORS",
     "DEFAULT_SPEED",
     "MAX_COLORS",
     "METHODS",
+    "Backend",
     "FitOptions",
     "FitSettings",
     "Method",
@@ -34,6 +36,10 @@ __all__ = [
 
 Method = Literal["kmeans", "adam"]
 METHODS: tuple[Method, ...] = ("kmeans", "adam")
+Backend = Literal["auto", "torch"]
+BACKENDS: tuple[Backend, ...] = ("auto", "torch")
+"""Kernels of :func:`colorquant.quantize_batch`: ``"auto"`` (compiled on the CPU, torch elsewhere)
+or ``"torch"`` (the torch stages on any device)."""
 MAX_COLORS = 65536
 """The largest palette a fit makes (palette images hold at most 256)."""
 DEFAULT_COLORS = 256

@@ -44,11 +44,13 @@ from .histogram import ColorHistogram, merge_histograms
 from .init import InitMethod
 from .options import (
     ADAM_STEPS,
+    BACKENDS,
     DATASET_SPEED,
     DEFAULT_COLORS,
     DEFAULT_SPEED,
     MAX_COLORS,
     METHODS,
+    Backend,
     FitOptions,
     FitSettings,
     Method,
@@ -484,16 +486,18 @@ def quantize_batch(
     speed: int = DEFAULT_SPEED,
     device: str = "auto",
     options: FitOptions | None = None,
+    backend: Backend = "auto",
 ) -> BatchResult:
     """Quantize a batch of images: a palette per image, one shared palette, or a given one.
 
     On the CPU every image goes through the pipeline of :func:`quantize` (a batch of one gives
     exactly what :func:`quantize` gives), the images in parallel, one per core, each on the
-    compiled kernels. On a GPU a ``(B, 3, H, W)`` batch is fitted and mapped all at once
-    (:mod:`colorquant._torch.batch`: batched histograms, k-means++ with restarts, Lloyd and
-    mapping; -0.01 to +0.06 dB mean PSNR against :func:`quantize` on six 256x256 Kodak crops,
-    measured on CPU tensors), given palettes and fixed colors included; a list of images of
-    different sizes takes them one after another there.
+    compiled kernels. On a GPU (or with ``backend="torch"``) a ``(B, 3, H, W)`` batch is fitted
+    and mapped all at once by the torch stages (:mod:`colorquant._torch.pipeline`: the same
+    coarse-to-fine fit and meaning of ``speed`` as :func:`quantize`, every image stopping on
+    its own objective, exact integer sums: an image gives the same result alone as inside any
+    batch, whatever autocast or TF32 settings are on), given palettes and fixed colors
+    included; a list of images of different sizes takes them one after another there.
 
     A batch with an alpha channel, ``(B, 4, H, W)``, is quantized in RGBA image by image on
     the CPU (:mod:`colorquant.alpha`; its results come back to the input's device).
@@ -524,6 +528,10 @@ def quantize_batch(
             be left at its default or agree with it). Settings the batched GPU path does not
             take (``method="adam"``, ``init="random"``, ``max_iter``, ``tol``, ``posterize``)
             send a GPU batch through the per-image pipeline.
+        backend: ``"auto"`` (the compiled kernels on the CPU, the torch stages elsewhere) or
+            ``"torch"``: the torch stages (:mod:`colorquant._torch.pipeline`) on any device,
+            CPU tensors included (for tests, and machines without the compiled core). Either
+            way an RGBA batch or palette, and ``dither="fs"``, take the CPU pipeline.
 
     Returns:
         A :class:`BatchResult`.
@@ -544,6 +552,7 @@ def quantize_batch(
     check_choice("dither", dither, DITHERS)
     strength = check_strength(dither_strength)
     run_device = resolve_device(device, like=images[0])
+    torch_stages = check_choice("backend", backend, BACKENDS) == "torch" or run_device != "cpu"
     if palette is not None and fixed_colors is not None:
         raise InputError("give palette (map to it) or fixed_colors (fit around them), not both")
     if palette is not None and shared:
@@ -572,7 +581,7 @@ def quantize_batch(
     # Error diffusion is sequential; RGBA (images or palette) runs the CPU pipeline: both image
     # by image.
     if (
-        run_device != "cpu"
+        torch_stages
         and uniform
         and dither != "fs"
         and not alpha
@@ -616,4 +625,4 @@ def quantize_batch(
     parallel = len(images) if run_device == "cpu" else 1
     with shared_threads(parallel) as workers, ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(one, range(len(images))))
-    return stack_results(images, results, uniform)
+    return stack_results(images, results, uniform, opts.color_space, pixels)

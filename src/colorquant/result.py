@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .color import ColorSpace, rgb_to_lab
+from ._array import to_numpy
+from .color import DEFAULT_COLOR_SPACE, ColorSpace, rgb_to_lab
 from .metrics import ciede2000
 
 if TYPE_CHECKING:
@@ -145,8 +146,12 @@ class BatchResult:
         image: the quantized batch in the input's layout, dtype and device (uint8, or float in
             [0, 1]); a list for a list input.
         n_colors: ``(B,)`` int64 palette rows each image lists (K for a given or shared one).
-        mse: ``(B,)`` float64 MSE of each image (8-bit units, as :func:`colorquant.mse`).
+        mse: ``(B,)`` float64 MSE of each image (8-bit units, as :func:`colorquant.mse`;
+            float32 on MPS).
         psnr: ``(B,)`` float64 PSNR in dB (``inf`` when lossless).
+        color_space: the space colors were compared in.
+
+    ``result[b]`` (or :meth:`results`) gives image ``b``'s :class:`QuantizeResult`.
     """
 
     palettes: torch.Tensor
@@ -155,3 +160,49 @@ class BatchResult:
     n_colors: torch.Tensor
     mse: torch.Tensor
     psnr: torch.Tensor
+    color_space: ColorSpace = DEFAULT_COLOR_SPACE
+    # The (H, W, C) uint8 input images, for delta_e (references, not copies).
+    _pixels: Any = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return int(self.n_colors.shape[0])
+
+    def __getitem__(self, b: int) -> QuantizeResult:
+        """Image ``b``'s :class:`QuantizeResult`, on the host: its listed palette rows, its
+        indices (uint8, uint16 past 256 rows), pixels per row, MSE and PSNR. A batch keeps no
+        fit record: ``history`` is empty, ``n_iter`` 0, ``seconds`` 0."""
+        if not -len(self) <= b < len(self):
+            raise IndexError(f"image index {b} out of range for a batch of {len(self)}")
+        b %= len(self)
+        n = int(self.n_colors[b])
+        palette = np.ascontiguousarray(to_numpy(self.palettes[b, :n]))
+        index = to_numpy(self.indices[b]).astype(np.int64)
+        counts = np.bincount(index.ravel(), minlength=n).astype(np.int64)
+        pixels = None if self._pixels is None else self._pixels[b]
+
+        def pairs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            if pixels is None:
+                raise RuntimeError("this BatchResult holds no input images: no delta_e")
+            flat = to_numpy(pixels).reshape(-1, pixels.shape[-1])
+            rows = np.concatenate([flat.astype(np.int64), index.reshape(-1, 1)], axis=1)
+            found, weights = np.unique(rows, axis=0, return_counts=True)
+            return found[:, :-1].astype(np.uint8), found[:, -1], weights.astype(np.float64)
+
+        return QuantizeResult(
+            palette=palette,
+            indices=index.astype(np.uint8 if n <= 256 else np.uint16),
+            counts=counts,
+            mse=float(self.mse[b]),
+            psnr=float(self.psnr[b]),
+            history=(),
+            n_iter=0,
+            converged=True,
+            color_space=self.color_space,
+            method="kmeans",
+            seconds=0.0,
+            _mapping=pairs,
+        )
+
+    def results(self) -> list[QuantizeResult]:
+        """Every image's :class:`QuantizeResult` (``[result[b] for b in range(B)]``)."""
+        return [self[b] for b in range(len(self))]

@@ -26,9 +26,10 @@ import numpy as np
 
 from . import _cpu
 from ._array import is_tensor
-from ._checks import InputError
+from ._checks import InputError, check_int_range
 from .alpha import with_alpha
 from .color import DEFAULT_COLOR_SPACE, ColorSpace
+from .options import FitOptions
 from .quantize import DEFAULT_COLORS, DEFAULT_SPEED, Quantizer, QuantizeResult, quantize
 
 __all__ = ["Quantize"]
@@ -65,14 +66,11 @@ class Quantize:
         seed: int = 0,
         speed: int = DEFAULT_SPEED,
     ) -> None:
-        # Validate every option now, through the class that will use them.
-        Quantizer(n_colors, color_space=color_space, seed=seed, speed=speed, device="cpu")
-        if not 1 <= n_colors <= 256:
-            raise InputError(f"n_colors must be in 1..256, got {n_colors}")
-        self.n_colors = n_colors
-        self.color_space: ColorSpace = color_space
-        self.seed = seed
-        self.speed = speed
+        # The fit's settings, checked once.
+        self.options = FitOptions(color_space=color_space, seed=seed, speed=speed)
+        self.n_colors = check_int_range("n_colors", n_colors, 1, 256)
+        self.color_space: ColorSpace = self.options.color_space
+        self.seed, self.speed = self.options.seed, self.options.speed
         self.palette: np.ndarray | None = None
         if palette is not None:
             fixed = Quantizer.from_palette(palette, color_space=color_space, device="cpu")

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import torch
 
-from .nearest import nearest, two_nearest
+from .histogram import FixedPoint, segment_means
+from .nearest import assign, nearest, two_nearest
 
-__all__ = ["fit_adam", "lloyd", "refill_empty"]
+__all__ = ["CHECK_EVERY", "fit_adam", "lloyd", "lloyd_batch", "refill_batch", "refill_empty"]
+
+CHECK_EVERY = 4
+"""Iterations of :func:`lloyd_batch` between two looks from the host at whether every image
+has stopped (the only host syncs of the loop)."""
 
 LloydOut = tuple[torch.Tensor, torch.Tensor, float, int, bool, tuple[float, ...], torch.Tensor]
 
@@ -225,3 +230,123 @@ def fit_adam(
                     break
     lower = torch.zeros(0, dtype=points.dtype, device=points.device)
     return best, best_labels, best_j, len(history), converged, tuple(history), lower
+
+
+# -- every image of a batch at once -------------------------------------------------------------
+
+
+def refill_batch(
+    centers: torch.Tensor, empty: torch.Tensor, points: torch.Tensor, cost: torch.Tensor
+) -> torch.Tensor:
+    """Each image's empty clusters moved onto its worst-fitting points, distinct ones.
+
+    Args:
+        centers: ``(B, K, C)`` float32; ``empty``: ``(B, K)`` bool, the clusters to move.
+        points: ``(B, M, C)`` float32; ``cost``: ``(B, M)`` int64 ``count * D^2`` (fixed point).
+
+    The ``r``-th empty cluster of an image takes its ``r``-th worst point; ties go to the lower
+    row, so the choice does not depend on the padding (no host sync: computed every time).
+    """
+    _batch, k, c = centers.shape
+    m = points.shape[1]
+    # One unique int64 key per point: the cost's order, then the lower row first. float32 bits
+    # of a non-negative number order as the number does.
+    coarse = cost.to(torch.float32).view(torch.int32).to(torch.int64)
+    keys = (coarse << 24) | (2**24 - 1 - torch.arange(m, device=points.device))
+    worst = keys.topk(min(k, m), dim=1).indices  # (B, min(K, M)), worst first
+    rank = (empty.cumsum(1) - 1).clamp_(min=0, max=worst.shape[1] - 1)
+    source = torch.gather(worst, 1, rank)
+    moved = torch.gather(points, 1, source[..., None].expand(-1, -1, c))
+    return torch.where(empty[..., None], moved, centers)
+
+
+def lloyd_batch(
+    points: torch.Tensor,
+    counts: torch.Tensor,
+    centers: torch.Tensor,
+    unit: FixedPoint,
+    *,
+    max_iter: int,
+    tol: float,
+    n_fixed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lloyd iterations on every image, each stopping on its own objective.
+
+    Args:
+        points: ``(B, M, C)`` float32; ``counts``: ``(B, M)`` int64 pixels (0 on padding).
+        centers: ``(B, K, C)`` float32 starting centroids.
+        unit: fixed-point units of the sums.
+        max_iter: iterations at most.
+        tol: an image stops once its objective falls by at most ``tol`` (relative) in one step.
+        n_fixed: the first centroids of every image never move and are never refilled.
+
+    Returns:
+        ``(centers, objective, n_iter)``: ``(B, K, C)`` float32, the means of the last
+        assignment (empty clusters refilled); ``(B,)`` int64 objective of that assignment in
+        fixed point (``unit.dist`` per squared distance per pixel); ``(B,)`` int64 iterations.
+        An image's result is the same alone and inside any batch (exact integer sums, a stop
+        per image); the host looks every ``CHECK_EVERY`` iterations which have stopped, and
+        those leave the batch (no work is spent on them after that).
+    """
+    batch, _, _ = points.shape
+    k = centers.shape[1]
+    device = points.device
+    centers = centers.to(torch.float32)
+    out = (centers.clone(), torch.zeros(batch, dtype=torch.int64, device=device))
+    out_iter = torch.zeros(batch, dtype=torch.int64, device=device)
+    live = torch.arange(batch, device=device)  # the rows still iterating
+    active = torch.ones(batch, dtype=torch.bool, device=device)
+    n_iter = torch.zeros(batch, dtype=torch.int64, device=device)
+    labels, own = assign(points, centers)
+    scaled = unit.scaled(counts)
+    weighted = unit.weighted(points, counts, unit.coord)
+    prev = torch.zeros(batch, dtype=torch.int64, device=device)
+    objective = prev
+    for it in range(max_iter):
+        cost = unit.cost(own, scaled)
+        objective = torch.where(active, cost.sum(1), objective)
+        means, weight = segment_means(points, counts, labels, k, unit, weighted)
+        empty = weight <= 0
+        if n_fixed:
+            means[:, :n_fixed] = centers[:, :n_fixed]
+            empty[:, :n_fixed] = False
+        moved = refill_batch(torch.where(empty[..., None], centers, means), empty, points, cost)
+        centers = torch.where(active[:, None, None], moved, centers)
+        n_iter += active.to(torch.int64)
+        if it > 0:
+            gain = (prev - objective).to(torch.float32)
+            active = active & (gain > tol * prev.to(torch.float32))
+        prev = objective
+        if it == max_iter - 1:
+            break
+        if (it + 1) % CHECK_EVERY == 0:
+            flags = active.tolist()  # the loop's one host sync, every CHECK_EVERY iterations
+            if not all(flags):
+                # Stopped images leave the batch: their results are final.
+                out[0][live], out[1][live], out_iter[live] = centers, objective, n_iter
+                if not any(flags):
+                    return out[0], out[1], out_iter
+                keep = torch.tensor([i for i, f in enumerate(flags) if f], device=device)
+                live, points, counts, centers = (
+                    live[keep],
+                    points[keep],
+                    counts[keep],
+                    centers[keep],
+                )
+                scaled, weighted, labels, own = (
+                    scaled[keep],
+                    weighted[keep],
+                    labels[keep],
+                    own[keep],
+                )
+                active, n_iter, prev, objective = (
+                    active[keep],
+                    n_iter[keep],
+                    prev[keep],
+                    objective[keep],
+                )
+        new_labels, new_own = assign(points, centers)
+        labels = torch.where(active[:, None], new_labels, labels)
+        own = torch.where(active[:, None], new_own, own)
+    out[0][live], out[1][live], out_iter[live] = centers, objective, n_iter
+    return out[0], out[1], out_iter
