@@ -157,6 +157,13 @@ def _human(summary: Any) -> list[str]:
     is_flag=True,
     help="Forget DST's manifest and start over (also: write into a non-empty DST).",
 )
+@click.option(
+    "--storage-options",
+    default=None,
+    metavar="JSON",
+    help="Keyword arguments of the file systems of URL SRC/DST (s3://, gs://, ...), a JSON "
+    'object: {"endpoint_url": "http://..."}, or one per protocol {"s3": {...}}.',
+)
 @click.option("--json", "as_json", is_flag=True, help="The summary as one JSON object.")
 def dataset(
     src: str,
@@ -174,15 +181,18 @@ def dataset(
     device: str,
     engine: str,
     restart: bool,
+    storage_options: str | None,
     as_json: bool,
 ) -> None:
     """Quantize every image of SRC into palette PNGs under DST; rerun to resume.
 
-    SRC is a folder (recursive; DST gets the same relative paths: images as palette PNGs, suffix
-    .png, of a.png and a.jpg a.jpg writes a.jpg.png; other files copied unchanged), a list file
-    (one path a line, relative to the list's folder), a WebDataset shard or a pattern
-    data-{000000..000099}.tar (DST: a folder, or a pattern of as many names; each image member
-    is replaced by its palette PNG, every other member copied unchanged).
+    SRC and DST are local paths or URLs of fsspec file systems (s3://bucket/images, gs://,
+    az://, hf://; pip install 'colorquant[s3]'). SRC is a folder (recursive; DST gets the same
+    relative paths: images as palette PNGs, suffix .png, of a.png and a.jpg a.jpg writes
+    a.jpg.png; other files copied unchanged), a list file (one path a line, relative to the
+    list's folder), a WebDataset shard or a pattern data-{000000..000099}.tar (DST: a folder,
+    or a pattern of as many names; each image member is replaced by its palette PNG, every
+    other member copied unchanged).
 
     DST/colorquant-manifest.jsonl records what is done: rerunning the same command skips it, and
     a kill at any moment loses nothing and leaves no partial file. One job at a time writes
@@ -214,6 +224,7 @@ def dataset(
             restart=restart,
             # The bar is drawn on a terminal only: elsewhere, no scan of the shards for a total.
             progress=start if sys.stderr.isatty() else None,
+            storage_options=storage_options,
         )
     except KeyboardInterrupt:
         raise _fail("interrupted; rerun the same command to resume", 130) from None

@@ -37,8 +37,8 @@ from .._checks import InputError, check_choice, check_int_range, resolve_device
 from ..color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
 from ..io import WriteError
 from ..quantize import DATASET_SPEED, DITHERS, Dither, Quantizer
-from .lock import JobLock
-from .manifest import Manifest
+from .lock import job_lock
+from .records import open_manifest
 from .sources import (
     FileItem,
     Plan,
@@ -50,6 +50,13 @@ from .sources import (
     plan_job,
 )
 from .sources import sample_key as _sample_key
+from .storage import (
+    StorageOptions,
+    check_location,
+    open_read,
+    parse_storage_options,
+    scheme,
+)
 from .work import (
     Settings,
     load_pixels,
@@ -287,7 +294,9 @@ def _run_ray(
 # -- shared palette ---------------------------------------------------------------------------
 
 
-def _sample_sources(plan: Plan, sample: int) -> Iterator[FileItem | tuple[str, bytes]]:
+def _sample_sources(
+    plan: Plan, sample: int, options: StorageOptions
+) -> Iterator[FileItem | tuple[str, bytes]]:
     """About ``sample`` images spread over the dataset: evenly spaced files, or the first
     images of every shard (``ceil(sample / shards)`` each: shards are read from the start)."""
     if plan.kind != "shards":
@@ -302,14 +311,15 @@ def _sample_sources(plan: Plan, sample: int) -> Iterator[FileItem | tuple[str, b
     for shard in shards:
         taken = 0
         try:
-            for members in iter_samples(path=shard.src):
-                for member in members:
-                    field = _sample_key(member.info.name)[1]
-                    if member.data is not None and image_field(field):
-                        yield (f"{shard.name}:{member.info.name}", member.data)
-                        taken += 1
-                if taken >= quota:
-                    break
+            with open_read(shard.src, options) as fh:
+                for members in iter_samples(fileobj=fh):
+                    for member in members:
+                        field = _sample_key(member.info.name)[1]
+                        if member.data is not None and image_field(field):
+                            yield (f"{shard.name}:{member.info.name}", member.data)
+                            taken += 1
+                    if taken >= quota:
+                        break
         except (OSError, EOFError, tarfile.TarError) as err:  # recorded when processed
             log.info("shared palette: skipping %s: %s", shard.src, err)
 
@@ -324,9 +334,10 @@ def _fit_palette(plan: Plan, settings: Settings, sample: int, workers: int) -> l
         device=settings.device,
     )
     seen = 0
-    sources = _sample_sources(plan, sample)
+    options = settings.storage_options
+    sources = _sample_sources(plan, sample, options)
     if workers == 1:
-        decoded: Iterable[np.ndarray | None] = map(load_pixels, sources)
+        decoded: Iterable[np.ndarray | None] = (load_pixels(s, options) for s in sources)
         for pixels in decoded:
             if pixels is not None:
                 quantizer.partial_fit(pixels)
@@ -334,7 +345,7 @@ def _fit_palette(plan: Plan, settings: Settings, sample: int, workers: int) -> l
     else:
         pool = _pool(workers)
         try:
-            for pixels in _stream(pool, load_pixels, sources):
+            for pixels in _stream(pool, load_pixels, sources, options):
                 if pixels is not None:
                     quantizer.partial_fit(pixels)
                     seen += 1
@@ -368,6 +379,7 @@ def quantize_dataset(
     engine: Engine = "local",
     restart: bool = False,
     progress: Progress | None = None,
+    storage_options: str | StorageOptions | None = None,
 ) -> DatasetSummary:
     """Quantize every image of a folder, a list file or WebDataset shards into DST; resumable.
 
@@ -379,8 +391,10 @@ def quantize_dataset(
     output. One job at a time writes into a DST (:mod:`colorquant.dataset.lock`).
 
     Args:
-        src: a folder, a list file, a ``.tar`` shard or a pattern ``data-{000000..000099}.tar``.
-        dst: a folder (or, for shards, a pattern of as many names).
+        src: a folder, a list file, a ``.tar`` shard or a pattern ``data-{000000..000099}.tar``;
+            a local path (relative to this process's folder) or a URL of an fsspec file system
+            (``s3://bucket/images``; :mod:`colorquant.dataset.storage`).
+        dst: a folder (or, for shards, a pattern of as many names), local or a URL.
         n_colors: palette size K, 1..256.
         color_space, dither, dither_strength, speed, seed: as for :func:`colorquant.quantize`
             (but ``speed`` is ``DATASET_SPEED``, 7, unless given).
@@ -394,13 +408,17 @@ def quantize_dataset(
         engine: ``"local"`` or ``"ray"`` (Ray Data; ``RAY_ADDRESS`` names a cluster).
         restart: forget DST's manifest and start over (also allows a non-empty DST).
         progress: see :data:`Progress`.
+        storage_options: keyword arguments of the URL file systems, as a mapping or a JSON
+            object (``{"endpoint_url": ...}``, or one object per protocol ``{"s3": {...}}``);
+            credentials otherwise come the file system's standard way (environment, config).
 
     Returns:
         A :class:`DatasetSummary`.
 
     Raises:
-        InputError: a bad argument or SRC; ``engine="ray"`` without Ray installed (before DST
-            is created); DST holds another job
+        InputError: a bad argument or SRC; a URL of an unknown protocol, or whose package
+            (s3fs, gcsfs, adlfs) is missing, and ``engine="ray"`` without Ray installed (before
+            DST is created); DST holds another job
             (:class:`~colorquant.dataset.manifest.SettingsMismatchError`) or unrelated files;
             another job is running in DST
             (:class:`~colorquant.dataset.lock.DestinationBusyError`, naming it).
@@ -421,6 +439,16 @@ def quantize_dataset(
     run_device = resolve_device(device)
     batched = run_device != "cpu"
     size = check_int_range("batch_size", batch_size or (16 if batched else 4), 1)
+    options = parse_storage_options(storage_options)
+    check_location("SRC", os.fspath(src), options)  # before anything is written
+    check_location("DST", os.fspath(dst), options)
+    if (n_workers > 1 or engine == "ray") and any(
+        scheme(os.fspath(p)) == "memory" for p in (src, dst)
+    ):
+        raise InputError(
+            "memory:// is this process's memory, which worker processes do not share: "
+            "pass workers=1 and the local engine"
+        )
     settings = Settings(
         n_colors=n_colors,
         color_space=color_space,
@@ -431,9 +459,10 @@ def quantize_dataset(
         device=run_device,
         batched=batched,
         batch_size=size,
+        storage_options=options,
     )
     ray = _import_ray() if engine == "ray" else None  # before DST is created
-    plan = plan_job(os.fspath(src), os.fspath(dst))
+    plan = plan_job(os.fspath(src), os.fspath(dst), options)
     job = {
         "kind": plan.kind,
         "source": plan.source,
@@ -441,8 +470,8 @@ def quantize_dataset(
         "shared_palette": shared_palette,
         "sample": sample if shared_palette else None,
     }
-    with JobLock(plan.root):
-        manifest = Manifest(plan.root, job, restart=restart)
+    with job_lock(plan.root, options):
+        manifest = open_manifest(plan.root, job, restart=restart, options=options)
         if manifest.written:  # images done keep the outputs they wrote
             plan = assign_outputs(plan, manifest.written)
         done_before = len(manifest.done)
@@ -462,7 +491,7 @@ def quantize_dataset(
                     processed += 1
             todo = [i for i in plan.items if i.name not in manifest.done]
             if plan.kind == "shards":
-                total = sum(count_images(i.src) for i in todo) if progress else 0
+                total = sum(count_images(i.src, options) for i in todo) if progress else 0
             else:  # the bar counts images (and bad ones), not the files copied
                 total = sum(1 for i in todo if isinstance(i, FileItem) and not i.copy)
             advance = progress(total) if progress is not None else None

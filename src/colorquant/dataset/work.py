@@ -17,10 +17,11 @@ import os
 import select
 import signal
 import tarfile
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,6 +47,7 @@ from ..io import (
 from ..metrics import psnr_from_mse
 from ..quantize import Dither, Quantizer, QuantizeResult, quantize
 from .sources import FileItem, Member, ShardItem, image_field, iter_samples, sample_key
+from .storage import StorageOptions, is_url, open_read, put_file, read_bytes, write_bytes
 
 __all__ = [
     "Settings",
@@ -73,6 +75,8 @@ class Settings:
         batched: group same-size images into ``(B, 3, H, W)`` batches for
             :func:`colorquant.quantize_batch` (a GPU), instead of one :func:`quantize` each.
         batch_size: samples of a shard decoded and quantized together (a GPU batch).
+        storage_options: keyword arguments of the fsspec file systems of URL SRC and DST
+            (:mod:`.storage`); not recorded (credentials).
     """
 
     n_colors: int = 256
@@ -85,6 +89,7 @@ class Settings:
     device: str = "cpu"
     batched: bool = False
     batch_size: int = 16
+    storage_options: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def recorded(self) -> dict[str, Any]:
         """The settings that decide the outputs, as the manifest stores them."""
@@ -320,8 +325,35 @@ class _ReadError(Exception):
     """An input could not be read (not an OSError, so atomic_write lets it through)."""
 
 
-def _copy_file(item: FileItem) -> Record:
+def _put(target: str, data: bytes, options: StorageOptions) -> int:
+    """Write ``data`` at ``target`` all or nothing: a local file through a temporary name and
+    a rename, an object with one put. Raises WriteError or OSError."""
+    if is_url(target):
+        return write_bytes(target, data, options)
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda fh: fh.write(data), force=True)
+
+
+def _source(location: str, options: StorageOptions) -> str | bytes:
+    """What the loaders read: a local path as it is, an object's bytes (one get)."""
+    return read_bytes(location, options) if is_url(location) else location
+
+
+def _copy_file(item: FileItem, options: StorageOptions | None = None) -> Record:
     """Copy a file that is no image to ``item.dst`` unchanged (atomically; its mtime kept)."""
+    if is_url(item.src) or is_url(item.dst):
+        try:
+            data = (
+                read_bytes(item.src, options) if is_url(item.src) else Path(item.src).read_bytes()
+            )
+        except OSError as err:
+            return _error(item.name, InputError(f"{item.src}: cannot read: {err.strerror or err}"))
+        try:
+            size = _put(item.dst, data, options or {})
+        except (WriteError, OSError) as err:
+            return _fatal(item.name, err)
+        return {"item": item.name, "status": "copied", "output": item.dst, "bytes": size}
     try:
         source = open(item.src, "rb")  # noqa: SIM115 - closed below
     except OSError as err:
@@ -370,17 +402,27 @@ def process_files(items: list[FileItem], settings: Settings) -> list[Record]:
     loaded = []
     for item in items:
         if item.copy:
-            records.append(_copy_file(item))
-            if records[-1]["status"] == "fatal":
-                return records
-            continue
-        if is_animated(item.src):
-            records.append(_animation_file(item, settings))
+            records.append(_copy_file(item, settings.storage_options))
             if records[-1]["status"] == "fatal":
                 return records
             continue
         try:
-            loaded.append((item, load_image(item.src)))
+            source = _source(item.src, settings.storage_options)
+        except OSError as err:
+            records.append(_error(item.name, InputError(f"{item.src}: cannot read: {err}")))
+            continue
+        if is_animated(source):
+            records.append(_animation_file(item, source, settings))
+            if records[-1]["status"] == "fatal":
+                return records
+            continue
+        try:
+            image = (
+                load_image(source)
+                if isinstance(source, str)
+                else load_image_bytes(source, item.src)
+            )
+            loaded.append((item, image))
         except (InputError, OSError, MemoryError) as err:
             records.append(_error(item.name, err))
     results = _encode_each([image.pixels for _, image in loaded], settings)
@@ -393,10 +435,8 @@ def process_files(items: list[FileItem], settings: Settings) -> list[Record]:
         except InputError as err:
             records.append(_error(item.name, err))
             continue
-        target = Path(item.dst)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            size = atomic_write(target, lambda fh, d=data: fh.write(d), force=True)  # type: ignore[misc]
+            size = _put(item.dst, data, settings.storage_options)
         except (WriteError, OSError) as err:
             records.append(_fatal(item.name, err))
             return records
@@ -414,16 +454,15 @@ def process_files(items: list[FileItem], settings: Settings) -> list[Record]:
     return records
 
 
-def _animation_file(item: FileItem, settings: Settings) -> Record:
-    """An animated file written whole as an APNG at ``item.dst``: its record (``frames``)."""
+def _animation_file(item: FileItem, source: str | bytes, settings: Settings) -> Record:
+    """An animated file (its path or bytes) written whole as an APNG at ``item.dst``: its
+    record (``frames``)."""
     try:
-        encoded = _encode_animation(item.src, item.name, settings)
+        encoded = _encode_animation(source, item.name, settings)
     except (InputError, ValueError, MemoryError) as err:
         return _error(item.name, err)
-    target = Path(item.dst)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        size = atomic_write(target, lambda fh: fh.write(encoded.data), force=True)
+        size = _put(item.dst, encoded.data, settings.storage_options)
     except (WriteError, OSError) as err:
         return _fatal(item.name, err)
     return {
@@ -569,18 +608,22 @@ def process_shard(item: ShardItem, settings: Settings) -> Record:
         with tarfile.open(fileobj=fh, mode=mode) as out:  # type: ignore[call-overload]
             pending: list[list[Member]] = []
             try:
-                for sample in iter_samples(path=item.src):
-                    pending.append(sample)
-                    if len(pending) >= settings.batch_size:
-                        _write_samples(out, pending, item.name, settings, totals, errors)
-                        pending = []
+                with open_read(item.src, settings.storage_options) as fh:
+                    for sample in iter_samples(fileobj=fh):
+                        pending.append(sample)
+                        if len(pending) >= settings.batch_size:
+                            _write_samples(out, pending, item.name, settings, totals, errors)
+                            pending = []
             except (OSError, tarfile.TarError, EOFError) as err:
                 raise _ReadError(f"{item.src}: cannot read the shard: {err}") from None
             _write_samples(out, pending, item.name, settings, totals, errors)
 
     try:
-        Path(item.dst).parent.mkdir(parents=True, exist_ok=True)
-        size = atomic_write(item.dst, writer, force=True)
+        if is_url(item.dst):
+            size = _upload_shard(item.dst, writer, settings.storage_options)
+        else:
+            Path(item.dst).parent.mkdir(parents=True, exist_ok=True)
+            size = atomic_write(item.dst, writer, force=True)
     except _ReadError as err:
         return _error(item.name, err)
     except (WriteError, OSError) as err:
@@ -602,12 +645,27 @@ def process_shard(item: ShardItem, settings: Settings) -> Record:
     }
 
 
-def load_pixels(source: FileItem | tuple[str, bytes]) -> np.ndarray | None:
+def _upload_shard(target: str, writer: Callable[[IO[bytes]], None], options: StorageOptions) -> int:
+    """A shard built in a local temporary file (removed after), then uploaded whole: the
+    object appears only when complete."""
+    with tempfile.NamedTemporaryFile(prefix=".colorquant-", suffix=".tar") as tmp:
+        writer(tmp)
+        tmp.flush()
+        size = tmp.tell()
+        put_file(tmp.name, target, options)
+    return size
+
+
+def load_pixels(
+    source: FileItem | tuple[str, bytes], options: StorageOptions | None = None
+) -> np.ndarray | None:
     """An image's pixels for fitting a shared palette; ``None`` when it cannot be read."""
     try:
         if isinstance(source, FileItem):
             if source.copy:
                 return None
+            if is_url(source.src):
+                return load_image_bytes(read_bytes(source.src, options), source.src).pixels
             return load_image(source.src).pixels
         return load_image_bytes(source[1], source[0]).pixels
     except (InputError, OSError, MemoryError):
