@@ -158,6 +158,25 @@ def _human(summary: Any) -> list[str]:
     help="Forget DST's manifest and start over (also: write into a non-empty DST).",
 )
 @click.option(
+    "--cpus-per-task",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="--engine ray: CPUs Ray reserves for each task (a batch of files, or a shard).",
+)
+@click.option(
+    "--gpus-per-task",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="--engine ray: GPUs each task asks Ray for.  [default: 1 with --device cuda, else 0]",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--engine ray: tasks at most at once.  [default: as many as the cluster's resources]",
+)
+@click.option(
     "--storage-options",
     default=None,
     metavar="JSON",
@@ -181,6 +200,9 @@ def dataset(
     device: str,
     engine: str,
     restart: bool,
+    cpus_per_task: float,
+    gpus_per_task: float | None,
+    concurrency: int | None,
     storage_options: str | None,
     as_json: bool,
 ) -> None:
@@ -202,6 +224,7 @@ def dataset(
     colorquant.dataset.DatasetSummary).
     """
     from .dataset import quantize_dataset
+    from .dataset.ray_engine import RayOptions
     from .io import WriteError
 
     start, bars = _progress_bar()
@@ -225,6 +248,7 @@ def dataset(
             # The bar is drawn on a terminal only: elsewhere, no scan of the shards for a total.
             progress=start if sys.stderr.isatty() else None,
             storage_options=storage_options,
+            ray_options=RayOptions(cpus_per_task, gpus_per_task or 0.0, concurrency),
         )
     except KeyboardInterrupt:
         raise _fail("interrupted; rerun the same command to resume", 130) from None

@@ -16,7 +16,6 @@ functions of :mod:`.work`; an engine only decides where they run:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import multiprocessing
@@ -38,6 +37,7 @@ from ..color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
 from ..io import WriteError
 from ..quantize import DATASET_SPEED, DITHERS, Dither, Quantizer
 from .lock import job_lock
+from .ray_engine import RayOptions, check_address, import_ray, run_ray
 from .records import open_manifest
 from .sources import (
     FileItem,
@@ -204,93 +204,6 @@ def _run_local(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def ray_batch(batch: dict[str, Any], settings: Settings, kind: str) -> dict[str, Any]:
-    """The Ray Data ``map_batches`` function: a batch of rows ``name, src, dst, copy`` to
-    records.
-
-    Runs :func:`.work.process_files` (or :func:`.work.process_shard` per row) and returns a
-    column ``record`` of JSON strings.
-    """
-    names, sources, targets = (list(batch[c]) for c in ("name", "src", "dst"))
-    records: list[dict[str, Any]]
-    if kind == "shards":
-        records = [
-            process_shard(ShardItem(str(n), str(s), str(d)), settings)
-            for n, s, d in zip(names, sources, targets, strict=True)
-        ]
-    else:
-        copies = [bool(c) for c in batch["copy"]]
-        files = [
-            FileItem(str(n), str(s), str(d), c)
-            for n, s, d, c in zip(names, sources, targets, copies, strict=True)
-        ]
-        records = process_files(files, settings)
-    return {"record": np.array([json.dumps(r) for r in records], dtype=object)}
-
-
-def _import_ray() -> Any:
-    """Ray and Ray Data, or a one-line :class:`InputError` naming the package to install."""
-    try:
-        import ray
-        import ray.data  # the job needs Ray Data, not only Ray's core
-    except ImportError:
-        raise InputError(
-            "--engine ray needs Ray, which is not installed here: "
-            "pip install 'colorquant[ray]' (ray[data])"
-        ) from None
-    return ray
-
-
-def _run_ray(
-    ray: Any,
-    plan_kind: str,
-    units: list[Any],
-    settings: Settings,
-    workers: int,
-    batch_size: int,
-    on_record: Callable[[dict[str, Any]], None],
-) -> None:
-    started = False
-    if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS") or None
-        ray.init(
-            address=address,
-            num_cpus=None if address else workers,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-        )
-        started = True
-    try:
-        context = ray.data.DataContext.get_current()
-        for flag in ("enable_progress_bars", "enable_operator_progress_bars"):
-            if hasattr(context, flag):
-                setattr(context, flag, False)
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        items: list[FileItem] | list[ShardItem]
-        items = [u for batch in units for u in batch] if plan_kind != "shards" else units
-        rows = [
-            {"name": i.name, "src": i.src, "dst": i.dst, "copy": getattr(i, "copy", False)}
-            for i in items
-        ]
-        if not rows:
-            return
-        function: Any = ray_batch  # Ray's stubs want a one-argument function; fn_kwargs fills it
-        dataset = ray.data.from_items(rows).map_batches(
-            function,
-            batch_size=1 if plan_kind == "shards" else batch_size,
-            batch_format="numpy",
-            fn_kwargs={"settings": settings, "kind": plan_kind},
-            num_cpus=1,
-        )
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            for text in batch["record"]:
-                on_record(json.loads(text))
-    finally:
-        if started:
-            ray.shutdown()
-
-
 # -- shared palette ---------------------------------------------------------------------------
 
 
@@ -380,6 +293,7 @@ def quantize_dataset(
     restart: bool = False,
     progress: Progress | None = None,
     storage_options: str | StorageOptions | None = None,
+    ray_options: RayOptions | None = None,
 ) -> DatasetSummary:
     """Quantize every image of a folder, a list file or WebDataset shards into DST; resumable.
 
@@ -411,6 +325,9 @@ def quantize_dataset(
         storage_options: keyword arguments of the URL file systems, as a mapping or a JSON
             object (``{"endpoint_url": ...}``, or one object per protocol ``{"s3": {...}}``);
             credentials otherwise come the file system's standard way (environment, config).
+        ray_options: CPUs and GPUs per task and concurrency for ``engine="ray"``
+            (:class:`~colorquant.dataset.ray_engine.RayOptions`; on a GPU, one GPU per task
+            unless given).
 
     Returns:
         A :class:`DatasetSummary`.
@@ -461,7 +378,19 @@ def quantize_dataset(
         batch_size=size,
         storage_options=options,
     )
-    ray = _import_ray() if engine == "ray" else None  # before DST is created
+    ray = import_ray() if engine == "ray" else None  # before DST is created
+    if ray is not None and not ray.is_initialized() and os.environ.get("RAY_ADDRESS"):
+        check_address(os.environ["RAY_ADDRESS"])
+    resources = ray_options or RayOptions()
+    if resources.cpus_per_task <= 0 or resources.gpus_per_task < 0:
+        raise InputError(
+            f"ray_options: cpus_per_task must be > 0 and gpus_per_task >= 0, got "
+            f"{resources.cpus_per_task} and {resources.gpus_per_task}"
+        )
+    if resources.concurrency is not None:
+        check_int_range("concurrency", resources.concurrency, 1)
+    if engine == "ray" and run_device.startswith("cuda") and not resources.gpus_per_task:
+        resources = dataclasses.replace(resources, gpus_per_task=1.0)
     plan = plan_job(os.fspath(src), os.fspath(dst), options)
     job = {
         "kind": plan.kind,
@@ -514,7 +443,7 @@ def quantize_dataset(
 
             units: list[Any] = todo if plan.kind == "shards" else list(_batches(todo, size))
             if engine == "ray":
-                _run_ray(ray, plan.kind, units, settings, n_workers, size, on_record)
+                run_ray(ray, plan, units, settings, n_workers, size, resources, on_record)
             else:
                 _run_local(plan.kind, units, settings, n_workers, on_record)
         finally:

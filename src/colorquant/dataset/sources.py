@@ -420,8 +420,9 @@ def plan_job(src: str, dst: str, options: StorageOptions | None = None) -> Plan:
                 f"DST {dst!r} and SRC {src!r} overlap: an output could overwrite an input; "
                 "choose a DST outside SRC"
             )
+        # Recorded resolved; walked as given (absolute): a worker resolves links itself.
         resolved = source if is_url(source) else str(Path(source).resolve())
-        return assign_outputs(Plan("folder", resolved, root, [], [], _walk(resolved, options)))
+        return assign_outputs(Plan("folder", resolved, root, [], [], _walk(source, options)))
     if _exists(source, options):
         entries = _list_entries(source, options)
         base = parent(source) if is_url(source) else str(Path(source).resolve().parent)
