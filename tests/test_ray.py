@@ -16,6 +16,8 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -258,3 +260,38 @@ def cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
         text=True,
         timeout=300,
     )
+
+
+def test_a_node_removed_mid_job_loses_nothing(tmp_path: Path, cluster: Any) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    n = 24
+    for i in range(n):
+        (src / f"p{i % 3}").mkdir(parents=True, exist_ok=True)
+        (src / f"p{i % 3}" / f"{i:03d}.png").write_bytes(encode(photo(i, 96, 128)))
+    extra = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    result: dict[str, Any] = {}
+
+    def job() -> None:
+        try:
+            result["summary"] = quantize_dataset(src, dst, 64, engine="ray", batch_size=1, speed=1)
+        except BaseException as err:
+            result["error"] = err
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and thread.is_alive():
+        if (dst / MANIFEST_NAME).exists() and len(manifest_records(dst)) >= 2:
+            break
+        time.sleep(0.02)
+    assert thread.is_alive(), "the job ended before the node was removed"
+    cluster.remove_node(extra)
+    thread.join(timeout=300)
+    assert "error" not in result, result.get("error")
+    assert result["summary"].images == n and result["summary"].errors == 0
+    items = [r["item"] for r in manifest_records(dst)]
+    assert sorted(items) == sorted({*items}) and len(items) == n
+    for png in dst.rglob("*.png"):
+        check_palette_png(png, None, k=64)
+    assert len(list(dst.rglob("*.png"))) == n
