@@ -144,10 +144,12 @@ def image_field(field: str) -> bool:
 
 def is_image_name(name: str) -> bool:
     """Whether a file name's suffix is one of :data:`IMAGE_EXTENSIONS` (``"a/b.JPG"``: yes)."""
-    return PurePosixPath(name).suffix[1:].lower() in IMAGE_EXTENSIONS
+    base = name.rpartition("/")[2]
+    dot = base.rfind(".")
+    return 0 < dot < len(base) - 1 and base[dot + 1 :].lower() in IMAGE_EXTENSIONS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileItem:
     """One file: ``name`` (its key in the manifest), ``src`` and ``dst`` paths; ``copy``: not
     an image, copied unchanged."""
@@ -158,7 +160,7 @@ class FileItem:
     copy: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ShardItem:
     """One WebDataset shard: ``name`` (its key in the manifest), ``src`` and ``dst`` paths."""
 
@@ -199,7 +201,10 @@ def _is_shard_name(text: str) -> bool:
 
 
 def _png_name(relative: str) -> str:
-    return str(PurePosixPath(relative).with_suffix(".png"))
+    """``a/b.jpg`` -> ``a/b.png`` (string work: a million names are planned at once)."""
+    head, slash, base = relative.rpartition("/")
+    dot = base.rfind(".")
+    return f"{head}{slash}{base[:dot] if 0 < dot < len(base) - 1 else base}.png"
 
 
 def _output_names(images: list[str], taken: dict[str, str]) -> dict[str, str]:
@@ -319,7 +324,22 @@ def _list_entries(list_file: str, options: StorageOptions | None) -> list[str]:
     return entries
 
 
-def _entry(base: str, entry: str) -> tuple[str, str]:
+class _Folders:
+    """Resolved folders, each resolved once: a million-line list names few folders."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        """``path`` with its folder's links resolved (the file's own name kept)."""
+        folder, name = os.path.split(os.path.normpath(path))
+        found = self.cache.get(folder)
+        if found is None:
+            found = self.cache[folder] = str(Path(folder).resolve())
+        return os.path.join(found, name)
+
+
+def _entry(base: str, entry: str, resolve: _Folders) -> tuple[str, str]:
     """A list line's (name under DST, location): relative to the list's folder ``base``, an
     absolute path or URL elsewhere mirrored whole (``/data/a.jpg`` -> ``data/a.jpg``)."""
     if is_url(entry):
@@ -328,13 +348,11 @@ def _entry(base: str, entry: str) -> tuple[str, str]:
         head, tail = base.split("://", 1)
         location = f"{head}://{posixpath.normpath(posixpath.join(tail, entry))}"
     else:
-        location = str(
-            (Path(base) / normalize(entry) if scheme(entry) else Path(base) / entry).resolve()
-        )
+        location = resolve(os.path.join(base, normalize(entry) if scheme(entry) else entry))
     sep = "/" if is_url(base) else os.sep
     prefix = base.rstrip(sep) + sep
     if location.startswith(prefix):
-        return Path(location[len(prefix) :]).as_posix(), location
+        return location[len(prefix) :].replace(os.sep, "/"), location
     if is_url(location):
         return location.split("://", 1)[1].lstrip("/"), location
     return Path(location).relative_to("/").as_posix(), location
@@ -425,13 +443,14 @@ def plan_job(src: str, dst: str, options: StorageOptions | None = None) -> Plan:
         return assign_outputs(Plan("folder", resolved, root, [], [], _walk(source, options)))
     if _exists(source, options):
         entries = _list_entries(source, options)
+        resolve = _Folders()
         base = parent(source) if is_url(source) else str(Path(source).resolve().parent)
         if all(_is_shard_name(e) for e in entries):
-            return _shard_plan([_entry(base, e)[1] for e in entries], dst, src, options)
+            return _shard_plan([_entry(base, e, resolve)[1] for e in entries], dst, src, options)
         pairs = []
         seen: set[str] = set()
         for line in entries:
-            name, location = _entry(base, line)
+            name, location = _entry(base, line, resolve)
             if location in seen:  # named twice: done once
                 continue
             seen.add(location)
@@ -440,7 +459,7 @@ def plan_job(src: str, dst: str, options: StorageOptions | None = None) -> Plan:
         plan = assign_outputs(Plan("list", listed, root, [], [], pairs, len(entries) - len(pairs)))
         inputs = {listed, *seen}
         for item in plan.items:
-            target = item.dst if is_url(item.dst) else str(Path(item.dst).resolve())
+            target = item.dst if is_url(item.dst) else resolve(item.dst)
             if target in inputs:
                 raise InputError(f"{item.dst}: is an input; an input is never overwritten")
         return plan
