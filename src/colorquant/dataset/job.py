@@ -39,6 +39,7 @@ from ..quantize import DATASET_SPEED, DITHERS, Dither, Quantizer
 from .lock import job_lock
 from .ray_engine import RayOptions, check_address, import_ray, run_ray
 from .records import open_manifest
+from .shards import process_shard
 from .sources import (
     FileItem,
     Plan,
@@ -57,13 +58,7 @@ from .storage import (
     parse_storage_options,
     scheme,
 )
-from .work import (
-    Settings,
-    load_pixels,
-    process_files,
-    process_shard,
-    worker_init,
-)
+from .work import Settings, load_pixels, process_files, worker_init
 
 __all__ = ["ENGINES", "DatasetSummary", "Engine", "JobStopped", "quantize_dataset"]
 

@@ -34,9 +34,10 @@ import numpy as np
 
 from .. import __version__
 from .._checks import InputError
+from .shards import process_shard
 from .sources import FileItem, Plan, ShardItem
 from .storage import StorageOptions, delete, is_url, join, read_bytes, size_of, write_bytes
-from .work import Settings, process_files, process_shard
+from .work import Settings, process_files
 
 __all__ = [
     "CONNECT_SECONDS",

@@ -22,7 +22,8 @@ import json
 import os
 import posixpath
 import re
-from collections.abc import Iterator, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 from .._checks import InputError
@@ -39,6 +40,8 @@ __all__ = [
     "parse_storage_options",
     "read_bytes",
     "size_of",
+    "source_of",
+    "upload_written",
     "write_bytes",
 ]
 
@@ -199,6 +202,24 @@ def write_bytes(url: str, data: bytes, options: StorageOptions | None = None) ->
     fs, path = filesystem(url, options)
     fs.pipe_file(path, data)
     return len(data)
+
+
+def source_of(location: str, options: StorageOptions | None = None) -> str | bytes:
+    """What the image loaders read: a local path as it is, an object's bytes (one get)."""
+    return read_bytes(location, options) if is_url(location) else location
+
+
+def upload_written(
+    target: str, writer: Callable[[IO[bytes]], object], options: StorageOptions | None = None
+) -> int:
+    """What ``writer`` writes (a shard), built in a local temporary file (removed after), then
+    uploaded to the URL ``target`` whole: the object appears only when complete. Its size."""
+    with tempfile.NamedTemporaryFile(prefix=".colorquant-", suffix=".tmp") as tmp:
+        writer(tmp)
+        tmp.flush()
+        size = tmp.tell()
+        put_file(tmp.name, target, options)
+    return size
 
 
 def put_file(local: str, url: str, options: StorageOptions | None = None) -> None:
