@@ -24,6 +24,7 @@ from PIL import Image
 
 from colorquant._checks import InputError
 from colorquant.dataset import MANIFEST_NAME, DestinationBusyError, quantize_dataset
+from colorquant.dataset import job as dataset_job
 from colorquant.dataset import lock as dataset_lock
 from colorquant.dataset.records import RECORDS_FOLDER, StoreManifest
 from colorquant.dataset.sources import LOCK_NAME
@@ -341,3 +342,33 @@ def test_s3_shards_to_s3_and_back_to_local(tmp_path: Path, s3: dict[str, str]) -
     with tarfile.open(tmp_path / "back" / "d-000.tar") as tar:
         member = tar.extractfile("000000.png")
         assert member is not None and np.array(Image.open(member)).max() < K
+
+
+def test_a_shared_palette_over_many_shards_opens_only_sample_of_them(
+    tmp_path: Path, memory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs, root = memory
+    for s in range(6):
+        make_shard(tmp_path / f"m-{s}.tar", s, n=2)
+        fs.pipe_file(f"{root}/in/m-{s}.tar", (tmp_path / f"m-{s}.tar").read_bytes())
+    opened: list[str] = []
+    real = dataset_job.open_read
+
+    def counting(url: str, options: Any = None) -> Any:
+        opened.append(url)
+        return real(url, options)
+
+    monkeypatch.setattr(dataset_job, "open_read", counting)
+    progress_totals: list[int] = []
+    summary = quantize_dataset(
+        f"memory://{root}/in/m-{{0..5}}.tar",
+        f"memory://{root}/out",
+        8,
+        shared_palette=True,
+        sample=3,
+        workers=1,
+        progress=lambda total: progress_totals.append(total) or (lambda n: None),
+    )
+    assert summary.images == 12
+    assert opened == [f"memory://{root}/in/m-{s}.tar" for s in (0, 2, 4)]  # 3 of 6, spread
+    assert progress_totals == [0]  # an object store's shards are not downloaded for a total

@@ -54,6 +54,7 @@ from .sources import sample_key as _sample_key
 from .storage import (
     StorageOptions,
     check_location,
+    is_url,
     open_read,
     parse_storage_options,
     scheme,
@@ -206,7 +207,9 @@ def _sample_sources(
     plan: Plan, sample: int, options: StorageOptions
 ) -> Iterator[FileItem | tuple[str, bytes]]:
     """About ``sample`` images spread over the dataset: evenly spaced files, or the first
-    images of every shard (``ceil(sample / shards)`` each: shards are read from the start)."""
+    images of every shard (``ceil(sample / shards)`` each: shards are read from the start; of
+    more shards than ``sample``, the first image of ``sample`` evenly spaced ones, so that the
+    driver never opens every shard of a large set)."""
     if plan.kind != "shards":
         files = [f for f in plan.items if isinstance(f, FileItem) and not f.copy]
         n = len(files)
@@ -215,6 +218,8 @@ def _sample_sources(
             yield files[i]
         return
     shards: list[ShardItem] = plan.items  # type: ignore[assignment]
+    if len(shards) > sample:  # one image of each of `sample` shards spread over all
+        shards = [shards[len(shards) * i // sample] for i in range(sample)]
     quota = math.ceil(sample / max(1, len(shards)))
     for shard in shards:
         taken = 0
@@ -415,7 +420,10 @@ def quantize_dataset(
                     processed += 1
             todo = [i for i in plan.items if i.name not in manifest.done]
             if plan.kind == "shards":
-                total = sum(count_images(i.src, options) for i in todo) if progress else 0
+                # Local shards' headers are read for the bar's total; an object store's shard
+                # would be downloaded whole for it, so there the total is left unknown.
+                local = progress is not None and not any(is_url(i.src) for i in todo)
+                total = sum(count_images(i.src, options) for i in todo) if local else 0
             else:  # the bar counts images (and bad ones), not the files copied
                 total = sum(1 for i in todo if isinstance(i, FileItem) and not i.copy)
             advance = progress(total) if progress is not None else None
