@@ -295,3 +295,22 @@ def test_a_node_removed_mid_job_loses_nothing(tmp_path: Path, cluster: Any) -> N
     for png in dst.rglob("*.png"):
         check_palette_png(png, None, k=64)
     assert len(list(dst.rglob("*.png"))) == n
+
+
+def test_a_node_without_colorquant_is_refused(tmp_path: Path, cluster: Any) -> None:
+    # A node whose Python finds no colorquant: here a package of that name that fails to import.
+    fake = tmp_path / "path" / "colorquant"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named colorquant')\n")
+    make_folder(tmp_path / "src", 1)
+    bare = cluster.add_node(num_cpus=1, env_vars={"PYTHONPATH": str(tmp_path / "path")})
+    try:
+        cluster.wait_for_nodes()
+        with pytest.raises(InputError) as caught:
+            quantize_dataset(tmp_path / "src", tmp_path / "dst", 16, engine="ray")
+    finally:
+        cluster.remove_node(bare)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"node {bare.node_id[:8]} (")
+    assert "colorquant is not installed there" in message and "on every node" in message
+    assert not list((tmp_path / "dst").rglob("*.png"))
