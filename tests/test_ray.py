@@ -314,3 +314,19 @@ def test_a_node_without_colorquant_is_refused(tmp_path: Path, cluster: Any) -> N
     assert "\n" not in message and message.startswith(f"node {bare.node_id[:8]} (")
     assert "colorquant is not installed there" in message and "on every node" in message
     assert not list((tmp_path / "dst").rglob("*.png"))
+
+
+@pytest.mark.usefixtures("cluster")
+def test_tasks_that_no_node_can_run_are_refused(tmp_path: Path) -> None:
+    make_folder(tmp_path / "src", 1)
+    # --device cuda asks one GPU per task: these nodes have none (the driver needs none either).
+    with pytest.raises(InputError, match=r"asks for 1 GPUs .* largest node has 0: no task"):
+        quantize_dataset(tmp_path / "src", tmp_path / "dst", 16, engine="ray", device="cuda")
+    line = one_error_line(
+        run_cli([str(tmp_path / "src"), str(tmp_path / "d2"), "--engine", "ray",
+                 "--cpus-per-task", "4"]),
+        "asks for 4 CPUs (--cpus-per-task)", "largest node has 1",
+    )  # fmt: skip
+    assert line.startswith("colorquant: error: each task")
+    for dst in ("dst", "d2"):
+        assert not list((tmp_path / dst).rglob("*.png"))

@@ -244,7 +244,7 @@ def _fit_palette(plan: Plan, settings: Settings, sample: int, workers: int) -> l
         color_space=settings.color_space,  # type: ignore[arg-type]
         speed=settings.speed,
         seed=settings.seed,
-        device=settings.device,
+        device=resolve_device("auto") if settings.device.startswith("cuda") else settings.device,
     )
     seen = 0
     options = settings.storage_options
@@ -353,7 +353,10 @@ def quantize_dataset(
     n_workers = check_int_range(
         "workers", workers if workers is not None else _cpu.get_num_threads(), 1
     )
-    run_device = resolve_device(device)
+    if engine == "ray" and str(device).split(":")[0] == "cuda":
+        run_device = str(device)  # the nodes' GPUs: the driver needs none (nor torch)
+    else:
+        run_device = resolve_device(device)
     batched = run_device != "cpu"
     size = check_int_range("batch_size", batch_size or (16 if batched else 4), 1)
     options = parse_storage_options(storage_options)

@@ -44,6 +44,7 @@ __all__ = [
     "RayOptions",
     "check_address",
     "check_output",
+    "check_resources",
     "import_ray",
     "probe",
     "ray_batch",
@@ -260,6 +261,26 @@ def check_nodes(ray: Any, plan: Plan, options: StorageOptions) -> int:
                 os.unlink(token_path)
 
 
+def check_resources(ray: Any, resources: RayOptions) -> None:
+    """Refuse a task no node can run (Ray would wait for it forever): more CPUs or GPUs per
+    task than the largest node has.
+
+    Raises:
+        InputError: naming what is asked and what the largest node has.
+    """
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    for key, asked, flag in (
+        ("CPU", resources.cpus_per_task, "--cpus-per-task"),
+        ("GPU", resources.gpus_per_task, "--gpus-per-task (1 with --device cuda)"),
+    ):
+        most = max((float(n.get(key, 0)) for n in nodes), default=0.0)
+        if asked > most:
+            raise InputError(
+                f"each task asks for {asked:g} {key}s ({flag}) and the cluster's largest node "
+                f"has {most:g}: no task could run"
+            )
+
+
 def check_output(record: dict[str, Any], options: StorageOptions) -> None:
     """Refuse a record whose output is not at DST with the size the task reported.
 
@@ -326,6 +347,7 @@ def run_ray(
         if started:
             _connect(ray, workers)
         try:
+            check_resources(ray, resources)
             check_nodes(ray, plan, settings.storage_options)
             context = ray.data.DataContext.get_current()
             for flag in ("enable_progress_bars", "enable_operator_progress_bars"):
