@@ -82,6 +82,7 @@ def test_folder_job_on_ray_with_relative_paths(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # SRC and DST relative to the job's folder, not the nodes'
+    monkeypatch.setattr(ray_engine, "CHUNK_ROWS", 4)  # the 11 files go to Ray in 3 chunks
     src, dst = tmp_path / "src", tmp_path / "dst"
     pixels = make_folder(src, 6)
     (src / "sub" / "bad.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")

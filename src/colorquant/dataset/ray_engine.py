@@ -59,6 +59,8 @@ CONNECT_SECONDS = 5.0
 #: How long the probes of all nodes may take together.
 PROBE_SECONDS = 120.0
 PROBE_PREFIX = ".colorquant-probe-"
+#: Rows (files or shards) handed to Ray Data at a time.
+CHUNK_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -355,30 +357,30 @@ def run_ray(
                     setattr(context, flag, False)
             logging.getLogger("ray.data").setLevel(logging.WARNING)
             items = [u for batch in units for u in batch] if plan.kind != "shards" else units
-            rows = [
-                {"name": i.name, "src": i.src, "dst": i.dst, "copy": getattr(i, "copy", False)}
-                for i in items
-            ]
-            if not rows:
-                return
             function: Any = ray_batch  # Ray's stubs want a one-argument function
             extra: dict[str, Any] = {}
             if resources.gpus_per_task:
                 extra["num_gpus"] = resources.gpus_per_task
-            dataset = ray.data.from_items(rows).map_batches(
-                function,
-                batch_size=1 if plan.kind == "shards" else batch_size,
-                batch_format="numpy",
-                fn_kwargs={"settings": settings, "kind": plan.kind},
-                num_cpus=resources.cpus_per_task,
-                concurrency=resources.concurrency,
-                **extra,
-            )
-            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                for text in batch["record"]:
-                    record = json.loads(text)
-                    check_output(record, settings.storage_options)
-                    on_record(record)
+            # Rows go to Ray CHUNK_ROWS at a time: the driver never builds them all at once.
+            for start in range(0, len(items), CHUNK_ROWS):
+                rows = [
+                    {"name": i.name, "src": i.src, "dst": i.dst, "copy": getattr(i, "copy", False)}
+                    for i in items[start : start + CHUNK_ROWS]
+                ]
+                dataset = ray.data.from_items(rows).map_batches(
+                    function,
+                    batch_size=1 if plan.kind == "shards" else batch_size,
+                    batch_format="numpy",
+                    fn_kwargs={"settings": settings, "kind": plan.kind},
+                    num_cpus=resources.cpus_per_task,
+                    concurrency=resources.concurrency,
+                    **extra,
+                )
+                for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                    for text in batch["record"]:
+                        record = json.loads(text)
+                        check_output(record, settings.storage_options)
+                        on_record(record)
         finally:
             if started:
                 ray.shutdown()
