@@ -402,8 +402,10 @@ def _shard_plan(sources: list[str], dst: str, given: str, options: StorageOption
         is_url(paths[0]) and len({scheme(p) for p in paths}) > 1
     ):
         raise InputError(f"DST {dst!r}: the shards must all go to one file system")
+    resolve = _Folders()
+    inputs = {s if is_url(s) else resolve(s) for s in sources}
     for path in paths:
-        if any(_inside(path, s) for s in sources):
+        if (path if is_url(path) else resolve(path)) in inputs:
             raise InputError(f"{path}: is an input shard; an input is never overwritten")
     root = _common_folder(paths)
     items = [ShardItem(_base_name(s), s, p) for s, p in zip(sources, paths, strict=True)]
