@@ -207,36 +207,52 @@ def _png_name(relative: str) -> str:
     return f"{head}{slash}{base[:dot] if 0 < dot < len(base) - 1 else base}.png"
 
 
+def _claim(out: str, claimed: set[str]) -> str:
+    """``out``, or the first of ``<base>.2.png``, ``<base>.3.png``, ... not yet claimed."""
+    base, number = out[: -len(".png")], 2
+    while out in claimed:
+        out = f"{base}.{number}.png"
+        number += 1
+    claimed.add(out)
+    return out
+
+
 def _output_names(images: list[str], taken: dict[str, str]) -> dict[str, str]:
-    """Each image name's output name (relative, posix), by the rule of the module docstring.
+    """The images whose output is not their plain name (``a.jpg`` -> ``a.png``), with their
+    outputs (relative, posix), by the rule of the module docstring; every other image writes
+    its plain name. Only names that collide are held twice: a million images are planned in
+    one pass.
 
     ``taken``: output name -> the item that wrote it in an earlier run (it keeps it).
     """
-    wanted: dict[str, list[str]] = {}
+    wanted: dict[str, str | list[str]] = {}  # output -> the image, or the images, wanting it
     for name in images:
-        wanted.setdefault(_png_name(name), []).append(name)
-    claimed = dict(taken)
-    outputs = {item: out for out, item in taken.items()}  # an item keeps what it wrote
+        out = _png_name(name)
+        have = wanted.setdefault(out, name)
+        if have is not name:
+            if isinstance(have, list):
+                have.append(name)
+            else:
+                wanted[out] = [have, name]
+    kept = {item: out for out, item in taken.items()}  # an item keeps what it wrote
+    claimed = set(taken)
+    special = {name: out for name, out in kept.items() if out != _png_name(name)}
     # First the names that want no change (a single claim, or a PNG keeping its own name),
     # then the others, so that a file never loses its natural name to another's fallback.
-    first: list[tuple[str, str]] = []
-    later: list[tuple[str, str]] = []
+    later: list[str] = []
     for out, names in wanted.items():
-        for name in names:
-            if name in outputs:
+        for name in [names] if isinstance(names, str) else names:
+            if name in kept:
                 continue
-            if len(names) == 1 or name == out:
-                first.append((name, out))
+            if isinstance(names, str) or name == out:
+                final = _claim(out, claimed)
+                if final != out:
+                    special[name] = final
             else:
-                later.append((name, f"{name}.png"))
-    for name, out in [*first, *later]:
-        base, number = out[: -len(".png")], 2
-        while out in claimed:
-            out = f"{base}.{number}.png"
-            number += 1
-        claimed[out] = name
-        outputs[name] = out
-    return outputs
+                later.append(name)
+    for name in later:
+        special[name] = _claim(f"{name}.png", claimed)
+    return special
 
 
 def assign_outputs(plan: Plan, taken: dict[str, str] | None = None) -> Plan:
@@ -250,14 +266,16 @@ def assign_outputs(plan: Plan, taken: dict[str, str] | None = None) -> Plan:
     if plan.kind == "shards":
         return plan
     images = [name for name, _ in plan.files if is_image_name(name)]
-    outputs = _output_names(images, taken or {})
+    special = _output_names(images, taken or {})
+    del images
     root = normalize(os.fspath(plan.root))
     items: list[FileItem] = []
     renamed = 0
     for name, source in plan.files:
         if is_image_name(name):
-            out = outputs[name]
-            renamed += out != _png_name(name)
+            plain = _png_name(name)
+            out = special.get(name, plain)
+            renamed += out != plain
             items.append(FileItem(name, source, join(root, out)))
         else:
             items.append(FileItem(name, source, join(root, name), copy=True))
@@ -457,12 +475,14 @@ def plan_job(src: str, dst: str, options: StorageOptions | None = None) -> Plan:
                 continue
             seen.add(location)
             pairs.append((name, location))
+        repeated = len(entries) - len(pairs)
+        del entries  # a million lines: not kept beside the plan
         listed = source if is_url(source) else str(Path(source).resolve())
-        plan = assign_outputs(Plan("list", listed, root, [], [], pairs, len(entries) - len(pairs)))
-        inputs = {listed, *seen}
+        plan = assign_outputs(Plan("list", listed, root, [], [], pairs, repeated))
+        seen.add(listed)  # the inputs: no output may be one of them
         for item in plan.items:
             target = item.dst if is_url(item.dst) else resolve(item.dst)
-            if target in inputs:
+            if target in seen:
                 raise InputError(f"{item.dst}: is an input; an input is never overwritten")
         return plan
     raise InputError(
