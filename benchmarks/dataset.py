@@ -20,16 +20,27 @@ Also the CPU time of each stage of one image on one thread (``--stages-only``: j
 
     .venv/bin/python benchmarks/dataset.py --count 1000 --repeat 1
     .venv/bin/python benchmarks/dataset.py --stages-only --out benchmarks/dataset_stages.md
+
+``--stores`` (report ``benchmarks/dataset_stores.md``) times instead where the data lives:
+``--count`` 256x256 crops of the Kodak photos, each with a caption, quantized local -> local,
+local -> S3, S3 -> S3 (moto's S3 server on 127.0.0.1, started here; every byte goes through
+HTTP on loopback), and on a two-node Ray cluster (``ray.cluster_utils.Cluster``, 1 CPU a node,
+reached through RAY_ADDRESS) local -> local and S3 -> S3; then the driver's planning of a list
+file of 10,000 to ``--list-items`` lines (time and peak resident memory of the process).
+
+    .venv/bin/python benchmarks/dataset.py --stores --count 200 --list-items 1000000
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -175,6 +186,124 @@ def stage_times(kodak: list[Path]) -> list[list[str]]:
     return [*rows, ["sum", f"{1000 * total:.0f}"]]
 
 
+def _crops(kodak: list[Path], folder: Path, count: int, size: int = 256) -> int:
+    """``count`` PNG crops of ``size`` pixels square, each with a caption; their bytes."""
+    total = 0
+    for i in range(count):
+        with Image.open(kodak[i % len(kodak)]) as opened:
+            x, y = (i * 37) % (opened.width - size), (i * 23) % (opened.height - size)
+            crop = opened.convert("RGB").crop((x, y, x + size, y + size))
+        target = folder / f"part{i % 4}" / f"img{i:05d}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        crop.save(target)
+        target.with_suffix(".txt").write_text(f"a crop of {kodak[i % len(kodak)].name}")
+        total += target.stat().st_size
+    return total
+
+
+def _cli(*args: str) -> list[str]:
+    """``colorquant dataset ...`` of this checkout (the module, on PYTHONPATH)."""
+    return [sys.executable, "-m", "colorquant.cli", "dataset", *args]
+
+
+def stores(args: argparse.Namespace) -> str:
+    """The ``--stores`` report: throughput by where SRC and DST live, and driver planning."""
+    import s3fs
+    from moto.server import ThreadedMotoServer
+    from ray.cluster_utils import Cluster
+
+    load_at_start = load_average()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
+    )
+    options = ["--storage-options", json.dumps({"endpoint_url": endpoint})]
+    fs = s3fs.S3FileSystem(key="bench", secret="bench", endpoint_url=endpoint)
+    fs.mkdir("bench")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        bytes_in = _crops(list_images(args.images, None), tmp / "src", args.count)
+        fs.put(str(tmp / "src"), "bench/src", recursive=True)
+        common = ["-k", str(args.k), "--workers", "2", *options]
+        runs = {
+            "local -> local": _cli(str(tmp / "src"), str(tmp / "out1"), *common),
+            "local -> S3": _cli(str(tmp / "src"), "s3://bench/out2", *common),
+            "S3 -> S3": _cli("s3://bench/src", "s3://bench/out3", *common),
+        }
+        here = os.getcwd()
+        os.chdir(tmp)  # the nodes run in a folder of their own
+        cluster = Cluster(
+            initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+        )
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        os.chdir(here)
+        ray = ["--engine", "ray"]
+        runs["Ray, 2 nodes: local -> local"] = _cli(
+            str(tmp / "src"), str(tmp / "o4"), *common, *ray
+        )
+        runs["Ray, 2 nodes: S3 -> S3"] = _cli("s3://bench/src", "s3://bench/out5", *common, *ray)
+        os.environ["RAY_ADDRESS"] = cluster.address
+        try:
+            for name, command in runs.items():
+                seconds, peak = measure(command)
+                rows.append(
+                    [
+                        name,
+                        f"{seconds:.1f}",
+                        f"{args.count / seconds:.1f}",
+                        f"{peak / 2**20:.0f}",
+                    ]
+                )
+                print(rows[-1], flush=True)
+        finally:
+            os.environ.pop("RAY_ADDRESS", None)
+            cluster.shutdown()  # type: ignore[no-untyped-call]
+            server.stop()
+        planning = []
+        sizes = sorted({n for n in (10_000, 100_000, args.list_items) if n <= args.list_items})
+        for n in sizes:
+            listing = tmp / f"list-{n}.txt"
+            with open(listing, "w") as fh:
+                fh.writelines(f"imgs/{i // 1000:04d}/{i:07d}.jpg\n" for i in range(n))
+            code = (  # VmHWM: this process's peak (ru_maxrss would keep the forking parent's)
+                "import re, time\n"
+                "from colorquant.dataset.sources import plan_job\n"
+                "start = time.perf_counter()\n"
+                f"plan = plan_job({str(listing)!r}, {str(tmp / 'planned')!r})\n"
+                "seconds = time.perf_counter() - start\n"
+                "status = open('/proc/self/status').read()\n"
+                "print(len(plan.items), seconds, re.search(r'VmHWM:\\s*(\\d+)', status)[1])\n"
+            )
+            out = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            ).stdout.split()
+            planning.append([f"{n:,}", f"{float(out[1]):.1f}", f"{int(out[2]) / 1024:.0f}"])
+            print(planning[-1], flush=True)
+    throughput = markdown_table(
+        ["SRC -> DST (2 workers, or 2 Ray nodes)", "wall s", "images/s", "peak MiB (command)"],
+        rows,
+        "lrrr",
+    )
+    plan_table = markdown_table(["list lines", "planning s", "peak MiB (driver)"], planning, "rrr")
+    title = f"Dataset jobs by where the data lives: {args.count} crops of 256x256 + captions"
+    return (
+        "\n".join(report_header(title, 2, "cpu", load_at_start))
+        + f"\n\nBytes of images before: {bytes_in:,}; K = {args.k}; S3 is moto's server on "
+        "127.0.0.1 (every object through HTTP on loopback: the request overhead, not a "
+        "network's bandwidth). Wall time of the whole command, start-up (and Ray's connection) "
+        "included; peak memory of the command's process tree (a Ray cluster's own processes "
+        "are not in it).\n\n"
+        f"{throughput}\n\nPlanning a list file (the driver reads it and names every output "
+        "before any work; the lines name files that do not exist, so only planning is timed):"
+        f"\n\n{plan_table}\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
@@ -186,7 +315,15 @@ def main() -> None:
     parser.add_argument(
         "--stages-only", action="store_true", help="only the per-stage times of one image"
     )
+    parser.add_argument("--stores", action="store_true", help="local, S3 and Ray (see above)")
+    parser.add_argument("--list-items", type=int, default=1_000_000)
     args = parser.parse_args()
+    if args.stores:
+        text = stores(args)
+        out = args.out if args.out != BENCH_DIR / "dataset.md" else BENCH_DIR / "dataset_stores.md"
+        out.write_text(text)
+        print(text)
+        return
     load_at_start = load_average()
     stages = markdown_table(
         ["stage (one image, one thread)", "median ms"], stage_times(list_images(args.images, None))

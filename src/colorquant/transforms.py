@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from . import _cpu
 from ._array import is_tensor
 from ._checks import InputError, check_int_range
 from .alpha import with_alpha
 from .color import DEFAULT_COLOR_SPACE, ColorSpace
 from .options import FitOptions
 from .quantize import DEFAULT_COLORS, DEFAULT_SPEED, Quantizer, QuantizeResult, quantize
+from .threads import get_num_threads, set_num_threads
 
 __all__ = ["Quantize"]
 
@@ -100,8 +100,8 @@ class Quantize:
         channels) comes back."""
         from PIL import Image
 
-        if _in_dataloader_worker() and _cpu.get_num_threads() > 1:
-            _cpu.set_num_threads(1)
+        if _in_dataloader_worker() and get_num_threads() > 1:
+            set_num_threads(1)
         if isinstance(image, Image.Image):
             alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
             pixels = self._quantize(image, "cpu").to_numpy()

@@ -148,6 +148,32 @@ def _human(summary: Any) -> list[str]:
     is_flag=True,
     help="Forget DST's manifest and start over (also: write into a non-empty DST).",
 )
+@click.option(
+    "--cpus-per-task",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="--engine ray: CPUs Ray reserves for each task (a batch of files, or a shard).",
+)
+@click.option(
+    "--gpus-per-task",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="--engine ray: GPUs each task asks Ray for.  [default: 1 with --device cuda, else 0]",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--engine ray: tasks at most at once.  [default: as many as the cluster's resources]",
+)
+@click.option(
+    "--storage-options",
+    default=None,
+    metavar="JSON",
+    help="Keyword arguments of the file systems of URL SRC/DST (s3://, gs://, ...), a JSON "
+    'object: {"endpoint_url": "http://..."}, or one per protocol {"s3": {...}}.',
+)
 @click.option("--json", "as_json", is_flag=True, help="The summary as one JSON object.")
 def dataset(
     src: str,
@@ -165,15 +191,21 @@ def dataset(
     device: str,
     engine: str,
     restart: bool,
+    cpus_per_task: float,
+    gpus_per_task: float | None,
+    concurrency: int | None,
+    storage_options: str | None,
     as_json: bool,
 ) -> None:
     """Quantize every image of SRC into palette PNGs under DST; rerun to resume.
 
-    SRC is a folder (recursive; DST gets the same relative paths: images as palette PNGs, suffix
-    .png, of a.png and a.jpg a.jpg writes a.jpg.png; other files copied unchanged), a list file
-    (one path a line, relative to the list's folder), a WebDataset shard or a pattern
-    data-{000000..000099}.tar (DST: a folder, or a pattern of as many names; each image member
-    is replaced by its palette PNG, every other member copied unchanged).
+    SRC and DST are local paths or URLs of fsspec file systems (s3://bucket/images, gs://,
+    az://, hf://; pip install 'colorquant[s3]'). SRC is a folder (recursive; DST gets the same
+    relative paths: images as palette PNGs, suffix .png, of a.png and a.jpg a.jpg writes
+    a.jpg.png; other files copied unchanged), a list file (one path a line, relative to the
+    list's folder), a WebDataset shard or a pattern data-{000000..000099}.tar (DST: a folder,
+    or a pattern of as many names; each image member is replaced by its palette PNG, every
+    other member copied unchanged).
 
     DST/colorquant-manifest.jsonl records what is done: rerunning the same command skips it, and
     a kill at any moment loses nothing and leaves no partial file. One job at a time writes
@@ -183,6 +215,7 @@ def dataset(
     colorquant.dataset.DatasetSummary).
     """
     from ..dataset import quantize_dataset
+    from ..dataset.ray_engine import RayOptions
     from ..io import WriteError
 
     start, bars = _progress_bar()
@@ -205,6 +238,8 @@ def dataset(
             restart=restart,
             # The bar is drawn on a terminal only: elsewhere, no scan of the shards for a total.
             progress=start if sys.stderr.isatty() else None,
+            storage_options=storage_options,
+            ray_options=RayOptions(cpus_per_task, gpus_per_task or 0.0, concurrency),
         )
     except KeyboardInterrupt:
         raise fail("interrupted; rerun the same command to resume", EXIT_INTERRUPTED) from None

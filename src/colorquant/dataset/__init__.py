@@ -6,8 +6,13 @@
   quantized image and its palette as columns;
 - :func:`expand_braces`: the shard patterns ``data-{000000..000099}.tar``.
 
-Importing this package imports neither torch, Ray nor ``datasets``: Ray is imported by
-``engine="ray"``, torch only by the batched GPU path.
+SRC and DST may be local paths or URLs of fsspec file systems (``s3://``, ``gs://``, ``az://``,
+``hf://``, ``memory://``; :mod:`colorquant.dataset.storage`), where outputs are put whole and
+the record of finished work is append-free (:mod:`colorquant.dataset.records`). The Ray engine
+checks a cluster's nodes before any work (:mod:`colorquant.dataset.ray_engine`).
+
+Importing this package imports neither torch, Ray, fsspec nor ``datasets``: Ray is imported by
+``engine="ray"``, fsspec by a URL, torch only by the batched GPU path.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ functions of :mod:`.work`; an engine only decides where they run:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import multiprocessing
@@ -32,13 +31,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .. import _cpu
 from .._checks import InputError, check_choice, check_int_range, resolve_device
 from ..color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
 from ..io import WriteError
 from ..quantize import DATASET_SPEED, DITHERS, Dither, Quantizer
-from .lock import JobLock
-from .manifest import Manifest
+from ..threads import get_num_threads, shared_threads
+from .lock import job_lock
+from .ray_engine import RayOptions, check_address, import_ray, run_ray
+from .records import open_manifest
+from .shards import process_shard
 from .sources import (
     FileItem,
     Plan,
@@ -50,13 +51,15 @@ from .sources import (
     plan_job,
 )
 from .sources import sample_key as _sample_key
-from .work import (
-    Settings,
-    load_pixels,
-    process_files,
-    process_shard,
-    worker_init,
+from .storage import (
+    StorageOptions,
+    check_location,
+    is_url,
+    open_read,
+    parse_storage_options,
+    scheme,
 )
+from .work import Settings, load_pixels, process_files, worker_init
 
 __all__ = ["ENGINES", "DatasetSummary", "Engine", "JobStopped", "quantize_dataset"]
 
@@ -135,7 +138,7 @@ def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
 
 def _pool(workers: int) -> ProcessPoolExecutor:
     context = multiprocessing.get_context(_start_method())
-    threads = max(1, _cpu.get_num_threads() // workers)
+    threads = max(1, get_num_threads() // workers)
     return ProcessPoolExecutor(
         workers, mp_context=context, initializer=worker_init, initargs=(threads, os.getpid())
     )
@@ -179,7 +182,7 @@ def _run_local(
 ) -> None:
     function: Callable[..., Any] = process_shard if plan_kind == "shards" else process_files
     if workers == 1:
-        with _cpu.shared_threads(1):
+        with shared_threads(1):
             for unit in units:
                 for record in _as_records(plan_kind, function(unit, settings)):
                     on_record(record)
@@ -197,99 +200,16 @@ def _run_local(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def ray_batch(batch: dict[str, Any], settings: Settings, kind: str) -> dict[str, Any]:
-    """The Ray Data ``map_batches`` function: a batch of rows ``name, src, dst, copy`` to
-    records.
-
-    Runs :func:`.work.process_files` (or :func:`.work.process_shard` per row) and returns a
-    column ``record`` of JSON strings.
-    """
-    names, sources, targets = (list(batch[c]) for c in ("name", "src", "dst"))
-    records: list[dict[str, Any]]
-    if kind == "shards":
-        records = [
-            process_shard(ShardItem(str(n), str(s), str(d)), settings)
-            for n, s, d in zip(names, sources, targets, strict=True)
-        ]
-    else:
-        copies = [bool(c) for c in batch["copy"]]
-        files = [
-            FileItem(str(n), str(s), str(d), c)
-            for n, s, d, c in zip(names, sources, targets, copies, strict=True)
-        ]
-        records = process_files(files, settings)
-    return {"record": np.array([json.dumps(r) for r in records], dtype=object)}
-
-
-def _import_ray() -> Any:
-    """Ray and Ray Data, or a one-line :class:`InputError` naming the package to install."""
-    try:
-        import ray
-        import ray.data  # the job needs Ray Data, not only Ray's core
-    except ImportError:
-        raise InputError(
-            "--engine ray needs Ray, which is not installed here: "
-            "pip install 'colorquant[ray]' (ray[data])"
-        ) from None
-    return ray
-
-
-def _run_ray(
-    ray: Any,
-    plan_kind: str,
-    units: list[Any],
-    settings: Settings,
-    workers: int,
-    batch_size: int,
-    on_record: Callable[[dict[str, Any]], None],
-) -> None:
-    started = False
-    if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS") or None
-        ray.init(
-            address=address,
-            num_cpus=None if address else workers,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-        )
-        started = True
-    try:
-        context = ray.data.DataContext.get_current()
-        for flag in ("enable_progress_bars", "enable_operator_progress_bars"):
-            if hasattr(context, flag):
-                setattr(context, flag, False)
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        items: list[FileItem] | list[ShardItem]
-        items = [u for batch in units for u in batch] if plan_kind != "shards" else units
-        rows = [
-            {"name": i.name, "src": i.src, "dst": i.dst, "copy": getattr(i, "copy", False)}
-            for i in items
-        ]
-        if not rows:
-            return
-        function: Any = ray_batch  # Ray's stubs want a one-argument function; fn_kwargs fills it
-        dataset = ray.data.from_items(rows).map_batches(
-            function,
-            batch_size=1 if plan_kind == "shards" else batch_size,
-            batch_format="numpy",
-            fn_kwargs={"settings": settings, "kind": plan_kind},
-            num_cpus=1,
-        )
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            for text in batch["record"]:
-                on_record(json.loads(text))
-    finally:
-        if started:
-            ray.shutdown()
-
-
 # -- shared palette ---------------------------------------------------------------------------
 
 
-def _sample_sources(plan: Plan, sample: int) -> Iterator[FileItem | tuple[str, bytes]]:
+def _sample_sources(
+    plan: Plan, sample: int, options: StorageOptions
+) -> Iterator[FileItem | tuple[str, bytes]]:
     """About ``sample`` images spread over the dataset: evenly spaced files, or the first
-    images of every shard (``ceil(sample / shards)`` each: shards are read from the start)."""
+    images of every shard (``ceil(sample / shards)`` each: shards are read from the start; of
+    more shards than ``sample``, the first image of ``sample`` evenly spaced ones, so that the
+    driver never opens every shard of a large set)."""
     if plan.kind != "shards":
         files = [f for f in plan.items if isinstance(f, FileItem) and not f.copy]
         n = len(files)
@@ -298,18 +218,21 @@ def _sample_sources(plan: Plan, sample: int) -> Iterator[FileItem | tuple[str, b
             yield files[i]
         return
     shards: list[ShardItem] = plan.items  # type: ignore[assignment]
+    if len(shards) > sample:  # one image of each of `sample` shards spread over all
+        shards = [shards[len(shards) * i // sample] for i in range(sample)]
     quota = math.ceil(sample / max(1, len(shards)))
     for shard in shards:
         taken = 0
         try:
-            for members in iter_samples(path=shard.src):
-                for member in members:
-                    field = _sample_key(member.info.name)[1]
-                    if member.data is not None and image_field(field):
-                        yield (f"{shard.name}:{member.info.name}", member.data)
-                        taken += 1
-                if taken >= quota:
-                    break
+            with open_read(shard.src, options) as fh:
+                for members in iter_samples(fileobj=fh):
+                    for member in members:
+                        field = _sample_key(member.info.name)[1]
+                        if member.data is not None and image_field(field):
+                            yield (f"{shard.name}:{member.info.name}", member.data)
+                            taken += 1
+                    if taken >= quota:
+                        break
         except (OSError, EOFError, tarfile.TarError) as err:  # recorded when processed
             log.info("shared palette: skipping %s: %s", shard.src, err)
 
@@ -321,12 +244,13 @@ def _fit_palette(plan: Plan, settings: Settings, sample: int, workers: int) -> l
         color_space=settings.color_space,  # type: ignore[arg-type]
         speed=settings.speed,
         seed=settings.seed,
-        device=settings.device,
+        device=resolve_device("auto") if settings.device.startswith("cuda") else settings.device,
     )
     seen = 0
-    sources = _sample_sources(plan, sample)
+    options = settings.storage_options
+    sources = _sample_sources(plan, sample, options)
     if workers == 1:
-        decoded: Iterable[np.ndarray | None] = map(load_pixels, sources)
+        decoded: Iterable[np.ndarray | None] = (load_pixels(s, options) for s in sources)
         for pixels in decoded:
             if pixels is not None:
                 quantizer.partial_fit(pixels)
@@ -334,7 +258,7 @@ def _fit_palette(plan: Plan, settings: Settings, sample: int, workers: int) -> l
     else:
         pool = _pool(workers)
         try:
-            for pixels in _stream(pool, load_pixels, sources):
+            for pixels in _stream(pool, load_pixels, sources, options):
                 if pixels is not None:
                     quantizer.partial_fit(pixels)
                     seen += 1
@@ -368,6 +292,8 @@ def quantize_dataset(
     engine: Engine = "local",
     restart: bool = False,
     progress: Progress | None = None,
+    storage_options: str | StorageOptions | None = None,
+    ray_options: RayOptions | None = None,
 ) -> DatasetSummary:
     """Quantize every image of a folder, a list file or WebDataset shards into DST; resumable.
 
@@ -379,8 +305,10 @@ def quantize_dataset(
     output. One job at a time writes into a DST (:mod:`colorquant.dataset.lock`).
 
     Args:
-        src: a folder, a list file, a ``.tar`` shard or a pattern ``data-{000000..000099}.tar``.
-        dst: a folder (or, for shards, a pattern of as many names).
+        src: a folder, a list file, a ``.tar`` shard or a pattern ``data-{000000..000099}.tar``;
+            a local path (relative to this process's folder) or a URL of an fsspec file system
+            (``s3://bucket/images``; :mod:`colorquant.dataset.storage`).
+        dst: a folder (or, for shards, a pattern of as many names), local or a URL.
         n_colors: palette size K, 1..256.
         color_space, dither, dither_strength, speed, seed: as for :func:`colorquant.quantize`
             (but ``speed`` is ``DATASET_SPEED``, 7, unless given).
@@ -394,13 +322,20 @@ def quantize_dataset(
         engine: ``"local"`` or ``"ray"`` (Ray Data; ``RAY_ADDRESS`` names a cluster).
         restart: forget DST's manifest and start over (also allows a non-empty DST).
         progress: see :data:`Progress`.
+        storage_options: keyword arguments of the URL file systems, as a mapping or a JSON
+            object (``{"endpoint_url": ...}``, or one object per protocol ``{"s3": {...}}``);
+            credentials otherwise come the file system's standard way (environment, config).
+        ray_options: CPUs and GPUs per task and concurrency for ``engine="ray"``
+            (:class:`~colorquant.dataset.ray_engine.RayOptions`; on a GPU, one GPU per task
+            unless given).
 
     Returns:
         A :class:`DatasetSummary`.
 
     Raises:
-        InputError: a bad argument or SRC; ``engine="ray"`` without Ray installed (before DST
-            is created); DST holds another job
+        InputError: a bad argument or SRC; a URL of an unknown protocol, or whose package
+            (s3fs, gcsfs, adlfs) is missing, and ``engine="ray"`` without Ray installed (before
+            DST is created); DST holds another job
             (:class:`~colorquant.dataset.manifest.SettingsMismatchError`) or unrelated files;
             another job is running in DST
             (:class:`~colorquant.dataset.lock.DestinationBusyError`, naming it).
@@ -415,12 +350,23 @@ def quantize_dataset(
     check_int_range("sample", sample, 1)
     if not 0.0 <= float(dither_strength) <= 1.0:
         raise InputError(f"dither_strength must be in 0..1, got {dither_strength}")
-    n_workers = check_int_range(
-        "workers", workers if workers is not None else _cpu.get_num_threads(), 1
-    )
-    run_device = resolve_device(device)
+    n_workers = check_int_range("workers", workers if workers is not None else get_num_threads(), 1)
+    if engine == "ray" and str(device).split(":")[0] == "cuda":
+        run_device = str(device)  # the nodes' GPUs: the driver needs none (nor torch)
+    else:
+        run_device = resolve_device(device)
     batched = run_device != "cpu"
     size = check_int_range("batch_size", batch_size or (16 if batched else 4), 1)
+    options = parse_storage_options(storage_options)
+    check_location("SRC", os.fspath(src), options)  # before anything is written
+    check_location("DST", os.fspath(dst), options)
+    if (n_workers > 1 or engine == "ray") and any(
+        scheme(os.fspath(p)) == "memory" for p in (src, dst)
+    ):
+        raise InputError(
+            "memory:// is this process's memory, which worker processes do not share: "
+            "pass workers=1 and the local engine"
+        )
     settings = Settings(
         n_colors=n_colors,
         color_space=color_space,
@@ -431,9 +377,22 @@ def quantize_dataset(
         device=run_device,
         batched=batched,
         batch_size=size,
+        storage_options=options,
     )
-    ray = _import_ray() if engine == "ray" else None  # before DST is created
-    plan = plan_job(os.fspath(src), os.fspath(dst))
+    ray = import_ray() if engine == "ray" else None  # before DST is created
+    if ray is not None and not ray.is_initialized() and os.environ.get("RAY_ADDRESS"):
+        check_address(os.environ["RAY_ADDRESS"])
+    resources = ray_options or RayOptions()
+    if resources.cpus_per_task <= 0 or resources.gpus_per_task < 0:
+        raise InputError(
+            f"ray_options: cpus_per_task must be > 0 and gpus_per_task >= 0, got "
+            f"{resources.cpus_per_task} and {resources.gpus_per_task}"
+        )
+    if resources.concurrency is not None:
+        check_int_range("concurrency", resources.concurrency, 1)
+    if engine == "ray" and run_device.startswith("cuda") and not resources.gpus_per_task:
+        resources = dataclasses.replace(resources, gpus_per_task=1.0)
+    plan = plan_job(os.fspath(src), os.fspath(dst), options)
     job = {
         "kind": plan.kind,
         "source": plan.source,
@@ -441,8 +400,8 @@ def quantize_dataset(
         "shared_palette": shared_palette,
         "sample": sample if shared_palette else None,
     }
-    with JobLock(plan.root):
-        manifest = Manifest(plan.root, job, restart=restart)
+    with job_lock(plan.root, options):
+        manifest = open_manifest(plan.root, job, restart=restart, options=options)
         if manifest.written:  # images done keep the outputs they wrote
             plan = assign_outputs(plan, manifest.written)
         done_before = len(manifest.done)
@@ -462,7 +421,10 @@ def quantize_dataset(
                     processed += 1
             todo = [i for i in plan.items if i.name not in manifest.done]
             if plan.kind == "shards":
-                total = sum(count_images(i.src) for i in todo) if progress else 0
+                # Local shards' headers are read for the bar's total; an object store's shard
+                # would be downloaded whole for it, so there the total is left unknown.
+                local = progress is not None and not any(is_url(i.src) for i in todo)
+                total = sum(count_images(i.src, options) for i in todo) if local else 0
             else:  # the bar counts images (and bad ones), not the files copied
                 total = sum(1 for i in todo if isinstance(i, FileItem) and not i.copy)
             advance = progress(total) if progress is not None else None
@@ -485,7 +447,7 @@ def quantize_dataset(
 
             units: list[Any] = todo if plan.kind == "shards" else list(_batches(todo, size))
             if engine == "ray":
-                _run_ray(ray, plan.kind, units, settings, n_workers, size, on_record)
+                run_ray(ray, plan, units, settings, n_workers, size, resources, on_record)
             else:
                 _run_local(plan.kind, units, settings, n_workers, on_record)
         finally:

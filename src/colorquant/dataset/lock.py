@@ -16,15 +16,24 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from .._checks import InputError
 from ..io import WriteError
 from .sources import LOCK_NAME
+from .storage import StorageOptions, delete, is_url, join, read_bytes, write_bytes
 
-__all__ = ["DestinationBusyError", "JobLock"]
+__all__ = ["STALE_SECONDS", "DestinationBusyError", "JobLock", "StoreLock", "job_lock"]
+
+#: An object store's lock not renewed for this long belongs to a job that is gone.
+STALE_SECONDS = 60.0
+#: How often a job renews its object store lock.
+RENEW_SECONDS = 15.0
 
 
 class DestinationBusyError(InputError):
@@ -132,3 +141,102 @@ class JobLock:
         if self._created:
             with contextlib.suppress(OSError):
                 self.root.rmdir()  # only if empty: a job that failed before writing anything
+
+
+def _alive(held: dict[str, Any]) -> bool:
+    """Whether an object store lock's holder may still run: renewed less than
+    :data:`STALE_SECONDS` ago, and, if it ran on this host, its process still there."""
+    try:
+        if time.time() - float(held.get("renewed", 0)) >= STALE_SECONDS:
+            return False
+        if held.get("host") == socket.gethostname():
+            os.kill(int(held.get("pid", 0)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, TypeError, ValueError):  # another user's process, or no number
+        return True
+    return True
+
+
+class StoreLock:
+    """The lock of a job writing under the URL ``root`` (an object store has no ``flock``):
+    a lease, ``DST/.colorquant.lock`` holding the holder's pid, host, start time and the time
+    it last renewed it (every :data:`RENEW_SECONDS`, by a thread). A lock renewed less than
+    :data:`STALE_SECONDS` ago refuses a second job, unless its holder ran on this host and is
+    gone; an older one was left by a killed job and is taken over. Two jobs starting within
+    the same second may both get in (fsspec exposes no atomic create-if-absent): start one
+    job per DST.
+
+    Raises:
+        DestinationBusyError: the lock is held (the message names the holder).
+        WriteError: the lock object cannot be written.
+    """
+
+    def __init__(self, root: str, options: StorageOptions | None = None) -> None:
+        self.root = root
+        self.path = join(root, LOCK_NAME)
+        self._options = dict(options or {})
+        self._token = uuid.uuid4().hex
+        self._info: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            value = json.loads(read_bytes(self.path, self._options))
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    def _put(self) -> None:
+        self._info["renewed"] = time.time()
+        write_bytes(self.path, (json.dumps(self._info) + "\n").encode(), self._options)
+
+    def __enter__(self) -> StoreLock:
+        held = self._read()
+        if held is not None and _alive(held):
+            holder = f"pid {held.get('pid')} on {held.get('host')}, started {held.get('started')}"
+            raise DestinationBusyError(
+                f"DST {self.root!r}: another colorquant dataset job is writing there "
+                f"({holder}); wait for it to end, or choose another DST"
+            )
+        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        self._info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": started,
+            "token": self._token,
+        }
+        try:
+            self._put()
+        except OSError as err:
+            raise WriteError(f"{self.path}: cannot write: {err}") from None
+        self._thread = threading.Thread(target=self._renew, name="colorquant-lock", daemon=True)
+        self._thread.start()
+        return self
+
+    def _renew(self) -> None:
+        while not self._stop.wait(RENEW_SECONDS):
+            with contextlib.suppress(OSError):
+                self._put()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        held = self._read()
+        if held is not None and held.get("token") == self._token:
+            with contextlib.suppress(OSError):
+                delete(self.path, self._options)
+
+
+def job_lock(root: str | os.PathLike[str], options: StorageOptions | None = None) -> Any:
+    """The lock for a job writing under ``root``: :class:`JobLock` for a local folder,
+    :class:`StoreLock` for a URL."""
+    text = os.fspath(root)
+    return StoreLock(text, options) if is_url(text) else JobLock(Path(text))

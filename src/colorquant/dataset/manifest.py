@@ -125,15 +125,7 @@ class Manifest:
         self.root = root
         self.path = root / MANIFEST_NAME
         self.errors_path = root / ERRORS_NAME
-        self.job = job
-        self.done: set[str] = set()
-        self.written: dict[str, str] = {}
-        """Output names (relative to ``root``, posix) of the images done, with their items."""
-        self.totals = Totals()
-        self.palette: list[list[int]] | None = None
-        self._fh: IO[str] | None = None
-        self._errors_fh: IO[str] | None = None
-        self._errors: list[dict[str, Any]] = []
+        self._init_state(job)
         if root.exists() and not root.is_dir():
             raise InputError(f"DST {str(root)!r}: exists and is not a folder")
         if restart:
@@ -152,14 +144,36 @@ class Manifest:
                 "dataset output); choose a new or empty folder, or pass --restart to write into it"
             )
 
+    def _init_state(self, job: dict[str, Any]) -> None:
+        self.job = job
+        self.done: set[str] = set()
+        self.written: dict[str, str] = {}
+        """Output names (relative to ``root``, posix) of the images done, with their items."""
+        self.totals = Totals()
+        self.palette: list[list[int]] | None = None
+        self._fh: IO[str] | None = None
+        self._errors_fh: IO[str] | None = None
+        self._errors: list[dict[str, Any]] = []
+
     def _load(self) -> None:
         try:
             raw = self.path.read_bytes()
         except OSError as err:
             raise InputError(f"{self.path}: cannot read: {err.strerror or err}") from None
         complete = raw.rfind(b"\n") + 1
+        self._header(raw.split(b"\n", 1)[0])
+        # Only the text after the last newline can be cut by a kill; every line before it is
+        # whole, and one that does not read back means the file was damaged.
+        self._replay(raw[:complete].split(b"\n")[1:], str(self.path))
+        if complete < len(raw):
+            # A line cut by a kill: the item is simply done again.
+            with open(self.path, "r+b") as fh:
+                fh.truncate(complete)
+
+    def _header(self, line: bytes) -> None:
+        """Check the first line's job against this one's; take its shared palette."""
         try:
-            header = json.loads(raw.split(b"\n", 1)[0])
+            header = json.loads(line)
             old_job = header["job"]
         except (ValueError, KeyError, TypeError):
             raise InputError(f"{self.path}: not a colorquant manifest (bad first line)") from None
@@ -170,9 +184,10 @@ class Manifest:
                 "rerun with the same settings to resume, or pass --restart to start over"
             )
         self.palette = header.get("palette")
-        # Only the text after the last newline can be cut by a kill; every line before it is
-        # whole, and one that does not read back means the file was damaged.
-        for number, line in enumerate(raw[:complete].split(b"\n")[1:], start=2):
+
+    def _replay(self, lines: list[bytes], where: str, first: int = 2) -> None:
+        """Count the records ``lines`` (from line ``first`` of ``where``) as done work."""
+        for number, line in enumerate(lines, start=first):
             if not line.strip():
                 continue
             try:
@@ -186,14 +201,10 @@ class Manifest:
                     self._note_output(record["item"], record["output"])
             except (ValueError, KeyError, TypeError):
                 raise InputError(
-                    f"{self.path}, line {number}: not a manifest record (the file was "
+                    f"{where}, line {number}: not a manifest record (the file was "
                     "changed?); pass --restart to start over"
                 ) from None
             self.done.add(record["item"])
-        if complete < len(raw):
-            # A line cut by a kill: the item is simply done again.
-            with open(self.path, "r+b") as fh:
-                fh.truncate(complete)
 
     def _note_output(self, item: str, output: str) -> None:
         relative = os.path.relpath(os.path.abspath(output), os.path.abspath(self.root))

@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import posixpath
 import re
 import tarfile
 from collections.abc import Iterator
@@ -44,6 +45,18 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Literal
 
 from .._checks import InputError
+from .storage import (
+    StorageOptions,
+    is_url,
+    join,
+    kind_of,
+    list_files,
+    normalize,
+    open_read,
+    parent,
+    read_bytes,
+    scheme,
+)
 
 __all__ = [
     "ERRORS_NAME",
@@ -131,10 +144,12 @@ def image_field(field: str) -> bool:
 
 def is_image_name(name: str) -> bool:
     """Whether a file name's suffix is one of :data:`IMAGE_EXTENSIONS` (``"a/b.JPG"``: yes)."""
-    return PurePosixPath(name).suffix[1:].lower() in IMAGE_EXTENSIONS
+    base = name.rpartition("/")[2]
+    dot = base.rfind(".")
+    return 0 < dot < len(base) - 1 and base[dot + 1 :].lower() in IMAGE_EXTENSIONS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileItem:
     """One file: ``name`` (its key in the manifest), ``src`` and ``dst`` paths; ``copy``: not
     an image, copied unchanged."""
@@ -145,7 +160,7 @@ class FileItem:
     copy: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ShardItem:
     """One WebDataset shard: ``name`` (its key in the manifest), ``src`` and ``dst`` paths."""
 
@@ -161,7 +176,7 @@ class Plan:
     Attributes:
         kind: ``"folder"``, ``"list"`` or ``"shards"``.
         source: SRC as given, resolved (recorded in the manifest).
-        root: the folder that holds the manifest and the errors file.
+        root: the folder (absolute) or URL that holds the manifest and the errors file.
         items: the work, in a fixed order.
         refused: ``(name, reason)`` of items refused before any work: recorded as errors
             like unreadable images.
@@ -173,7 +188,7 @@ class Plan:
 
     kind: Kind
     source: str
-    root: Path
+    root: str
     items: list[FileItem] | list[ShardItem]
     refused: list[tuple[str, str]]
     files: list[tuple[str, str]] = dataclasses.field(default_factory=list)
@@ -186,39 +201,58 @@ def _is_shard_name(text: str) -> bool:
 
 
 def _png_name(relative: str) -> str:
-    return str(PurePosixPath(relative).with_suffix(".png"))
+    """``a/b.jpg`` -> ``a/b.png`` (string work: a million names are planned at once)."""
+    head, slash, base = relative.rpartition("/")
+    dot = base.rfind(".")
+    return f"{head}{slash}{base[:dot] if 0 < dot < len(base) - 1 else base}.png"
+
+
+def _claim(out: str, claimed: set[str]) -> str:
+    """``out``, or the first of ``<base>.2.png``, ``<base>.3.png``, ... not yet claimed."""
+    base, number = out[: -len(".png")], 2
+    while out in claimed:
+        out = f"{base}.{number}.png"
+        number += 1
+    claimed.add(out)
+    return out
 
 
 def _output_names(images: list[str], taken: dict[str, str]) -> dict[str, str]:
-    """Each image name's output name (relative, posix), by the rule of the module docstring.
+    """The images whose output is not their plain name (``a.jpg`` -> ``a.png``), with their
+    outputs (relative, posix), by the rule of the module docstring; every other image writes
+    its plain name. Only names that collide are held twice: a million images are planned in
+    one pass.
 
     ``taken``: output name -> the item that wrote it in an earlier run (it keeps it).
     """
-    wanted: dict[str, list[str]] = {}
+    wanted: dict[str, str | list[str]] = {}  # output -> the image, or the images, wanting it
     for name in images:
-        wanted.setdefault(_png_name(name), []).append(name)
-    claimed = dict(taken)
-    outputs = {item: out for out, item in taken.items()}  # an item keeps what it wrote
+        out = _png_name(name)
+        have = wanted.setdefault(out, name)
+        if have is not name:
+            if isinstance(have, list):
+                have.append(name)
+            else:
+                wanted[out] = [have, name]
+    kept = {item: out for out, item in taken.items()}  # an item keeps what it wrote
+    claimed = set(taken)
+    special = {name: out for name, out in kept.items() if out != _png_name(name)}
     # First the names that want no change (a single claim, or a PNG keeping its own name),
     # then the others, so that a file never loses its natural name to another's fallback.
-    first: list[tuple[str, str]] = []
-    later: list[tuple[str, str]] = []
+    later: list[str] = []
     for out, names in wanted.items():
-        for name in names:
-            if name in outputs:
+        for name in [names] if isinstance(names, str) else names:
+            if name in kept:
                 continue
-            if len(names) == 1 or name == out:
-                first.append((name, out))
+            if isinstance(names, str) or name == out:
+                final = _claim(out, claimed)
+                if final != out:
+                    special[name] = final
             else:
-                later.append((name, f"{name}.png"))
-    for name, out in [*first, *later]:
-        base, number = out[: -len(".png")], 2
-        while out in claimed:
-            out = f"{base}.{number}.png"
-            number += 1
-        claimed[out] = name
-        outputs[name] = out
-    return outputs
+                later.append(name)
+    for name in later:
+        special[name] = _claim(f"{name}.png", claimed)
+    return special
 
 
 def assign_outputs(plan: Plan, taken: dict[str, str] | None = None) -> Plan:
@@ -232,27 +266,44 @@ def assign_outputs(plan: Plan, taken: dict[str, str] | None = None) -> Plan:
     if plan.kind == "shards":
         return plan
     images = [name for name, _ in plan.files if is_image_name(name)]
-    outputs = _output_names(images, taken or {})
-    root = plan.root.absolute()
+    special = _output_names(images, taken or {})
+    del images
+    root = normalize(os.fspath(plan.root))
     items: list[FileItem] = []
     renamed = 0
     for name, source in plan.files:
         if is_image_name(name):
-            out = outputs[name]
-            renamed += out != _png_name(name)
-            items.append(FileItem(name, source, str(root / out)))
+            plain = _png_name(name)
+            out = special.get(name, plain)
+            renamed += out != plain
+            items.append(FileItem(name, source, join(root, out)))
         else:
-            items.append(FileItem(name, source, str(root / name), copy=True))
+            items.append(FileItem(name, source, join(root, name), copy=True))
     return dataclasses.replace(plan, items=items, renamed=renamed)
 
 
-def _inside(inner: Path, outer: Path) -> bool:
-    return inner == outer or outer in inner.parents
+def _inside(inner: str, outer: str) -> bool:
+    """Whether the location ``inner`` is ``outer`` or under it (URLs: same protocol)."""
+    if is_url(inner) != is_url(outer):
+        return False
+    if not is_url(inner):
+        a, b = Path(inner).resolve(), Path(outer).resolve()
+        return a == b or b in a.parents
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
 
 
-def _walk(root: Path) -> list[tuple[str, str]]:
-    """Every regular, non-hidden file under ``root``: (relative posix name, path), sorted; not
-    the records of a job whose DST ``root`` was."""
+def _hidden_or_record(relative: str) -> bool:
+    """A hidden name anywhere in the path, or a job's records at the top (SRC was a DST)."""
+    parts = relative.split("/")
+    return any(p.startswith(".") for p in parts) or relative in (MANIFEST_NAME, ERRORS_NAME)
+
+
+def _walk(root: str, options: StorageOptions | None) -> list[tuple[str, str]]:
+    """Every regular, non-hidden file under ``root``: (relative posix name, location), sorted;
+    not the records of a job whose DST ``root`` was."""
+    if is_url(root):
+        names = list_files(root, options)
+        return [(n, join(root, n)) for n in names if not _hidden_or_record(n)]
     found: list[tuple[str, str]] = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -267,11 +318,11 @@ def _walk(root: Path) -> list[tuple[str, str]]:
     return found
 
 
-def _list_entries(list_file: Path) -> list[str]:
+def _list_entries(list_file: str, options: StorageOptions | None) -> list[str]:
     try:
-        data = list_file.read_bytes()
+        data = read_bytes(list_file, options) if is_url(list_file) else Path(list_file).read_bytes()
     except OSError as err:
-        raise InputError(f"{list_file}: cannot read the list file: {err.strerror}") from None
+        raise InputError(f"{list_file}: cannot read the list file: {err.strerror or err}") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -291,83 +342,147 @@ def _list_entries(list_file: Path) -> list[str]:
     return entries
 
 
-def _shard_plan(sources: list[str], dst: str, given: str) -> Plan:
+class _Folders:
+    """Resolved folders, each resolved once: a million-line list names few folders."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        """``path`` with its folder's links resolved (the file's own name kept)."""
+        folder, name = os.path.split(os.path.normpath(path))
+        found = self.cache.get(folder)
+        if found is None:
+            found = self.cache[folder] = str(Path(folder).resolve())
+        return os.path.join(found, name)
+
+
+def _entry(base: str, entry: str, resolve: _Folders) -> tuple[str, str]:
+    """A list line's (name under DST, location): relative to the list's folder ``base``, an
+    absolute path or URL elsewhere mirrored whole (``/data/a.jpg`` -> ``data/a.jpg``)."""
+    if is_url(entry):
+        location = normalize(entry)
+    elif is_url(base):
+        head, tail = base.split("://", 1)
+        location = f"{head}://{posixpath.normpath(posixpath.join(tail, entry))}"
+    else:
+        location = resolve(os.path.join(base, normalize(entry) if scheme(entry) else entry))
+    sep = "/" if is_url(base) else os.sep
+    prefix = base.rstrip(sep) + sep
+    if location.startswith(prefix):
+        return location[len(prefix) :].replace(os.sep, "/"), location
+    if is_url(location):
+        return location.split("://", 1)[1].lstrip("/"), location
+    return Path(location).relative_to("/").as_posix(), location
+
+
+def _exists(location: str, options: StorageOptions | None) -> bool:
+    return kind_of(location, options) is not None if is_url(location) else Path(location).exists()
+
+
+def _is_dir(location: str, options: StorageOptions | None) -> bool:
+    if is_url(location):
+        return kind_of(location, options) == "directory"
+    return Path(location).is_dir()
+
+
+def _common_folder(paths: list[str]) -> str:
+    parents = [parent(p) for p in paths]
+    if not is_url(paths[0]):
+        return os.path.commonpath([str(Path(p).resolve()) for p in parents])
+    head = paths[0].split("://", 1)[0]
+    return f"{head}://" + posixpath.commonpath([p.split("://", 1)[1] for p in parents])
+
+
+def _shard_plan(sources: list[str], dst: str, given: str, options: StorageOptions | None) -> Plan:
     if "{" in dst:
-        targets = expand_braces(dst)
-        if len(targets) != len(sources):
+        paths = [normalize(t) for t in expand_braces(dst)]
+        if len(paths) != len(sources):
             raise InputError(
-                f"DST pattern {dst!r} names {len(targets)} shards, SRC {given!r} {len(sources)}"
+                f"DST pattern {dst!r} names {len(paths)} shards, SRC {given!r} {len(sources)}"
             )
-        paths = [Path(t) for t in targets]
-    elif _is_shard_name(dst) and not Path(dst).is_dir():
+    elif _is_shard_name(dst) and not _is_dir(dst, options):
         if len(sources) != 1:
             raise InputError(
                 f"DST {dst!r} is one shard, SRC {given!r} names {len(sources)}: give a folder "
                 "or a pattern"
             )
-        paths = [Path(dst)]
+        paths = [normalize(dst)]
     else:
-        names = [Path(s).name for s in sources]
+        names = [posixpath.basename(s) if is_url(s) else Path(s).name for s in sources]
         if len(set(names)) != len(names):
             raise InputError(
                 f"SRC {given!r} holds two shards of one name: give DST as a pattern of as many "
                 "names"
             )
-        paths = [Path(dst) / n for n in names]
-    inputs = {Path(s).resolve() for s in sources}
+        paths = [join(normalize(dst), n) for n in names]
+    if len({is_url(p) for p in paths}) > 1 or (
+        is_url(paths[0]) and len({scheme(p) for p in paths}) > 1
+    ):
+        raise InputError(f"DST {dst!r}: the shards must all go to one file system")
+    resolve = _Folders()
+    inputs = {s if is_url(s) else resolve(s) for s in sources}
     for path in paths:
-        if path.resolve() in inputs:
+        if (path if is_url(path) else resolve(path)) in inputs:
             raise InputError(f"{path}: is an input shard; an input is never overwritten")
-    root = Path(os.path.commonpath([str(p.parent.resolve()) for p in paths]))
-    items = [ShardItem(Path(s).name, s, str(p)) for s, p in zip(sources, paths, strict=True)]
+    root = _common_folder(paths)
+    items = [ShardItem(_base_name(s), s, p) for s, p in zip(sources, paths, strict=True)]
     if len({i.name for i in items}) != len(items):
         items = [ShardItem(i.src, i.src, i.dst) for i in items]  # full paths as names
-    return Plan("shards", os.path.abspath(given), root, items, [])
+    return Plan("shards", normalize(given), root, items, [])
 
 
-def plan_job(src: str, dst: str) -> Plan:
+def _base_name(location: str) -> str:
+    return posixpath.basename(location) if is_url(location) else Path(location).name
+
+
+def plan_job(src: str, dst: str, options: StorageOptions | None = None) -> Plan:
     """Read what SRC holds and where each item goes under DST.
+
+    Local paths are made absolute (relative to this process's folder) so that every worker,
+    wherever it runs, reads and writes the same files; URLs are kept (:mod:`.storage`).
 
     Raises:
         InputError: SRC does not exist or is none of the kinds; DST overlaps SRC (an input could
             be overwritten); a DST pattern of another length; a list file that names nothing.
     """
     if "{" in src or _is_shard_name(src):
-        sources = expand_braces(src)
-        if not any(Path(s).exists() for s in sources):
+        sources = [normalize(s) for s in expand_braces(src)]
+        if not any(_exists(s, options) for s in sources):
             raise InputError(f"SRC {src!r}: no such shard")
-        return _shard_plan(sources, dst, src)
-    source = Path(src)
-    if source.is_dir():
-        root = Path(dst)
-        a, b = source.resolve(), root.resolve()
-        if _inside(b, a) or _inside(a, b):
+        return _shard_plan(sources, dst, src, options)
+    source, root = normalize(src), normalize(dst)
+    if _is_dir(source, options):
+        if _inside(root, source) or _inside(source, root):
             raise InputError(
                 f"DST {dst!r} and SRC {src!r} overlap: an output could overwrite an input; "
                 "choose a DST outside SRC"
             )
-        return assign_outputs(Plan("folder", str(a), root, [], [], _walk(source)))
-    if source.is_file():
-        entries = _list_entries(source)
-        base = source.resolve().parent
+        # Recorded resolved; walked as given (absolute): a worker resolves links itself.
+        resolved = source if is_url(source) else str(Path(source).resolve())
+        return assign_outputs(Plan("folder", resolved, root, [], [], _walk(source, options)))
+    if _exists(source, options):
+        entries = _list_entries(source, options)
+        resolve = _Folders()
+        base = parent(source) if is_url(source) else str(Path(source).resolve().parent)
         if all(_is_shard_name(e) for e in entries):
-            return _shard_plan([str(base / e) for e in entries], dst, src)
-        root = Path(dst)
+            return _shard_plan([_entry(base, e, resolve)[1] for e in entries], dst, src, options)
         pairs = []
         seen: set[str] = set()
-        for entry in entries:
-            path = (base / entry).resolve()
-            if str(path) in seen:  # named twice: done once
+        for line in entries:
+            name, location = _entry(base, line, resolve)
+            if location in seen:  # named twice: done once
                 continue
-            seen.add(str(path))
-            name = path.relative_to(base) if _inside(path, base) else path.relative_to("/")
-            pairs.append((name.as_posix(), str(path)))
-        plan = assign_outputs(
-            Plan("list", str(source.resolve()), root, [], [], pairs, len(entries) - len(pairs))
-        )
-        inputs = {str(source.resolve()), *seen}
+            seen.add(location)
+            pairs.append((name, location))
+        repeated = len(entries) - len(pairs)
+        del entries  # a million lines: not kept beside the plan
+        listed = source if is_url(source) else str(Path(source).resolve())
+        plan = assign_outputs(Plan("list", listed, root, [], [], pairs, repeated))
+        seen.add(listed)  # the inputs: no output may be one of them
         for item in plan.items:
-            if str(Path(item.dst).resolve()) in inputs:
+            target = item.dst if is_url(item.dst) else resolve(item.dst)
+            if target in seen:
                 raise InputError(f"{item.dst}: is an input; an input is never overwritten")
         return plan
     raise InputError(
@@ -410,10 +525,11 @@ def iter_samples(
             yield current
 
 
-def count_images(path: str) -> int:
-    """Image members in a shard (headers only); 0 for a shard that cannot be read."""
+def count_images(path: str, options: StorageOptions | None = None) -> int:
+    """Image members in a shard (headers only; an object store's shard is streamed); 0 for a
+    shard that cannot be read."""
     try:
-        with tarfile.open(path, "r:*") as tar:
+        with open_read(path, options) as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
             return sum(1 for m in tar if m.isfile() and image_field(sample_key(m.name)[1]))
     except (OSError, tarfile.TarError, EOFError):
         return 0

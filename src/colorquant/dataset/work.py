@@ -1,13 +1,14 @@
 """The per-batch work of a dataset job: decode, quantize, encode, write; the same on every engine.
 
-:func:`process_files` takes a batch of files (images, and other files that it copies) and
-:func:`process_shard` one WebDataset shard; both return JSON-ready records (one per item) that
-the job appends to its manifest. They run in worker processes (the local engine), Ray tasks
-(``--engine ray``) or the calling process, and never print. A bad image is a record with
+:func:`process_files` takes a batch of files (images, and other files that it copies;
+:func:`.shards.process_shard`, built on the helpers here, one WebDataset shard) and returns
+JSON-ready records (one per item) that the job appends to its manifest. They run in worker
+processes (the local engine), Ray tasks (``--engine ray``) or the calling process, and never
+print. A bad image is a record with
 ``status: "error"`` (an image that cannot be read, quantized or encoded, e.g. a 256-row shared
 palette meeting clear pixels, which a PNG cannot hold); a write that fails (disk full, unwritable
 folder) is ``status: "fatal"``, which stops the job. Every output is written to a temporary
-name and renamed when complete.
+name and renamed when complete (in an object store: put whole, :mod:`.storage`).
 """
 
 from __future__ import annotations
@@ -16,17 +17,15 @@ import contextlib
 import os
 import select
 import signal
-import tarfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from .. import _cpu
 from .._checks import InputError
 from ..animation import (
     animation_bytes,
@@ -37,21 +36,36 @@ from ..animation import (
 )
 from ..io import (
     WriteError,
-    _check_colors,
     atomic_write,
+    check_palette_colors,
     load_image,
     load_image_bytes,
     result_bytes,
 )
 from ..metrics import psnr_from_mse
 from ..quantize import Dither, Quantizer, QuantizeResult, quantize
-from .sources import FileItem, Member, ShardItem, image_field, iter_samples, sample_key
+from ..threads import set_num_threads
+from .sources import FileItem
+from .storage import (
+    StorageOptions,
+    is_url,
+    read_bytes,
+    source_of,
+    write_bytes,
+)
 
 __all__ = [
+    "Encoded",
+    "ReadError",
+    "Record",
     "Settings",
+    "encode_animation",
+    "encode_each",
     "encode_images",
+    "error_record",
+    "fatal_record",
+    "png_bytes",
     "process_files",
-    "process_shard",
     "worker_init",
 ]
 
@@ -73,6 +87,8 @@ class Settings:
         batched: group same-size images into ``(B, 3, H, W)`` batches for
             :func:`colorquant.quantize_batch` (a GPU), instead of one :func:`quantize` each.
         batch_size: samples of a shard decoded and quantized together (a GPU batch).
+        storage_options: keyword arguments of the fsspec file systems of URL SRC and DST
+            (:mod:`.storage`); not recorded (credentials).
     """
 
     n_colors: int = 256
@@ -85,6 +101,7 @@ class Settings:
     device: str = "cpu"
     batched: bool = False
     batch_size: int = 16
+    storage_options: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def recorded(self) -> dict[str, Any]:
         """The settings that decide the outputs, as the manifest stores them."""
@@ -135,7 +152,7 @@ def worker_init(threads: int, job_pid: int) -> None:
     _exit_with(job_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ImageFile.LOAD_TRUNCATED_IMAGES = False
-    _cpu.set_num_threads(max(1, threads))
+    set_num_threads(max(1, threads))
 
 
 # -- quantizing -------------------------------------------------------------------------------
@@ -227,7 +244,7 @@ def encode_images(pixels: list[np.ndarray], settings: Settings) -> list[Quantize
     ]
 
 
-def _encode_each(
+def encode_each(
     pixels: list[np.ndarray], settings: Settings
 ) -> list[QuantizeResult | BaseException]:
     """:func:`encode_images`, a failure costing only its own image (or its GPU batch)."""
@@ -240,11 +257,11 @@ def _encode_each(
     return results
 
 
-def _psnr(value: float) -> float | None:
+def finite_psnr(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def _png_bytes(result: QuantizeResult, name: str, icc_profile: bytes | None) -> bytes:
+def png_bytes(result: QuantizeResult, name: str, icc_profile: bytes | None) -> bytes:
     """The palette PNG of ``result``.
 
     Raises:
@@ -255,7 +272,7 @@ def _png_bytes(result: QuantizeResult, name: str, icc_profile: bytes | None) -> 
 
 
 @dataclass(frozen=True)
-class _Encoded:
+class Encoded:
     """An animation quantized and encoded as an APNG."""
 
     data: bytes
@@ -266,7 +283,7 @@ class _Encoded:
     animated: bool = True
 
 
-def _encode_animation(source: str | bytes, name: str, settings: Settings) -> _Encoded:
+def encode_animation(source: str | bytes, name: str, settings: Settings) -> Encoded:
     """An animated GIF/APNG/WebP (a file's path or bytes) as an APNG with all its frames, their
     durations and loop count: one palette for all frames (the shared palette if there is one,
     else one fitted on every frame, :func:`colorquant.quantize_animation`).
@@ -293,10 +310,10 @@ def _encode_animation(source: str | bytes, name: str, settings: Settings) -> _En
             device=settings.device,
         )
     for result in results:  # one palette for all frames: the longest is the APNG's
-        _check_colors(result.palette, ".png", name)
+        check_palette_colors(result.palette, ".png", name)
     data = animation_bytes(results, ".png", durations=animation.durations, loop=animation.loop)
     mse = float(np.mean([r.mse for r in results]))
-    return _Encoded(
+    return Encoded(
         data=data,
         frames=len(results),
         n_colors=max(r.n_colors for r in results),
@@ -305,34 +322,60 @@ def _encode_animation(source: str | bytes, name: str, settings: Settings) -> _En
     )
 
 
-def _error(name: str, err: BaseException) -> Record:
+def error_record(name: str, err: BaseException) -> Record:
     return {"item": name, "status": "error", "reason": " ".join(str(err).split())}
 
 
-def _fatal(name: str, err: BaseException) -> Record:
+def fatal_record(name: str, err: BaseException) -> Record:
     return {"item": name, "status": "fatal", "reason": " ".join(str(err).split())}
 
 
 # -- folders and lists ------------------------------------------------------------------------
 
 
-class _ReadError(Exception):
+class ReadError(Exception):
     """An input could not be read (not an OSError, so atomic_write lets it through)."""
 
 
-def _copy_file(item: FileItem) -> Record:
+def _put(target: str, data: bytes, options: StorageOptions) -> int:
+    """Write ``data`` at ``target`` all or nothing: a local file through a temporary name and
+    a rename, an object with one put. Raises WriteError or OSError."""
+    if is_url(target):
+        return write_bytes(target, data, options)
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda fh: fh.write(data), force=True)
+
+
+def _copy_file(item: FileItem, options: StorageOptions | None = None) -> Record:
     """Copy a file that is no image to ``item.dst`` unchanged (atomically; its mtime kept)."""
+    if is_url(item.src) or is_url(item.dst):
+        try:
+            data = (
+                read_bytes(item.src, options) if is_url(item.src) else Path(item.src).read_bytes()
+            )
+        except OSError as err:
+            return error_record(
+                item.name, InputError(f"{item.src}: cannot read: {err.strerror or err}")
+            )
+        try:
+            size = _put(item.dst, data, options or {})
+        except (WriteError, OSError) as err:
+            return fatal_record(item.name, err)
+        return {"item": item.name, "status": "copied", "output": item.dst, "bytes": size}
     try:
         source = open(item.src, "rb")  # noqa: SIM115 - closed below
     except OSError as err:
-        return _error(item.name, InputError(f"{item.src}: cannot read: {err.strerror or err}"))
+        return error_record(
+            item.name, InputError(f"{item.src}: cannot read: {err.strerror or err}")
+        )
 
     def writer(fh: IO[bytes]) -> None:
         while True:
             try:
                 chunk = source.read(1 << 20)
             except OSError as err:
-                raise _ReadError(f"{item.src}: cannot read: {err.strerror or err}") from None
+                raise ReadError(f"{item.src}: cannot read: {err.strerror or err}") from None
             if not chunk:
                 return
             fh.write(chunk)
@@ -343,10 +386,10 @@ def _copy_file(item: FileItem) -> Record:
             stat = os.fstat(source.fileno())
             target.parent.mkdir(parents=True, exist_ok=True)
             size = atomic_write(target, writer, force=True)
-        except _ReadError as err:
-            return _error(item.name, err)
+        except ReadError as err:
+            return error_record(item.name, err)
         except (WriteError, OSError) as err:
-            return _fatal(item.name, err)
+            return fatal_record(item.name, err)
     with contextlib.suppress(OSError):  # the bytes are what matters, and they are in place
         os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     return {"item": item.name, "status": "copied", "output": item.dst, "bytes": size}
@@ -370,35 +413,43 @@ def process_files(items: list[FileItem], settings: Settings) -> list[Record]:
     loaded = []
     for item in items:
         if item.copy:
-            records.append(_copy_file(item))
-            if records[-1]["status"] == "fatal":
-                return records
-            continue
-        if is_animated(item.src):
-            records.append(_animation_file(item, settings))
+            records.append(_copy_file(item, settings.storage_options))
             if records[-1]["status"] == "fatal":
                 return records
             continue
         try:
-            loaded.append((item, load_image(item.src)))
+            source = source_of(item.src, settings.storage_options)
+        except OSError as err:
+            records.append(error_record(item.name, InputError(f"{item.src}: cannot read: {err}")))
+            continue
+        if is_animated(source):
+            records.append(_animation_file(item, source, settings))
+            if records[-1]["status"] == "fatal":
+                return records
+            continue
+        try:
+            image = (
+                load_image(source)
+                if isinstance(source, str)
+                else load_image_bytes(source, item.src)
+            )
+            loaded.append((item, image))
         except (InputError, OSError, MemoryError) as err:
-            records.append(_error(item.name, err))
-    results = _encode_each([image.pixels for _, image in loaded], settings)
+            records.append(error_record(item.name, err))
+    results = encode_each([image.pixels for _, image in loaded], settings)
     for (item, image), result in zip(loaded, results, strict=True):
         if isinstance(result, BaseException):
-            records.append(_error(item.name, result))
+            records.append(error_record(item.name, result))
             continue
         try:
-            data = _png_bytes(result, item.name, image.icc_profile)
+            data = png_bytes(result, item.name, image.icc_profile)
         except InputError as err:
-            records.append(_error(item.name, err))
+            records.append(error_record(item.name, err))
             continue
-        target = Path(item.dst)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            size = atomic_write(target, lambda fh, d=data: fh.write(d), force=True)  # type: ignore[misc]
+            size = _put(item.dst, data, settings.storage_options)
         except (WriteError, OSError) as err:
-            records.append(_fatal(item.name, err))
+            records.append(fatal_record(item.name, err))
             return records
         records.append(
             {
@@ -407,207 +458,46 @@ def process_files(items: list[FileItem], settings: Settings) -> list[Record]:
                 "output": item.dst,
                 "bytes_in": image.size_bytes,
                 "bytes_out": size,
-                "psnr": _psnr(result.psnr),
+                "psnr": finite_psnr(result.psnr),
                 "n_colors": result.n_colors,
             }
         )
     return records
 
 
-def _animation_file(item: FileItem, settings: Settings) -> Record:
-    """An animated file written whole as an APNG at ``item.dst``: its record (``frames``)."""
+def _animation_file(item: FileItem, source: str | bytes, settings: Settings) -> Record:
+    """An animated file (its path or bytes) written whole as an APNG at ``item.dst``: its
+    record (``frames``)."""
     try:
-        encoded = _encode_animation(item.src, item.name, settings)
+        encoded = encode_animation(source, item.name, settings)
     except (InputError, ValueError, MemoryError) as err:
-        return _error(item.name, err)
-    target = Path(item.dst)
+        return error_record(item.name, err)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        size = atomic_write(target, lambda fh: fh.write(encoded.data), force=True)
+        size = _put(item.dst, encoded.data, settings.storage_options)
     except (WriteError, OSError) as err:
-        return _fatal(item.name, err)
+        return fatal_record(item.name, err)
     return {
         "item": item.name,
         "status": "ok",
         "output": item.dst,
         "bytes_in": encoded.size_bytes,
         "bytes_out": size,
-        "psnr": _psnr(encoded.psnr),
+        "psnr": finite_psnr(encoded.psnr),
         "n_colors": encoded.n_colors,
         "frames": encoded.frames,
     }
 
 
-# -- shards -----------------------------------------------------------------------------------
-
-
-@dataclass
-class _ShardTotals:
-    images: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    psnr_sum: float = 0.0
-    psnr_count: int = 0
-    lossless: int = 0
-    animations: int = 0
-    frames: int = 0
-
-
-def _png_member(info: tarfile.TarInfo, data: bytes) -> tarfile.TarInfo:
-    key, field = sample_key(info.name)
-    base, _, _ = field.rpartition(".")
-    new = tarfile.TarInfo(f"{key}.{base}.png" if base else f"{key}.png")
-    new.size = len(data)
-    new.mtime, new.mode = info.mtime, info.mode
-    new.uid, new.gid, new.uname, new.gname = info.uid, info.gid, info.uname, info.gname
-    return new
-
-
-def _write_samples(
-    out: tarfile.TarFile,
-    samples: list[list[Member]],
-    shard: str,
-    settings: Settings,
-    totals: _ShardTotals,
-    errors: list[Record],
-) -> None:
-    """Quantize the image members of ``samples`` and write them, other members unchanged.
-
-    A sample whose image cannot be decoded or quantized is left out whole and recorded in
-    ``errors``.
-    """
-    decoded: list[tuple[int, int, Any]] = []  # (sample, member, LoadedImage)
-    animations: list[tuple[int, int, _Encoded]] = []  # animated members, encoded whole
-    bad: set[int] = set()
-    for s, sample in enumerate(samples):
-        names = {m.info.name for m in sample}
-        for j, member in enumerate(sample):
-            if member.data is None or not image_field(sample_key(member.info.name)[1]):
-                continue
-            label = f"{shard}:{member.info.name}"
-            png = _png_member(member.info, b"").name
-            if png != member.info.name and png in names:
-                errors.append(_error(label, ValueError(f"{png} is already in the sample")))
-                bad.add(s)
-                continue
-            try:
-                if is_animated(member.data):
-                    animations.append((s, j, _encode_animation(member.data, label, settings)))
-                else:
-                    decoded.append((s, j, load_image_bytes(member.data, label)))
-            except (InputError, OSError, ValueError, MemoryError) as err:
-                errors.append(_error(label, err))
-                bad.add(s)
-    keep = [d for d in decoded if d[0] not in bad]
-    results = _encode_each([image.pixels for _, _, image in keep], settings)
-    encoded: list[tuple[int, int, _Encoded]] = []
-    for (s, j, image), result in zip(keep, results, strict=True):
-        label = f"{shard}:{samples[s][j].info.name}"
-        try:
-            if isinstance(result, BaseException):
-                raise result
-            data = _png_bytes(result, label, image.icc_profile)
-        except (InputError, ValueError, MemoryError) as err:
-            errors.append(_error(label, err))
-            bad.add(s)
-            continue
-        encoded.append(
-            (s, j, _Encoded(data, 1, result.n_colors, float(result.psnr), image.size_bytes, False))
-        )
-    replaced: dict[tuple[int, int], tuple[tarfile.TarInfo, bytes]] = {}
-    for s, j, done in sorted([*encoded, *animations], key=lambda e: (e[0], e[1])):
-        if s in bad:
-            continue
-        replaced[s, j] = (_png_member(samples[s][j].info, done.data), done.data)
-        totals.images += 1
-        if done.animated:
-            totals.animations += 1
-            totals.frames += done.frames
-        totals.bytes_in += done.size_bytes
-        totals.bytes_out += len(done.data)
-        if np.isfinite(done.psnr):
-            totals.psnr_sum += done.psnr
-            totals.psnr_count += 1
-        else:
-            totals.lossless += 1
-    for s, sample in enumerate(samples):
-        if s in bad:
-            continue
-        for j, member in enumerate(sample):
-            if (s, j) in replaced:
-                info, data = replaced[s, j]
-                out.addfile(info, _bytes_io(data))
-            else:
-                out.addfile(member.info, None if member.data is None else _bytes_io(member.data))
-
-
-def _bytes_io(data: bytes) -> IO[bytes]:
-    import io
-
-    return io.BytesIO(data)
-
-
-def process_shard(item: ShardItem, settings: Settings) -> Record:
-    """Quantize every image of a WebDataset shard into a new shard at ``item.dst``.
-
-    The image member ``key.jpg`` becomes the palette PNG ``key.png`` (an animated one, an APNG
-    with all its frames); every other member is copied unchanged, in order. Samples are
-    streamed ``settings.batch_size`` at a time (one batch on a GPU).
-    The shard is written under a temporary name and renamed when complete.
-
-    Returns:
-        ``{"item", "status": "ok", "output", "images", "bytes_in", "bytes_out", "psnr_sum",
-        "psnr_count", "lossless", "animations", "frames", "errors": [{"item", "reason"},
-        ...]}``; ``status: "error"`` for a shard that cannot be read; ``status: "fatal"`` when
-        the output cannot be written.
-    """
-    totals = _ShardTotals()
-    errors: list[Record] = []
-    mode = "w:gz" if item.dst.lower().endswith(("gz", "tgz")) else "w"
-
-    def writer(fh: IO[bytes]) -> None:
-        with tarfile.open(fileobj=fh, mode=mode) as out:  # type: ignore[call-overload]
-            pending: list[list[Member]] = []
-            try:
-                for sample in iter_samples(path=item.src):
-                    pending.append(sample)
-                    if len(pending) >= settings.batch_size:
-                        _write_samples(out, pending, item.name, settings, totals, errors)
-                        pending = []
-            except (OSError, tarfile.TarError, EOFError) as err:
-                raise _ReadError(f"{item.src}: cannot read the shard: {err}") from None
-            _write_samples(out, pending, item.name, settings, totals, errors)
-
-    try:
-        Path(item.dst).parent.mkdir(parents=True, exist_ok=True)
-        size = atomic_write(item.dst, writer, force=True)
-    except _ReadError as err:
-        return _error(item.name, err)
-    except (WriteError, OSError) as err:
-        return _fatal(item.name, err)
-    return {
-        "item": item.name,
-        "status": "ok",
-        "output": item.dst,
-        "shard_bytes": size,
-        "images": totals.images,
-        "bytes_in": totals.bytes_in,
-        "bytes_out": totals.bytes_out,
-        "psnr_sum": totals.psnr_sum,
-        "psnr_count": totals.psnr_count,
-        "lossless": totals.lossless,
-        "animations": totals.animations,
-        "frames": totals.frames,
-        "errors": [{"item": e["item"], "reason": e["reason"]} for e in errors],
-    }
-
-
-def load_pixels(source: FileItem | tuple[str, bytes]) -> np.ndarray | None:
+def load_pixels(
+    source: FileItem | tuple[str, bytes], options: StorageOptions | None = None
+) -> np.ndarray | None:
     """An image's pixels for fitting a shared palette; ``None`` when it cannot be read."""
     try:
         if isinstance(source, FileItem):
             if source.copy:
                 return None
+            if is_url(source.src):
+                return load_image_bytes(read_bytes(source.src, options), source.src).pixels
             return load_image(source.src).pixels
         return load_image_bytes(source[1], source[0]).pixels
     except (InputError, OSError, MemoryError):

@@ -61,10 +61,6 @@ from .result import (
     save_result,
 )
 
-# The name colorquant.dataset.work imported before the package had a public one; it goes when
-# that module imports check_palette_colors.
-_check_colors = check_palette_colors
-
 __all__ = [
     "ANIMATION_SUFFIXES",
     "MAX_COLORS_BY_SUFFIX",

@@ -1,0 +1,291 @@
+"""Where a dataset job reads and writes: local paths, or URLs of any fsspec file system.
+
+SRC and DST may be local paths (made absolute here, so that a worker on another machine or in
+another folder finds the same file) or URLs ``s3://``, ``gs://``, ``az://``, ``hf://``,
+``memory://`` and every other protocol fsspec knows (``file://`` is a local path). Credentials
+and endpoints come the file system's standard way (environment variables, config files) plus
+``storage_options`` (``--storage-options JSON``): keyword arguments of the file system, either
+one object for all (``{"endpoint_url": ...}``) or one per protocol (``{"s3": {...}}``).
+
+Object stores have no rename and no append, so outputs there are written with one put each (an
+object appears only when complete; a large shard is uploaded in parts that s3fs completes or
+aborts), and the manifest is kept as separate record objects (:mod:`.manifest`).
+
+A URL whose protocol fsspec does not know, or whose package is missing (``s3fs``, ``gcsfs``,
+``adlfs``), is refused by :func:`check_location` in one line, before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import posixpath
+import re
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any
+
+from .._checks import InputError
+
+__all__ = [
+    "StorageOptions",
+    "check_location",
+    "filesystem",
+    "is_url",
+    "join",
+    "normalize",
+    "open_read",
+    "parent",
+    "parse_storage_options",
+    "read_bytes",
+    "size_of",
+    "source_of",
+    "upload_written",
+    "write_bytes",
+]
+
+StorageOptions = Mapping[str, Any]
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+#: The extra that installs each protocol's package (what the refusal tells to install).
+_EXTRAS = {
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gcs",
+    "gcs": "gcs",
+    "az": "azure",
+    "abfs": "azure",
+    "abfss": "azure",
+    "adl": "azure",
+    "hf": "datasets",
+}
+
+
+def scheme(path: str) -> str | None:
+    """The URL scheme of ``path`` (``"s3"``), or ``None`` for a local path."""
+    match = _SCHEME.match(path)
+    return match.group(1).lower() if match else None
+
+
+def is_url(path: str) -> bool:
+    """Whether ``path`` names an fsspec file system other than the local one."""
+    found = scheme(path)
+    return found is not None and found not in ("file", "local")
+
+
+def normalize(path: str) -> str:
+    """A local path made absolute (``file://`` dropped), or a URL without a trailing slash."""
+    if is_url(path):
+        return path if path.endswith("://") else path.rstrip("/")
+    if scheme(path) is not None:
+        path = path.split("://", 1)[1]
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def join(root: str, relative: str) -> str:
+    """``root`` and a relative posix name: ``s3://b/out`` + ``a/x.png`` -> ``s3://b/out/a/x.png``."""
+    if is_url(root):
+        return f"{root.rstrip('/')}/{relative}"
+    return os.path.join(root, *relative.split("/"))
+
+
+def parent(path: str) -> str:
+    """The folder that holds ``path`` (a URL's parent is a URL)."""
+    if is_url(path):
+        head, tail = path.split("://", 1)
+        return f"{head}://{posixpath.dirname(tail.rstrip('/'))}"
+    return os.path.dirname(path)
+
+
+def parse_storage_options(text: str | StorageOptions | None) -> dict[str, Any]:
+    """``--storage-options``: a JSON object (or a mapping) of file-system keyword arguments.
+
+    Raises:
+        InputError: not valid JSON, or not an object.
+    """
+    if text is None:
+        return {}
+    if isinstance(text, Mapping):
+        return dict(text)
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise InputError(f"storage_options: not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise InputError(
+            f'storage_options: must be a JSON object like {{"endpoint_url": ...}}, got {text!r}'
+        )
+    return value
+
+
+def _options_for(protocol: str, options: StorageOptions | None) -> dict[str, Any]:
+    """The keyword arguments for ``protocol``'s file system: its own object if the options
+    hold one (``{"s3": {...}}``), else the options without other protocols' objects."""
+    if not options:
+        return {}
+    own = options.get(protocol)
+    if isinstance(own, Mapping):
+        return dict(own)
+    return {
+        k: v for k, v in options.items() if not (isinstance(v, Mapping) and k in _known_protocols())
+    }
+
+
+def _known_protocols() -> set[str]:
+    try:
+        from fsspec.registry import known_implementations
+    except ImportError:
+        return set(_EXTRAS)
+    return set(known_implementations) | set(_EXTRAS)
+
+
+def filesystem(url: str, options: StorageOptions | None = None) -> tuple[Any, str]:
+    """The fsspec file system of ``url`` and the path in it (fsspec caches the instances).
+
+    Raises:
+        InputError: fsspec is missing, the protocol is unknown, or its package is missing.
+    """
+    protocol = scheme(url) or "file"
+    try:
+        import fsspec
+        from fsspec.core import url_to_fs
+    except ImportError:
+        raise InputError(
+            f"{url!r}: URLs need fsspec, which is not installed here: "
+            f"pip install 'colorquant[{_EXTRAS.get(protocol, 's3')}]'"
+        ) from None
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ValueError:
+        raise InputError(
+            f"{url!r}: unknown storage protocol {protocol!r} (a local path, or a URL of an fsspec "
+            "file system: s3://, gs://, az://, hf://, memory://, file://)"
+        ) from None
+    except ImportError as err:
+        extra = _EXTRAS.get(protocol)
+        remedy = f"pip install 'colorquant[{extra}]'" if extra else str(err)
+        raise InputError(
+            f"{url!r}: the {protocol}:// file system is not installed here: {remedy}"
+        ) from None
+    try:
+        fs, path = url_to_fs(url, **_options_for(protocol, options))
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{url!r}: bad storage options: {err}") from None
+    return fs, str(path)
+
+
+def check_location(what: str, path: str, options: StorageOptions | None = None) -> str:
+    """``path`` normalized (:func:`normalize`); a URL's file system is made here, so that an
+    unknown protocol or a missing package is refused before anything is written.
+
+    Raises:
+        InputError: the message names ``what`` (``"SRC"``, ``"DST"``) and the remedy.
+    """
+    if not is_url(path):
+        return normalize(path)
+    try:
+        filesystem(path, options)
+    except InputError as err:
+        raise InputError(f"{what} {err}") from None
+    return normalize(path)
+
+
+def read_bytes(url: str, options: StorageOptions | None = None) -> bytes:
+    """The whole object at ``url``. Raises OSError (FileNotFoundError, PermissionError)."""
+    fs, path = filesystem(url, options)
+    data: bytes = fs.cat_file(path)
+    return data
+
+
+def write_bytes(url: str, data: bytes, options: StorageOptions | None = None) -> int:
+    """Put ``data`` at ``url`` in one request (an object appears whole or not at all)."""
+    fs, path = filesystem(url, options)
+    fs.pipe_file(path, data)
+    return len(data)
+
+
+def source_of(location: str, options: StorageOptions | None = None) -> str | bytes:
+    """What the image loaders read: a local path as it is, an object's bytes (one get)."""
+    return read_bytes(location, options) if is_url(location) else location
+
+
+def upload_written(
+    target: str, writer: Callable[[IO[bytes]], object], options: StorageOptions | None = None
+) -> int:
+    """What ``writer`` writes (a shard), built in a local temporary file (removed after), then
+    uploaded to the URL ``target`` whole: the object appears only when complete. Its size."""
+    with tempfile.NamedTemporaryFile(prefix=".colorquant-", suffix=".tmp") as tmp:
+        writer(tmp)
+        tmp.flush()
+        size = tmp.tell()
+        put_file(tmp.name, target, options)
+    return size
+
+
+def put_file(local: str, url: str, options: StorageOptions | None = None) -> None:
+    """Upload the local file ``local`` to ``url`` (s3fs: in parts above 50 MiB, completed when
+    all are in, aborted on an error; the object appears only when complete)."""
+    fs, path = filesystem(url, options)
+    fs.put_file(local, path)
+
+
+def size_of(url: str, options: StorageOptions | None = None) -> int | None:
+    """The size in bytes of the object or file at ``url``; ``None`` when there is none."""
+    if not is_url(url):
+        try:
+            return os.stat(url).st_size
+        except OSError:
+            return None
+    fs, path = filesystem(url, options)
+    try:
+        fs.invalidate_cache(path)
+        info = fs.info(path)
+    except (FileNotFoundError, OSError):
+        return None
+    if info.get("type") == "directory":
+        return None
+    return int(info.get("size") or 0)
+
+
+@contextlib.contextmanager
+def open_read(url: str, options: StorageOptions | None = None) -> Iterator[IO[bytes]]:
+    """A binary file object reading ``url`` (buffered, streamed)."""
+    if not is_url(url):
+        with open(url, "rb") as fh:
+            yield fh
+        return
+    fs, path = filesystem(url, options)
+    with fs.open(path, "rb") as fh:
+        yield fh
+
+
+def delete(url: str, options: StorageOptions | None = None) -> None:
+    """Remove the object at ``url`` (nothing if there is none)."""
+    fs, path = filesystem(url, options)
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm_file(path)
+
+
+def list_files(root: str, options: StorageOptions | None = None) -> list[str]:
+    """Every object under the URL ``root``: relative posix names, sorted."""
+    fs, path = filesystem(root, options)
+    base = path.rstrip("/")
+    fs.invalidate_cache(base)
+    names = []
+    for found in fs.find(base, withdirs=False):
+        relative = posixpath.relpath(found, base) if base else found
+        if not relative.startswith(".."):
+            names.append(relative)
+    return sorted(names)
+
+
+def kind_of(url: str, options: StorageOptions | None = None) -> str | None:
+    """``"file"``, ``"directory"`` or ``None`` (nothing there) for the URL ``url``."""
+    fs, path = filesystem(url, options)
+    try:
+        fs.invalidate_cache(path)
+        if fs.isfile(path):
+            return "file"
+        return "directory" if fs.isdir(path) else None
+    except (FileNotFoundError, PermissionError):
+        return None
