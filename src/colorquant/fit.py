@@ -33,7 +33,7 @@ from .alpha import (
 from .color import ColorSpace, decode_colors, encode_colors
 from .histogram import ColorHistogram, bin_colors, cell_means, pack_rgb
 from .init import initial_centroids
-from .kmeans import KMeansResult, _weighted_kmeans, fit_adam, inherit_bounds
+from .kmeans import KMeansResult, fit_adam, inherit_bounds, weighted_kmeans_warm
 from .nearest import nearest
 from .options import ADAM_STEPS, FitOptions, restarts
 
@@ -295,7 +295,7 @@ def fit_colors(
                 cell_points, cell_weight, fixed_points, k, options, generator
             )
         else:
-            run, lower = _weighted_kmeans(
+            run, lower = weighted_kmeans_warm(
                 cell_points,
                 cell_weight,
                 run.centroids,
@@ -319,7 +319,7 @@ def fit_colors(
         parent = None
     everything = _arange(len(hist), points)
     warm = None if parent is None else inherit_bounds(parent, everything, len(hist), points)
-    result, _ = _weighted_kmeans(
+    result, _ = weighted_kmeans_warm(
         points, weights, run.centroids, max_iter=max_iter, tol=tol, warm=warm, n_fixed=n_fixed
     )
     history.extend(result.history)
@@ -390,7 +390,7 @@ def best_seeded_run(
                 options.init, points, weights, n_colors - n_fixed, seed=generator
             )
             seed = _concat_rows(fixed_points, free)
-        run = _weighted_kmeans(
+        run = weighted_kmeans_warm(
             points, weights, seed, max_iter=s.coarse_iter, tol=s.coarse_tol, n_fixed=n_fixed
         )
         if best is None or run[0].inertia < best[0].inertia:

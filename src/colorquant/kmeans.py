@@ -20,7 +20,7 @@ from . import _cpu
 from ._array import Array, ArrayT, to_numpy
 from ._extras import require
 
-__all__ = ["KMeansResult", "fit_adam", "inherit_bounds", "weighted_kmeans"]
+__all__ = ["KMeansResult", "fit_adam", "inherit_bounds", "weighted_kmeans", "weighted_kmeans_warm"]
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,12 @@ def weighted_kmeans(
         >>> r.centroids.ravel().tolist(), r.inertia, r.converged
         ([0.5, 10.5], 0.25, True)
     """
-    return _weighted_kmeans(points, weights, init, max_iter=max_iter, tol=tol, n_fixed=n_fixed)[0]
+    return weighted_kmeans_warm(points, weights, init, max_iter=max_iter, tol=tol, n_fixed=n_fixed)[
+        0
+    ]
 
 
-def _weighted_kmeans(
+def weighted_kmeans_warm(
     points: ArrayT,
     weights: ArrayT,
     init: ArrayT,
