@@ -14,12 +14,13 @@ name and renamed when complete (in an object store: put whole, :mod:`.storage`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -43,7 +44,7 @@ from ..io import (
     result_bytes,
 )
 from ..metrics import psnr_from_mse
-from ..quantize import Dither, Quantizer, QuantizeResult, quantize
+from ..quantize import Dither, Quantizer, QuantizeResult, quantize, quantize_batch
 from ..threads import set_num_threads
 from .sources import FileItem
 from .storage import (
@@ -55,6 +56,7 @@ from .storage import (
 )
 
 __all__ = [
+    "BatchFunction",
     "Encoded",
     "ReadError",
     "Record",
@@ -70,6 +72,8 @@ __all__ = [
 ]
 
 Record = dict[str, Any]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -176,35 +180,98 @@ def _result(palette: np.ndarray, indices: np.ndarray, psnr: float, settings: Set
     )
 
 
-def _quantize_batched(pixels: list[np.ndarray], settings: Settings) -> list[QuantizeResult]:
-    """Same-size images in ``(B, 3, H, W)`` batches through :func:`colorquant.quantize_batch`."""
+BatchFunction = Callable[..., Any]
+"""What quantizes a ``(B, 3, H, W)`` batch on the device: :func:`colorquant.quantize_batch`'s
+signature and :class:`~colorquant.result.BatchResult` (a test passes another, e.g. one that runs
+out of memory)."""
+
+
+def _out_of_memory() -> tuple[type[BaseException], ...]:
+    """The device's out-of-memory errors (``torch.cuda.OutOfMemoryError``: a class on every
+    build of torch, CPU-only ones included)."""
     import torch
 
-    from ..quantize import quantize_batch
+    return (torch.cuda.OutOfMemoryError,)
 
-    out: list[QuantizeResult | None] = [None] * len(pixels)
+
+def _free_device_cache(device: str) -> None:
+    """Give the blocks that a failed batch left cached back to the device before the retry."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _one_batch(
+    pixels: list[np.ndarray], settings: Settings, run_batch: BatchFunction
+) -> list[QuantizeResult]:
+    """``(H, W, 3)`` uint8 images of one size quantized as one ``(B, 3, H, W)`` batch."""
+    import torch
+
+    palette = None if settings.palette is None else np.array(settings.palette, np.uint8)
+    x = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2)
+    batch = run_batch(
+        x.to(settings.device),
+        settings.n_colors,
+        color_space=settings.color_space,
+        palette=palette,
+        dither=settings.dither,
+        dither_strength=settings.dither_strength,
+        seed=settings.seed,
+        speed=settings.speed,
+        device=settings.device,
+    )
+    results = []
+    for b in range(len(pixels)):
+        indices = batch.indices[b].cpu().numpy()
+        used = max(int(batch.n_colors[b]), int(indices.max()) + 1)
+        colors = batch.palettes[b, :used].cpu().numpy().astype(np.uint8)
+        results.append(_result(colors, indices.astype(np.uint8), float(batch.psnr[b]), settings))
+    return results
+
+
+def _quantize_batched(
+    pixels: list[np.ndarray], settings: Settings, run_batch: BatchFunction | None = None
+) -> list[QuantizeResult | BaseException]:
+    """Same-size images in ``(B, 3, H, W)`` batches through :func:`colorquant.quantize_batch`
+    (an image of a size of its own is a batch of one).
+
+    A batch that runs the device out of memory is tried again split in halves, down to single
+    images; an image that does not fit even alone, or that cannot be quantized, is its own
+    error (the other images are unaffected). The torch stages give an image the same result
+    alone as inside any batch, so the splits change no output.
+
+    Returns:
+        Per image, in order, its result or the error that stopped it.
+    """
+    run = run_batch if run_batch is not None else quantize_batch
+    out_of_memory = _out_of_memory()
+    out: list[QuantizeResult | BaseException | None] = [None] * len(pixels)
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, p in enumerate(pixels):
         groups.setdefault(p.shape, []).append(i)
-    palette = None if settings.palette is None else np.array(settings.palette, np.uint8)
-    for rows in groups.values():
-        x = torch.from_numpy(np.stack([pixels[i] for i in rows])).permute(0, 3, 1, 2)
-        batch = quantize_batch(
-            x.to(settings.device),
-            settings.n_colors,
-            color_space=settings.color_space,  # type: ignore[arg-type]
-            palette=palette,
-            dither=settings.dither,
-            dither_strength=settings.dither_strength,
-            seed=settings.seed,
-            speed=settings.speed,
-            device=settings.device,
-        )
-        for b, i in enumerate(rows):
-            indices = batch.indices[b].cpu().numpy()
-            used = max(int(batch.n_colors[b]), int(indices.max()) + 1)
-            colors = batch.palettes[b, :used].cpu().numpy().astype(np.uint8)
-            out[i] = _result(colors, indices.astype(np.uint8), float(batch.psnr[b]), settings)
+    todo = list(groups.values())
+    while todo:
+        rows = todo.pop(0)
+        try:
+            results = _one_batch([pixels[i] for i in rows], settings, run)
+        except out_of_memory as err:
+            _free_device_cache(settings.device)
+            if len(rows) > 1:
+                half = len(rows) // 2
+                log.info("out of %s memory on %d images: trying halves", settings.device, len(rows))
+                todo[:0] = [rows[:half], rows[half:]]
+                continue
+            first = str(err).strip().split("\n")[0].split(". ")[0]
+            reason = MemoryError(f"out of {settings.device} memory for this image alone: {first}")
+            out[rows[0]] = reason
+            continue
+        except (InputError, ValueError, MemoryError) as err:
+            for i in rows:
+                out[i] = err
+            continue
+        for i, result in zip(rows, results, strict=True):
+            out[i] = result
     return [r for r in out if r is not None]
 
 
@@ -224,9 +291,17 @@ def _apply_given(pixels: Sequence[np.ndarray], settings: Settings) -> list[Quant
 
 
 def encode_images(pixels: list[np.ndarray], settings: Settings) -> list[QuantizeResult]:
-    """Quantize ``(H, W, 3)`` uint8 images: a batch on a GPU, one by one on the CPU."""
+    """Quantize ``(H, W, 3)`` uint8 images: a batch on a GPU, one by one on the CPU.
+
+    Raises:
+        InputError, ValueError, MemoryError: the first image that could not be quantized.
+    """
     if settings.batched and pixels:
-        return _quantize_batched(pixels, settings)
+        results = _quantize_batched(pixels, settings)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results  # type: ignore[return-value]
     if settings.palette is not None:
         return _apply_given(pixels, settings)
     return [
@@ -245,15 +320,27 @@ def encode_images(pixels: list[np.ndarray], settings: Settings) -> list[Quantize
 
 
 def encode_each(
-    pixels: list[np.ndarray], settings: Settings
+    pixels: list[np.ndarray], settings: Settings, run_batch: BatchFunction | None = None
 ) -> list[QuantizeResult | BaseException]:
-    """:func:`encode_images`, a failure costing only its own image (or its GPU batch)."""
+    """:func:`encode_images`, a failure costing only its own image (or its GPU batch; a batch
+    out of device memory is retried in halves).
+
+    Args:
+        pixels: ``(H, W, 3)`` uint8 images.
+        settings: the job's settings.
+        run_batch: the batched path's device call (default :func:`colorquant.quantize_batch`).
+
+    Returns:
+        Per image, in order, its result or the error that stopped it.
+    """
+    if settings.batched:
+        return _quantize_batched(pixels, settings, run_batch)
     results: list[QuantizeResult | BaseException] = []
-    for group in [pixels] if settings.batched else [[p] for p in pixels]:
+    for image in pixels:
         try:
-            results += encode_images(group, settings)
+            results += encode_images([image], settings)
         except (InputError, ValueError, MemoryError) as err:
-            results += [err] * len(group)
+            results.append(err)
     return results
 
 
