@@ -510,6 +510,36 @@ def test_shared_palette_over_shards(tmp_path: Path) -> None:
                 assert {tuple(c) for c in rgb.reshape(-1, 3).tolist()} <= colors
 
 
+def test_a_manifest_of_the_earlier_format_resumes(tmp_path: Path) -> None:
+    """The settings line as jobs wrote it before the settings were a FitOptions: a resume
+    accepts it, keeps it byte for byte and finishes with the same outputs."""
+    src = tmp_path / "src"
+    make_folder(src, n=3)
+    args: dict[str, Any] = {"seed": 3, "speed": 5, "color_space": "oklab", "dither": "fs"}
+    whole = quantize_dataset(src, tmp_path / "whole", 8, workers=1, dither_strength=0.5, **args)
+    assert whole.images == 3
+    first = manifest_records(tmp_path / "whole")[0]
+    dst = tmp_path / "dst"
+    (dst / Path(first["item"]).parent).mkdir(parents=True, exist_ok=True)
+    (dst / first["item"]).write_bytes((tmp_path / "whole" / first["item"]).read_bytes())
+    header = (
+        '{"colorquant_manifest": 1, "job": {"kind": "folder", "source": "SRC", "n_colors": 8, '
+        '"color_space": "oklab", "dither": "fs", "dither_strength": 0.5, "speed": 5, '
+        '"seed": 3, "shared_palette": false, "sample": null}, "palette": null}'
+    ).replace("SRC", str(src))
+    record = {**first, "output": str(dst / first["item"])}
+    (dst / MANIFEST_NAME).write_text(header + "\n" + json.dumps(record) + "\n")
+    (dst / "colorquant-errors.jsonl").write_text("")
+    resumed = quantize_dataset(src, dst, 8, workers=1, dither_strength=0.5, **args)
+    assert (resumed.done_before, resumed.processed, resumed.images) == (1, 2, 3)
+    assert (dst / MANIFEST_NAME).read_text().splitlines()[0] == header
+    assert {p.name: p.read_bytes() for p in dst.rglob("*.png")} == {
+        p.name: p.read_bytes() for p in (tmp_path / "whole").rglob("*.png")
+    }
+    with pytest.raises(SettingsMismatchError):  # another seed is another job
+        quantize_dataset(src, dst, 8, workers=1, dither_strength=0.5, **{**args, "seed": 4})
+
+
 def test_a_cut_last_line_is_dropped_and_a_damaged_manifest_refused(tmp_path: Path) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
     make_folder(src, 3)

@@ -33,8 +33,9 @@ from typing import Any, Literal
 import numpy as np
 
 from .._checks import InputError, check_choice, check_int_range, resolve_device
-from ..color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
+from ..color import DEFAULT_COLOR_SPACE, ColorSpace
 from ..io import WriteError
+from ..options import FitOptions
 from ..quantize import DATASET_SPEED, DITHERS, Dither, Quantizer
 from ..threads import get_num_threads, shared_threads
 from .lock import job_lock
@@ -242,9 +243,7 @@ def _fit_palette(plan: Plan, settings: Settings, sample: int, workers: int) -> l
     """One palette fitted on a sample of the dataset, its colors merged as they stream in."""
     quantizer = Quantizer(
         settings.n_colors,
-        color_space=settings.color_space,  # type: ignore[arg-type]
-        speed=settings.speed,
-        seed=settings.seed,
+        options=settings.fit,
         device=resolve_device("auto") if settings.device.startswith("cuda") else settings.device,
     )
     seen = 0
@@ -349,7 +348,7 @@ def quantize_dataset(
     """
     start = time.perf_counter()
     check_int_range("n_colors", n_colors, 1, 256)
-    check_choice("color_space", color_space, COLOR_SPACES)
+    fit = FitOptions(color_space=color_space, speed=speed, seed=seed)  # checks them
     check_choice("dither", dither, DITHERS)
     check_choice("engine", engine, ENGINES)
     check_int_range("sample", sample, 1)
@@ -376,11 +375,9 @@ def quantize_dataset(
         )
     settings = Settings(
         n_colors=n_colors,
-        color_space=color_space,
+        fit=fit,
         dither=dither,
         dither_strength=float(dither_strength),
-        speed=speed,
-        seed=seed,
         device=run_device,
         batched=batched,
         batch_size=size,

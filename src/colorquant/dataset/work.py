@@ -44,6 +44,7 @@ from ..io import (
     result_bytes,
 )
 from ..metrics import psnr_from_mse
+from ..options import FitOptions
 from ..quantize import Dither, Quantizer, QuantizeResult, quantize, quantize_batch
 from ..threads import set_num_threads
 from .sources import FileItem
@@ -82,9 +83,9 @@ class Settings:
 
     Attributes:
         n_colors: palette size K, 1..256.
-        color_space: where distances are measured.
+        fit: how palettes are fitted; a job sets its ``color_space``, ``speed`` and ``seed``
+            (the recorded ones) and leaves the rest at their defaults.
         dither: ``"none"``, ``"fs"`` or ``"ordered"``; ``dither_strength`` 0..1.
-        speed: 1..10; seed: the only randomness.
         palette: ``(K, 3)`` (or RGBA ``(K, 4)``) uint8 shared palette as nested tuples, or
             ``None`` (a palette per image).
         device: where quantizing runs (``"cpu"``, ``"cuda"``, ``"mps"``).
@@ -96,11 +97,9 @@ class Settings:
     """
 
     n_colors: int = 256
-    color_space: str = "hybrid"
+    fit: FitOptions = field(default_factory=FitOptions)
     dither: Dither = "none"
     dither_strength: float = 1.0
-    speed: int = 4
-    seed: int = 0
     palette: tuple[tuple[int, ...], ...] | None = None
     device: str = "cpu"
     batched: bool = False
@@ -109,13 +108,13 @@ class Settings:
 
     def recorded(self) -> dict[str, Any]:
         """The settings that decide the outputs, as the manifest stores them."""
-        return {
+        return {  # the manifest's format: these keys, in this order
             "n_colors": self.n_colors,
-            "color_space": self.color_space,
+            "color_space": self.fit.color_space,
             "dither": self.dither,
             "dither_strength": self.dither_strength,
-            "speed": self.speed,
-            "seed": self.seed,
+            "speed": self.fit.speed,
+            "seed": self.fit.seed,
         }
 
 
@@ -173,7 +172,7 @@ def _result(palette: np.ndarray, indices: np.ndarray, psnr: float, settings: Set
         history=(),
         n_iter=0,
         converged=True,
-        color_space=settings.color_space,  # type: ignore[arg-type]
+        color_space=settings.fit.color_space,
         method="kmeans",
         seconds=0.0,
         _mapping=None,
@@ -213,12 +212,10 @@ def _one_batch(
     batch = run_batch(
         x.to(settings.device),
         settings.n_colors,
-        color_space=settings.color_space,
         palette=palette,
         dither=settings.dither,
         dither_strength=settings.dither_strength,
-        seed=settings.seed,
-        speed=settings.speed,
+        options=settings.fit,
         device=settings.device,
     )
     results = []
@@ -281,7 +278,7 @@ def _apply_given(pixels: Sequence[np.ndarray], settings: Settings) -> list[Quant
     assert settings.palette is not None
     given = Quantizer.from_palette(
         np.array(settings.palette, np.uint8),
-        color_space=settings.color_space,  # type: ignore[arg-type]
+        color_space=settings.fit.color_space,
         device=settings.device,
     )
     return [
@@ -308,12 +305,10 @@ def encode_images(pixels: list[np.ndarray], settings: Settings) -> list[Quantize
         quantize(
             p,
             settings.n_colors,
-            color_space=settings.color_space,  # type: ignore[arg-type]
             dither=settings.dither,
             dither_strength=settings.dither_strength,
-            speed=settings.speed,
-            seed=settings.seed,
             device=settings.device,
+            options=settings.fit,
         )
         for p in pixels
     ]
@@ -391,10 +386,8 @@ def encode_animation(source: str | bytes, name: str, settings: Settings) -> Enco
             settings.n_colors,
             dither=settings.dither,
             dither_strength=settings.dither_strength,
-            color_space=settings.color_space,
-            speed=settings.speed,
-            seed=settings.seed,
             device=settings.device,
+            options=settings.fit,
         )
     for result in results:  # one palette for all frames: the longest is the APNG's
         check_palette_colors(result.palette, ".png", name)
