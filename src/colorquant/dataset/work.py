@@ -186,8 +186,9 @@ out of memory)."""
 
 
 def _out_of_memory() -> tuple[type[BaseException], ...]:
-    """The device's out-of-memory errors (``torch.cuda.OutOfMemoryError``: a class on every
-    build of torch, CPU-only ones included)."""
+    """The device's out-of-memory errors (``torch.cuda.OutOfMemoryError``, which is
+    ``torch.OutOfMemoryError`` in recent releases: a class on every build of torch, CPU-only
+    ones included)."""
     import torch
 
     return (torch.cuda.OutOfMemoryError,)
@@ -199,6 +200,8 @@ def _free_device_cache(device: str) -> None:
 
     if device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.empty_cache()
+    elif device == "mps" and torch.backends.mps.is_available():
+        torch.mps.empty_cache()
 
 
 def _one_batch(
@@ -250,22 +253,27 @@ def _quantize_batched(
     todo = list(groups.values())
     while todo:
         rows = todo.pop(0)
+        short_of_memory = ""
         try:
             results = _one_batch([pixels[i] for i in rows], settings, run)
         except out_of_memory as err:
+            # Only its message is kept: the error's traceback holds the batch's tensors, which
+            # the device can free only once the error is gone (after this block).
+            short_of_memory = str(err).strip().split("\n")[0].split(". ")[0] or "out of memory"
+        except (InputError, ValueError, MemoryError) as err:
+            for i in rows:
+                out[i] = err
+            continue
+        if short_of_memory:
             _free_device_cache(settings.device)
             if len(rows) > 1:
                 half = len(rows) // 2
                 log.info("out of %s memory on %d images: trying halves", settings.device, len(rows))
                 todo[:0] = [rows[:half], rows[half:]]
-                continue
-            first = str(err).strip().split("\n")[0].split(". ")[0]
-            reason = MemoryError(f"out of {settings.device} memory for this image alone: {first}")
-            out[rows[0]] = reason
-            continue
-        except (InputError, ValueError, MemoryError) as err:
-            for i in rows:
-                out[i] = err
+            else:
+                out[rows[0]] = MemoryError(
+                    f"out of {settings.device} memory for this image alone: {short_of_memory}"
+                )
             continue
         for i, result in zip(rows, results, strict=True):
             out[i] = result
