@@ -510,6 +510,36 @@ def test_shared_palette_over_shards(tmp_path: Path) -> None:
                 assert {tuple(c) for c in rgb.reshape(-1, 3).tolist()} <= colors
 
 
+def test_a_manifest_of_the_earlier_format_resumes(tmp_path: Path) -> None:
+    """The settings line as jobs wrote it before the settings were a FitOptions: a resume
+    accepts it, keeps it byte for byte and finishes with the same outputs."""
+    src = tmp_path / "src"
+    make_folder(src, n=3)
+    args: dict[str, Any] = {"seed": 3, "speed": 5, "color_space": "oklab", "dither": "fs"}
+    whole = quantize_dataset(src, tmp_path / "whole", 8, workers=1, dither_strength=0.5, **args)
+    assert whole.images == 3
+    first = manifest_records(tmp_path / "whole")[0]
+    dst = tmp_path / "dst"
+    (dst / Path(first["item"]).parent).mkdir(parents=True, exist_ok=True)
+    (dst / first["item"]).write_bytes((tmp_path / "whole" / first["item"]).read_bytes())
+    header = (
+        '{"colorquant_manifest": 1, "job": {"kind": "folder", "source": "SRC", "n_colors": 8, '
+        '"color_space": "oklab", "dither": "fs", "dither_strength": 0.5, "speed": 5, '
+        '"seed": 3, "shared_palette": false, "sample": null}, "palette": null}'
+    ).replace("SRC", str(src))
+    record = {**first, "output": str(dst / first["item"])}
+    (dst / MANIFEST_NAME).write_text(header + "\n" + json.dumps(record) + "\n")
+    (dst / "colorquant-errors.jsonl").write_text("")
+    resumed = quantize_dataset(src, dst, 8, workers=1, dither_strength=0.5, **args)
+    assert (resumed.done_before, resumed.processed, resumed.images) == (1, 2, 3)
+    assert (dst / MANIFEST_NAME).read_text().splitlines()[0] == header
+    assert {p.name: p.read_bytes() for p in dst.rglob("*.png")} == {
+        p.name: p.read_bytes() for p in (tmp_path / "whole").rglob("*.png")
+    }
+    with pytest.raises(SettingsMismatchError):  # another seed is another job
+        quantize_dataset(src, dst, 8, workers=1, dither_strength=0.5, **{**args, "seed": 4})
+
+
 def test_a_cut_last_line_is_dropped_and_a_damaged_manifest_refused(tmp_path: Path) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
     make_folder(src, 3)
@@ -894,6 +924,88 @@ def test_batched_path_groups_sizes_and_writes_palette_images() -> None:
     ):
         rgb = check_palette_png(cq.io.result_bytes(a), original)
         assert np.array_equal(rgb, b.to_numpy())  # on the CPU the batch runs quantize's pipeline
+
+
+class FlakyDevice:
+    """A device-side batch call (``quantize_batch`` on the torch stages, on CPU tensors) that
+    runs out of memory on batches of more than ``fits`` images, or on any batch holding the
+    image ``never`` (its bytes); it records the size of every call and the images (bytes) of
+    every batch that succeeded."""
+
+    def __init__(self, fits: int, never: np.ndarray | None = None) -> None:
+        self.fits, self.never = fits, None if never is None else never.tobytes()
+        self.sizes: list[int] = []
+        self.landed: list[bytes] = []
+
+    def __call__(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        images = [img.permute(1, 2, 0).contiguous().numpy().tobytes() for img in x.cpu()]
+        self.sizes.append(len(images))
+        if len(images) > self.fits or self.never in images:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB.")
+        self.landed += images
+        return cq.quantize_batch(x, *args, **{**kwargs, "backend": "torch"})
+
+
+@needs_torch
+def test_batch_out_of_gpu_memory_is_retried_in_halves_to_the_same_results() -> None:
+    images = [photo(i) for i in range(5)] + [photo(5, 16, 20), photo(6, 16, 20)]
+    settings = dataset_work.Settings(n_colors=K, batched=True, device="cpu")
+    whole = FlakyDevice(fits=len(images))
+    expected = dataset_work.encode_each(images, settings, run_batch=whole)
+    assert whole.sizes == [5, 2]  # one batch per size
+    flaky = FlakyDevice(fits=2)
+    got = dataset_work.encode_each(images, settings, run_batch=flaky)
+    assert flaky.sizes == [5, 2, 3, 1, 2, 2]  # 5 -> 2 + 3 -> 2 + (1 + 2); the 2 of 16x20 fit
+    assert sorted(flaky.landed) == sorted(img.tobytes() for img in images)  # each exactly once
+    for a, b in zip(got, expected, strict=True):
+        assert isinstance(a, cq.QuantizeResult) and isinstance(b, cq.QuantizeResult)
+        assert cq.io.result_bytes(a) == cq.io.result_bytes(b)
+        assert np.array_equal(a.palette, b.palette) and np.array_equal(a.indices, b.indices)
+    # An image that does not fit even alone is its own error; the others land as before.
+    never = FlakyDevice(fits=len(images), never=images[3])
+    got = dataset_work.encode_each(images, settings, run_batch=never)
+    assert never.sizes == [5, 2, 3, 1, 2, 1, 1, 2]
+    assert isinstance(got[3], MemoryError)
+    assert str(got[3]) == "out of cpu memory for this image alone: CUDA out of memory"
+    for i, (a, b) in enumerate(zip(got, expected, strict=True)):
+        if i != 3:
+            assert cq.io.result_bytes(a) == cq.io.result_bytes(b)  # type: ignore[arg-type]
+
+
+@needs_torch
+def test_gpu_job_is_one_worker_and_survives_out_of_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--device cuda`` on the local engine, with a CPU device standing in for the GPU."""
+    import colorquant.dataset.job as dataset_job
+
+    src = tmp_path / "src"
+    pixels = make_folder(src, n=9)
+    monkeypatch.setattr(dataset_job, "resolve_device", lambda device: "cpu:0")  # not "cpu"
+    trees = {}
+    for name, device in [
+        ("whole", FlakyDevice(fits=99)),
+        ("halves", FlakyDevice(fits=1)),
+        ("never", FlakyDevice(fits=3, never=pixels["sub/img4.png"])),
+    ]:
+        monkeypatch.setattr(dataset_work, "quantize_batch", device)
+        summary = quantize_dataset(src, tmp_path / name, K, device="cuda", batch_size=4)
+        assert summary.workers == 1  # one GPU worker by default: in this process
+        assert sorted(device.landed) == sorted(
+            p.tobytes() for rel, p in pixels.items() if name != "never" or rel != "sub/img4.png"
+        )
+        trees[name] = {
+            p.relative_to(tmp_path / name).as_posix(): p.read_bytes()
+            for p in (tmp_path / name).rglob("*.png")
+        }
+        assert (summary.images, summary.errors) == ((8, 1) if name == "never" else (9, 0))
+    assert len(trees["whole"]) == 9 and trees["halves"] == trees["whole"]
+    assert trees["never"] == {k: v for k, v in trees["whole"].items() if k != "sub/img4.png"}
+    errors = (tmp_path / "never" / "colorquant-errors.jsonl").read_text().splitlines()
+    assert [json.loads(line)["item"] for line in errors] == ["sub/img4.png"]
+    assert "out of cpu:0 memory for this image alone" in errors[0]
 
 
 def test_dataset_command_imports_no_torch_ray_or_datasets(tmp_path: Path) -> None:

@@ -120,7 +120,7 @@ def _human(summary: Any) -> list[str]:
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Worker processes (1: in this process).  [default: the CPU count]",
+    help="Worker processes (1: in this process).  [default: the CPU count; 1 on a GPU]",
 )
 @click.option(
     "--batch-size",
@@ -133,7 +133,10 @@ def _human(summary: Any) -> list[str]:
     default="auto",
     show_default=True,
     callback=check_device,
-    help=f"One of {', '.join(DEVICES)}; on a GPU same-size images are quantized in batches.",
+    help=(
+        f"One of {', '.join(DEVICES)}; on a GPU same-size images are quantized in batches "
+        "(a batch out of GPU memory is retried in halves)."
+    ),
 )
 @click.option(
     "--engine",

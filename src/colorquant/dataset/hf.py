@@ -13,6 +13,7 @@ import numpy as np
 from .._checks import InputError
 from ..color import DEFAULT_COLOR_SPACE, ColorSpace
 from ..io import load_image, load_image_bytes
+from ..options import FitOptions
 from ..quantize import DATASET_SPEED, DEFAULT_COLORS, Dither, Quantizer, quantize
 
 __all__ = ["quantize_examples"]
@@ -81,10 +82,11 @@ def quantize_examples(
         raise InputError(
             f"image_column {image_column!r} is not in the batch (columns: {sorted(batch)})"
         )
+    fit = FitOptions(color_space=color_space, speed=speed, seed=seed)  # checked once
     given = (
         None
         if palette is None
-        else Quantizer.from_palette(np.asarray(palette), color_space=color_space, device="cpu")
+        else Quantizer.from_palette(np.asarray(palette), color_space=fit.color_space, device="cpu")
     )
     images: list[Any] = []
     palettes: list[list[list[int]]] = []
@@ -98,12 +100,10 @@ def quantize_examples(
                 result = quantize(
                     pixels,
                     n_colors,
-                    color_space=color_space,
                     dither=dither,
                     dither_strength=dither_strength,
-                    speed=speed,
-                    seed=seed,
                     device="cpu",
+                    options=fit,
                 )
         except InputError as err:
             raise InputError(f"{where}: {err}") from None

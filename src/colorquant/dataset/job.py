@@ -8,7 +8,8 @@ functions of :mod:`.work`; an engine only decides where they run:
   large the dataset: results stream into the manifest), each worker on
   ``threads // workers`` kernel threads so that the workers never oversubscribe the cores. One
   worker runs in the calling process. A GPU (``device`` cuda/mps) takes batches of same-size
-  images at once.
+  images at once, from one worker unless ``workers`` says otherwise (one device context; a
+  batch out of device memory is retried in halves).
 - ``"ray"``: the same function in Ray Data's ``map_batches`` over ``ray.data.from_items``, on
   the Ray instance of ``RAY_ADDRESS`` (a cluster) or a local one started for the job.
 """
@@ -32,8 +33,9 @@ from typing import Any, Literal
 import numpy as np
 
 from .._checks import InputError, check_choice, check_int_range, resolve_device
-from ..color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
+from ..color import DEFAULT_COLOR_SPACE, ColorSpace
 from ..io import WriteError
+from ..options import FitOptions
 from ..quantize import DATASET_SPEED, DITHERS, Dither, Quantizer
 from ..threads import get_num_threads, shared_threads
 from .lock import job_lock
@@ -241,9 +243,7 @@ def _fit_palette(plan: Plan, settings: Settings, sample: int, workers: int) -> l
     """One palette fitted on a sample of the dataset, its colors merged as they stream in."""
     quantizer = Quantizer(
         settings.n_colors,
-        color_space=settings.color_space,  # type: ignore[arg-type]
-        speed=settings.speed,
-        seed=settings.seed,
+        options=settings.fit,
         device=resolve_device("auto") if settings.device.startswith("cuda") else settings.device,
     )
     seen = 0
@@ -315,10 +315,14 @@ def quantize_dataset(
         shared_palette: fit one palette on about ``sample`` images spread over the dataset (their
             colors merged by :meth:`Quantizer.partial_fit`) and map every image to it.
         sample: images the shared palette is fitted on.
-        workers: processes (default: the CPUs this process may use); 1 runs in this process.
+        workers: processes (default: the CPUs this process may use; on a GPU with the local
+            engine 1, which feeds the device whole batches from one context); 1 runs in this
+            process.
         batch_size: images per task (default 16 on a GPU, else 4).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``; on a GPU same-size images are
-            quantized in batches (:func:`colorquant.quantize_batch`).
+            quantized in batches (:func:`colorquant.quantize_batch`), and a batch that runs the
+            device out of memory is retried in halves (an image that does not fit alone is an
+            error record, not the end of the job).
         engine: ``"local"`` or ``"ray"`` (Ray Data; ``RAY_ADDRESS`` names a cluster).
         restart: forget DST's manifest and start over (also allows a non-empty DST).
         progress: see :data:`Progress`.
@@ -344,18 +348,20 @@ def quantize_dataset(
     """
     start = time.perf_counter()
     check_int_range("n_colors", n_colors, 1, 256)
-    check_choice("color_space", color_space, COLOR_SPACES)
+    fit = FitOptions(color_space=color_space, speed=speed, seed=seed)  # checks them
     check_choice("dither", dither, DITHERS)
     check_choice("engine", engine, ENGINES)
     check_int_range("sample", sample, 1)
     if not 0.0 <= float(dither_strength) <= 1.0:
         raise InputError(f"dither_strength must be in 0..1, got {dither_strength}")
-    n_workers = check_int_range("workers", workers if workers is not None else get_num_threads(), 1)
     if engine == "ray" and str(device).split(":")[0] == "cuda":
         run_device = str(device)  # the nodes' GPUs: the driver needs none (nor torch)
     else:
         run_device = resolve_device(device)
     batched = run_device != "cpu"
+    if workers is None:  # a GPU: one worker (one device context) feeds it whole batches
+        workers = 1 if batched and engine == "local" else get_num_threads()
+    n_workers = check_int_range("workers", workers, 1)
     size = check_int_range("batch_size", batch_size or (16 if batched else 4), 1)
     options = parse_storage_options(storage_options)
     check_location("SRC", os.fspath(src), options)  # before anything is written
@@ -369,11 +375,9 @@ def quantize_dataset(
         )
     settings = Settings(
         n_colors=n_colors,
-        color_space=color_space,
+        fit=fit,
         dither=dither,
         dither_strength=float(dither_strength),
-        speed=speed,
-        seed=seed,
         device=run_device,
         batched=batched,
         batch_size=size,

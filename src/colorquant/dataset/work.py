@@ -14,12 +14,13 @@ name and renamed when complete (in an object store: put whole, :mod:`.storage`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -43,7 +44,8 @@ from ..io import (
     result_bytes,
 )
 from ..metrics import psnr_from_mse
-from ..quantize import Dither, Quantizer, QuantizeResult, quantize
+from ..options import FitOptions
+from ..quantize import Dither, Quantizer, QuantizeResult, quantize, quantize_batch
 from ..threads import set_num_threads
 from .sources import FileItem
 from .storage import (
@@ -55,6 +57,7 @@ from .storage import (
 )
 
 __all__ = [
+    "BatchFunction",
     "Encoded",
     "ReadError",
     "Record",
@@ -71,6 +74,8 @@ __all__ = [
 
 Record = dict[str, Any]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -78,9 +83,9 @@ class Settings:
 
     Attributes:
         n_colors: palette size K, 1..256.
-        color_space: where distances are measured.
+        fit: how palettes are fitted; a job sets its ``color_space``, ``speed`` and ``seed``
+            (the recorded ones) and leaves the rest at their defaults.
         dither: ``"none"``, ``"fs"`` or ``"ordered"``; ``dither_strength`` 0..1.
-        speed: 1..10; seed: the only randomness.
         palette: ``(K, 3)`` (or RGBA ``(K, 4)``) uint8 shared palette as nested tuples, or
             ``None`` (a palette per image).
         device: where quantizing runs (``"cpu"``, ``"cuda"``, ``"mps"``).
@@ -92,11 +97,9 @@ class Settings:
     """
 
     n_colors: int = 256
-    color_space: str = "hybrid"
+    fit: FitOptions = field(default_factory=FitOptions)
     dither: Dither = "none"
     dither_strength: float = 1.0
-    speed: int = 4
-    seed: int = 0
     palette: tuple[tuple[int, ...], ...] | None = None
     device: str = "cpu"
     batched: bool = False
@@ -105,13 +108,13 @@ class Settings:
 
     def recorded(self) -> dict[str, Any]:
         """The settings that decide the outputs, as the manifest stores them."""
-        return {
+        return {  # the manifest's format: these keys, in this order
             "n_colors": self.n_colors,
-            "color_space": self.color_space,
+            "color_space": self.fit.color_space,
             "dither": self.dither,
             "dither_strength": self.dither_strength,
-            "speed": self.speed,
-            "seed": self.seed,
+            "speed": self.fit.speed,
+            "seed": self.fit.seed,
         }
 
 
@@ -169,42 +172,111 @@ def _result(palette: np.ndarray, indices: np.ndarray, psnr: float, settings: Set
         history=(),
         n_iter=0,
         converged=True,
-        color_space=settings.color_space,  # type: ignore[arg-type]
+        color_space=settings.fit.color_space,
         method="kmeans",
         seconds=0.0,
         _mapping=None,
     )
 
 
-def _quantize_batched(pixels: list[np.ndarray], settings: Settings) -> list[QuantizeResult]:
-    """Same-size images in ``(B, 3, H, W)`` batches through :func:`colorquant.quantize_batch`."""
+BatchFunction = Callable[..., Any]
+"""What quantizes a ``(B, 3, H, W)`` batch on the device: :func:`colorquant.quantize_batch`'s
+signature and :class:`~colorquant.result.BatchResult` (a test passes another, e.g. one that runs
+out of memory)."""
+
+
+def _out_of_memory() -> tuple[type[BaseException], ...]:
+    """The device's out-of-memory errors (``torch.cuda.OutOfMemoryError``, which is
+    ``torch.OutOfMemoryError`` in recent releases: a class on every build of torch, CPU-only
+    ones included)."""
     import torch
 
-    from ..quantize import quantize_batch
+    return (torch.cuda.OutOfMemoryError,)
 
-    out: list[QuantizeResult | None] = [None] * len(pixels)
+
+def _free_device_cache(device: str) -> None:
+    """Give the blocks that a failed batch left cached back to the device before the retry."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    elif device == "mps" and torch.backends.mps.is_available():
+        torch.mps.empty_cache()
+
+
+def _one_batch(
+    pixels: list[np.ndarray], settings: Settings, run_batch: BatchFunction
+) -> list[QuantizeResult]:
+    """``(H, W, 3)`` uint8 images of one size quantized as one ``(B, 3, H, W)`` batch."""
+    import torch
+
+    palette = None if settings.palette is None else np.array(settings.palette, np.uint8)
+    x = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2)
+    batch = run_batch(
+        x.to(settings.device),
+        settings.n_colors,
+        palette=palette,
+        dither=settings.dither,
+        dither_strength=settings.dither_strength,
+        options=settings.fit,
+        device=settings.device,
+    )
+    results = []
+    for b in range(len(pixels)):
+        indices = batch.indices[b].cpu().numpy()
+        used = max(int(batch.n_colors[b]), int(indices.max()) + 1)
+        colors = batch.palettes[b, :used].cpu().numpy().astype(np.uint8)
+        results.append(_result(colors, indices.astype(np.uint8), float(batch.psnr[b]), settings))
+    return results
+
+
+def _quantize_batched(
+    pixels: list[np.ndarray], settings: Settings, run_batch: BatchFunction | None = None
+) -> list[QuantizeResult | BaseException]:
+    """Same-size images in ``(B, 3, H, W)`` batches through :func:`colorquant.quantize_batch`
+    (an image of a size of its own is a batch of one).
+
+    A batch that runs the device out of memory is tried again split in halves, down to single
+    images; an image that does not fit even alone, or that cannot be quantized, is its own
+    error (the other images are unaffected). The torch stages give an image the same result
+    alone as inside any batch, so the splits change no output.
+
+    Returns:
+        Per image, in order, its result or the error that stopped it.
+    """
+    run = run_batch if run_batch is not None else quantize_batch
+    out_of_memory = _out_of_memory()
+    out: list[QuantizeResult | BaseException | None] = [None] * len(pixels)
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, p in enumerate(pixels):
         groups.setdefault(p.shape, []).append(i)
-    palette = None if settings.palette is None else np.array(settings.palette, np.uint8)
-    for rows in groups.values():
-        x = torch.from_numpy(np.stack([pixels[i] for i in rows])).permute(0, 3, 1, 2)
-        batch = quantize_batch(
-            x.to(settings.device),
-            settings.n_colors,
-            color_space=settings.color_space,  # type: ignore[arg-type]
-            palette=palette,
-            dither=settings.dither,
-            dither_strength=settings.dither_strength,
-            seed=settings.seed,
-            speed=settings.speed,
-            device=settings.device,
-        )
-        for b, i in enumerate(rows):
-            indices = batch.indices[b].cpu().numpy()
-            used = max(int(batch.n_colors[b]), int(indices.max()) + 1)
-            colors = batch.palettes[b, :used].cpu().numpy().astype(np.uint8)
-            out[i] = _result(colors, indices.astype(np.uint8), float(batch.psnr[b]), settings)
+    todo = list(groups.values())
+    while todo:
+        rows = todo.pop(0)
+        short_of_memory = ""
+        try:
+            results = _one_batch([pixels[i] for i in rows], settings, run)
+        except out_of_memory as err:
+            # Only its message is kept: the error's traceback holds the batch's tensors, which
+            # the device can free only once the error is gone (after this block).
+            short_of_memory = str(err).strip().split("\n")[0].split(". ")[0] or "out of memory"
+        except (InputError, ValueError, MemoryError) as err:
+            for i in rows:
+                out[i] = err
+            continue
+        if short_of_memory:
+            _free_device_cache(settings.device)
+            if len(rows) > 1:
+                half = len(rows) // 2
+                log.info("out of %s memory on %d images: trying halves", settings.device, len(rows))
+                todo[:0] = [rows[:half], rows[half:]]
+            else:
+                out[rows[0]] = MemoryError(
+                    f"out of {settings.device} memory for this image alone: {short_of_memory}"
+                )
+            continue
+        for i, result in zip(rows, results, strict=True):
+            out[i] = result
     return [r for r in out if r is not None]
 
 
@@ -214,7 +286,7 @@ def _apply_given(pixels: Sequence[np.ndarray], settings: Settings) -> list[Quant
     assert settings.palette is not None
     given = Quantizer.from_palette(
         np.array(settings.palette, np.uint8),
-        color_space=settings.color_space,  # type: ignore[arg-type]
+        color_space=settings.fit.color_space,
         device=settings.device,
     )
     return [
@@ -224,36 +296,54 @@ def _apply_given(pixels: Sequence[np.ndarray], settings: Settings) -> list[Quant
 
 
 def encode_images(pixels: list[np.ndarray], settings: Settings) -> list[QuantizeResult]:
-    """Quantize ``(H, W, 3)`` uint8 images: a batch on a GPU, one by one on the CPU."""
+    """Quantize ``(H, W, 3)`` uint8 images: a batch on a GPU, one by one on the CPU.
+
+    Raises:
+        InputError, ValueError, MemoryError: the first image that could not be quantized.
+    """
     if settings.batched and pixels:
-        return _quantize_batched(pixels, settings)
+        results = _quantize_batched(pixels, settings)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results  # type: ignore[return-value]
     if settings.palette is not None:
         return _apply_given(pixels, settings)
     return [
         quantize(
             p,
             settings.n_colors,
-            color_space=settings.color_space,  # type: ignore[arg-type]
             dither=settings.dither,
             dither_strength=settings.dither_strength,
-            speed=settings.speed,
-            seed=settings.seed,
             device=settings.device,
+            options=settings.fit,
         )
         for p in pixels
     ]
 
 
 def encode_each(
-    pixels: list[np.ndarray], settings: Settings
+    pixels: list[np.ndarray], settings: Settings, run_batch: BatchFunction | None = None
 ) -> list[QuantizeResult | BaseException]:
-    """:func:`encode_images`, a failure costing only its own image (or its GPU batch)."""
+    """:func:`encode_images`, a failure costing only its own image (or its GPU batch; a batch
+    out of device memory is retried in halves).
+
+    Args:
+        pixels: ``(H, W, 3)`` uint8 images.
+        settings: the job's settings.
+        run_batch: the batched path's device call (default :func:`colorquant.quantize_batch`).
+
+    Returns:
+        Per image, in order, its result or the error that stopped it.
+    """
+    if settings.batched:
+        return _quantize_batched(pixels, settings, run_batch)
     results: list[QuantizeResult | BaseException] = []
-    for group in [pixels] if settings.batched else [[p] for p in pixels]:
+    for image in pixels:
         try:
-            results += encode_images(group, settings)
+            results += encode_images([image], settings)
         except (InputError, ValueError, MemoryError) as err:
-            results += [err] * len(group)
+            results.append(err)
     return results
 
 
@@ -304,10 +394,8 @@ def encode_animation(source: str | bytes, name: str, settings: Settings) -> Enco
             settings.n_colors,
             dither=settings.dither,
             dither_strength=settings.dither_strength,
-            color_space=settings.color_space,
-            speed=settings.speed,
-            seed=settings.seed,
             device=settings.device,
+            options=settings.fit,
         )
     for result in results:  # one palette for all frames: the longest is the APNG's
         check_palette_colors(result.palette, ".png", name)
