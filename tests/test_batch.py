@@ -296,6 +296,28 @@ def test_each_image_result(backend: str) -> None:
         out[3]
 
 
+def test_each_image_result_keeps_its_fit_record() -> None:
+    # On the CPU pipeline, result[b] is what quantize gives the image: its fit record too.
+    x = batch(2)
+    out = cq.quantize_batch(x, 8, color_space="rgb", seed=2)
+    for b in range(2):
+        ref = cq.quantize(hwc(x[b]), 8, color_space="rgb", seed=2)
+        res = out[b]
+        assert res.n_iter == ref.n_iter > 0 and res.history == ref.history
+        assert res.converged == ref.converged
+        np.testing.assert_array_equal(res.indices, ref.indices)
+    # The batched torch stages keep no per-image record, and do not claim convergence.
+    torch_out = cq.quantize_batch(x, 8, color_space="rgb", backend="torch")
+    assert torch_out[0].n_iter == 0 and torch_out[0].converged is False
+
+
+def test_batch_result_index_must_be_an_integer() -> None:
+    out = cq.quantize_batch(batch(3), 8)
+    with pytest.raises(TypeError, match=r"indexed by an image number, got slice.*results\(\)"):
+        out[1:3]  # type: ignore[index]
+    assert out[np.int64(1)].psnr == out[1].psnr
+
+
 def test_backend_choices() -> None:
     x = batch(2)
     with pytest.raises(cq.InputError, match="backend"):

@@ -16,7 +16,7 @@ from ._checks import InputError
 from .color import ColorSpace
 from .metrics import psnr_from_mse
 from .options import restarts, settings_for_speed
-from .result import BatchResult
+from .result import BatchResult, QuantizeResult
 
 if TYPE_CHECKING:
     import torch
@@ -83,6 +83,7 @@ def stack_results(
     uniform: bool,
     color_space: ColorSpace,
     pixels: list[np.ndarray],
+    per_image: list[QuantizeResult] | None = None,
 ) -> BatchResult:
     """A :class:`BatchResult` of per-image results, on the images' device.
 
@@ -92,6 +93,7 @@ def stack_results(
         uniform: the input was one ``(B, C, H, W)`` tensor (else a list, given back as lists).
         color_space: the space the colors were compared in.
         pixels: the ``(H, W, C)`` uint8 input images (kept by reference, for ``delta_e``).
+        per_image: each image's own result, which ``result[b]`` gives back.
     """
     import torch
 
@@ -122,4 +124,5 @@ def stack_results(
         ),
         color_space=color_space,
         _pixels=pixels,
+        _results=per_image,
     )

@@ -605,7 +605,7 @@ def quantize_batch(
         clear = any(p.shape[2] == 4 and bool((p[..., 3] == 0).any()) for p in pixels)
         given = [with_clear_entry(with_alpha(g)) if clear else g for g in given]
 
-    def one(b: int) -> tuple[np.ndarray, np.ndarray, float]:
+    def one(b: int) -> QuantizeResult:
         if given is None:
             res = quantize(
                 pixels[b],
@@ -619,10 +619,14 @@ def quantize_batch(
             space = opts.color_space
             fixed = Quantizer.from_palette(given[b], color_space=space, device=run_device)
             res = fixed.apply(pixels[b], dither=dither, dither_strength=strength)
-        palette = with_alpha(res.palette) if alpha or rgba_palette else res.palette
-        return palette, res.indices.astype(np.int64), res.mse
+        return res
 
     parallel = len(images) if run_device == "cpu" else 1
     with shared_threads(parallel) as workers, ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(one, range(len(images))))
-    return stack_results(images, results, uniform, opts.color_space, pixels)
+        per_image = list(pool.map(one, range(len(images))))
+    wide = alpha or rgba_palette  # every palette RGBA when one image or the palette has alpha
+    results = [
+        (with_alpha(r.palette) if wide else r.palette, r.indices.astype(np.int64), r.mse)
+        for r in per_image
+    ]
+    return stack_results(images, results, uniform, opts.color_space, pixels, per_image)

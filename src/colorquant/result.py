@@ -163,17 +163,36 @@ class BatchResult:
     color_space: ColorSpace = DEFAULT_COLOR_SPACE
     # The (H, W, C) uint8 input images, for delta_e (references, not copies).
     _pixels: Any = field(default=None, repr=False, compare=False)
+    # Each image's own QuantizeResult where the CPU pipeline made one (its fit record kept).
+    _results: Any = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.n_colors.shape[0])
 
     def __getitem__(self, b: int) -> QuantizeResult:
         """Image ``b``'s :class:`QuantizeResult`, on the host: its listed palette rows, its
-        indices (uint8, uint16 past 256 rows), pixels per row, MSE and PSNR. A batch keeps no
-        fit record: ``history`` is empty, ``n_iter`` 0, ``seconds`` 0."""
+        indices (uint8, uint16 past 256 rows), pixels per row, MSE and PSNR.
+
+        On the CPU pipeline it is the very result :func:`colorquant.quantize` gave that image
+        (with its fit record). The batched torch stages keep no per-image record: there
+        ``history`` is empty, ``n_iter`` 0, ``converged`` False (not known) and ``seconds`` 0.
+
+        Raises:
+            TypeError: ``b`` is not an integer (slices are not supported: use
+                :meth:`results`).
+            IndexError: ``b`` is out of range.
+        """
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)):
+            raise TypeError(
+                f"a BatchResult is indexed by an image number, got {type(b).__name__} "
+                "(results() gives every image's result)"
+            )
+        b = int(b)
         if not -len(self) <= b < len(self):
             raise IndexError(f"image index {b} out of range for a batch of {len(self)}")
         b %= len(self)
+        if self._results is not None:
+            return self._results[b]  # type: ignore[no-any-return]
         n = int(self.n_colors[b])
         palette = np.ascontiguousarray(to_numpy(self.palettes[b, :n]))
         index = to_numpy(self.indices[b]).astype(np.int64)
@@ -196,7 +215,7 @@ class BatchResult:
             psnr=float(self.psnr[b]),
             history=(),
             n_iter=0,
-            converged=True,
+            converged=False,
             color_space=self.color_space,
             method="kmeans",
             seconds=0.0,
