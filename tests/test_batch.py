@@ -203,7 +203,7 @@ def test_batched_path_exact_for_few_colors_and_float_input() -> None:
     torch.testing.assert_close(
         (as_float.image * 255).round().to(torch.uint8), on_device(photos, 6).image
     )
-    with pytest.raises(cq.InputError, match=r"finite values in \[0, 1\]"):
+    with pytest.raises(cq.InputError, match=r"must lie in \[0, 1\], got values in \[2, 2\]"):
         on_device(torch.full((1, 3, 4, 4), 2.0), 4)
 
 
@@ -316,6 +316,25 @@ def test_batch_result_index_must_be_an_integer() -> None:
     with pytest.raises(TypeError, match=r"indexed by an image number, got slice.*results\(\)"):
         out[1:3]  # type: ignore[index]
     assert out[np.int64(1)].psnr == out[1].psnr
+
+
+def test_torch_backend_checks_like_the_cpu_pipeline() -> None:
+    x = batch(2).float() / 255
+    # A tensor that requires grad is read without a warning (no gradient flows through indices).
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = cq.quantize_batch(x.clone().requires_grad_(), 8, backend="torch")
+    assert not out.image.requires_grad
+    for backend in ("auto", "torch"):
+        with pytest.raises(
+            cq.InputError,
+            match=r"floating point, so it must lie in \[0, 1\], got values in \[[\d.e-]+, 1\.\d+\]",
+        ):
+            cq.quantize_batch(x * 1.5, 8, backend=backend)  # type: ignore[arg-type]
+        with pytest.raises(cq.InputError, match="NaN or infinite"):
+            cq.quantize_batch(x.clone().fill_(float("nan")), 8, backend=backend)  # type: ignore[arg-type]
 
 
 def test_backend_choices() -> None:

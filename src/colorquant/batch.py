@@ -43,13 +43,23 @@ def batch_on_device(
 
     from ._torch.pipeline import quantize_images
 
+    x = x.detach()  # the indices and palettes carry no gradient (colorquant.nn does that)
     if x.dtype == torch.uint8:
         x8 = x
     else:
         if not x.is_floating_point():
             raise InputError(f"x must be uint8 or float in [0, 1], got {x.dtype}")
-        if not bool(torch.isfinite(x).all()) or float(x.min()) < 0 or float(x.max()) > 1:
-            raise InputError("x must hold finite values in [0, 1] (float input)")
+        # One sync for the three checks; the same messages as the CPU pipeline's.
+        low, high, finite = torch.stack(
+            [x.min().float(), x.max().float(), torch.isfinite(x).all().float()]
+        ).tolist()
+        if not finite:
+            raise InputError("x holds NaN or infinite values")
+        if low < 0.0 or high > 1.0:
+            raise InputError(
+                f"x is floating point, so it must lie in [0, 1], got values in "
+                f"[{low:.4g}, {high:.4g}]"
+            )
         # 255 x of a float16 or bfloat16 value is exact in float32, not in its own dtype.
         wide = x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)
         x8 = (wide * 255.0).round_().to(torch.uint8)
