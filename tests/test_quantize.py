@@ -585,8 +585,19 @@ def test_partial_fit_refits_when_more_colors_arrive_and_fit_starts_over() -> Non
     assert sorted(q.palette.tolist()) == [[0, 0, 0], [255, 255, 255]]
     q.fit(white)  # fit forgets what partial_fit saw
     assert q.palette.tolist() == [[255, 255, 255]]
-    q.partial_fit(black)
-    assert q.palette.tolist() == [[0, 0, 0]]
+    q.partial_fit(black)  # ... and a later partial_fit adds to the fit's images
+    assert sorted(q.palette.tolist()) == [[0, 0, 0], [255, 255, 255]]
+    seen = q.seen
+    assert seen is not None and seen.n_pixels == 8
+
+
+def test_a_given_palette_is_never_refitted() -> None:
+    img = np.full((2, 2, 3), 100, np.uint8)
+    q = cq.Quantizer.from_palette([[0, 0, 0], [255, 255, 255]], color_space="rgb")
+    for method in ("fit", "partial_fit"):
+        with pytest.raises(cq.InputError, match=rf"^{method}\(\) would replace the palette"):
+            getattr(q, method)(img)
+    assert q.palette.tolist() == [[0, 0, 0], [255, 255, 255]]
 
 
 def test_partial_fit_memory_is_one_entry_per_distinct_color() -> None:

@@ -193,6 +193,8 @@ class Quantizer:
         # partial_fit's merged histogram, and whether the palette is older than it.
         self._seen: ColorHistogram | None = None
         self._stale = False
+        # Made by from_palette: the palette is the caller's, never refitted.
+        self._given = False
 
     color_space = _option("color_space")
     method = _option("method")
@@ -235,7 +237,15 @@ class Quantizer:
             keep_transparent_rgb=keep_transparent_rgb,
         )
         q._fit = Fit(colors if colors.shape[1] == 4 else on_device(colors, q.device), pinned=True)
+        q._given = True
         return q
+
+    def _refuse_given(self, method: str) -> None:
+        if self._given:
+            raise InputError(
+                f"{method}() would replace the palette this Quantizer was given "
+                "(from_palette); make a Quantizer(n_colors) to fit one"
+            )
 
     def fit(self, images: Any) -> Quantizer:
         """Fit the palette to one image, or one palette shared by a sequence of images.
@@ -246,10 +256,16 @@ class Quantizer:
 
         Returns:
             ``self``, fitted.
+
+        Raises:
+            InputError: the quantizer maps to a given palette (:meth:`from_palette`).
         """
-        self._seen, self._stale = None, False
+        self._refuse_given("fit")
         merged = merged_histogram(images, "fit", self.keep_transparent_rgb, self.device)
         self._fit = fit_shared(merged, self.n_colors, self.options, self.device)
+        # What a later partial_fit adds to: the fit's images are part of everything seen.
+        self._seen = ColorHistogram(merged.colors, merged.counts, None)
+        self._stale = False
         return self
 
     def partial_fit(self, images: Any) -> Quantizer:
@@ -258,13 +274,17 @@ class Quantizer:
         Every call merges the images' color histograms into one (at most one entry per distinct
         color: bounded memory, however many images). The palette is fitted on everything seen so
         far when it is next needed (:attr:`palette`, :meth:`apply`), and equals what :meth:`fit`
-        on all those images at once gives with the same seed. A later :meth:`fit` starts over.
+        on all those images at once gives with the same seed. The images of an earlier
+        :meth:`fit` count as seen; a later :meth:`fit` starts over from its own images.
 
         Args:
             images: an image, a list/tuple of images, or a ``(B, 3, H, W)`` tensor batch.
 
         Returns:
             ``self``.
+
+        Raises:
+            InputError: the quantizer maps to a given palette (:meth:`from_palette`).
 
         Example:
             >>> import numpy as np
@@ -273,6 +293,7 @@ class Quantizer:
             >>> q.palette.tolist()
             [[0, 0, 0], [200, 200, 200]]
         """
+        self._refuse_given("partial_fit")
         keep = self.keep_transparent_rgb
         new = merged_histogram(images, "partial_fit", keep, self.device)
         if self._seen is not None:
@@ -317,8 +338,9 @@ class Quantizer:
 
     @property
     def seen(self) -> ColorHistogram | None:
-        """What :meth:`partial_fit` has seen since the last :meth:`fit`: the merged color
-        histogram (one entry per distinct color, with its pixel count), or None."""
+        """Everything the palette is fitted on: the images of the last :meth:`fit` and of every
+        :meth:`partial_fit` since, as one merged color histogram (one entry per distinct
+        color, with its pixel count), or None."""
         return self._seen
 
     @property
