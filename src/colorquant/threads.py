@@ -5,7 +5,7 @@ dithering, in C + OpenMP) splits each call over this many threads. The count cha
 only: partial sums are taken over fixed blocks and merged in order, so the results are the same
 bit for bit on any number of threads. It does not govern torch's threads
 (``torch.set_num_threads``), nor BLAS, nor how many images the command line or a dataset job
-processes at once (their ``--jobs``/``workers``).
+processes at once (a dataset job's ``workers`` / ``--workers``).
 
 Two levels, and the calling thread's count is the first that applies:
 
