@@ -34,9 +34,11 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -144,8 +146,46 @@ def ordered_png_bytes(indices: np.ndarray, palette: np.ndarray) -> int:
     remap = np.zeros(len(palette), np.int64)
     remap[used] = np.arange(used.size)
     idx, pal = remap[indices], palette[used]
-    orders = [chain_order(pal), adjacency_order(idx, used.size, np.arange(used.size))]
+    orders = [chain_order(pal)]
+    if used.size <= 16:  # 8-bit indices are written unfiltered: the order changes nothing
+        orders.append(adjacency_order(idx, used.size, np.arange(used.size)))
     return min(len(png_bytes(*reordered(idx, pal, o))) for o in [np.arange(used.size), *orders])
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def unfiltered_png_bytes(indices: np.ndarray, palette: np.ndarray, level: int = 7) -> bytes:
+    """The same palette PNG as :func:`png_bytes` (used rows, in order; 1, 2, 4 or 8 bits as
+    Pillow picks them) but every row unfiltered (filter type 0), zlib at ``level``.
+
+    Pillow filters palette images of fewer than 8 bits per index (adaptively, per row); on
+    dithered photos at K = 16 that costs ~16% (``BENCHMARKS.md``, "Low-K dithering")."""
+    used = np.flatnonzero(np.bincount(indices.ravel(), minlength=len(palette)))
+    remap = np.zeros(len(palette), np.int64)
+    remap[used] = np.arange(used.size)
+    idx = remap[indices].astype(np.uint8)
+    bits = 1 if used.size <= 2 else 2 if used.size <= 4 else 4 if used.size <= 16 else 8
+    h, w = idx.shape
+    per = 8 // bits
+    padded = np.zeros((h, -(-w // per) * per), np.uint8)
+    padded[:, :w] = idx
+    packed = np.zeros((h, padded.shape[1] // per), np.uint8)
+    for j in range(per):  # the leftmost pixel in the high bits
+        packed |= padded[:, j::per] << np.uint8(8 - bits * (j + 1))
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), packed], axis=1).tobytes()
+    header = struct.pack(">IIBBBBB", w, h, bits, 3, 0, 0, 0)
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            _chunk(b"IHDR", header),
+            _chunk(b"PLTE", palette[used].astype(np.uint8).tobytes()),
+            _chunk(b"IDAT", zlib.compress(raw, level)),
+            _chunk(b"IEND", b""),
+        ]
+    )
 
 
 def pngquant(crop: np.ndarray, k: int) -> tuple[int, np.ndarray]:
@@ -444,37 +484,55 @@ def main() -> int:
         # The encoder here is the library's: the baseline's file, byte for byte.
         assert len(png_bytes(base.indices, base.palette)) == len(result_bytes(base))
         size, pixels = pngquant(crop, args.k)
-        results = {"pngquant": (size, size, pixels)}
+        results = {"pngquant": (size, size, size, pixels)}
         for name in names[1:]:
             idx, pal = table[name](crop, base.palette)
-            results[name] = (len(png_bytes(idx, pal)), ordered_png_bytes(idx, pal), pal[idx])
-        shown[stem] = {"original": crop, **{n: r[2] for n, r in results.items()}}
-        for name, (size, smallest, pixels) in results.items():
+            plain = unfiltered_png_bytes(idx, pal)
+            with Image.open(io.BytesIO(plain)) as check:  # the file holds the same picture
+                assert np.array_equal(np.asarray(check.convert("RGB")), pal[idx])
+            sizes = (len(png_bytes(idx, pal)), ordered_png_bytes(idx, pal), len(plain))
+            results[name] = (*sizes, pal[idx])
+        shown[stem] = {"original": crop, **{n: r[3] for n, r in results.items()}}
+        for name, (size, smallest, unfiltered, pixels) in results.items():
             row = stats[name]
             row.setdefault("bytes", []).append(float(size))
             row.setdefault("ordered", []).append(float(smallest))
+            row.setdefault("unfiltered", []).append(float(unfiltered))
             for metric, value in judge(pixels).items():
                 row.setdefault(metric, []).append(value)
-        print(stem, {n: r[:2] for n, r in results.items()}, file=sys.stderr, flush=True)
-    metrics = [m for m in stats["pngquant"] if m not in ("bytes", "ordered")]
+        print(stem, {n: r[:3] for n, r in results.items()}, file=sys.stderr, flush=True)
+    files = ("bytes", "ordered", "unfiltered", "smallest")
+    metrics = [m for m in stats["pngquant"] if m not in files]
     ref = stats["pngquant"]
     rows = []
     for name in names:
         row = stats[name]
-        total, ordered, total_ref = sum(row["bytes"]), sum(row["ordered"]), sum(ref["bytes"])
-        cells = [name, f"{total:,.0f}", f"{total / total_ref:.3f}", f"{ordered / total_ref:.3f}"]
+        total, total_ref = sum(row["bytes"]), sum(ref["bytes"])
+        cells = [name, f"{total:,.0f}"]
+        row["smallest"] = [
+            min(a, b) for a, b in zip(row["ordered"], row["unfiltered"], strict=True)
+        ]
+        kinds = ("bytes", "ordered", "unfiltered", "smallest")
+        cells += [f"{sum(row[b]) / total_ref:.3f}" for b in kinds]
         for m in metrics:
             mean, mean_ref = statistics.fmean(row[m]), statistics.fmean(ref[m])
-            better = sum(
-                (a > b) == (m in ("SSIM", "PSNR")) for a, b in zip(row[m], ref[m], strict=True)
-            )
-            cells.append(f"{mean:.3f} ({mean / mean_ref:.3f}, {better}/{len(row[m])})")
+            higher = m in ("SSIM", "PSNR")  # better when higher; the ΔE00s when lower
+            better = sum((a > b if higher else a < b) for a, b in zip(row[m], ref[m], strict=True))
+            shown_ratio = f" ({mean / mean_ref:.3f}, {better}/{len(row[m])})"
+            cells.append(f"{mean:.3f}" + ("" if name == "pngquant" else shown_ratio))
         rows.append(cells)
-    header = ["method", "bytes", "bytes / pngquant", "palette ordered", *metrics]
+    bytes_columns = ["bytes / pngquant", "palette ordered", "unfiltered", "smaller of the two"]
+    header = ["method", "bytes", *bytes_columns, *metrics]
     text = markdown_table(header, rows)
     print(text)
     if args.figures:
-        strips = ["original", "pngquant", "colorquant fs (baseline)", "fs s=0.6", "salient a=2"]
+        strips = [
+            "original",
+            "pngquant",
+            "colorquant fs (baseline)",
+            "blur-LS s=0.5",
+            "salient a=2",
+        ]
         for path in save_strips(shown, [s for s in strips if s in names or s == "original"]):
             print(f"wrote {path}", file=sys.stderr)
     if args.out is not None:
