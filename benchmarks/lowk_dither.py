@@ -26,7 +26,8 @@ that at sigma 2 (where a small colored region turned into another hue shows), SS
 Gaussian window, per channel, mean), and PSNR. The table gives the sums/means over the images and
 each against pngquant's.
 
-    python benchmarks/lowk_dither.py --k 16 --out benchmarks/lowk_dither.md
+    python benchmarks/lowk_dither.py --k 16 --figures --out benchmarks/lowk_dither_k16.md
+    python benchmarks/lowk_dither.py --k 16 --full-size-bytes   # bytes only, all 24 whole photos
 """
 
 from __future__ import annotations
@@ -465,6 +466,24 @@ def save_strips(shown: dict[str, dict[str, np.ndarray]], names: list[str]) -> li
 # -- main -------------------------------------------------------------------------------------
 
 
+def full_size_bytes(folder: Path, k: int) -> str:
+    """Bytes only, on every whole photo of ``folder``: pngquant against today's default and
+    strength 0.5, each written by Pillow and unfiltered; a Markdown table."""
+    names = ["pngquant", "fs", "fs (unfiltered)", "fs s=0.5", "fs s=0.5 (unfiltered)"]
+    totals = dict.fromkeys(names, 0)
+    paths = sorted(folder.glob("*.png"))
+    for path in paths:
+        image = load_rgb(path)
+        totals["pngquant"] += pngquant(image, k)[0]
+        for strength, label in ((1.0, "fs"), (0.5, "fs s=0.5")):
+            res = cq.quantize(image, k, dither="fs", dither_strength=strength)
+            totals[label] += len(png_bytes(res.indices, res.palette))
+            totals[f"{label} (unfiltered)"] += len(unfiltered_png_bytes(res.indices, res.palette))
+    rows = [[n, f"{totals[n]:,}", f"{totals[n] / totals['pngquant']:.3f}"] for n in names]
+    title = f"K = {k}, {len(paths)} whole photos"
+    return f"{title}\n\n" + markdown_table(["method", "bytes", "bytes / pngquant"], rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=16)
@@ -472,7 +491,13 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", default=None, help="variants to run (names)")
     parser.add_argument("--out", type=Path, default=None, help="Markdown report to write")
     parser.add_argument("--figures", action="store_true", help="write the before/after strips")
+    parser.add_argument(
+        "--full-size-bytes", action="store_true", help="only bytes, on every whole photo"
+    )
     args = parser.parse_args()
+    if args.full_size_bytes:
+        print(full_size_bytes(args.images, args.k))
+        return 0
     table = variants(args.k)
     names = ["pngquant", *(n for n in table if args.only is None or n in args.only)]
     stats: dict[str, dict[str, list[float]]] = {n: {} for n in names}
