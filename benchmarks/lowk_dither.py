@@ -8,19 +8,21 @@ palette's spread as the error cap); they differ in the palette and in the per-pi
 - ``fs s=...``: the same palette, a lower global ``dither_strength`` (item b);
 - ``edge x2`` / ``noise``: the same palette, the strength map attenuated twice as fast at luma
   steps (``EDGE_SCALE`` / 2), or also by the local luma spread (texture, noise) (item b);
-- ``refined``: the palette refined against the dithered map's error, libimagequant's idea:
-  a few rounds of "dither with the palette (raster Floyd-Steinberg here, in NumPy, by
+- ``refined (targets)``: the palette refined against the dithered map's error, libimagequant's
+  idea: a few rounds of "dither with the palette (raster Floyd-Steinberg here, in NumPy, by
   anti-diagonal wavefronts so the error state is visible), then move every entry to the mean
-  of the error-diffused target colors of the pixels mapped to it" (item a);
-- ``blur-LS``: the palette that, for the dithered map, minimises the squared error after a
-  Gaussian blur of sigma 1 (the eye's low-pass): a K x K linear least-squares (item a);
+  of the error-diffused target colors of the pixels mapped to it"; ``refined (originals)``:
+  the mean of their original colors instead (item a);
+- ``blur-LS [s=...]``: the palette that, for the dithered map, minimises the squared error after
+  a Gaussian blur of sigma 1 (the eye's low-pass): a K x K linear least-squares (item a);
 - ``own fit`` / ``salient a=...``: weighted K-means (:func:`colorquant.weighted_kmeans`, the
   hybrid space, k-means++ seeding) on the histogram, with every pixel weighted 1 (the control)
   or ``1 + a * chroma * rarity`` (saturated colors of rare hue-lightness bins count more, like
-  libimagequant's importance map) (item c).
+  libimagequant's importance map) (item c); `` s=...`` and `` + refined`` combine them.
 
 Metrics, each against the original crop: PNG bytes (Pillow, zlib level 7, the palette-mode file
-``colorquant.save_result`` writes; pngquant: its own file), mean ΔE00 after a Gaussian blur of
+``colorquant.save_result`` writes; the same with the palette reordered; the same unfiltered;
+pngquant: its own file), mean ΔE00 after a Gaussian blur of
 both images in linear light at sigma 1 and 2 pixels (viewing distances), the 99th percentile of
 that at sigma 2 (where a small colored region turned into another hue shows), SSIM (scikit-image,
 Gaussian window, per channel, mean), and PSNR. The table gives the sums/means over the images and
