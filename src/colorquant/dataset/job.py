@@ -404,7 +404,7 @@ def quantize_dataset(
         "shared_palette": shared_palette,
         "sample": sample if shared_palette else None,
     }
-    with job_lock(plan.root, options):
+    with job_lock(plan.root, options) as lock:
         manifest = open_manifest(plan.root, job, restart=restart, options=options)
         if manifest.written:  # images done keep the outputs they wrote
             plan = assign_outputs(plan, manifest.written)
@@ -435,6 +435,7 @@ def quantize_dataset(
 
             def on_record(record: dict[str, Any]) -> None:
                 nonlocal processed
+                lock.check()  # an object store's lease that could not be renewed stops the job
                 if record["status"] == "fatal":
                     raise JobStopped(
                         f"{record['reason']}; the job stopped, rerun the same command to resume"
