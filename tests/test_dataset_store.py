@@ -171,13 +171,17 @@ def test_unknown_protocols_and_missing_packages_are_refused_before_writing(
         one_error_line(
             run(tmp_path / "src", "gs://bucket/out", "-k", K), "pip install 'colorquant[gcs]'"
         )
-    one_error_line(
-        run(tmp_path / "src", tmp_path / "dst", "--storage-options", "{oops"), "storage_options"
-    )
-    one_error_line(run(tmp_path / "src", tmp_path / "dst", "--storage-options", "[1]"), "object")
-    one_error_line(
-        run(tmp_path / "src", "memory://x/out", "--workers", "2"), "memory://", "workers=1"
-    )
+    # The command names its flags, not the library's Python arguments.
+    line = one_error_line(run(tmp_path / "src", tmp_path / "dst", "--storage-options", "{oops"))
+    assert line.startswith("colorquant: error: --storage-options: not valid JSON ("), line
+    line = one_error_line(run(tmp_path / "src", tmp_path / "dst", "--storage-options", "[1]"))
+    assert line.startswith("colorquant: error: --storage-options: must be a JSON object"), line
+    line = one_error_line(run(tmp_path / "src", "memory://x/out", "--workers", "2"), "memory://")
+    assert line.endswith("pass --workers 1 and --engine local") and "=" not in line, line
+    with pytest.raises(InputError, match=r"pass workers=1 and the local engine$"):  # the API's
+        quantize_dataset(tmp_path / "src", "memory://x/out", K, workers=2)
+    with pytest.raises(InputError, match=r"^storage_options: not valid JSON"):
+        quantize_dataset(tmp_path / "src", tmp_path / "dst", K, storage_options="{oops")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # nothing written
 
 
