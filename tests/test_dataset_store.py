@@ -523,3 +523,36 @@ def test_a_store_lost_mid_job_stops_it_in_one_line(tmp_path: Path, s3: dict[str,
     assert len(lines) == 1 and lines[0].startswith(f"colorquant: error: s3://{bucket}/dst/"), err
     assert "cannot reach the store (" in lines[0], lines[0]
     assert out == ""
+
+
+@pytest.mark.parametrize("kind", ["folder", "shards"])
+def test_a_source_store_out_of_reach_stops_the_job_and_marks_nothing_bad(
+    tmp_path: Path, memory: Any, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    fs, root = memory
+    if kind == "folder":
+        make_folder(tmp_path / "src", 2)
+        (tmp_path / "src" / "notes.txt").write_text("a file copied unchanged")
+    else:
+        (tmp_path / "src").mkdir()
+        make_shard(tmp_path / "src" / "s-0.tar", 0, n=2)
+    upload(fs, tmp_path / "src", f"{root}/src")
+    src = f"memory://{root}/src" + ("" if kind == "folder" else "/s-0.tar")
+
+    def refuse(self: Any, path: str, *args: Any, **kwargs: Any) -> Any:
+        raise FakeBotoError("Could not connect to the endpoint URL")
+
+    for method in ("cat_file", "_open"):  # reading SRC's objects; listing it still works
+        monkeypatch.setattr(type(fs), method, refuse)
+    dst = tmp_path / "dst"
+    with pytest.raises(dataset_job.JobStopped, match=r"cannot reach the store .* the job stopped"):
+        quantize_dataset(src, dst, K, workers=1)
+    monkeypatch.undo()
+    assert manifest_records_of(dst) == []  # no item recorded as bad: the rerun does them all
+    assert not (dst / "colorquant-errors.jsonl").read_text()
+    assert quantize_dataset(src, dst, K, workers=1).errors == 0
+
+
+def manifest_records_of(dst: Path) -> list[dict[str, Any]]:
+    lines = (dst / MANIFEST_NAME).read_text().splitlines()
+    return [json.loads(line) for line in lines[1:]]
