@@ -271,6 +271,27 @@ def test_missing_source_and_bad_options(tmp_path: Path) -> None:
     assert result.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (("--concurrency", "2"), "--concurrency"),
+        (("--gpus-per-task", "1"), "--gpus-per-task"),
+        (("--cpus-per-task", "1"), "--cpus-per-task"),  # even its default, given
+        (("--engine", "local", "--concurrency", "2"), "--concurrency"),
+    ],
+)
+def test_ray_flags_without_the_ray_engine_are_usage_errors(
+    tmp_path: Path, flags: tuple[str, ...], named: str
+) -> None:
+    make_folder(tmp_path / "src", 1)
+    result = run(tmp_path / "src", tmp_path / "out", *flags)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        f"colorquant: error: {named} needs --engine ray (the local engine ignores it)"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
 def test_list_file_job(tmp_path: Path) -> None:
     data = tmp_path / "data"
     pixels = make_folder(data, 3)

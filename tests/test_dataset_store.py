@@ -26,8 +26,10 @@ from colorquant._checks import InputError
 from colorquant.dataset import MANIFEST_NAME, DestinationBusyError, quantize_dataset
 from colorquant.dataset import job as dataset_job
 from colorquant.dataset import lock as dataset_lock
+from colorquant.dataset import storage as dataset_storage
 from colorquant.dataset.records import RECORDS_FOLDER, StoreManifest
 from colorquant.dataset.sources import LOCK_NAME
+from colorquant.dataset.storage import StoreError
 from test_dataset import (
     check_palette_png,
     encode,
@@ -169,13 +171,17 @@ def test_unknown_protocols_and_missing_packages_are_refused_before_writing(
         one_error_line(
             run(tmp_path / "src", "gs://bucket/out", "-k", K), "pip install 'colorquant[gcs]'"
         )
-    one_error_line(
-        run(tmp_path / "src", tmp_path / "dst", "--storage-options", "{oops"), "storage_options"
-    )
-    one_error_line(run(tmp_path / "src", tmp_path / "dst", "--storage-options", "[1]"), "object")
-    one_error_line(
-        run(tmp_path / "src", "memory://x/out", "--workers", "2"), "memory://", "workers=1"
-    )
+    # The command names its flags, not the library's Python arguments.
+    line = one_error_line(run(tmp_path / "src", tmp_path / "dst", "--storage-options", "{oops"))
+    assert line.startswith("colorquant: error: --storage-options: not valid JSON ("), line
+    line = one_error_line(run(tmp_path / "src", tmp_path / "dst", "--storage-options", "[1]"))
+    assert line.startswith("colorquant: error: --storage-options: must be a JSON object"), line
+    line = one_error_line(run(tmp_path / "src", "memory://x/out", "--workers", "2"), "memory://")
+    assert line.endswith("pass --workers 1 and --engine local") and "=" not in line, line
+    with pytest.raises(InputError, match=r"pass workers=1 and the local engine$"):  # the API's
+        quantize_dataset(tmp_path / "src", "memory://x/out", K, workers=2)
+    with pytest.raises(InputError, match=r"^storage_options: not valid JSON"):
+        quantize_dataset(tmp_path / "src", tmp_path / "dst", K, storage_options="{oops")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # nothing written
 
 
@@ -372,3 +378,181 @@ def test_a_shared_palette_over_many_shards_opens_only_sample_of_them(
     assert summary.images == 12
     assert opened == [f"memory://{root}/in/m-{s}.tar" for s in (0, 2, 4)]  # 3 of 6, spread
     assert progress_totals == [0]  # an object store's shards are not downloaded for a total
+
+
+# -- a store out of reach: one line, never a traceback ------------------------------------------
+
+
+class FakeBotoError(Exception):
+    """Stands for botocore's exceptions (no OSError), as s3fs lets them through."""
+
+
+FakeBotoError.__module__ = "botocore.exceptions"
+
+
+def test_a_lock_that_cannot_be_renewed_stops_the_job_in_one_line(
+    tmp_path: Path, memory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs, root = memory
+    make_folder(tmp_path / "src", 6)
+    upload(fs, tmp_path / "src", f"{root}/src")
+    src, dst = f"memory://{root}/src", f"memory://{root}/dst"
+    real_pipe = type(fs).pipe_file
+    taken = []
+
+    def pipe_file(self: Any, path: str, value: bytes, *args: Any, **kwargs: Any) -> Any:
+        if path.endswith(LOCK_NAME):
+            if taken:  # the first put takes the lock; the renewals find the store gone
+                raise FakeBotoError("Could not connect to the endpoint URL")
+            taken.append(path)
+        return real_pipe(self, path, value, *args, **kwargs)
+
+    monkeypatch.setattr(type(fs), "pipe_file", pipe_file)
+    monkeypatch.setattr(dataset_lock, "RENEW_SECONDS", 0.0)
+    monkeypatch.setattr(dataset_job, "_batches", slow_batches)
+    with pytest.raises(StoreError, match=r"cannot reach the store .*Could not"):
+        quantize_dataset(src, dst, K, workers=1, batch_size=1)
+    # The job stopped before its end: fewer than all images recorded, no summary returned.
+    fs.invalidate_cache()
+    outputs = [p for p in fs.find(f"{root}/dst") if p.endswith(".png")]
+    assert len(outputs) < 6
+
+
+def slow_batches(items: list[Any], size: int) -> Iterator[list[Any]]:
+    """The job's batches, each after a pause that lets the lock's thread try its renewal."""
+    for start in range(0, len(items), size):
+        time.sleep(0.05)
+        yield items[start : start + size]
+
+
+def test_a_store_error_is_one_line_naming_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise FakeBotoError("Unable to locate credentials")
+
+    fs, _ = dataset_storage.filesystem("memory://x/y")
+    monkeypatch.setattr(type(fs), "cat_file", refuse)
+    with pytest.raises(StoreError) as caught:
+        dataset_storage.read_bytes("memory://x/y")
+    assert (
+        str(caught.value) == "memory://x/y: cannot reach the store (Unable to locate credentials)"
+    )
+    assert isinstance(caught.value, OSError)
+    monkeypatch.setattr(type(fs), "cat_file", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # a bug is no store error: it is not hidden
+        dataset_storage.read_bytes("memory://x/y")
+
+
+CLI = (sys.executable, "-m", "colorquant.cli", "dataset")
+
+
+def unreachable_run(tmp_path: Path, *options: tuple[str, Any]) -> subprocess.CompletedProcess[str]:
+    """The CLI writing into a bucket behind a loopback port that refuses connections."""
+    pytest.importorskip("s3fs", reason="needs s3fs: pip install 'colorquant[s3]'")
+    make_folder(tmp_path / "src", 1)
+    storage = {"endpoint_url": "http://127.0.0.1:9", **dict(options)}
+    storage["config_kwargs"] = {"retries": {"max_attempts": 1}}  # botocore's: fail fast here
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    return subprocess.run(
+        [
+            *CLI,
+            str(tmp_path / "src"),
+            "s3://nobucket/out",
+            "--storage-options",
+            json.dumps(storage),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [((), "Unable to locate credentials"), ((("anon", True),), "Could not connect")],
+)
+def test_no_credentials_or_no_endpoint_is_one_line(
+    tmp_path: Path, options: tuple[tuple[str, Any], ...], reason: str
+) -> None:
+    done = unreachable_run(tmp_path, *options)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("colorquant: error: s3://nobucket/out/"), lines[0]
+    assert "cannot reach the store (" in lines[0] and reason in lines[0], lines[0]
+    assert done.stdout == ""
+
+
+def test_a_store_lost_mid_job_stops_it_in_one_line(tmp_path: Path, s3: dict[str, str]) -> None:
+    server_module = pytest.importorskip("moto.server", reason="needs moto[server] (dev lock)")
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {**s3, "ENDPOINT": f"http://{host}:{port}"}
+    try:
+        fs = s3fs_for(env)
+        bucket = f"b{uuid.uuid4().hex[:10]}"
+        fs.mkdir(bucket)
+        make_folder(tmp_path / "src", 40)
+        options = {
+            "endpoint_url": env["ENDPOINT"],
+            "config_kwargs": {"retries": {"max_attempts": 1}},
+        }
+        args = ["--workers", "1", "--batch-size", "1", "--speed", "1"]
+        args += ["--storage-options", json.dumps(options)]
+        proc = subprocess.Popen(
+            [*CLI, str(tmp_path / "src"), f"s3://{bucket}/dst", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the store goes once a record object is in
+            if record_objects(fs, f"{bucket}/dst"):
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"colorquant: error: s3://{bucket}/dst/"), err
+    assert "cannot reach the store (" in lines[0], lines[0]
+    assert out == ""
+
+
+@pytest.mark.parametrize("kind", ["folder", "shards"])
+def test_a_source_store_out_of_reach_stops_the_job_and_marks_nothing_bad(
+    tmp_path: Path, memory: Any, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    fs, root = memory
+    if kind == "folder":
+        make_folder(tmp_path / "src", 2)
+        (tmp_path / "src" / "notes.txt").write_text("a file copied unchanged")
+    else:
+        (tmp_path / "src").mkdir()
+        make_shard(tmp_path / "src" / "s-0.tar", 0, n=2)
+    upload(fs, tmp_path / "src", f"{root}/src")
+    src = f"memory://{root}/src" + ("" if kind == "folder" else "/s-0.tar")
+
+    def refuse(self: Any, path: str, *args: Any, **kwargs: Any) -> Any:
+        raise FakeBotoError("Could not connect to the endpoint URL")
+
+    for method in ("cat_file", "_open"):  # reading SRC's objects; listing it still works
+        monkeypatch.setattr(type(fs), method, refuse)
+    dst = tmp_path / "dst"
+    with pytest.raises(dataset_job.JobStopped, match=r"cannot reach the store .* the job stopped"):
+        quantize_dataset(src, dst, K, workers=1)
+    monkeypatch.undo()
+    assert manifest_records_of(dst) == []  # no item recorded as bad: the rerun does them all
+    assert not (dst / "colorquant-errors.jsonl").read_text()
+    assert quantize_dataset(src, dst, K, workers=1).errors == 0
+
+
+def manifest_records_of(dst: Path) -> list[dict[str, Any]]:
+    lines = (dst / MANIFEST_NAME).read_text().splitlines()
+    return [json.loads(line) for line in lines[1:]]

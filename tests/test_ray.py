@@ -331,3 +331,36 @@ def test_tasks_that_no_node_can_run_are_refused(tmp_path: Path) -> None:
     assert line.startswith("colorquant: error: each task")
     for dst in ("dst", "d2"):
         assert not list((tmp_path / dst).rglob("*.png"))
+
+
+def test_a_cluster_that_refuses_the_driver_leaves_dst_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The address answers TCP (the pre-check passes) but Ray cannot connect, as ray.init says.
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    address = f"127.0.0.1:{listening.getsockname()[1]}"
+    tries: list[str] = []
+
+    def refuse(address: str | None = None, **kwargs: Any) -> None:
+        tries.append(str(address))
+        raise ConnectionError(f"Failed to connect to Ray cluster at {address}.")
+
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    make_folder(tmp_path / "src", 2)
+    (tmp_path / "empty").mkdir()
+    try:
+        for dst in ("dst", "empty"):
+            result = run_cli([str(tmp_path / "src"), str(tmp_path / dst), "--engine", "ray"])
+            one_error_line(result, f"Failed to connect to Ray cluster at {address}")
+    finally:
+        listening.close()
+    assert tries == [address, address]
+    assert not (tmp_path / "dst").exists()  # not created
+    assert list((tmp_path / "empty").iterdir()) == []  # no manifest, errors file nor lock
+    monkeypatch.delenv("RAY_ADDRESS")
+    # So a local job of other settings writes there, as if the refused one never ran.
+    assert quantize_dataset(tmp_path / "src", tmp_path / "dst", 8, workers=1).images == 2

@@ -1,11 +1,13 @@
 """``colorquant dataset SRC DST``: quantize a whole dataset, resumably.
 
 Reports as the other commands do: one line ``colorquant: error: <message>`` on stderr, exit
-status 1 and no traceback for a bad SRC, a DST of another job, an unwritable DST or a disk that
-fills up (the job then stops where it is, and rerunning the same command resumes it); 130 when
-interrupted. Bad images are no failure: they are listed in DST's errors file and counted. The
-package :mod:`colorquant.dataset` is imported only when the command runs (the other commands
-start without it), and it imports neither torch (but for a GPU) nor Ray (but for --engine ray).
+status 1 and no traceback for a bad SRC, a DST of another job, an unwritable DST, an object
+store out of reach (no credentials, no answer, lost mid-job) or a disk that fills up (the job
+then stops where it is, and rerunning the same command resumes it); 130 when interrupted; 2
+for a usage error (a Ray-only flag without --engine ray). Bad images are no failure: they are
+listed in DST's errors file and counted. The package :mod:`colorquant.dataset` is imported
+only when the command runs (the other commands start without it), and it imports neither
+torch (but for a GPU) nor Ray (but for --engine ray).
 """
 
 from __future__ import annotations
@@ -23,6 +25,47 @@ from .options import CONTEXT, check_device, dither_strength_option, seed_option,
 from .report import EXIT_INTERRUPTED, echo, fail, json_number, plain_message
 
 __all__ = ["dataset"]
+
+
+#: The phrases of the library's messages that name its Python arguments, as the command's
+#: flags. Whole phrases, not bare names as :func:`.report.message` replaces for ``quantize``:
+#: this command's messages name SRC's and DST's paths and URLs, which a name must not touch.
+_FLAG_PHRASES = (
+    ("pass workers=1 and the local engine", "pass --workers 1 and --engine local"),
+    ("storage_options: ", "--storage-options: "),
+)
+#: The options that only the Ray engine reads.
+_RAY_FLAGS = (
+    ("cpus_per_task", "--cpus-per-task"),
+    ("gpus_per_task", "--gpus-per-task"),
+    ("concurrency", "--concurrency"),
+)
+
+
+def _message(error: BaseException) -> str:
+    """One line for an expected error, the library's argument names as this command's flags
+    (only in an :class:`InputError`'s fixed phrases; a path or an object's message is kept as
+    it is, which is why this is no :func:`.report.message`)."""
+    text = plain_message(error)
+    if isinstance(error, InputError):
+        for api, flag in _FLAG_PHRASES:
+            text = text.replace(api, flag)
+    return text
+
+
+def _check_engine_flags(engine: str) -> None:
+    """Refuse a Ray-only flag given with the local engine (it would do nothing).
+
+    Raises:
+        click.UsageError: one line naming the flag.
+    """
+    if engine == "ray":
+        return
+    context = click.get_current_context()
+    for name, flag in _RAY_FLAGS:
+        source = context.get_parameter_source(name)
+        if source is not None and source != click.core.ParameterSource.DEFAULT:
+            raise click.UsageError(f"{flag} needs --engine ray (the local engine ignores it)")
 
 
 def _progress_bar() -> tuple[Callable[[int], Callable[[int], None]], list[Any]]:
@@ -217,6 +260,7 @@ def dataset(
     PSNR, errors and time (--json: one object with the keys of
     colorquant.dataset.DatasetSummary).
     """
+    _check_engine_flags(engine)
     from ..dataset import quantize_dataset
     from ..dataset.ray_engine import RayOptions
     from ..io import WriteError
@@ -247,7 +291,7 @@ def dataset(
     except KeyboardInterrupt:
         raise fail("interrupted; rerun the same command to resume", EXIT_INTERRUPTED) from None
     except (InputError, WriteError, OSError, ValueError, MemoryError) as error:
-        raise fail(plain_message(error)) from None
+        raise fail(_message(error)) from None
     finally:
         for bar in bars:
             bar.close()

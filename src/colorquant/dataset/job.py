@@ -16,6 +16,7 @@ functions of :mod:`.work`; an engine only decides where they run:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -39,7 +40,7 @@ from ..options import FitOptions
 from ..quantize import DATASET_SPEED, DITHERS, Dither, Quantizer
 from ..threads import get_num_threads, shared_threads
 from .lock import job_lock
-from .ray_engine import RayOptions, check_address, import_ray, run_ray
+from .ray_engine import RayOptions, check_address, import_ray, ray_session, run_ray
 from .records import open_manifest
 from .shards import process_shard
 from .sources import (
@@ -342,9 +343,13 @@ def quantize_dataset(
             DST is created); DST holds another job
             (:class:`~colorquant.dataset.manifest.SettingsMismatchError`) or unrelated files;
             another job is running in DST
-            (:class:`~colorquant.dataset.lock.DestinationBusyError`, naming it).
+            (:class:`~colorquant.dataset.lock.DestinationBusyError`, naming it); Ray's cluster
+            cannot run the job (a node, the resources asked; nothing is written into DST).
+        ConnectionError: Ray cannot connect to RAY_ADDRESS's cluster (nothing written to DST).
         WriteError: DST cannot be written; :class:`JobStopped` when that happens mid-job (the
-            manifest then holds everything finished, and the same call resumes).
+            manifest then holds everything finished, and the same call resumes);
+            :class:`~colorquant.dataset.storage.StoreError` when an object store cannot be
+            reached (no credentials, no answer, lost mid-job, its lock not renewed).
     """
     start = time.perf_counter()
     check_int_range("n_colors", n_colors, 1, 256)
@@ -404,7 +409,13 @@ def quantize_dataset(
         "shared_palette": shared_palette,
         "sample": sample if shared_palette else None,
     }
-    with job_lock(plan.root, options):
+    # Ray connected and its nodes checked before DST is touched: a job it refuses writes nothing.
+    session = (
+        ray_session(ray, plan, n_workers, resources, options)
+        if ray is not None
+        else contextlib.nullcontext()
+    )
+    with session, job_lock(plan.root, options) as lock:
         manifest = open_manifest(plan.root, job, restart=restart, options=options)
         if manifest.written:  # images done keep the outputs they wrote
             plan = assign_outputs(plan, manifest.written)
@@ -435,6 +446,7 @@ def quantize_dataset(
 
             def on_record(record: dict[str, Any]) -> None:
                 nonlocal processed
+                lock.check()  # an object store's lease that could not be renewed stops the job
                 if record["status"] == "fatal":
                     raise JobStopped(
                         f"{record['reason']}; the job stopped, rerun the same command to resume"
@@ -451,7 +463,7 @@ def quantize_dataset(
 
             units: list[Any] = todo if plan.kind == "shards" else list(_batches(todo, size))
             if engine == "ray":
-                run_ray(ray, plan, units, settings, n_workers, size, resources, on_record)
+                run_ray(ray, plan, units, settings, size, resources, on_record)
             else:
                 _run_local(plan.kind, units, settings, n_workers, on_record)
         finally:

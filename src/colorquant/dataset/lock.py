@@ -26,7 +26,15 @@ from typing import Any
 from .._checks import InputError
 from ..io import WriteError
 from .sources import LOCK_NAME
-from .storage import StorageOptions, delete, is_url, join, read_bytes, write_bytes
+from .storage import (
+    StorageOptions,
+    StoreError,
+    delete,
+    is_url,
+    join,
+    read_bytes,
+    write_bytes,
+)
 
 __all__ = ["STALE_SECONDS", "DestinationBusyError", "JobLock", "StoreLock", "job_lock"]
 
@@ -123,6 +131,9 @@ class JobLock:
             raise WriteError(f"{self.path}: cannot write: {err.strerror or err}") from None
         return fd
 
+    def check(self) -> None:
+        """Nothing: a ``flock`` needs no renewal (as :meth:`StoreLock.check`)."""
+
     def __exit__(
         self,
         kind: type[BaseException] | None,
@@ -167,9 +178,14 @@ class StoreLock:
     the same second may both get in (fsspec exposes no atomic create-if-absent): start one
     job per DST.
 
+    A renewal that fails (the store lost mid-job) is kept, not raised in the thread: the job
+    asks :meth:`check` as it goes and stops with it, and exiting without another error raises
+    it, so that a job whose lease lapsed is never reported as a success.
+
     Raises:
         DestinationBusyError: the lock is held (the message names the holder).
-        WriteError: the lock object cannot be written.
+        WriteError: the lock object cannot be written (:class:`~.storage.StoreError`: the
+            store cannot be reached).
     """
 
     def __init__(self, root: str, options: StorageOptions | None = None) -> None:
@@ -180,10 +196,18 @@ class StoreLock:
         self._info: dict[str, Any] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failure: StoreError | None = None
 
     def _read(self) -> dict[str, Any] | None:
+        """The lock's content; ``None`` if there is none or it is unreadable (being written).
+
+        Raises:
+            StoreError: the store cannot be reached.
+        """
         try:
             value = json.loads(read_bytes(self.path, self._options))
+        except StoreError:
+            raise
         except (OSError, ValueError):
             return None
         return value if isinstance(value, dict) else None
@@ -209,6 +233,8 @@ class StoreLock:
         }
         try:
             self._put()
+        except StoreError:
+            raise
         except OSError as err:
             raise WriteError(f"{self.path}: cannot write: {err}") from None
         self._thread = threading.Thread(target=self._renew, name="colorquant-lock", daemon=True)
@@ -217,8 +243,28 @@ class StoreLock:
 
     def _renew(self) -> None:
         while not self._stop.wait(RENEW_SECONDS):
-            with contextlib.suppress(OSError):
+            try:
                 self._put()
+            except StoreError as err:  # kept for the job's thread (check), which stops
+                self._failure = err
+                return
+            except Exception as err:  # never an unhandled exception in this thread
+                reason = " ".join((str(err) or type(err).__name__).split())
+                self._failure = StoreError(f"{self.path}: cannot renew the lock ({reason})")
+                return
+
+    def check(self) -> None:
+        """Raise the failure of the lock's renewal, if one failed (the job must stop: another
+        job may take the lapsed lease over).
+
+        Raises:
+            StoreError: the lock could not be renewed (the message names it and why).
+        """
+        if self._failure is not None:
+            raise StoreError(
+                f"{self._failure}; the lock could not be renewed, so the job stopped "
+                "(rerun the same command to resume)"
+            )
 
     def __exit__(
         self,
@@ -229,10 +275,12 @@ class StoreLock:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        held = self._read()
-        if held is not None and held.get("token") == self._token:
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # a store gone: the lease lapses by itself
+            held = None if self._failure is not None else self._read()
+            if held is not None and held.get("token") == self._token:
                 delete(self.path, self._options)
+        if kind is None:
+            self.check()
 
 
 def job_lock(root: str | os.PathLike[str], options: StorageOptions | None = None) -> Any:

@@ -48,6 +48,7 @@ __all__ = [
     "import_ray",
     "probe",
     "ray_batch",
+    "ray_session",
     "run_ray",
     "stdout_to_stderr",
 ]
@@ -332,55 +333,83 @@ def ray_batch(batch: dict[str, Any], settings: Settings, kind: str) -> dict[str,
     return {"record": np.array([json.dumps({**r, "node": node}) for r in records], dtype=object)}
 
 
-def run_ray(
-    ray: Any,
-    plan: Plan,
-    units: list[Any],
-    settings: Settings,
-    workers: int,
-    batch_size: int,
-    resources: RayOptions,
-    on_record: Callable[[dict[str, Any]], None],
-) -> None:
-    """Run ``units`` (batches of files, or shards) on Ray Data; ``on_record`` gets each record
-    after its output was checked at DST (:func:`check_output`)."""
+@contextlib.contextmanager
+def ray_session(
+    ray: Any, plan: Plan, workers: int, resources: RayOptions, options: StorageOptions
+) -> Iterator[None]:
+    """Ray connected (or a local instance started, shut down at the end) and checked: the
+    resources a task asks for (:func:`check_resources`) and every node (:func:`check_nodes`).
+    It runs before the job takes DST's lock and writes its manifest, so that a job Ray refuses
+    writes nothing into DST (a DST folder made for the probe is removed again). Ray's lines go
+    to stderr meanwhile (:func:`stdout_to_stderr`).
+
+    Raises:
+        InputError: an unreachable RAY_ADDRESS, a task no node can run, a node that cannot run
+            the job.
+        ConnectionError: Ray's own, when it cannot connect to the cluster.
+    """
     with stdout_to_stderr():
         started = not ray.is_initialized()
         if started:
             _connect(ray, workers)
         try:
             check_resources(ray, resources)
-            check_nodes(ray, plan, settings.storage_options)
-            context = ray.data.DataContext.get_current()
-            for flag in ("enable_progress_bars", "enable_operator_progress_bars"):
-                if hasattr(context, flag):
-                    setattr(context, flag, False)
-            logging.getLogger("ray.data").setLevel(logging.WARNING)
-            items = [u for batch in units for u in batch] if plan.kind != "shards" else units
-            function: Any = ray_batch  # Ray's stubs want a one-argument function
-            extra: dict[str, Any] = {}
-            if resources.gpus_per_task:
-                extra["num_gpus"] = resources.gpus_per_task
-            # Rows go to Ray CHUNK_ROWS at a time: the driver never builds them all at once.
-            for start in range(0, len(items), CHUNK_ROWS):
-                rows = [
-                    {"name": i.name, "src": i.src, "dst": i.dst, "copy": getattr(i, "copy", False)}
-                    for i in items[start : start + CHUNK_ROWS]
-                ]
-                dataset = ray.data.from_items(rows).map_batches(
-                    function,
-                    batch_size=1 if plan.kind == "shards" else batch_size,
-                    batch_format="numpy",
-                    fn_kwargs={"settings": settings, "kind": plan.kind},
-                    num_cpus=resources.cpus_per_task,
-                    concurrency=resources.concurrency,
-                    **extra,
-                )
-                for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                    for text in batch["record"]:
-                        record = json.loads(text)
-                        check_output(record, settings.storage_options)
-                        on_record(record)
+            local = not is_url(plan.root)
+            if local and os.path.exists(plan.root) and not os.path.isdir(plan.root):
+                raise InputError(f"DST {str(plan.root)!r}: exists and is not a folder")
+            made = local and not os.path.isdir(plan.root)
+            if made:
+                os.makedirs(plan.root, exist_ok=True)  # for the probe file; removed after
+            try:
+                check_nodes(ray, plan, options)
+            finally:
+                if made:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(plan.root)
+            yield
         finally:
             if started:
                 ray.shutdown()
+
+
+def run_ray(
+    ray: Any,
+    plan: Plan,
+    units: list[Any],
+    settings: Settings,
+    batch_size: int,
+    resources: RayOptions,
+    on_record: Callable[[dict[str, Any]], None],
+) -> None:
+    """Run ``units`` (batches of files, or shards) on Ray Data, within :func:`ray_session`;
+    ``on_record`` gets each record after its output was checked at DST (:func:`check_output`)."""
+    context = ray.data.DataContext.get_current()
+    for flag in ("enable_progress_bars", "enable_operator_progress_bars"):
+        if hasattr(context, flag):
+            setattr(context, flag, False)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    items = [u for batch in units for u in batch] if plan.kind != "shards" else units
+    function: Any = ray_batch  # Ray's stubs want a one-argument function
+    extra: dict[str, Any] = {}
+    if resources.gpus_per_task:
+        extra["num_gpus"] = resources.gpus_per_task
+    # Rows go to Ray CHUNK_ROWS at a time: the driver never builds them all at once.
+    for start in range(0, len(items), CHUNK_ROWS):
+        rows = [
+            {"name": i.name, "src": i.src, "dst": i.dst, "copy": getattr(i, "copy", False)}
+            for i in items[start : start + CHUNK_ROWS]
+        ]
+        dataset = ray.data.from_items(rows).map_batches(
+            function,
+            batch_size=1 if plan.kind == "shards" else batch_size,
+            batch_format="numpy",
+            fn_kwargs={"settings": settings, "kind": plan.kind},
+            num_cpus=resources.cpus_per_task,
+            concurrency=resources.concurrency,
+            **extra,
+        )
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for text in batch["record"]:
+                record = json.loads(text)
+                check_output(record, settings.storage_options)
+                on_record(record)

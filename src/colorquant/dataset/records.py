@@ -31,6 +31,7 @@ from .manifest import VERSION, Manifest
 from .sources import ERRORS_NAME, MANIFEST_NAME
 from .storage import (
     StorageOptions,
+    StoreError,
     delete,
     is_url,
     join,
@@ -49,6 +50,8 @@ FLUSH_SECONDS = 2.0
 
 
 def _store_error(where: str, err: Exception) -> WriteError:
+    if isinstance(err, StoreError):  # names the object and the reason already
+        return err
     return WriteError(f"{where}: cannot write there: {err}")
 
 
@@ -102,6 +105,7 @@ class StoreManifest(Manifest):
                 )
         except (PermissionError, ConnectionError) as err:
             raise WriteError(f"{root}: cannot read there: {err}") from None
+        # (a StoreError, the store out of reach, passes as it is: it names the object)
 
     def _part_names(self) -> list[str]:
         if kind_of(self._parts, self._options) != "directory":
@@ -111,6 +115,8 @@ class StoreManifest(Manifest):
     def _load(self) -> None:
         try:
             raw = read_bytes(str(self.path), self._options)
+        except StoreError:
+            raise
         except OSError as err:
             raise InputError(f"{self.path}: cannot read: {err}") from None
         lines = raw.split(b"\n")

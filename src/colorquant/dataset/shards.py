@@ -21,7 +21,7 @@ from .._checks import InputError
 from ..animation import is_animated
 from ..io import WriteError, atomic_write, load_image_bytes
 from .sources import Member, ShardItem, image_field, iter_samples, sample_key
-from .storage import is_url, open_read, upload_written
+from .storage import StoreError, is_url, open_read, upload_written
 from .work import (
     Encoded,
     ReadError,
@@ -169,6 +169,8 @@ def process_shard(item: ShardItem, settings: Settings) -> Record:
                         if len(pending) >= settings.batch_size:
                             _write_samples(out, pending, item.name, settings, totals, errors)
                             pending = []
+            except StoreError:  # SRC's store out of reach: no bad shard, the job stops
+                raise
             except (OSError, tarfile.TarError, EOFError) as err:
                 raise ReadError(f"{item.src}: cannot read the shard: {err}") from None
             _write_samples(out, pending, item.name, settings, totals, errors)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import posixpath
 import re
@@ -27,9 +28,11 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 from .._checks import InputError
+from ..io import WriteError
 
 __all__ = [
     "StorageOptions",
+    "StoreError",
     "check_location",
     "filesystem",
     "is_url",
@@ -45,6 +48,8 @@ __all__ = [
     "write_bytes",
 ]
 
+log = logging.getLogger(__name__)
+
 StorageOptions = Mapping[str, Any]
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 #: The extra that installs each protocol's package (what the refusal tells to install).
@@ -59,6 +64,41 @@ _EXTRAS = {
     "adl": "azure",
     "hf": "datasets",
 }
+
+
+#: The packages whose exceptions an fsspec file system lets through (not OSErrors): a store that
+#: cannot be reached, refused credentials, a client error. Turned into :class:`StoreError`.
+_STORE_PACKAGES = frozenset(
+    {"botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "google", "azure", "adlfs"}
+    | {"huggingface_hub", "requests", "urllib3"}
+)
+
+
+class StoreError(WriteError):
+    """An object store could not be reached or refused the request (no credentials, an
+    endpoint that does not answer, a connection lost mid-job). The message names the URL."""
+
+
+def _is_store_failure(err: BaseException) -> bool:
+    if isinstance(err, StoreError):
+        return False  # already one
+    if isinstance(err, (ConnectionError, TimeoutError)):
+        return True
+    package = type(err).__module__.split(".")[0]
+    return package in _STORE_PACKAGES and not isinstance(err, OSError)
+
+
+@contextlib.contextmanager
+def store_errors(url: str) -> Iterator[None]:
+    """Within it, an object store's own exception (botocore's, aiohttp's, a lost connection)
+    becomes a one-line :class:`StoreError` naming ``url``; other errors pass unchanged."""
+    try:
+        yield
+    except Exception as err:
+        if not _is_store_failure(err):
+            raise
+        reason = " ".join((str(err) or type(err).__name__).split())
+        raise StoreError(f"{url}: cannot reach the store ({reason})") from err
 
 
 def scheme(path: str) -> str | None:
@@ -171,7 +211,26 @@ def filesystem(url: str, options: StorageOptions | None = None) -> tuple[Any, st
         fs, path = url_to_fs(url, **_options_for(protocol, options))
     except (TypeError, ValueError) as err:
         raise InputError(f"{url!r}: bad storage options: {err}") from None
+    _quiet_lost_requests(getattr(fs, "loop", None))
     return fs, str(path)
+
+
+def _lost_request(loop: Any, context: dict[str, Any]) -> None:
+    """The event loop's handler of exceptions nobody awaited: a request that a lost connection
+    ended (aiohttp's writer of a request whose answer failed) is logged at debug level, since
+    the failure itself reaches the caller as a :class:`StoreError`; anything else as asyncio
+    would."""
+    error = context.get("exception")
+    if error is not None and _is_store_failure(error):
+        log.debug("%s: %s", context.get("message"), error)
+        return
+    loop.default_exception_handler(context)
+
+
+def _quiet_lost_requests(loop: Any) -> None:
+    """Install :func:`_lost_request` on an async file system's loop (fsspec's IO thread)."""
+    if loop is not None and loop.get_exception_handler() is None:
+        loop.set_exception_handler(_lost_request)
 
 
 def check_location(what: str, path: str, options: StorageOptions | None = None) -> str:
@@ -193,14 +252,16 @@ def check_location(what: str, path: str, options: StorageOptions | None = None) 
 def read_bytes(url: str, options: StorageOptions | None = None) -> bytes:
     """The whole object at ``url``. Raises OSError (FileNotFoundError, PermissionError)."""
     fs, path = filesystem(url, options)
-    data: bytes = fs.cat_file(path)
+    with store_errors(url):
+        data: bytes = fs.cat_file(path)
     return data
 
 
 def write_bytes(url: str, data: bytes, options: StorageOptions | None = None) -> int:
     """Put ``data`` at ``url`` in one request (an object appears whole or not at all)."""
     fs, path = filesystem(url, options)
-    fs.pipe_file(path, data)
+    with store_errors(url):
+        fs.pipe_file(path, data)
     return len(data)
 
 
@@ -226,7 +287,8 @@ def put_file(local: str, url: str, options: StorageOptions | None = None) -> Non
     """Upload the local file ``local`` to ``url`` (s3fs: in parts above 50 MiB, completed when
     all are in, aborted on an error; the object appears only when complete)."""
     fs, path = filesystem(url, options)
-    fs.put_file(local, path)
+    with store_errors(url):
+        fs.put_file(local, path)
 
 
 def size_of(url: str, options: StorageOptions | None = None) -> int | None:
@@ -238,9 +300,12 @@ def size_of(url: str, options: StorageOptions | None = None) -> int | None:
             return None
     fs, path = filesystem(url, options)
     try:
-        fs.invalidate_cache(path)
-        info = fs.info(path)
-    except (FileNotFoundError, OSError):
+        with store_errors(url):
+            fs.invalidate_cache(path)
+            info = fs.info(path)
+    except StoreError:
+        raise
+    except OSError:
         return None
     if info.get("type") == "directory":
         return None
@@ -255,14 +320,14 @@ def open_read(url: str, options: StorageOptions | None = None) -> Iterator[IO[by
             yield fh
         return
     fs, path = filesystem(url, options)
-    with fs.open(path, "rb") as fh:
+    with store_errors(url), fs.open(path, "rb") as fh:
         yield fh
 
 
 def delete(url: str, options: StorageOptions | None = None) -> None:
     """Remove the object at ``url`` (nothing if there is none)."""
     fs, path = filesystem(url, options)
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(FileNotFoundError), store_errors(url):
         fs.rm_file(path)
 
 
@@ -270,9 +335,11 @@ def list_files(root: str, options: StorageOptions | None = None) -> list[str]:
     """Every object under the URL ``root``: relative posix names, sorted."""
     fs, path = filesystem(root, options)
     base = path.rstrip("/")
-    fs.invalidate_cache(base)
+    with store_errors(root):
+        fs.invalidate_cache(base)
+        found_all = fs.find(base, withdirs=False)
     names = []
-    for found in fs.find(base, withdirs=False):
+    for found in found_all:
         relative = posixpath.relpath(found, base) if base else found
         if not relative.startswith(".."):
             names.append(relative)
@@ -283,9 +350,10 @@ def kind_of(url: str, options: StorageOptions | None = None) -> str | None:
     """``"file"``, ``"directory"`` or ``None`` (nothing there) for the URL ``url``."""
     fs, path = filesystem(url, options)
     try:
-        fs.invalidate_cache(path)
-        if fs.isfile(path):
-            return "file"
-        return "directory" if fs.isdir(path) else None
+        with store_errors(url):
+            fs.invalidate_cache(path)
+            if fs.isfile(path):
+                return "file"
+            return "directory" if fs.isdir(path) else None
     except (FileNotFoundError, PermissionError):
         return None

@@ -50,6 +50,7 @@ from ..threads import set_num_threads
 from .sources import FileItem
 from .storage import (
     StorageOptions,
+    StoreError,
     is_url,
     read_bytes,
     source_of,
@@ -442,6 +443,8 @@ def _copy_file(item: FileItem, options: StorageOptions | None = None) -> Record:
             data = (
                 read_bytes(item.src, options) if is_url(item.src) else Path(item.src).read_bytes()
             )
+        except StoreError as err:  # SRC's store out of reach: no bad file, the job stops
+            return fatal_record(item.name, err)
         except OSError as err:
             return error_record(
                 item.name, InputError(f"{item.src}: cannot read: {err.strerror or err}")
@@ -507,6 +510,9 @@ def process_files(items: list[FileItem], settings: Settings) -> list[Record]:
             continue
         try:
             source = source_of(item.src, settings.storage_options)
+        except StoreError as err:  # SRC's store out of reach: no bad image, the job stops
+            records.append(fatal_record(item.name, err))
+            return records
         except OSError as err:
             records.append(error_record(item.name, InputError(f"{item.src}: cannot read: {err}")))
             continue
