@@ -42,10 +42,13 @@ WORKFLOW = PACK / "example_workflows" / "colorquant_palettes.json"
 START_TIMEOUT_S = 240  # imports torch and every core node on a busy 2-core machine
 RUN_TIMEOUT_S = 240
 
-pytestmark = pytest.mark.skipif(
-    not (COMFYUI / "main.py").is_file(),
-    reason=f"no ComfyUI snapshot at {COMFYUI} (set COLORQUANT_SHARED to the folder holding it)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not (COMFYUI / "main.py").is_file(),
+        reason=f"no ComfyUI snapshot at {COMFYUI} (set COLORQUANT_SHARED to the folder holding it)",
+    ),
+    pytest.mark.slow,
+]
 
 
 def _free_port() -> int:

@@ -800,6 +800,7 @@ def kill_after(proc: subprocess.Popen[str], manifest: Path, records: int) -> Non
     assert not alive(helpers), "workers outlived the killed job"
 
 
+@pytest.mark.slow
 def test_sigkill_mid_folder_job_then_resume(tmp_path: Path) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
     n = 48
@@ -847,6 +848,7 @@ def test_sigkill_mid_folder_job_then_resume(tmp_path: Path) -> None:
     assert temp_files(dst) == [] and not (dst / LOCK_NAME).exists()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_shard_job_then_resume(tmp_path: Path) -> None:
     shards = 6
     for s in range(shards):
@@ -872,6 +874,7 @@ def test_sigkill_mid_shard_job_then_resume(tmp_path: Path) -> None:
     assert temp_files(dst) == []
 
 
+@pytest.mark.slow
 def test_a_second_job_on_one_dst_is_refused_and_the_first_finishes(tmp_path: Path) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
     n = 20

@@ -262,6 +262,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow
 def test_s3_folder_with_captions_killed_and_resumed(tmp_path: Path, s3: dict[str, str]) -> None:
     fs = s3fs_for(s3)
     bucket = f"b{uuid.uuid4().hex[:10]}"
@@ -317,6 +318,7 @@ def test_s3_folder_with_captions_killed_and_resumed(tmp_path: Path, s3: dict[str
     assert not fs.exists(f"{bucket}/dst/{LOCK_NAME}")
 
 
+@pytest.mark.slow
 def test_s3_shards_to_s3_and_back_to_local(tmp_path: Path, s3: dict[str, str]) -> None:
     fs = s3fs_for(s3)
     bucket = f"b{uuid.uuid4().hex[:10]}"

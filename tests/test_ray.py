@@ -49,7 +49,7 @@ from test_dataset import (
 # The dev lock installs it: skipped only without the extra.
 ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'colorquant[ray]'")
 # Ray Data reads its own deprecated settings when it starts: not ours to fix.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
