@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 # The CPU hot loops run in NumPy between torch operations; torch's OpenMP workers, left
 # spinning after each parallel torch op, then take the cores NumPy needs (measured: 2.5x slower
@@ -22,7 +23,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import threads
 from ._checks import InputError
-from .animation import Animation, load_animation, quantize_animation, save_animation
 from .color import COLOR_SPACES, DEFAULT_COLOR_SPACE, ColorSpace
 from .io import LoadedImage, load_image, load_palette, save_result
 from .kmeans import KMeansResult, fit_adam, weighted_kmeans
@@ -74,9 +74,16 @@ __all__ = [
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:
+    from .animation import Animation, load_animation, quantize_animation, save_animation
+
 _LAZY_MODULES = ("nn", "transforms")
 """Submodules reached as ``colorquant.nn`` on first use: ``nn`` imports torch, which ``import
 colorquant`` never does."""
+
+_ANIMATION_NAMES = ("Animation", "load_animation", "quantize_animation", "save_animation")
+"""Names of :mod:`colorquant.animation`, imported on first use: a still image never needs it
+(nor :mod:`colorquant.io.animation`), and every command's start-up pays for what it imports."""
 
 
 def __getattr__(name: str) -> object:
@@ -84,4 +91,8 @@ def __getattr__(name: str) -> object:
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
+    if name in _ANIMATION_NAMES:
+        from . import animation
+
+        return getattr(animation, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,7 +34,6 @@ from ..quantize import (
     QualityTooLowError,
 )
 from ..threads import shared_threads
-from ..viz import figure_suffix
 from .fit import Fitter, setup_fit
 from .job import plan_jobs, quantize_one
 from .options import (
@@ -363,6 +362,8 @@ def check_flags(options: QuantizeOptions) -> QuantizeOptions:
             "--quality picks K per image: not with --palette or --shared-palette"
         )
     if options.preview is not None:
+        from ..viz import figure_suffix  # only --preview needs the figures' module
+
         with named_option("--preview"):
             figure_suffix(options.preview)
     suffix = _output_suffix(options, output)

@@ -36,6 +36,7 @@ __all__ = [
     "LoadedImage",
     "file_error",
     "file_size",
+    "is_animated",
     "load_image",
     "load_image_bytes",
     "open_image",
@@ -287,3 +288,20 @@ def _load(source: Path | io.BytesIO, p: Path, size: int, data: bytes | None) -> 
         gamma=float(gamma) if isinstance(gamma, (int, float)) and gamma > 0 else None,
         text=text,
     )
+
+
+def is_animated(source: PathLike | bytes) -> bool:
+    """Whether the file (or a file's bytes) holds more than one frame, without decoding them."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # load_image's to say
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, *DECODE_ERRORS):
+        return False  # not an image, or too large: load_image reports it
+    with image:
+        try:
+            # Pillow's is_animated looks for a second frame; n_frames would seek a GIF to its end.
+            return bool(getattr(image, "is_animated", False))
+        except DECODE_ERRORS:
+            return True  # frames past the first are broken: load_animation names the frame
