@@ -142,13 +142,13 @@ def main() -> None:
         metavar="NAME=SRC",
         help="a source folder to run colorquant from (repeatable; default: this tree's src)",
     )
-    parser.add_argument("--only", choices=("stages", "one", "many"), action="append")
+    parser.add_argument("--only", choices=("stages", "imports", "one", "many"), action="append")
     args = parser.parse_args()
     trees = [t.split("=", 1) for t in args.tree] or [["this", str(REPO_ROOT / "src")]]
     envs = {name: tree_env(name, Path(src)) for name, src in trees}
-    only = set(args.only or ("stages", "one", "many"))
+    only = set(args.only or ("stages", "imports", "one", "many"))
     pngquant, python, k = tool("pngquant"), sys.executable, str(args.k)
-    cli = [python, "-c", "from colorquant.cli import main; main(prog_name='colorquant')"]
+    cli = [tool("colorquant")]  # the console script: `from colorquant.cli import main`
     header = "| command | wall ms | wall ratio | CPU ms | CPU ratio |\n|---|--:|--:|--:|--:|"
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -169,6 +169,7 @@ def main() -> None:
                     check=True,
                 )
                 print(f"stages ({name}, median ms over {len(paths)} crops): {done.stdout.strip()}")
+        if "imports" in only:
             imports = {"python -c pass": ([python, "-c", "pass"], plain)}
             imports["import numpy, PIL.Image"] = (
                 [python, "-c", "import numpy, PIL.Image"],

@@ -12,7 +12,9 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import os
+import sys
 from typing import TYPE_CHECKING
 
 # The CPU hot loops run in NumPy between torch operations; torch's OpenMP workers, left
@@ -20,6 +22,25 @@ from typing import TYPE_CHECKING
 # with 2 threads). Sleeping workers cost torch nothing measurable here. Only a default: an
 # explicit OMP_WAIT_POLICY wins, and it has no effect if torch was imported first.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+# The command's NumPy work needs no BLAS threads: its matrix products are (N, 3) @ (3, 3) color
+# transforms and weighted sums, and its hot loops have their own threads (colorquant.threads).
+# NumPy's OpenBLAS would start one thread per core at import and leave them spinning after each
+# product, competing with those loops: measured on 2 cores, 50 ms of CPU at import and a third
+# of the CPU time of each 512x512 image (BENCHMARKS.md, "Start-up and per-call cost"). Only in
+# the process of the colorquant command (its script, python -m colorquant, python -m
+# colorquant.cli), which is its own; only a default (an explicit OPENBLAS_NUM_THREADS wins); no
+# effect if NumPy was imported first.
+os.environ.update(
+    {"OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
+    if os.path.basename(sys.argv[0] if sys.argv else "") in ("colorquant", "colorquant.exe")
+    or any(
+        a == "-m" and b in ("colorquant", "colorquant.cli")
+        for a, b in itertools.pairwise(getattr(sys, "orig_argv", ()))
+    )
+    else {}
+)
 
 from . import threads
 from ._checks import InputError
