@@ -2,12 +2,13 @@
 
 Three measurements, each on 512x512 centre crops of the photos of ``--images`` (Kodak):
 
-- **stages**: one CLI job in this process, its stages timed with ``time.perf_counter``
-  through public functions: decode (:func:`colorquant.load_image`), fit and map
-  (:func:`colorquant.quantize`), the report's ΔE00 (``result.delta_e``, from the distinct colors
-  and their palette rows), PNG encode (:func:`colorquant.io.result_bytes`, metadata included);
-  and, in fresh processes, the imports (``import colorquant.cli`` against
-  ``import numpy, PIL.Image`` and ``pass``);
+- **stages**: one CLI job in this process, its stages timed with ``time.process_time`` (CPU
+  time of the process) through public functions: decode (:func:`colorquant.load_image`), fit
+  and map (:func:`colorquant.quantize`), the report's ΔE00 (``result.delta_e``, from the
+  distinct colors and their palette rows), PNG encode (:func:`colorquant.io.result_bytes`,
+  metadata included);
+  and, in fresh processes, the start-up (``colorquant --version``: interpreter, imports, click)
+  against ``python -c "import numpy, PIL.Image"`` and ``python -c pass``;
 - **one**: the whole command on one crop against ``pngquant 256 --nofs`` on the same crop;
 - **many**: one call over the first 8 and the first 24 crops against one ``pngquant`` call
   over the same files.
@@ -92,19 +93,20 @@ def crops(images: Path, out: Path, limit: int) -> list[Path]:
 
 
 def stages(paths: list[Path], k: int) -> dict[str, float]:
-    """Median milliseconds of each stage of one CLI job (this process, the tree imported)."""
+    """Median CPU milliseconds (``time.process_time``: every thread of this process) of each
+    stage of one CLI job (this process, the tree imported)."""
     import colorquant as cq
     from colorquant.io import result_bytes
 
     times: dict[str, list[float]] = {}
 
     def lap(stage: str, since: float) -> float:
-        now = time.perf_counter()
+        now = time.process_time()
         times.setdefault(stage, []).append(1000 * (now - since))
         return now
 
     for path in [paths[0], *paths]:  # the first one again: a warm-up
-        start = time.perf_counter()
+        start = time.process_time()
         loaded = cq.load_image(path)
         now = lap("decode", start)
         result = cq.quantize(loaded.pixels, k, dither="none")
@@ -156,8 +158,10 @@ def main() -> None:
         plain = dict(os.environ)
         if "stages" in only:
             for name, env in envs.items():
+                # As the command starts: colorquant imported first, by a script of that name.
                 code = (
-                    "import json, sys; sys.path.insert(0, sys.argv[1]); import startup; "
+                    "import sys; sys.argv[0] = 'colorquant'; import colorquant; import json; "
+                    "sys.path.insert(0, sys.argv[1]); import startup; "
                     "print(json.dumps(startup.stages([__import__('pathlib').Path(p) for p in "
                     "sys.argv[3:]], int(sys.argv[2]))))"
                 )
@@ -176,10 +180,7 @@ def main() -> None:
                 plain,
             )
             for name, env in envs.items():
-                imports[f"import colorquant.cli ({name})"] = (
-                    [python, "-c", "import colorquant.cli"],
-                    env,
-                )
+                imports[f"colorquant --version ({name})"] = ([*cli, "--version"], env)
             runs = alternate(imports, args.repeat)
             print(f"\nimports ({args.repeat} alternating runs)\n{header}")
             print("\n".join(_summary(runs, "import numpy, PIL.Image")))

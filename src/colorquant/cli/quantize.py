@@ -9,7 +9,6 @@ palette, or a fit per image with the settings of a :class:`colorquant.FitOptions
 
 from __future__ import annotations
 
-import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -393,6 +392,9 @@ def run_jobs(options: QuantizeOptions, fitter: Fitter, run_device: str) -> int:
         0 when every input was written; else the first of 1 (a failure), 99 (``--quality``'s
         minimum not reached), 98 (``--skip-if-larger``) that applies.
     """
+    if options.as_json:
+        import json  # only --json needs it: the command's start-up skips it otherwise
+
     fmt = options.output_format
     jobs = plan_jobs(
         options.inputs, options.output, options.outdir, fmt, options.preview, options.ext

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .._checks import InputError, as_pixels
 from .atomic import PathLike
@@ -190,6 +190,8 @@ def _upright(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation tag, as viewers do: the output carries no EXIF."""
     if image.getexif().get(0x0112, 1) in (0, 1):  # 0x0112: Orientation; 1: as stored
         return image
+    from PIL import ImageOps  # only a rotated photo needs it: the command's start-up skips it
+
     return ImageOps.exif_transpose(image)
 
 
