@@ -239,3 +239,33 @@ def test_each_api_needing_an_extra_says_which_in_one_line() -> None:
         [f"device 'cuda' needs PyTorch: {TORCH}", "torch"],
         [f"a figure (colorquant.viz) needs matplotlib: {PLOT}", "matplotlib"],
     ]
+
+
+def test_only_the_command_runs_numpy_blas_on_one_thread() -> None:
+    # OpenBLAS's threads spin after each product, taking the cores of the command's own loops:
+    # the command's process (and only it) starts NumPy with one BLAS thread, unless told.
+    code = (
+        "import sys\n"
+        "sys.argv[0] = {argv0!r}\n"
+        "import colorquant, os\n"
+        "from threadpoolctl import threadpool_info\n"
+        "blas = [p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas']\n"
+        "print(os.environ.get('OPENBLAS_NUM_THREADS'), blas)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    env["PYTHONPATH"] = str(ROOT / "src")
+
+    def run(argv0: str, **extra: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", code.format(argv0=argv0)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**env, **extra},
+            check=True,
+        )
+        return done.stdout.strip()
+
+    assert run("/usr/bin/colorquant") == "1 [1]"
+    assert run("-c").startswith("None [")  # a library user's process: NumPy's own default
+    assert run("/usr/bin/colorquant", OPENBLAS_NUM_THREADS="2") == "2 [2]"

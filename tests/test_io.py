@@ -9,6 +9,7 @@ import doctest
 import importlib
 import io
 import os
+import re
 import stat
 import struct
 import zlib
@@ -198,6 +199,25 @@ def test_atomic_write_leaves_no_temporary_file_on_error(
         atomic_write(tmp_path / "a.json", writer, force=True)
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
     assert (tmp_path / "a.json").read_text() == "old"
+
+
+def test_atomic_write_hidden_file_is_named_as_dataset_jobs_expect(tmp_path: Path) -> None:
+    # colorquant dataset removes what a killed job left by this name: ".<name>.<8 chars>.tmp".
+    seen: list[tuple[str, int]] = []
+
+    def writer(fh: object) -> None:
+        for p in tmp_path.iterdir():
+            seen.append((p.name, stat.S_IMODE(p.stat().st_mode)))
+        fh.write(b"x")  # type: ignore[attr-defined]
+
+    for _ in range(3):
+        atomic_write(tmp_path / "a.png", writer, force=True)
+    hidden = [name for name, _ in seen if name != "a.png"]
+    assert len(hidden) == 3 and len(set(hidden)) == 3  # a new random name each time
+    for name, mode in seen:
+        if name != "a.png":
+            assert re.fullmatch(r"\.a\.png\.[a-z0-9_]{8}\.tmp", name) and mode == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
 
 
 def test_atomic_write_writes_and_returns_size(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ traceback.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import warnings
@@ -21,13 +22,29 @@ import click
 from PIL import Image, ImageFile
 
 from .. import __version__
-from .dataset import dataset
-from .figures import elbow, plot
 from .options import CONTEXT
 from .quantize import quantize
 from .report import PROG, OneLineErrors
 
 __all__ = ["main"]
+
+_LAZY_COMMANDS = {"dataset": "dataset", "elbow": "figures", "plot": "figures"}
+"""The commands imported when run (or listed by ``--help``), by the module of
+:mod:`colorquant.cli` that defines each: ``colorquant quantize``'s start-up never pays for them."""
+
+
+class _Commands(OneLineErrors):
+    """The command group: ``quantize`` imported with it, the others (:data:`_LAZY_COMMANDS`)
+    only when named or listed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _LAZY_COMMANDS:
+            module = importlib.import_module(f".{_LAZY_COMMANDS[cmd_name]}", __name__)
+            self.add_command(getattr(module, cmd_name))
+        return super().get_command(ctx, cmd_name)
 
 
 def _configure_logging(verbose: int) -> None:
@@ -43,7 +60,7 @@ def _configure_logging(verbose: int) -> None:
     logger.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
 
 
-@click.group(cls=OneLineErrors, context_settings=CONTEXT)
+@click.group(cls=_Commands, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name=PROG)
 @click.option("-v", "--verbose", count=True, help="Log the fit on stderr (-vv: more).")
 def main(verbose: int) -> None:
@@ -61,6 +78,3 @@ def main(verbose: int) -> None:
 
 
 main.add_command(quantize)
-main.add_command(elbow)
-main.add_command(plot)
-main.add_command(dataset)

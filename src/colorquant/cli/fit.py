@@ -17,8 +17,7 @@ import numpy as np
 
 from .._checks import InputError, resolve_device
 from ..alpha import binary_alpha
-from ..animation import quantize_animation
-from ..io import MAX_COLORS_BY_SUFFIX, is_animated, load_animation, load_image, load_palette
+from ..io import MAX_COLORS_BY_SUFFIX, is_animated, load_image, load_palette
 from ..options import FitOptions
 from ..quantize import Dither, Quantizer, QuantizeResult
 from ..quantize import quantize as quantize_image
@@ -136,6 +135,8 @@ def _shared_palette(options: QuantizeOptions, library: dict[str, Any]) -> Fitter
     for source in progress(options.inputs, "image (palette)"):
         not_a_folder(source)
         if is_animated(source):
+            from ..io.animation import load_animation
+
             for frame in load_animation(source).frames:
                 shared.partial_fit(pixels_for(frame, options.output_format))
         else:
@@ -156,6 +157,8 @@ def _fit_each(options: QuantizeOptions, library: dict[str, Any]) -> Fitter:
         )
 
     def frames(all_frames: list[np.ndarray]) -> list[QuantizeResult]:
+        from ..animation import quantize_animation  # only animations need it
+
         k_frames = k
         if quality is not None:
             # The frames stacked have the frames' merged histogram: the fewest colors that

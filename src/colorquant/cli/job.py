@@ -22,22 +22,17 @@ from .._checks import InputError
 from ..alpha import mse_rgba, with_alpha
 from ..io import (
     NotSmallerError,
-    animation_bytes,
     check_colors,
     check_output_path,
     is_animated,
-    load_animation,
-    load_animation_bytes,
     load_image,
     load_image_bytes,
     result_bytes,
     result_suffix,
-    save_animation,
     save_result,
 )
 from ..metrics import mean_delta_e, psnr_from_mse
 from ..quantize import QualityTooLowError, QuantizeResult, quality_of
-from ..viz import preview_figure
 from .fit import Fitter, pixels_for
 from .options import not_a_folder, refuse_input
 from .report import STDIO, json_number, stdout_closed, warn
@@ -164,6 +159,10 @@ def _quantize_animation(
     job: Job, data: bytes | None, options: QuantizeOptions, fitter: Fitter, start: float
 ) -> tuple[dict[str, Any], str]:
     """Quantize and write every frame of an animation, durations and loop count kept."""
+    # Imported here: a still image (the common case) never needs them.
+    from ..io.animation import animation_bytes, load_animation, load_animation_bytes, save_animation
+    from ..viz import preview_figure
+
     fmt, force = options.output_format, options.force
     animation = load_animation(job.source) if data is None else load_animation_bytes(data)
     results = fitter.frames([pixels_for(f, fmt) for f in animation.frames])
@@ -292,6 +291,8 @@ def quantize_one(job: Job, options: QuantizeOptions, fitter: Fitter) -> tuple[di
     else:
         bytes_out = save_result(result, job.output, force=force, max_bytes=limit, **keep)
     if job.preview is not None:
+        from ..viz import preview_figure  # matplotlib's figures: only with --preview
+
         preview_figure(
             loaded.pixels, result, path=job.preview, force=force, mse=error, delta_e=delta_e
         )

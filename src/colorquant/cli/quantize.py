@@ -9,7 +9,6 @@ palette, or a fit per image with the settings of a :class:`colorquant.FitOptions
 
 from __future__ import annotations
 
-import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -34,7 +33,6 @@ from ..quantize import (
     QualityTooLowError,
 )
 from ..threads import shared_threads
-from ..viz import figure_suffix
 from .fit import Fitter, setup_fit
 from .job import plan_jobs, quantize_one
 from .options import (
@@ -363,6 +361,8 @@ def check_flags(options: QuantizeOptions) -> QuantizeOptions:
             "--quality picks K per image: not with --palette or --shared-palette"
         )
     if options.preview is not None:
+        from ..viz import figure_suffix  # only --preview needs the figures' module
+
         with named_option("--preview"):
             figure_suffix(options.preview)
     suffix = _output_suffix(options, output)
@@ -392,6 +392,9 @@ def run_jobs(options: QuantizeOptions, fitter: Fitter, run_device: str) -> int:
         0 when every input was written; else the first of 1 (a failure), 99 (``--quality``'s
         minimum not reached), 98 (``--skip-if-larger``) that applies.
     """
+    if options.as_json:
+        import json  # only --json needs it: the command's start-up skips it otherwise
+
     fmt = options.output_format
     jobs = plan_jobs(
         options.inputs, options.output, options.outdir, fmt, options.preview, options.ext

@@ -18,7 +18,6 @@ command that prints.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -320,5 +319,7 @@ def fatal_errors(json_inputs: Sequence[Path] = ()) -> Iterator[None]:
     except expected_errors() as caught:
         error(message(caught))
         for source in json_inputs:
+            import json  # only --json needs it
+
             echo(json.dumps(status_record(source, None, "error", message(caught))))
         raise click.exceptions.Exit(EXIT_FAILED) from None

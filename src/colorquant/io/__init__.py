@@ -30,17 +30,17 @@ tool turns it off); while some other code has it on, Pillow pads truncated files
 
 from __future__ import annotations
 
-from .animation import (
-    ANIMATION_SUFFIXES,
-    Animation,
-    animation_bytes,
-    is_animated,
-    load_animation,
-    load_animation_bytes,
-    save_animation,
-)
+from typing import TYPE_CHECKING, Any
+
 from .atomic import NotSmallerError, PathLike, WriteError, atomic_write, check_output_path
-from .image import ImageFileError, LoadedImage, load_image, load_image_bytes, open_image
+from .image import (
+    ImageFileError,
+    LoadedImage,
+    is_animated,
+    load_image,
+    load_image_bytes,
+    open_image,
+)
 from .palette import (
     MAX_IMAGE_PALETTE,
     MAX_TEXT_PALETTE,
@@ -95,3 +95,34 @@ __all__ = [
     "save_animation",
     "save_result",
 ]
+
+if TYPE_CHECKING:
+    from .animation import (
+        ANIMATION_SUFFIXES,
+        Animation,
+        animation_bytes,
+        load_animation,
+        load_animation_bytes,
+        save_animation,
+    )
+
+_ANIMATION_NAMES = frozenset(
+    (
+        "ANIMATION_SUFFIXES",
+        "Animation",
+        "animation_bytes",
+        "load_animation",
+        "load_animation_bytes",
+        "save_animation",
+    )
+)
+"""Names of :mod:`colorquant.io.animation`, imported on first use: a still image never needs
+that module (nor :mod:`zipfile`), and the command's start-up pays for every import."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ANIMATION_NAMES:
+        from . import animation
+
+        return getattr(animation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import io
 import itertools
 import struct
-import warnings
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -30,12 +29,12 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .._checks import InputError, as_pixels, check_int_range
 from ..alpha import with_alpha
 from .atomic import PathLike, atomic_write
-from .image import DECODE_ERRORS, ImageFileError, file_size, open_image
+from .image import DECODE_ERRORS, ImageFileError, file_size, is_animated, open_image
 from .result import gif_transparency
 
 if TYPE_CHECKING:
@@ -531,20 +530,3 @@ def save_animation(
     suffix = Path(path).suffix.lower()
     writer = _animation_writer(results, suffix, path, durations, loop)
     return atomic_write(path, writer, force=force, max_bytes=max_bytes)
-
-
-def is_animated(source: PathLike | bytes) -> bool:
-    """Whether the file (or a file's bytes) holds more than one frame, without decoding them."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # load_image's to say
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, *DECODE_ERRORS):
-        return False  # not an image, or too large: load_image reports it
-    with image:
-        try:
-            # Pillow's is_animated looks for a second frame; n_frames would seek a GIF to its end.
-            return bool(getattr(image, "is_animated", False))
-        except DECODE_ERRORS:
-            return True  # frames past the first are broken: load_animation names the frame

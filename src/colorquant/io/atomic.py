@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -105,6 +104,32 @@ def _fsync_directory(directory: Path) -> None:
             os.close(fd)
 
 
+_TEMPORARY_FLAGS = (
+    os.O_RDWR
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+def _new_temporary(target: Path) -> tuple[IO[bytes], str]:
+    """A new file beside ``target``, hidden (``.<name>.<8 random characters>.tmp``, the names
+    :func:`tempfile.NamedTemporaryFile` made, which ``colorquant dataset`` recognizes as left
+    by a killed job), created exclusively with mode 0o600 and open for binary writing; its
+    name. Without importing :mod:`tempfile` (and :mod:`shutil`, :mod:`random`) at every start
+    of the command."""
+    for _ in range(100):
+        name = str(target.parent / f".{target.name}.{os.urandom(4).hex()}.tmp")
+        try:
+            fd = os.open(name, _TEMPORARY_FLAGS, 0o600)
+        except FileExistsError:
+            continue  # that name is taken: draw again
+        return os.fdopen(fd, "w+b"), name
+    raise OSError(f"no free temporary name in {target.parent}")
+
+
 def atomic_write(
     path: PathLike,
     writer: Callable[[IO[bytes]], Any],
@@ -137,10 +162,8 @@ def atomic_write(
     target = check_output_path(path, force=force)
     tmp_name: str | None = None
     try:
-        with tempfile.NamedTemporaryFile(
-            mode="w+b", delete=False, dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-        ) as fh:
-            tmp_name = fh.name
+        fh, tmp_name = _new_temporary(target)
+        with fh:
             writer(fh)
             size = fh.tell()
             if max_bytes is not None and size >= max_bytes:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .._checks import InputError, as_pixels
 from .atomic import PathLike
@@ -36,6 +36,7 @@ __all__ = [
     "LoadedImage",
     "file_error",
     "file_size",
+    "is_animated",
     "load_image",
     "load_image_bytes",
     "open_image",
@@ -189,6 +190,8 @@ def _upright(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation tag, as viewers do: the output carries no EXIF."""
     if image.getexif().get(0x0112, 1) in (0, 1):  # 0x0112: Orientation; 1: as stored
         return image
+    from PIL import ImageOps  # only a rotated photo needs it: the command's start-up skips it
+
     return ImageOps.exif_transpose(image)
 
 
@@ -287,3 +290,20 @@ def _load(source: Path | io.BytesIO, p: Path, size: int, data: bytes | None) -> 
         gamma=float(gamma) if isinstance(gamma, (int, float)) and gamma > 0 else None,
         text=text,
     )
+
+
+def is_animated(source: PathLike | bytes) -> bool:
+    """Whether the file (or a file's bytes) holds more than one frame, without decoding them."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # load_image's to say
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, *DECODE_ERRORS):
+        return False  # not an image, or too large: load_image reports it
+    with image:
+        try:
+            # Pillow's is_animated looks for a second frame; n_frames would seek a GIF to its end.
+            return bool(getattr(image, "is_animated", False))
+        except DECODE_ERRORS:
+            return True  # frames past the first are broken: load_animation names the frame
