@@ -85,6 +85,21 @@ def test_export_to_gif_writes_one_palette_for_every_frame(tmp_path: Path) -> Non
         assert im.info["loop"] == 0 and im.info["duration"] == 100
 
 
+def test_export_to_gif_cuts_translucent_alpha_as_the_command_does(tmp_path: Path) -> None:
+    clip = moving_clip(2, 16, 32)
+    ramp = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (16, 1))  # clear .. opaque
+    frames = [np.dstack([f, ramp]) for f in clip]
+    path = export_to_gif(frames, tmp_path / "soft.gif", n_colors=16)
+    with Image.open(path) as im:
+        for t, frame in enumerate(ImageSequence.Iterator(im)):
+            alpha = np.asarray(frame.convert("RGBA"))[..., 3]
+            np.testing.assert_array_equal(alpha, np.where(ramp < 128, 0, 255), err_msg=f"{t}")
+    # An APNG keeps the translucency.
+    apng = export_to_apng(frames, tmp_path / "soft.png", n_colors=16)
+    with Image.open(apng) as im:
+        assert len(np.unique(np.asarray(im.convert("RGBA"))[..., 3])) > 2
+
+
 def test_export_to_gif_without_a_path_writes_a_temporary_gif() -> None:
     path = export_to_gif([Image.fromarray(f) for f in moving_clip(3)])
     try:

@@ -38,6 +38,7 @@ __all__ = [
     "MAX_GIF_DURATION_MS",
     "Animation",
     "animation_bytes",
+    "as_frames",
     "is_animated",
     "load_animation",
     "load_animation_bytes",
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 
-def _as_frames(frames: Any) -> list[np.ndarray]:
+def as_frames(frames: Any) -> list[np.ndarray]:
     """A ``(T, C, H, W)`` tensor, a ``(T, H, W, C)`` array or a sequence of images as a list of
     ``(H, W, 3)`` or (all) ``(H, W, 4)`` uint8 frames of one size."""
     if is_tensor(frames):
@@ -106,7 +107,7 @@ def quantize_animation(
         palette is the one fitted palette, all its rows in one order (README, "Palettes and
         indices").
     """
-    pixels = _as_frames(frames)
+    pixels = as_frames(frames)
     if not shared:
         return [
             quantize(f, n_colors, dither=dither, dither_strength=dither_strength, **options)

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 from ._array import is_tensor
 from ._checks import InputError, check_int_range, check_positive
 from ._extras import require
-from .animation import quantize_animation, save_animation
+from .alpha import binary_alpha, with_alpha
+from .animation import as_frames, quantize_animation, save_animation
 from .color import DEFAULT_COLOR_SPACE, ColorSpace
 from .quantize import DEFAULT_SPEED, BatchResult, Dither, quantize_batch
 
@@ -91,8 +92,17 @@ def _export(
 ) -> str:
     """What :func:`export_to_gif` and :func:`export_to_apng` do, as ``suffix`` says."""
     check_int_range("n_colors", n_colors, 1, 256)
+    frames_in = _frames_for_animation(image)
+    if suffix == ".gif":
+        # GIF has one fully transparent entry and no translucency: alpha is cut at 128, as the
+        # command cuts it (an APNG keeps it).
+        pixels = as_frames(frames_in)
+        if pixels[0].shape[2] == 4:
+            frames_in = [binary_alpha(f) for f in pixels]
+            if any(f.shape[2] == 4 for f in frames_in):
+                frames_in = [with_alpha(f) for f in frames_in]
     frames = quantize_animation(
-        _frames_for_animation(image),
+        frames_in,
         n_colors,
         shared=True,
         dither=dither,
@@ -133,7 +143,9 @@ def export_to_gif(
         image: the frames: a list of PIL images (``pipe(...).frames[0]``), of ``(H, W, 3)``
             arrays (uint8, or float in [0, 1]) or ``(3, H, W)`` tensors, a ``(T, H, W, 3)``
             array or a ``(T, 3, H, W)`` tensor (any float dtype). RGBA frames keep fully
-            transparent pixels (GIF has no translucency).
+            transparent pixels; GIF has no translucency, so alpha is cut at 128 (below it a
+            pixel is transparent, as ``colorquant quantize`` writes GIFs): use
+            :func:`export_to_apng` to keep it.
         output_gif_path: where to write; ``None``: a new temporary file.
         fps: frames per second (> 0); each frame lasts ``1000 / fps`` ms, the rounding carried.
         n_colors: palette size, 1..256, fitted on all frames together.
