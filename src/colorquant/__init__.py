@@ -1,6 +1,12 @@
 """colorquant: PyTorch-native color quantization.
 
-Weighted K-means on an image's color histogram in RGB, CIELAB or OKLab; palette images out.
+Reduces an image to K colors by weighted K-means on its color histogram, in the hybrid default
+space (RGB and DIN99b together), RGB, CIELAB, OKLab or DIN99b; writes real palette images (PNG,
+GIF, APNG). One image (:func:`quantize`), a palette fitted once and applied to many
+(:class:`Quantizer`), a batch of tensors on any device (:func:`quantize_batch`); the fit's
+settings in one :class:`FitOptions`. ``colorquant.nn`` (a palette layer) and
+``colorquant.transforms`` load torch on first use; ``colorquant.threads`` sets the compiled
+core's threads.
 
 Example:
     >>> import colorquant as cq
@@ -117,3 +123,9 @@ def __getattr__(name: str) -> object:
 
         return getattr(animation, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names (``__all__`` and the submodules loaded on first use), for ``dir()`` and
+    completion."""
+    return sorted([*__all__, *_LAZY_MODULES])
