@@ -709,3 +709,39 @@ def test_optimize_without_pyoxipng(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     result = run("quantize", src, "--optimize", "-o", tmp_path / "o.png")
     assert_one_error(result, "needs the optional pyoxipng", "colorquant[optimize]")
     assert not (tmp_path / "o.png").exists()
+
+
+def test_verbose_logs_the_fit(tmp_path: Path) -> None:
+    src = write_png(tmp_path / "a.png")
+    proc = run_process("-v", "quantize", src, "-k", "8", "-o", tmp_path / "b.png", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "fit: " in proc.stderr and "iterations" in proc.stderr
+    quiet = run_process("quantize", src, "-k", "8", "-o", tmp_path / "c.png", cwd=tmp_path)
+    assert "fit: " not in quiet.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_with_status_130_and_no_partial_file(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    sources = [write_png(tmp_path / f"in{i:02d}.png", photo(i, 256, 256), i) for i in range(16)]
+    out = tmp_path / "out"
+    out.mkdir()
+    command = [sys.executable, "-m", "colorquant.cli", "quantize", *map(str, sources)]
+    command += ["-k", "256", "--speed", "1", "-d", str(out)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(out.glob("*.png")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    written = sorted(p.name for p in out.iterdir())
+    assert proc.returncode == 130, (proc.returncode, stderr)
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith(
+        "colorquant: error: interrupted"
+    )
+    assert 0 < len(written) < 16 and all(n.endswith(".png") for n in written)  # no temp file
+    for name in written:  # every file there is whole
+        with Image.open(out / name) as im:
+            im.load()

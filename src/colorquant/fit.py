@@ -340,7 +340,7 @@ def fit_colors(
     palette = decode_points(centroids, rgba, options)
     if n_fixed:
         palette[:n_fixed] = _place(fixed, device)  # exact, whatever the space
-    log.debug("fit: %d distinct colors, %d iterations, J=%.6g", len(hist), n_iter, history[-1])
+    log.info("fit: %d distinct colors, %d iterations, J=%.6g", len(hist), n_iter, history[-1])
     return Fit(palette, tuple(history), n_iter, result.converged, options.method, n_fixed)
 
 

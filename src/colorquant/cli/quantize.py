@@ -54,6 +54,7 @@ from .options import (
 )
 from .report import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_QUALITY,
     EXIT_SKIPPED,
     PROG,
@@ -61,6 +62,7 @@ from .report import (
     echo,
     error,
     expected_errors,
+    fail,
     fatal_errors,
     message,
     named_option,
@@ -406,33 +408,45 @@ def run_jobs(options: QuantizeOptions, fitter: Fitter, run_device: str) -> int:
     failed = too_low = skipped = 0
     # The image itself may be on standard output: the reports then go to stderr.
     report_err = options.output == STDIO
-    with shared_threads(parallel) as workers, ThreadPoolExecutor(workers) as pool:
-        pending = [pool.submit(quantize_one, job, options, fitter) for job in jobs]
-        for job, future in zip(jobs, progress(pending, "image"), strict=True):
+    try:
+        with shared_threads(parallel) as workers, ThreadPoolExecutor(workers) as pool:
+            pending = [pool.submit(quantize_one, job, options, fitter) for job in jobs]
             try:
-                record, line = future.result()
-            except QualityTooLowError as caught:
-                too_low += 1
-                reason = f"{shown(job.source)}: {message(caught)}"
-                error(reason)
-                status = "quality-too-low"
-                more = {"quality": math.floor(caught.quality), "minimum": caught.minimum}
-            except NotSmallerError as caught:
-                skipped += 1
-                reason = message(caught)
-                echo(f"{PROG}: skipped: {reason}", err=True)
-                status, more = "skipped", {}
-            except expected_errors() as caught:
-                failed += 1
-                reason = message(caught)
-                error(reason)
-                status, more = "error", {}
-            else:
-                echo(json.dumps(record) if options.as_json else line, err=report_err)
-                continue
-            if options.as_json:
-                record = status_record(job.source, job.output, status, reason, **more)
-                echo(json.dumps(record), err=report_err)
+                for job, future in zip(jobs, progress(pending, "image"), strict=True):
+                    try:
+                        record, line = future.result()
+                    except QualityTooLowError as caught:
+                        too_low += 1
+                        reason = f"{shown(job.source)}: {message(caught)}"
+                        error(reason)
+                        status = "quality-too-low"
+                        more = {"quality": math.floor(caught.quality), "minimum": caught.minimum}
+                    except NotSmallerError as caught:
+                        skipped += 1
+                        reason = message(caught)
+                        echo(f"{PROG}: skipped: {reason}", err=True)
+                        status, more = "skipped", {}
+                    except expected_errors() as caught:
+                        failed += 1
+                        reason = message(caught)
+                        error(reason)
+                        status, more = "error", {}
+                    else:
+                        echo(json.dumps(record) if options.as_json else line, err=report_err)
+                        continue
+                    if options.as_json:
+                        record = status_record(job.source, job.output, status, reason, **more)
+                        echo(json.dumps(record), err=report_err)
+            except KeyboardInterrupt:
+                # Ctrl-C: the inputs not started are dropped; those being written finish
+                # (writes are atomic: no half-written file), then the status is 130.
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    except KeyboardInterrupt:
+        raise fail(
+            "interrupted; the inputs not yet started were skipped (every file written is complete)",
+            EXIT_INTERRUPTED,
+        ) from None
     if failed or too_low or skipped:
         return EXIT_FAILED if failed else EXIT_QUALITY if too_low else EXIT_SKIPPED
     return 0
