@@ -745,3 +745,24 @@ def test_ctrl_c_ends_with_status_130_and_no_partial_file(tmp_path: Path) -> None
     for name in written:  # every file there is whole
         with Image.open(out / name) as im:
             im.load()
+
+
+def test_a_folder_as_output_points_at_outdir(tmp_path: Path) -> None:
+    src = write_png(tmp_path / "a.png")
+    (tmp_path / "odir").mkdir()
+    result = run("quantize", src, "-o", tmp_path / "odir")
+    assert result.exit_code == 2
+    assert "odir is a folder: -d/--outdir writes into one" in result.output
+    assert list((tmp_path / "odir").iterdir()) == []
+
+
+def test_a_missing_device_is_named_as_the_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = run(
+        "quantize", write_png(tmp_path / "a.png"), "--device", "cuda", "-o", tmp_path / "b.png"
+    )
+    assert result.exit_code == 1
+    assert "--device cuda was asked for, but no CUDA device is available" in result.output

@@ -18,6 +18,7 @@ from typing import Any
 import click
 import numpy as np
 
+from .._checks import InputError
 from ..color import ColorSpace
 from ..init import InitMethod
 from ..io import (
@@ -316,6 +317,8 @@ def _output_suffix(options: QuantizeOptions, output: Path | None) -> str:
         return f".{options.fmt or 'png'}"
     if output is not None:
         with named_option("-o/--output"):
+            if output.is_dir():
+                raise InputError(f"{output} is a folder: -d/--outdir writes into one")
             return result_suffix(output)
     return result_suffix(Path(f"x{options.ext}"))
 

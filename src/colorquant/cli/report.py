@@ -232,6 +232,8 @@ _CLI_NAMES = (
     ("posterize", "--posterize"),
     ("method='kmeans'", "--method kmeans"),
     ("method='adam'", "--method adam"),
+    ("device 'cuda' was asked for", "--device cuda was asked for"),
+    ("device 'mps' was asked for", "--device mps was asked for"),
 )
 
 
