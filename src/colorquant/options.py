@@ -199,13 +199,9 @@ def _fixed_tuple(value: Any, method: str) -> tuple[tuple[int, int, int], ...]:
         return ()
     if arr.ndim != 2 or arr.shape[1] != 3:
         raise InputError(f"fixed_colors must be (F, 3), got {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 255:
-        raise InputError("fixed_colors must be integers in 0..255")
-    if len(np.unique(arr, axis=0)) != len(arr):
-        raise InputError("fixed_colors must be distinct colors")
-    if method != "kmeans":
-        raise InputError(f"fixed_colors work with method='kmeans', got method={method!r}")
-    return tuple((int(r), int(g), int(b)) for r, g, b in arr)
+    # Whether F fits n_colors is checked where n_colors is known (Quantizer, quantize, ...).
+    checked = check_fixed(arr, len(arr), method)
+    return tuple((int(r), int(g), int(b)) for r, g, b in checked)
 
 
 _NOT_GIVEN: dict[str, Any] = {f.name: f.default for f in fields(FitOptions)}
