@@ -642,3 +642,35 @@ def test_io_modules_examples_run(module: str, examples: bool) -> None:
     result = doctest.testmod(found, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
     assert (result.attempted > 0) == examples
+
+
+@pytest.mark.parametrize("k", [2, 4, 16])
+def test_low_k_png_rows_are_unfiltered_and_smaller(k: int) -> None:
+    from conftest import make_photo_like
+
+    img = make_photo_like(96, 128, seed=3)
+    res = cq.quantize(img, k, dither="fs", seed=1)
+    data = result_bytes(res, ".png", text=[("Comment", "kept")])
+    with Image.open(io.BytesIO(data)) as got:
+        assert got.mode == "P" and got.info["Comment"] == "kept"
+        np.testing.assert_array_equal(np.asarray(got), res.indices)
+        assert got.getpalette()[: 3 * len(res.palette)] == res.palette.ravel().tolist()
+    chunks = png_chunks(data)
+    depth = chunks[b"IHDR"][8]
+    assert depth == {2: 1, 4: 2, 16: 4}[k]
+    raw = zlib.decompress(chunks[b"IDAT"])
+    stride = 1 + (128 * depth + 7) // 8
+    assert len(raw) == 96 * stride and raw[::stride] == bytes(96)  # filter 0 on every row
+    # Pillow's own encoding (every row filtered) of the same image is larger.
+    pillow = io.BytesIO()
+    res.to_pil().save(pillow, format="PNG", compress_level=7)
+    assert len(data) < len(pillow.getvalue())
+
+
+def test_eight_bit_png_is_pillows_own() -> None:
+    from conftest import make_photo_like
+
+    res = cq.quantize(make_photo_like(48, 64, seed=2), 64, seed=1)
+    pillow = io.BytesIO()
+    res.to_pil().save(pillow, format="PNG", compress_level=7)
+    assert result_bytes(res, ".png") == pillow.getvalue()

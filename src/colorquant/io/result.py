@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -196,6 +197,52 @@ def optimize_png(data: bytes) -> bytes:
     return out
 
 
+def _unfiltered_png(png: bytes, indices: np.ndarray) -> bytes:
+    """``png``, a palette PNG of ``indices`` as Pillow writes it, with its pixel data stored
+    unfiltered (zlib level 7, as the rest) when it packs fewer than 8 bits per index.
+
+    Pillow filters every row of a palette PNG with fewer than 8 bits per index (K <= 16), which
+    only disturbs the runs zlib finds in packed indices: the same indices with every row
+    unfiltered took 16.7% fewer bytes at K = 16, dithered, on 8 Kodak crops
+    (``benchmarks/lowk_dither.py``; BENCHMARKS.md, "Low-K dithering"), and fewer on every
+    photo measured. 8-bit PNGs, which Pillow does not filter, are returned as they are. Every
+    chunk but the pixel data (``IDAT``) is kept in place.
+
+    Args:
+        png: the file's bytes (non-interlaced, color type 3).
+        indices: ``(H, W)`` uint8 palette index of every pixel, the image ``png`` holds.
+
+    Returns:
+        The file with unfiltered pixel data (``png`` itself at 8 bits per index).
+    """
+    depth = png[24]
+    if depth >= 8 or png[25] != 3 or png[28] != 0:  # 8 bits, not palette, or interlaced
+        return png
+    per_byte = 8 // depth
+    height, width = indices.shape
+    padded = np.zeros((height, -(-width // per_byte) * per_byte), np.uint8)
+    padded[:, :width] = indices
+    shifts = np.arange(8 - depth, -1, -depth, dtype=np.uint8)  # first pixel in the high bits
+    rows = (padded.reshape(height, -1, per_byte) << shifts).sum(axis=2, dtype=np.uint8)
+    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1)  # filter 0: none
+    body = zlib.compress(raw.tobytes(), 7)
+    chunks: list[bytes] = []
+    pos, placed = 8, False
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind = png[pos + 4 : pos + 8]
+        chunk = png[pos : pos + 12 + length]
+        pos += 12 + length
+        if kind != b"IDAT":
+            chunks.append(chunk)
+            continue
+        if not placed:  # one IDAT where the first one was
+            crc = zlib.crc32(b"IDAT" + body)
+            chunks.append(struct.pack(">I", len(body)) + b"IDAT" + body + struct.pack(">I", crc))
+            placed = True
+    return png[:8] + b"".join(chunks)
+
+
 def _png_info(gamma: float | None, text: Sequence[tuple[str, str]]) -> PngInfo:
     """PNG chunks to write: ``gAMA`` (gamma times 100000) and the text chunks."""
     info = PngInfo()
@@ -285,13 +332,16 @@ def _writer(
             if gamma is not None or text:
                 extra["pnginfo"] = _png_info(gamma, text)
 
+            # At most 16 colors Pillow packs 1, 2 or 4 bits per index and filters every row;
+            # the pixel data is then written again, unfiltered (_unfiltered_png): Pillow's own
+            # is only a placeholder, compressed fast.
+            level = 1 if len(result.palette) <= 16 else 7
+
             def writer(fh: IO[bytes]) -> None:
-                if not optimize:
-                    image.save(fh, format="PNG", compress_level=7, **extra)
-                    return
                 buffer = io.BytesIO()
-                image.save(buffer, format="PNG", compress_level=7, **extra)
-                fh.write(optimize_png(buffer.getvalue()))
+                image.save(buffer, format="PNG", compress_level=level, **extra)
+                data = _unfiltered_png(buffer.getvalue(), result.indices)
+                fh.write(optimize_png(data) if optimize else data)
 
         else:
             gif = {"transparency": gif_transparency(result.palette, path)}
