@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tomllib
 from PIL import Image
 
@@ -244,6 +245,7 @@ def test_each_api_needing_an_extra_says_which_in_one_line() -> None:
 def test_only_the_command_runs_numpy_blas_on_one_thread() -> None:
     # OpenBLAS's threads spin after each product, taking the cores of the command's own loops:
     # the command's process (and only it) starts NumPy with one BLAS thread, unless told.
+    pytest.importorskip("threadpoolctl", reason="needs threadpoolctl (the dev lock)")
     code = (
         "import sys\n"
         "sys.argv[0] = {argv0!r}\n"
