@@ -37,7 +37,8 @@ def photos(*seeds: int, size: int = 64) -> torch.Tensor:
     return torch.from_numpy(np.stack([photo(s, size) for s in seeds])).permute(0, 3, 1, 2)
 
 
-def same(a: Any, b: Any) -> None:
+def assert_same_result(a: Any, b: Any) -> None:
+    """Palettes, indices and the colors each image lists, all exactly equal."""
     assert torch.equal(a.palettes, b.palettes)
     assert torch.equal(a.indices, b.indices)
     assert torch.equal(a.n_colors, b.n_colors)
@@ -51,8 +52,9 @@ def test_quantize_batch_identical_under_autocast(space: str) -> None:
     x = photos(1, 2)
     plain = cq.quantize_batch(x, 16, color_space=space, backend="torch", dither="ordered")  # type: ignore[arg-type]
     with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.is_autocast_enabled("cpu")  # the products would run in bfloat16 here
         cast = cq.quantize_batch(x, 16, color_space=space, backend="torch", dither="ordered")  # type: ignore[arg-type]
-    same(plain, cast)
+    assert_same_result(plain, cast)
 
 
 @pytest.mark.parametrize("mode", ["ste", "soft"])
@@ -97,7 +99,7 @@ def test_alone_equals_inside_a_batch(k: int, space: str) -> None:
 def test_same_seed_same_result_other_seed_other_palette() -> None:
     x = photos(7, 8)
     a = cq.quantize_batch(x, 16, seed=3, backend="torch")
-    same(a, cq.quantize_batch(x, 16, seed=3, backend="torch"))
+    assert_same_result(a, cq.quantize_batch(x, 16, seed=3, backend="torch"))
     assert not torch.equal(a.palettes, cq.quantize_batch(x, 16, seed=4, backend="torch").palettes)
 
 
@@ -105,7 +107,10 @@ def test_fit_is_the_same_whatever_the_chunk(monkeypatch: pytest.MonkeyPatch) -> 
     x = photos(9)
     ref = cq.quantize_batch(x, 16, backend="torch")
     monkeypatch.setattr(nearest_module, "MEMORY_BUDGET", 1)  # 256-row chunks everywhere
-    same(ref, cq.quantize_batch(x, 16, backend="torch"))
+    assert nearest_module.block_rows(1, 16, torch.device("cpu")) == 256
+    distinct = len(torch.unique(x[0].reshape(3, -1), dim=1).T)
+    assert distinct > 4 * 256  # so every stage over the colors runs in several chunks
+    assert_same_result(ref, cq.quantize_batch(x, 16, backend="torch"))
 
 
 # -- no float64 where MPS runs ------------------------------------------------------------------
