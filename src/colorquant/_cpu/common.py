@@ -49,6 +49,22 @@ def as_points(name: str, a: Any, channels: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def as_image8(a: Any, channels: int | None = None) -> np.ndarray:
+    """``a`` (named ``pixels``) as a C-contiguous non-empty ``(H, W, C)`` uint8 image, with
+    ``C == channels`` or, without ``channels``, ``1 <= C <= MAX_CHANNELS``."""
+    if (
+        not isinstance(a, np.ndarray)
+        or a.dtype != np.uint8
+        or a.ndim != 3
+        or min(a.shape) < 1
+        or a.shape[2] > MAX_CHANNELS
+        or (channels is not None and a.shape[2] != channels)
+    ):
+        shape = f"(H, W, {channels})" if channels else f"(H, W, C) with 1 <= C <= {MAX_CHANNELS}"
+        raise ValueError(f"pixels must be a uint8 array of shape {shape}, got {describe(a)}")
+    return np.ascontiguousarray(a)
+
+
 def as_weights(a: Any, n: int) -> np.ndarray:
     """``a`` as a C-contiguous ``(n,)`` float64 array of finite positive values."""
     expected = f"a float64 array of shape ({n},) of finite values > 0"

@@ -7,7 +7,7 @@ import numpy as np
 
 from colorquant import _cpu
 
-from .common import MAX_CHANNELS, as_integer, as_points, describe, threads
+from .common import as_image8, as_integer, as_points, describe, threads
 
 __all__ = ["dither_fs", "dither_fs_groups"]
 
@@ -51,17 +51,7 @@ def dither_fs(
     Raises:
         ValueError: a shape, dtype or value is out of range (the message names the argument).
     """
-    if (
-        not isinstance(pixels, np.ndarray)
-        or pixels.dtype != np.uint8
-        or pixels.ndim != 3
-        or min(pixels.shape) < 1
-        or pixels.shape[2] > MAX_CHANNELS
-    ):
-        raise ValueError(
-            f"pixels must be a uint8 array of shape (H, W, C) with 1 <= C <= {MAX_CHANNELS}, "
-            f"got {describe(pixels)}"
-        )
+    pixels = as_image8(pixels)
     h, w, c = pixels.shape
     pal = as_points("palette", palette, channels=c)
     if (
@@ -76,7 +66,7 @@ def dither_fs(
         raise ValueError(f"max_error must be a finite number >= 0, got {max_error!r}")
     index = np.empty((h, w), np.int32)
     _cpu._kernels.dither_fs(
-        np.ascontiguousarray(pixels),
+        pixels,
         h,
         w,
         c,

@@ -7,7 +7,7 @@ import numpy as np
 
 from colorquant import _cpu
 
-from .common import as_points, describe, threads
+from .common import as_image8, as_points, describe, threads
 
 __all__ = ["ORDERED_PARAMS", "dither_ordered"]
 
@@ -51,14 +51,7 @@ def dither_ordered(
     Raises:
         ValueError: a shape, dtype or value is out of range (the message names the argument).
     """
-    if (
-        not isinstance(pixels, np.ndarray)
-        or pixels.dtype != np.uint8
-        or pixels.ndim != 3
-        or pixels.shape[2] != 3
-        or min(pixels.shape) < 1
-    ):
-        raise ValueError(f"pixels must be a uint8 array of shape (H, W, 3), got {describe(pixels)}")
+    pixels = as_image8(pixels, channels=3)
     for name, table in (("rgb_table", rgb_table), ("lin_table", lin_table)):
         if (
             not isinstance(table, np.ndarray)
@@ -82,7 +75,7 @@ def dither_ordered(
     h, w = pixels.shape[:2]
     index = np.empty((h, w), np.int32)
     _cpu._kernels.dither_ordered(
-        np.ascontiguousarray(pixels),
+        pixels,
         h,
         w,
         np.ascontiguousarray(rgb_table),
