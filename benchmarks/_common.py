@@ -37,6 +37,7 @@ __all__ = [
     "parse_int_list",
     "report_header",
     "set_threads",
+    "write_second_set",
 ]
 
 RGB8 = npt.NDArray[np.uint8]
@@ -96,6 +97,39 @@ def parse_int_list(name: str, text: str, low: int, high: int) -> list[int]:
     if not values or any(not low <= v <= high for v in values):
         raise ValueError(f"{name} must be integers in {low}..{high}, got {text!r}")
     return values
+
+
+SECOND_SET = (
+    ("skimage", "astronaut.png"),
+    ("skimage", "chelsea.png"),
+    ("skimage", "coffee.png"),
+    ("skimage", "motorcycle_left.png"),
+    ("skimage", "rocket.jpg"),
+    ("skimage", "hubble_deep_field.jpg"),
+    ("skimage", "retina.jpg"),
+    ("matplotlib", "grace_hopper.jpg"),
+)
+"""The second photo set (issue 18): the color photos scikit-image and matplotlib ship in their
+wheels (no download), never used to tune colorquant: (package, file name)."""
+
+
+def write_second_set(folder: Path) -> Path:
+    """Write the :data:`SECOND_SET` photos into ``folder`` as RGB PNG files; return ``folder``.
+
+    Needs the dev lock (scikit-image and matplotlib installed); reads only their own files.
+    """
+    import matplotlib
+    import skimage
+
+    roots = {
+        "skimage": Path(skimage.__file__).parent / "data",
+        "matplotlib": Path(matplotlib.get_data_path()) / "sample_data",
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for package, name in SECOND_SET:
+        with Image.open(roots[package] / name) as image:
+            image.convert("RGB").save(folder / f"{Path(name).stem}.png")
+    return folder
 
 
 def list_images(folder: Path, limit: int | None) -> list[Path]:

@@ -13,6 +13,9 @@ Three measurements, each on 512x512 centre crops of the photos of ``--images`` (
 - **many**: one call over the first 8 and the first 24 crops against one ``pngquant`` call
   over the same files.
 
+``--second-set`` takes the photos scikit-image and matplotlib ship (``_common.SECOND_SET``, 8
+photos; the smaller ones whole) instead of ``--images``.
+
 Commands run alternately (A, B, A, B, ...) after one warm-up each; the medians of the wall time
 and of the CPU time (user + sys of the child, from ``os.wait4``: steadier on a shared machine)
 are reported with their ratio to pngquant's (the imports': to ``import numpy, PIL.Image``).
@@ -37,7 +40,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from _common import BENCH_DIR, DEFAULT_IMAGES, REPO_ROOT, list_images, tool
+from _common import BENCH_DIR, DEFAULT_IMAGES, REPO_ROOT, list_images, tool, write_second_set
 
 Run = tuple[float, float]
 """One run: (wall seconds, CPU seconds of the child)."""
@@ -81,13 +84,17 @@ def tree_env(name: str, src: Path) -> dict[str, str]:
 
 
 def crops(images: Path, out: Path, limit: int) -> list[Path]:
-    """The 512x512 centre crops of the first ``limit`` photos, as PNG files in ``out``."""
+    """The 512x512 centre crops of the first ``limit`` photos, as PNG files in ``out``.
+
+    A photo narrower or lower than 512 keeps its whole width or height.
+    """
     paths = []
     for path in list_images(images, limit):
         photo = Image.open(path).convert("RGB")
-        left, top = (photo.width - 512) // 2, (photo.height - 512) // 2
+        width, height = min(photo.width, 512), min(photo.height, 512)
+        left, top = (photo.width - width) // 2, (photo.height - height) // 2
         crop = out / f"{path.stem}.png"
-        photo.crop((left, top, left + 512, top + 512)).save(crop)
+        photo.crop((left, top, left + width, top + height)).save(crop)
         paths.append(crop)
     return paths
 
@@ -145,6 +152,11 @@ def main() -> None:
         help="a source folder to run colorquant from (repeatable; default: this tree's src)",
     )
     parser.add_argument("--only", choices=("stages", "imports", "one", "many"), action="append")
+    parser.add_argument(
+        "--second-set",
+        action="store_true",
+        help="the photos scikit-image and matplotlib ship (_common.SECOND_SET) instead of --images",
+    )
     args = parser.parse_args()
     trees = [t.split("=", 1) for t in args.tree] or [["this", str(REPO_ROOT / "src")]]
     envs = {name: tree_env(name, Path(src)) for name, src in trees}
@@ -154,7 +166,8 @@ def main() -> None:
     header = "| command | wall ms | wall ratio | CPU ms | CPU ratio |\n|---|--:|--:|--:|--:|"
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        paths = crops(args.images, tmp, 24)
+        images = write_second_set(tmp / "photos") if args.second_set else args.images
+        paths = crops(images, tmp, 24)
         plain = dict(os.environ)
         if "stages" in only:
             for name, env in envs.items():
@@ -197,7 +210,7 @@ def main() -> None:
             print(f"\none 512x512 crop ({paths[0].name}, {args.repeat} runs)\n{header}")
             print("\n".join(_summary(runs, "pngquant")))
         if "many" in only:
-            for n in (8, 24):
+            for n in sorted({min(8, len(paths)), len(paths)}):
                 inputs = [str(p) for p in paths[:n]]
                 reference = [pngquant, k, "--nofs", "--force", "--ext", "-pq.png", *inputs]
                 many = {"pngquant": (reference, plain)}

@@ -22,6 +22,7 @@ from PIL import Image, ImageFile
 
 import colorquant as cq
 from colorquant.cli import main
+from colorquant.cli.quantize import DEFAULT_FS_STRENGTH
 from conftest import needs_optimize, needs_plot
 
 H, W = 24, 32
@@ -454,7 +455,14 @@ def test_init_option_reaches_the_fit(tmp_path: Path, src: Path, init: str) -> No
     record = json.loads(result.stdout)
     original = np.array(Image.open(src).convert("RGB"))
     # The command dithers by default (fs), as pngquant does.
-    expected = cq_api.quantize(original, 6, init=init, seed=2, dither="fs")  # type: ignore[arg-type]
+    expected = cq_api.quantize(
+        original,
+        6,
+        init=init,  # type: ignore[arg-type]
+        seed=2,
+        dither="fs",
+        dither_strength=DEFAULT_FS_STRENGTH,
+    )
     assert record["mse"] == pytest.approx(expected.mse, rel=1e-9)
 
 
@@ -486,7 +494,8 @@ def test_dither_option_matches_the_library(tmp_path: Path, dither: str) -> None:
     out = tmp_path / "out.png"
     result = run("quantize", src, "-k", "4", "-o", out, "--dither", dither, "--json")
     assert result.exit_code == 0, result.output
-    expected = cq.quantize(photo(), 4, dither=dither)  # type: ignore[arg-type]
+    strength = DEFAULT_FS_STRENGTH if dither == "fs" else 1.0  # the command's defaults
+    expected = cq.quantize(photo(), 4, dither=dither, dither_strength=strength)  # type: ignore[arg-type]
     np.testing.assert_array_equal(np.asarray(Image.open(out).convert("RGB")), expected.to_numpy())
     assert json.loads(result.stdout)["mse"] == pytest.approx(expected.mse)
 
@@ -508,7 +517,8 @@ def test_shared_palette_option(tmp_path: Path) -> None:
     q = cq.Quantizer(8).fit([photo(1), photo(2)])
     for name, seed in (("a.png", 1), ("b.png", 2)):
         got = np.asarray(Image.open(out / name).convert("RGB"))
-        np.testing.assert_array_equal(got, q.apply(photo(seed), dither="fs").to_numpy())
+        expected = q.apply(photo(seed), dither="fs", dither_strength=DEFAULT_FS_STRENGTH)
+        np.testing.assert_array_equal(got, expected.to_numpy())
 
 
 @pytest.mark.parametrize(
@@ -526,6 +536,18 @@ def test_bad_fixed_colors_one_line(tmp_path: Path, args: list[str], fragment: st
     out = tmp_path / "out.png"
     assert_usage_error(run("quantize", src, "-o", out, *args), fragment)
     assert not out.exists()
+
+
+def test_fs_strength_defaults_to_0_4_and_the_flag_wins(tmp_path: Path) -> None:
+    src = write_png(tmp_path / "in.png")
+    default, full = tmp_path / "default.png", tmp_path / "full.png"
+    assert run("quantize", src, "-k", "8", "-o", default).exit_code == 0
+    assert run("quantize", src, "-k", "8", "-o", full, "--dither-strength", "1").exit_code == 0
+    half = cq.quantize(photo(), 8, dither="fs", dither_strength=0.4).to_numpy()
+    whole = cq.quantize(photo(), 8, dither="fs", dither_strength=1.0).to_numpy()
+    assert DEFAULT_FS_STRENGTH == 0.4 and not np.array_equal(half, whole)
+    np.testing.assert_array_equal(np.asarray(Image.open(default).convert("RGB")), half)
+    np.testing.assert_array_equal(np.asarray(Image.open(full).convert("RGB")), whole)
 
 
 def test_dither_strength_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
@@ -576,7 +598,10 @@ def test_quality_takes_the_fewest_colors_that_reach_max(tmp_path: Path) -> None:
     # As pngquant's, the quality is that of the undithered mapping (the output is dithered).
     assert cq.quality_of(cq.quantize(photo(), n).psnr) >= 60
     assert cq.quality_of(cq.quantize(photo(), n - 1).psnr) < 60  # one fewer would not reach it
-    assert cq.quality_of(record["psnr"]) < 60  # the dithered output's own error is larger
+    # ... and the output is that palette's dithered mapping, at the command's strength.
+    dithered = cq.quantize(photo(), n, dither="fs", dither_strength=DEFAULT_FS_STRENGTH)
+    assert record["mse"] == pytest.approx(dithered.mse, rel=1e-9)
+    assert record["mse"] != pytest.approx(cq.quantize(photo(), n).mse, rel=1e-3)
 
 
 def test_quality_minimum_not_reached_exits_99(tmp_path: Path) -> None:
@@ -604,8 +629,8 @@ def test_stdin_to_stdout_in_a_real_process(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     out = Image.open(io.BytesIO(proc.stdout))
     assert out.format == "PNG" and out.mode == "P"
-    expected = cq.quantize(photo(), 6, dither="fs").to_numpy()
-    np.testing.assert_array_equal(np.asarray(out.convert("RGB")), expected)
+    expected = cq.quantize(photo(), 6, dither="fs", dither_strength=DEFAULT_FS_STRENGTH)
+    np.testing.assert_array_equal(np.asarray(out.convert("RGB")), expected.to_numpy())
     assert b"<stdin> -> -: 6 colors" in proc.stderr  # the report goes to stderr
     assert files_in(tmp_path) == ["in.png"]
 

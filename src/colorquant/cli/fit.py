@@ -101,7 +101,7 @@ def _library_options(fit: FitOptions, device: str) -> dict[str, Any]:
 
 def _apply_with(quantizer: Quantizer, options: QuantizeOptions) -> Fitter:
     """Every image and frame mapped to ``quantizer``'s palette (given or shared)."""
-    dither, strength = options.dither or "none", options.dither_strength
+    dither, strength = options.dither or "none", options.strength
 
     def image(pixels: np.ndarray) -> QuantizeResult:
         return quantizer.apply(pixels, dither=dither, dither_strength=strength)
@@ -149,7 +149,7 @@ def _fit_each(options: QuantizeOptions, library: dict[str, Any]) -> Fitter:
     """A palette fitted per image (and per animation: one for all its frames, or per frame)."""
     k, quality = options.k, options.quality
     dither: Dither = options.dither or "none"
-    strength = options.dither_strength
+    strength = options.strength
 
     def image(pixels: np.ndarray) -> QuantizeResult:
         return quantize_image(

@@ -44,7 +44,6 @@ from .options import (
     check_ext,
     check_fixed_colors,
     device_option,
-    dither_strength_option,
     force_option,
     init_option,
     method_option,
@@ -74,6 +73,7 @@ from .report import (
 
 __all__ = [
     "DEFAULT_DITHER",
+    "DEFAULT_FS_STRENGTH",
     "QuantizeOptions",
     "check_flags",
     "quantize",
@@ -84,6 +84,14 @@ DEFAULT_DITHER: Dither = "fs"
 """The command's default dither, as pngquant's (the library's is ``"none"``): on Kodak it lowers
 the mean ΔE00 after a blur (the eye's low-pass) by 15% at K = 16, 64 and 256, at 0.9-1.2 dB
 less PSNR and 10-34% more bytes (BENCHMARKS.md, "Which dither by default")."""
+
+DEFAULT_FS_STRENGTH = 0.4
+"""The command's Floyd-Steinberg strength unless ``--dither-strength`` says otherwise (the
+library's is 1.0): 40% of the error diffused. Against ``pngquant K`` on Kodak's 24 photos at
+K = 16, 64 and 256 it writes 0.85-0.93x pngquant's bytes and is better than pngquant's on most
+photos by each of five measures (blurred ΔE00 at two viewing distances, its 99th percentile, SSIM,
+PSNR); at 1.0 the files are 2-3% smaller than pngquant's and the blurred ΔE00 lower still, but the
+SSIM is lower than pngquant's on every photo (dither noise) (BENCHMARKS.md, "Low-K dithering")."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,7 @@ class QuantizeOptions:
     preview: Path | None
     dither: Dither | None
     nofs: bool
-    dither_strength: float
+    dither_strength: float | None
     fixed_colors: np.ndarray | None
     shared_palette: bool
     quality: tuple[float, float] | None
@@ -129,6 +137,14 @@ class QuantizeOptions:
     def k(self) -> int:
         """The palette size (``-k``, else the default)."""
         return DEFAULT_COLORS if self.n_colors is None else self.n_colors
+
+    @property
+    def strength(self) -> float:
+        """The dither's strength: ``--dither-strength``, else :data:`DEFAULT_FS_STRENGTH` for
+        Floyd-Steinberg and 1.0 for the ordered dither."""
+        if self.dither_strength is not None:
+            return self.dither_strength
+        return DEFAULT_FS_STRENGTH if self.dither in (None, "fs") else 1.0
 
     @property
     def output_format(self) -> str:
@@ -204,7 +220,13 @@ class QuantizeOptions:
     is_flag=True,
     help="Same as --dither none (pngquant's name for it).",
 )
-@dither_strength_option
+@click.option(
+    "--dither-strength",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="How much of the dither, 0..1 (fs at 0.4: smaller files than at 1.0, and less noise "
+    "than pngquant's, see BENCHMARKS.md).  [default: 0.4 for fs, 1.0 for ordered]",
+)
 @click.option(
     "--fixed-colors",
     metavar="HEX,...",
