@@ -10,7 +10,10 @@ files they write (timings are ``benchmarks/startup.py``'s):
   is left out of the comparison and counted.
 
 colorquant runs once per cell over all the photos (``-d``), once with its defaults and once per
-``--strength`` (``--dither-strength S``). Per photo: the file's bytes; its pixels against the
+``--strength`` (``--dither-strength S``). A ``--quality`` cell has one more row, the engine at
+equal quality: per photo the fewest colors K whose output (``-k K``, the default dither) has a
+PSNR at most 0.3 dB below pngquant's file (a bisection on K with the library, the same mapping
+as the command's; then the command writes it). Per photo: the file's bytes; its pixels against the
 original by five numbers, so that no single metric decides (``lowk_dither.Judge``): mean CIEDE2000
 after a Gaussian blur of both in linear light at sigma 1 and 2 px (two viewing distances), the
 99th percentile at sigma 2 (a small region that changed hue), SSIM (scikit-image, Gaussian
@@ -93,6 +96,48 @@ def run_colorquant(photos: list[Path], flags: list[str], out: Path) -> dict[str,
     return {p.stem: out / f"{p.stem}.png" for p in photos if (out / f"{p.stem}.png").exists()}
 
 
+def fewest_colors(photo: Path, target_psnr: float) -> int:
+    """The fewest K in 2..256 whose ``colorquant quantize -k K`` output reaches ``target_psnr``
+    (256 if none does): a bisection, PSNR rising with K."""
+    import colorquant as cq
+    from colorquant.cli.quantize import DEFAULT_FS_STRENGTH
+
+    pixels = load_rgb(photo)
+
+    def reaches(k: int) -> bool:
+        result = cq.quantize(pixels, k, dither="fs", dither_strength=DEFAULT_FS_STRENGTH)
+        return cq.psnr(pixels, result.to_numpy()) >= target_psnr
+
+    low, high = 2, 256
+    if not reaches(high):
+        return high
+    while low < high:
+        middle = (low + high) // 2
+        if reaches(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def equal_psnr(
+    photos: list[Path], theirs: dict[str, Scores], out: Path, margin: float = 0.3
+) -> dict[str, Path]:
+    """Per photo pngquant wrote, ``colorquant quantize -k K`` at the fewest K within ``margin``
+    dB of pngquant's PSNR; the files written."""
+    out.mkdir()
+    written = {}
+    for photo in photos:
+        if photo.stem not in theirs:
+            continue
+        k = fewest_colors(photo, theirs[photo.stem]["PSNR"] - margin)
+        target = out / photo.name
+        command = [tool("colorquant"), "quantize", "-k", str(k), "-o", str(target), str(photo)]
+        subprocess.run(command, capture_output=True, check=True)
+        written[photo.stem] = target
+    return written
+
+
 def score(judge: Judge, path: Path) -> Scores:
     """The bytes, colors and metrics of one written file against its original."""
     numbers = judge(load_rgb(path))
@@ -166,6 +211,12 @@ def main() -> int:
                 rows.append([name, *row])
                 missing = len(photos) - len(ours)
                 print(f"{cell} {name}: {row} ({missing} refused)", file=sys.stderr, flush=True)
+            if quality_cell:
+                ours_files = equal_psnr(photos, theirs, tmp / f"cq{n}-equal")
+                ours = {s: score(judges[s], f) for s, f in ours_files.items()}
+                row, _ = compare(ours, theirs, quality_cell)
+                rows.append(["-k K within 0.3 dB of its PSNR", *row])
+                print(f"{cell} equal PSNR: {row}", file=sys.stderr, flush=True)
             lines += ["", f"### {cell}", ""]
             lines.append(
                 f"pngquant wrote {len(theirs)} of {len(photos)}; compared on {compared}. "

@@ -41,6 +41,7 @@ from .color import DEFAULT_COLOR_SPACE, ColorSpace
 from .dither import DITHERS, Dither
 from .fit import Fit, encode_points, fit_histogram, fit_shared, on_device
 from .histogram import ColorHistogram, merge_histograms
+from .hues import keep_lost_hue
 from .init import InitMethod
 from .options import (
     ADAM_STEPS,
@@ -387,6 +388,7 @@ def quantize(
     quality: tuple[float, float] | None = None,
     posterize: int | None = None,
     keep_transparent_rgb: bool = False,
+    keep_hues: bool = False,
     options: FitOptions | None = None,
 ) -> QuantizeResult:
     """Reduce an image to at most ``n_colors`` colors.
@@ -415,6 +417,9 @@ def quantize(
         posterize: bits per channel of the fitted colors (see :class:`Quantizer`).
         keep_transparent_rgb: keep the RGB under fully transparent pixels (see
             :class:`Quantizer`).
+        keep_hues: after the fit, keep one palette entry for the heaviest small region whose
+            hue the palette lost (a green eye in brown fur), fitting again around it
+            (:mod:`colorquant.hues`; opaque images, ``method="kmeans"``, not with ``palette``).
         options: the fit's settings in one :class:`~colorquant.options.FitOptions`, instead
             of the fit keywords (a keyword given beside it must be left at its default or
             agree with it); with ``palette``, its ``color_space`` and ``keep_transparent_rgb``.
@@ -439,6 +444,8 @@ def quantize(
     device = resolve_device(device, like=image)
     if palette is not None and fixed_colors is not None:
         raise InputError("give palette (map to it) or fixed_colors (fit around them), not both")
+    if palette is not None and keep_hues:
+        raise InputError("keep_hues fits a palette: give palette (map to it) or keep_hues")
     keywords: dict[str, Any] = {
         "color_space": color_space,
         "method": method,
@@ -470,6 +477,15 @@ def quantize(
     hist, shape = image_histogram(pixels, device)
     space = opts.color_space
     points = encode_points(hist.colors, space)  # once, for every fit and map
+    if keep_hues and given is None:
+        if hist.colors.shape[1] == 4:
+            raise InputError("keep_hues works on opaque images; this one has transparency")
+        if opts.method != "kmeans":
+            raise InputError(f"keep_hues works with method='kmeans', got {opts.method!r}")
+
+    def fitted(n: int) -> Fit:
+        fit = fit_histogram(hist, n, opts, device, points)
+        return keep_lost_hue(fit, hist, n, opts, device, points, space) if keep_hues else fit
 
     def plain(fit: Fit) -> QuantizeResult:
         return apply_histogram(fit, hist, shape, space, start, points)
@@ -482,10 +498,10 @@ def quantize(
     if given is not None:
         return final(given)
     if target is None:
-        return final(fit_histogram(hist, k, opts, device, points))
+        return final(fitted(k))
 
     def attempt(n: int) -> tuple[Fit, QuantizeResult]:
-        fit = fit_histogram(hist, n, opts, device, points)
+        fit = fitted(n)
         return fit, plain(fit)
 
     return fewest_colors(k, len(opts.fixed), target, attempt, final)

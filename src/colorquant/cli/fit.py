@@ -153,11 +153,20 @@ def _fit_each(options: QuantizeOptions, library: dict[str, Any]) -> Fitter:
 
     def image(pixels: np.ndarray) -> QuantizeResult:
         return quantize_image(
-            pixels, k, dither=dither, dither_strength=strength, quality=quality, **library
+            pixels,
+            k,
+            dither=dither,
+            dither_strength=strength,
+            quality=quality,
+            keep_hues=options.keep_hues,
+            **library,
         )
 
     def frames(all_frames: list[np.ndarray]) -> list[QuantizeResult]:
         from ..animation import quantize_animation  # only animations need it
+
+        if options.keep_hues:
+            raise InputError("--keep-hues works on still images, not animations")
 
         k_frames = k
         if quality is not None:

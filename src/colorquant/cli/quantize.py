@@ -128,6 +128,7 @@ class QuantizeOptions:
     posterize: int | None
     strip: bool
     keep_transparent_rgb: bool
+    keep_hues: bool
     optimize: bool
     per_frame_palette: bool
     as_json: bool
@@ -280,6 +281,13 @@ class QuantizeOptions:
     "default they all become one transparent entry. PNG output.",
 )
 @click.option(
+    "--keep-hues",
+    is_flag=True,
+    help="Keep one palette entry for the largest small region whose hue the fit lost (a green "
+    "eye in brown fur): a second fit, some PSNR for the hue where people look. Still opaque "
+    "images, --method kmeans; not with --palette or --shared-palette.",
+)
+@click.option(
     "--optimize",
     is_flag=True,
     help="Recompress PNG outputs with oxipng (about 5% smaller, 0.2 s an image; needs the "
@@ -386,6 +394,11 @@ def check_flags(options: QuantizeOptions) -> QuantizeOptions:
     if options.quality is not None and (given or options.shared_palette):
         raise click.UsageError(
             "--quality picks K per image: not with --palette or --shared-palette"
+        )
+    if options.keep_hues and (given or options.shared_palette or options.method != "kmeans"):
+        raise click.UsageError(
+            "--keep-hues fits each image's palette with --method kmeans: not with --palette, "
+            "--shared-palette or --method adam"
         )
     if options.preview is not None:
         from ..viz import figure_suffix  # only --preview needs the figures' module
