@@ -10,16 +10,17 @@ files they write (timings are ``benchmarks/startup.py``'s):
   is left out of the comparison and counted.
 
 colorquant runs once per cell over all the photos (``-d``), once with its defaults and once per
-``--strength`` (``--dither-strength S``). A ``--quality`` cell has one more row, the engine at
-equal quality: per photo the fewest colors K whose output (``-k K``, the default dither) has a
-PSNR at most 0.3 dB below pngquant's file (a bisection on K with the library, the same mapping
-as the command's; then the command writes it). Per photo: the file's bytes; its pixels against the
-original by five numbers, so that no single metric decides (``lowk_dither.Judge``): mean CIEDE2000
-after a Gaussian blur of both in linear light at sigma 1 and 2 px (two viewing distances), the
-99th percentile at sigma 2 (a small region that changed hue), SSIM (scikit-image, Gaussian
-window, channel mean; it punishes dither noise) and PSNR. A row gives the total bytes against
-pngquant's, each metric's mean over the photos against pngquant's mean, and on how many photos
-colorquant's is the better one.
+``--strength`` (``--dither-strength S``) and ``--variant`` (any flags). A ``--quality`` cell has
+one more row, the engine at equal quality: per photo the fewest colors K whose output (``-k K``,
+the default dither) has a PSNR at most 0.3 dB below pngquant's file (a bisection on K with the
+library, the same mapping as the command's; then the command writes it).
+
+Per photo: the file's bytes; its pixels against the original by five numbers, so that no single
+metric decides (``lowk_dither.Judge``): mean CIEDE2000 after a Gaussian blur of both in linear
+light at sigma 1 and 2 px (two viewing distances), the 99th percentile at sigma 2 (a small region
+that changed hue), SSIM (scikit-image, Gaussian window, channel mean; it punishes dither noise) and
+PSNR. A row gives the total bytes against pngquant's, each metric's mean over the photos against
+pngquant's mean, and on how many photos colorquant's is the better one.
 
     python benchmarks/pngquant_cells.py --out benchmarks/pngquant_cells_kodak.md
     python benchmarks/pngquant_cells.py --second-set --out benchmarks/pngquant_cells_photos2.md
@@ -175,6 +176,12 @@ def main() -> int:
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
     parser.add_argument("--second-set", action="store_true", help="_common.SECOND_SET's photos")
     parser.add_argument("--strength", default="", help="extra --dither-strength values, e.g. 1.0")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="extra colorquant flags to compare, one variant each, e.g. --variant=--keep-hues",
+    )
     parser.add_argument("--cells", default=",".join(CELLS), help="comma list of cell names")
     parser.add_argument("--limit", type=int, default=None, help="the first N photos only")
     parser.add_argument("--out", type=Path, default=None, help="Markdown report to write")
@@ -201,13 +208,17 @@ def main() -> int:
             theirs = {s: score(judges[s], f) for s, f in theirs_files.items()}
             rows = []
             compared = 0
-            for variant in ["default", *strengths]:
-                extra = [] if variant == "default" else ["--dither-strength", variant]
-                out = tmp / f"cq{n}-{variant}"
-                ours_files = run_colorquant(photos, [*our_flags, *extra], out)
+            variants = [
+                "",
+                *(f"--dither-strength {s}" for s in strengths),
+                *args.variant,
+            ]
+            for v, variant in enumerate(variants):
+                out = tmp / f"cq{n}-{v}"
+                ours_files = run_colorquant(photos, [*our_flags, *variant.split()], out)
                 ours = {s: score(judges[s], f) for s, f in ours_files.items()}
                 row, compared = compare(ours, theirs, quality_cell)
-                name = "default" if variant == "default" else f"--dither-strength {variant}"
+                name = variant or "default"
                 rows.append([name, *row])
                 missing = len(photos) - len(ours)
                 print(f"{cell} {name}: {row} ({missing} refused)", file=sys.stderr, flush=True)
