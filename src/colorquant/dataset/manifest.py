@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from .._checks import InputError
 from ..io import WriteError
+from .plan import DoneItems, Plan, WrittenOutputs
 from .sources import ERRORS_NAME, MANIFEST_NAME
 
 __all__ = ["Manifest", "SettingsMismatchError", "Totals"]
@@ -113,6 +114,8 @@ class Manifest:
         root: DST's folder (created if missing).
         job: what decides the outputs: compared with a manifest already there.
         restart: forget a manifest already there (its outputs are overwritten as the job goes).
+        plan: the job's plan, whose database then holds the finished items and the outputs
+            written (:attr:`done`, :attr:`written`) instead of Python's memory.
 
     Raises:
         SettingsMismatchError: ``root`` holds a manifest of another job (without ``restart``).
@@ -121,11 +124,13 @@ class Manifest:
         WriteError: ``root`` cannot be created or written.
     """
 
-    def __init__(self, root: Path, job: dict[str, Any], *, restart: bool = False) -> None:
+    def __init__(
+        self, root: Path, job: dict[str, Any], *, restart: bool = False, plan: Plan | None = None
+    ) -> None:
         self.root = root
         self.path = root / MANIFEST_NAME
         self.errors_path = root / ERRORS_NAME
-        self._init_state(job)
+        self._init_state(job, plan)
         if root.exists() and not root.is_dir():
             raise InputError(f"DST {str(root)!r}: exists and is not a folder")
         if restart:
@@ -144,10 +149,10 @@ class Manifest:
                 "dataset output); choose a new or empty folder, or pass --restart to write into it"
             )
 
-    def _init_state(self, job: dict[str, Any]) -> None:
+    def _init_state(self, job: dict[str, Any], plan: Plan | None = None) -> None:
         self.job = job
-        self.done: set[str] = set()
-        self.written: dict[str, str] = {}
+        self.done: set[str] | DoneItems = plan.done if plan is not None else set()
+        self.written: dict[str, str] | WrittenOutputs = plan.written if plan is not None else {}
         """Output names (relative to ``root``, posix) of the images done, with their items."""
         self.totals = Totals()
         self.palette: list[list[int]] | None = None

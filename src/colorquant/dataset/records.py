@@ -28,6 +28,7 @@ from typing import Any
 from .._checks import InputError
 from ..io import WriteError
 from .manifest import VERSION, Manifest
+from .plan import Plan
 from .sources import ERRORS_NAME, MANIFEST_NAME
 from .storage import (
     StorageOptions,
@@ -69,13 +70,14 @@ class StoreManifest(Manifest):
         *,
         restart: bool = False,
         options: StorageOptions | None = None,
+        plan: Plan | None = None,
     ) -> None:
         self.root = root  # type: ignore[assignment]
         self.path = join(root, MANIFEST_NAME)  # type: ignore[assignment]
         self.errors_path = join(root, ERRORS_NAME)  # type: ignore[assignment]
         self._parts = join(root, RECORDS_FOLDER)
         self._options = dict(options or {})
-        self._init_state(job)
+        self._init_state(job, plan)
         self._pending: list[str] = []
         self._flushed = time.monotonic()
         self._errors_dirty = False
@@ -214,11 +216,13 @@ def open_manifest(
     *,
     restart: bool = False,
     options: StorageOptions | None = None,
+    plan: Plan | None = None,
 ) -> Manifest:
     """The manifest of the job writing under ``root``: a local folder's (appended, fsynced) or
-    an object store's (:class:`StoreManifest`)."""
+    an object store's (:class:`StoreManifest`); with ``plan``, its finished items are kept in
+    the plan's database."""
     if is_url(root):
-        return StoreManifest(root, job, restart=restart, options=options)
+        return StoreManifest(root, job, restart=restart, options=options, plan=plan)
     from pathlib import Path
 
-    return Manifest(Path(os.fspath(root)), job, restart=restart)
+    return Manifest(Path(os.fspath(root)), job, restart=restart, plan=plan)
