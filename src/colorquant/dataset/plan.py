@@ -21,16 +21,17 @@ opens a shard to count its members; each task reports what it found).
 from __future__ import annotations
 
 import contextlib
+import heapq
 import os
 import shutil
 import sqlite3
 import tempfile
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .storage import join, normalize
+from .storage import is_url, join, normalize
 
 __all__ = [
     "CHUNK",
@@ -95,7 +96,7 @@ class ShardItem:
 _SCHEMA = """
 CREATE TABLE files (
     seq INTEGER PRIMARY KEY, name TEXT NOT NULL, src TEXT NOT NULL, plain TEXT NOT NULL,
-    copy INTEGER NOT NULL, out TEXT
+    copy INTEGER NOT NULL, out TEXT, target TEXT
 );
 CREATE TABLE done (item TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE written (out TEXT PRIMARY KEY, item TEXT NOT NULL) WITHOUT ROWID;
@@ -226,27 +227,38 @@ class Plan:
             raise
         return plan
 
-    def add_files(self, files: Iterable[tuple[str, str]], *, unique: bool = False) -> None:
-        """Append ``(relative name, source)`` pairs in order (``unique``: see :meth:`of_files`)."""
+    def add_files(
+        self,
+        files: Iterable[tuple[str, str]],
+        *,
+        unique: bool = False,
+        target: Callable[[str], str] | None = None,
+    ) -> None:
+        """Append ``(relative name, source)`` pairs in order (``unique``: see :meth:`of_files`).
+
+        Args:
+            target: the location an output name (relative, posix) is written to, resolved as
+                sources are: kept for :meth:`first_input_written`.
+        """
         db = self._db
         if unique:
             db.execute("CREATE UNIQUE INDEX IF NOT EXISTS files_src ON files (src)")
         verb = "INSERT OR IGNORE" if unique else "INSERT"
         seen, before = 0, self.count
 
-        def rows() -> Iterator[tuple[str, str, str, int]]:
+        def rows() -> Iterator[tuple[str, str, str, int, str | None]]:
             nonlocal seen
             for name, location in files:
                 seen += 1
-                if is_image_name(name):
-                    yield name, location, png_name(name), 0
-                else:
-                    yield name, location, name, 1
+                copy = not is_image_name(name)
+                plain = name if copy else png_name(name)
+                yield name, location, plain, copy, None if target is None else target(plain)
 
         db.execute("BEGIN")
         try:
             db.executemany(
-                f"{verb} INTO files (name, src, plain, copy) VALUES (?, ?, ?, ?)", rows()
+                f"{verb} INTO files (name, src, plain, copy, target) VALUES (?, ?, ?, ?, ?)",
+                rows(),
             )
             db.execute("COMMIT")
         except BaseException:
@@ -258,9 +270,16 @@ class Plan:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def _item(self, row: tuple[Any, ...], root: str) -> FileItem:
-        _, name, src, plain, copy, out = row
-        return FileItem(name, src, join(root, out or plain), bool(copy))
+    def _joiner(self) -> Callable[[str], str]:
+        """The function of an output name (relative, posix) to its path under the root."""
+        root = normalize(os.fspath(self.root))
+        if os.sep != "/" and not is_url(root):
+            return lambda out: join(root, out)
+        prefix = root.rstrip("/") + "/"
+        # A clean relative name (every one planned) joins as a string; others as join() does.
+        return lambda out: (
+            prefix + out if "//" not in out and not out.startswith("/") else join(root, out)
+        )
 
     def iter_items(
         self, *, todo: bool = False, images: bool = False, chunk: int = CHUNK
@@ -277,7 +296,7 @@ class Plan:
                 if not todo or shard.name not in self.done:
                     yield shard
             return
-        root = normalize(os.fspath(self.root))
+        joined = self._joiner()
         where = " AND copy = 0" if images else ""
         if todo:
             where += " AND NOT EXISTS (SELECT 1 FROM done WHERE done.item = files.name)"
@@ -291,8 +310,8 @@ class Plan:
             if not rows:
                 return
             last = rows[-1][0]
-            for row in rows:
-                yield self._item(row, root)
+            for _, name, src, plain, copy, out in rows:
+                yield FileItem(name, src, joined(out or plain), bool(copy))
 
     def count_todo_images(self) -> int:
         """Images not done yet (0 for a shard set: its members are counted by the tasks)."""
@@ -326,14 +345,26 @@ class Plan:
             return str(item.src)
         return None
 
-    def sources_among(self, locations: list[str]) -> set[str]:
-        """Those of ``locations`` that are sources of the plan's files."""
-        found: set[str] = set()
-        for part in _chunks(locations):
-            marks = ",".join("?" * len(part))
-            rows = self._db.execute(f"SELECT src FROM files WHERE src IN ({marks})", part)
-            found.update(r[0] for r in rows)
-        return found
+    def first_input_written(self, target: Callable[[str], str], also: str) -> str | None:
+        """The output path of the first file whose output would be one of the plan's sources,
+        or ``also`` (a list file), or ``None``: ``target`` as given to :meth:`add_files`. A
+        join over the sources' index, except for the few renamed outputs."""
+        found = self._db.execute(
+            "SELECT seq, plain FROM files WHERE out IS NULL AND (target = ? OR target IN "
+            "(SELECT src FROM files)) ORDER BY seq LIMIT 1",
+            (also,),
+        ).fetchone()
+        first: tuple[int, str] | None = (found[0], found[1]) if found else None
+        renamed = self._db.execute("SELECT seq, out FROM files WHERE out IS NOT NULL ORDER BY seq")
+        for seq, out in renamed:
+            if first is not None and seq > first[0]:
+                break
+            place = target(out)
+            is_source = self._db.execute("SELECT 1 FROM files WHERE src = ?", (place,))
+            if place == also or is_source.fetchone():
+                first = (seq, out)
+                break
+        return None if first is None else self._joiner()(first[1])
 
     # -- the end ----------------------------------------------------------------------------
 
@@ -416,37 +447,54 @@ def assign_outputs(plan: Plan, taken: Mapping[str, str] | WrittenOutputs | None 
         "AND NOT EXISTS (SELECT 1 FROM written w WHERE w.item = files.name)",
         plains,
     )
-    rows.sort(key=lambda r: (groups[r[2]][0], r[0]))
+    # The order of the rule: by each name's first wanter, then in the listing's order.
+    queue = [(groups[plain][0], seq, name, plain) for seq, name, plain in rows]
+    heapq.heapify(queue)
+    del rows
     claimed: set[str] = set()
+    last = float("inf")
 
-    def is_claimed(out: str) -> bool:
+    def is_claimed(out: str, position: float) -> bool:
         if out in claimed:
             return True
         if db.execute("SELECT 1 FROM written WHERE out = ?", (out,)).fetchone():
             return True
-        # Another image's plain name, not colliding: it is that image's.
-        return out not in groups and bool(
-            db.execute("SELECT 1 FROM files WHERE copy = 0 AND plain = ?", (out,)).fetchone()
-        )
+        if out in groups:  # a colliding name: claimed in this run, or not yet
+            return False
+        # A name no other wants: its image's (not one that keeps what it wrote) once that
+        # image's turn came; before it, it is free, and that image then has to number it.
+        owner = db.execute(
+            "SELECT seq, name FROM files WHERE copy = 0 AND plain = ? AND NOT EXISTS "
+            "(SELECT 1 FROM written w WHERE w.item = files.name)",
+            (out,),
+        ).fetchone()
+        if owner is None:
+            return False
+        if owner[0] < position:
+            return True
+        groups[out] = (owner[0], 1)
+        heapq.heappush(queue, (owner[0], owner[0], owner[1], out))
+        return False
 
-    def claim(out: str) -> str:
+    def claim(out: str, position: float) -> str:
         base, number = out[: -len(".png")], 2
-        while is_claimed(out):
+        while is_claimed(out, position):
             out = f"{base}.{number}.png"
             number += 1
         claimed.add(out)
         return out
 
     later: list[tuple[int, str]] = []
-    for seq, name, plain in rows:
+    while queue:
+        first, seq, name, plain = heapq.heappop(queue)
         if groups[plain][1] == 1 or name == plain:  # wants no change
-            final = claim(plain)
+            final = claim(plain, first)
             if final != plain:
                 special[seq] = final
         else:
             later.append((seq, name))
     for seq, name in later:
-        special[seq] = claim(f"{name}.png")
+        special[seq] = claim(f"{name}.png", last)
     db.execute("BEGIN")
     for seq, out in special.items():
         db.execute("UPDATE files SET out = ? WHERE seq = ? AND plain != ?", (out, seq, out))

@@ -39,14 +39,13 @@ import os
 import posixpath
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 from .._checks import InputError
 from .plan import (
-    CHUNK,
     IMAGE_EXTENSIONS,
     FileItem,
     Plan,
@@ -222,7 +221,32 @@ class _Folders:
         found = self.cache.get(folder)
         if found is None:
             found = self.cache[folder] = str(Path(folder).resolve())
-        return os.path.join(found, name)
+        return _child(found, name)
+
+
+def _child(folder: str, name: str) -> str:
+    """``os.path.join(folder, name)`` for a name without separators, as a string: a million
+    paths are planned at once."""
+    if not name or os.sep != "/":
+        return os.path.join(folder, name)
+    return f"{folder.rstrip('/')}/{name}"
+
+
+def _entries(base: str, resolve: _Folders) -> Callable[[str], tuple[str, str]]:
+    """:func:`_entry` of the list folder ``base``, with what every line shares computed once."""
+    if is_url(base):
+        return lambda line: _entry(base, line, resolve)
+    prefix = base.rstrip(os.sep) + os.sep
+
+    def entry(line: str) -> tuple[str, str]:
+        if "://" in line:  # a URL, or a file:// path
+            return _entry(base, line, resolve)
+        location = resolve(os.path.join(base, line))
+        if location.startswith(prefix):
+            return location[len(prefix) :].replace(os.sep, "/"), location
+        return Path(location).relative_to("/").as_posix(), location
+
+    return entry
 
 
 def _entry(base: str, entry: str, resolve: _Folders) -> tuple[str, str]:
@@ -346,11 +370,13 @@ def _list_plan(source: str, root: str, src: str, dst: str, options: StorageOptio
     shards: list[str] | None = []  # the lines while every one names a shard
     lines = 0
 
+    entry = _entries(base, resolve)
+
     def pairs() -> Iterator[tuple[str, str]]:
         nonlocal shards, lines
         for line in _list_entries(source, options):
             lines += 1
-            pair = _entry(base, line, resolve)
+            pair = entry(line)
             if shards is not None:
                 if _is_shard_name(line):
                     shards.append(pair[1])
@@ -360,37 +386,42 @@ def _list_plan(source: str, root: str, src: str, dst: str, options: StorageOptio
 
     listed = source if is_url(source) else str(Path(source).resolve())
     plan = Plan("list", listed, root)
+    targets = _Targets(root)
     try:
-        plan.add_files(pairs(), unique=True)
+        plan.add_files(pairs(), unique=True, target=targets)
         if not lines:
             raise InputError(f"{source}: the list file names no images or shards")
         if shards is not None:
             plan.close()
             return _shard_plan(shards, dst, src, options)
         assign_outputs(plan)
-        _check_no_input_written(plan, listed, resolve)
+        written = plan.first_input_written(targets, listed)  # no output may be an input
+        if written is not None:
+            raise InputError(f"{written}: is an input; an input is never overwritten")
     except BaseException:
         plan.close()
         raise
     return plan
 
 
-def _check_no_input_written(plan: Plan, listed: str, resolve: _Folders) -> None:
-    """Refuse a list plan whose output would be one of its inputs (or the list file)."""
-    chunk: list[tuple[str, str]] = []
+class _Targets:
+    """Where an output name (relative, posix) is written, with its folder's links resolved
+    (each folder once) as a list's sources are: what :meth:`Plan.first_input_written` compares."""
 
-    def check() -> None:
-        hits = plan.sources_among([target for target, _ in chunk])
-        for target, dst in chunk:
-            if target in hits or target == listed:
-                raise InputError(f"{dst}: is an input; an input is never overwritten")
-        chunk.clear()
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.url = is_url(root)
+        self.cache: dict[str, str] = {}
 
-    for item in plan.iter_items():
-        chunk.append((item.dst if is_url(item.dst) else resolve(item.dst), item.dst))
-        if len(chunk) >= CHUNK:
-            check()
-    check()
+    def __call__(self, out: str) -> str:
+        if self.url:
+            return join(self.root, out)
+        folder, _, name = out.rpartition("/")
+        found = self.cache.get(folder)
+        if found is None:
+            path = os.path.normpath(join(self.root, out))
+            found = self.cache[folder] = str(Path(os.path.dirname(path)).resolve())
+        return _child(found, name)
 
 
 @dataclass
