@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 import tempfile
 import tracemalloc
 from pathlib import Path
@@ -143,6 +146,26 @@ def test_the_plan_folder_is_removed_after_success_and_after_an_error(
     with pytest.raises(InputError, match="is an input"):
         quantize_dataset(src / "list.txt", src / "out", K, workers=1)
     assert _plan_folders(scratch) == []
+
+
+def test_a_killed_jobs_plan_folder_is_removed_by_the_next_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
+                          capture_output=True, check=True)  # fmt: skip
+    with Plan.of_files("folder", "/src", str(tmp_path / "dst"), []) as plan:
+        own = Path(plan.folder).name
+        prefix = own[: own.index(f"-{os.getpid()}-") + 1]
+    (scratch / f"{prefix}{gone.stdout.strip()}-abc").mkdir()  # a killed job's
+    (scratch / f"{prefix}{os.getpid()}-abc").mkdir()  # a live one's (this process)
+    (scratch / f"{PLAN_PREFIX}otherhost-1-abc").mkdir()  # another machine's
+    with Plan.of_files("folder", "/src", str(tmp_path / "dst"), []) as plan:
+        assert _plan_folders(scratch) == sorted(
+            [Path(plan.folder).name, f"{prefix}{os.getpid()}-abc", f"{PLAN_PREFIX}otherhost-1-abc"]
+        )
 
 
 def test_a_resumed_list_job_skips_finished_items(tmp_path: Path) -> None:

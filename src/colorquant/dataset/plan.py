@@ -2,10 +2,11 @@
 
 A list of a million files held as Python objects (each path, its output, the set of finished
 items) took half a gigabyte of the driver's memory. The plan of a folder or a list therefore
-lives in a SQLite file in a private temporary folder (``colorquant-plan-*`` under
+lives in a SQLite file in a private temporary folder (``colorquant-plan-<host>-<pid>-*`` under
 :func:`tempfile.gettempdir`, so ``TMPDIR`` moves it; never in DST, which may be an object store
 or a folder that another reader watches). It is removed when the plan is closed, the job ends
-(also by an error), or at the latest when the interpreter exits. The driver holds only chunks of
+(also by an error), or at the latest when the interpreter exits; the folder of a job that was
+killed is removed by the next plan made on the machine. The driver holds only chunks of
 :data:`CHUNK` rows at a time, and the names that collide.
 
 A row is a file: ``seq`` (the order of the listing), ``name`` (its key in the manifest),
@@ -24,6 +25,7 @@ import contextlib
 import heapq
 import os
 import shutil
+import socket
 import sqlite3
 import tempfile
 import weakref
@@ -110,6 +112,29 @@ def _close(db: sqlite3.Connection, folder: str) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def _own_prefix() -> str:
+    """This machine's plan folders start so (then the process id, ``-``, random letters)."""
+    host = "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
+    return f"{PLAN_PREFIX}{host}-"
+
+
+def _remove_stale(prefix: str) -> None:
+    """Remove the plan folders that killed jobs of this machine left (their process is gone):
+    a SIGKILL gives no job the chance to remove its own."""
+    folder = tempfile.gettempdir()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            pid = entry.name[len(prefix) :].split("-", 1)[0]
+            if not entry.name.startswith(prefix) or not pid.isdigit():
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                shutil.rmtree(entry.path, ignore_errors=True)
+            except OSError:  # another user's live process
+                continue
+
+
 def _chunks(values: list[str], size: int = _PARAMETERS) -> Iterator[list[str]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -179,7 +204,9 @@ class Plan:
         self.repeated = 0
         self.renamed = 0
         self.shards: list[ShardItem] = shards or []
-        self.folder = tempfile.mkdtemp(prefix=PLAN_PREFIX)
+        prefix = _own_prefix()
+        _remove_stale(prefix)
+        self.folder = tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
         try:
             self._db = sqlite3.connect(
                 os.path.join(self.folder, "plan.sqlite"), isolation_level=None
