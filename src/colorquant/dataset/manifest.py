@@ -20,7 +20,7 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -161,19 +161,34 @@ class Manifest:
         self._errors: list[dict[str, Any]] = []
 
     def _load(self) -> None:
+        """Read the manifest line by line (a million records are never held at once)."""
+        complete = 0  # bytes of whole lines
+
+        def whole_lines(fh: IO[bytes]) -> Iterator[bytes]:
+            nonlocal complete
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    return
+                complete += len(line)
+                yield line
+
         try:
-            raw = self.path.read_bytes()
+            with open(self.path, "rb") as fh:
+                header = fh.readline()
+                self._header(header.rstrip(b"\n"))
+                if header.endswith(b"\n"):
+                    complete = len(header)
+                    # Only the text after the last newline can be cut by a kill; every line
+                    # before it is whole, and one that does not read back means the file was
+                    # damaged.
+                    self._replay(whole_lines(fh), str(self.path))
+                size = os.fstat(fh.fileno()).st_size
         except OSError as err:
             raise InputError(f"{self.path}: cannot read: {err.strerror or err}") from None
-        complete = raw.rfind(b"\n") + 1
-        self._header(raw.split(b"\n", 1)[0])
-        # Only the text after the last newline can be cut by a kill; every line before it is
-        # whole, and one that does not read back means the file was damaged.
-        self._replay(raw[:complete].split(b"\n")[1:], str(self.path))
-        if complete < len(raw):
+        if complete < size:
             # A line cut by a kill: the item is simply done again.
-            with open(self.path, "r+b") as fh:
-                fh.truncate(complete)
+            with open(self.path, "r+b") as cut:
+                cut.truncate(complete)
 
     def _header(self, line: bytes) -> None:
         """Check the first line's job against this one's; take its shared palette."""
@@ -190,7 +205,7 @@ class Manifest:
             )
         self.palette = header.get("palette")
 
-    def _replay(self, lines: list[bytes], where: str, first: int = 2) -> None:
+    def _replay(self, lines: Iterable[bytes], where: str, first: int = 2) -> None:
         """Count the records ``lines`` (from line ``first`` of ``where``) as done work."""
         for number, line in enumerate(lines, start=first):
             if not line.strip():
