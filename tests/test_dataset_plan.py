@@ -204,6 +204,19 @@ def test_the_manifest_keeps_its_finished_items_in_the_plan(tmp_path: Path) -> No
         assert list(plan.iter_items(todo=True)) == []
 
 
+def test_todo_items_are_those_not_done_when_the_run_starts(tmp_path: Path) -> None:
+    pairs = [(f"{i:02d}.png", f"/src/{i:02d}.png") for i in range(25)]
+    with Plan.of_files("folder", "/src", str(tmp_path), pairs) as plan:
+        plan.done.add("00.png")
+        seen = []
+        for item in plan.iter_items(todo=True, chunk=10):  # three chunks
+            seen.append(item.name)
+            plan.done.add(f"{int(item.name[:2]) + 1:02d}.png")  # finished meanwhile
+        assert seen == [f"{i:02d}.png" for i in range(1, 25)]
+        assert [i.name for i in plan.iter_items(todo=True)] == ["01.png"]
+        assert len(plan.done) == 25 and plan.count_todo_images() == 1
+
+
 def test_sample_images_are_evenly_spaced_over_the_plan(tmp_path: Path) -> None:
     names = [f"{i:02d}.png" if i % 3 else f"{i:02d}.txt" for i in range(15)]  # 10 images
     with Plan.of_files("folder", "/src", str(tmp_path), [(n, f"/src/{n}") for n in names]) as p:

@@ -401,27 +401,36 @@ def quantize_dataset(
     plan = plan_job(os.fspath(src), os.fspath(dst), options)  # on disk: closed at the end
     with plan:
         return _run_job(
-            plan, settings, engine, n_workers, resources, ray, start, restart, progress,
-            shared_palette=shared_palette, sample=sample,
-        )  # fmt: skip
+            plan,
+            settings,
+            engine=engine,
+            ray=ray,
+            workers=n_workers,
+            resources=resources,
+            shared_palette=shared_palette,
+            sample=sample,
+            restart=restart,
+            progress=progress,
+            start=start,
+        )
 
 
 def _run_job(
     plan: Plan,
     settings: Settings,
-    engine: Engine,
-    n_workers: int,
-    resources: RayOptions,
-    ray: Any,
-    start: float,
-    restart: bool,
-    progress: Progress | None,
     *,
+    engine: Engine,
+    ray: Any,
+    workers: int,
+    resources: RayOptions,
     shared_palette: bool,
     sample: int,
+    restart: bool,
+    progress: Progress | None,
+    start: float,
 ) -> DatasetSummary:
     """The job once planned: the manifest, the shared palette, the engine, the summary."""
-    size, options = settings.batch_size, settings.storage_options
+    size, options, n_workers = settings.batch_size, settings.storage_options, workers
     job = {
         "kind": plan.kind,
         "source": plan.source,

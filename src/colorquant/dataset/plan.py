@@ -100,7 +100,7 @@ CREATE TABLE files (
     seq INTEGER PRIMARY KEY, name TEXT NOT NULL, src TEXT NOT NULL, plain TEXT NOT NULL,
     copy INTEGER NOT NULL, out TEXT, target TEXT
 );
-CREATE TABLE done (item TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE done (item TEXT PRIMARY KEY);
 CREATE TABLE written (out TEXT PRIMARY KEY, item TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX written_item ON written (item);
 """
@@ -315,25 +315,35 @@ class Plan:
         chunks, so the manifest may record finished items meanwhile).
 
         Args:
-            todo: only the items not :attr:`done`.
+            todo: only the items not :attr:`done` when the iteration starts (what the run
+                finishes meanwhile does not change which items it yields).
             images: only the images (not the files copied); a shard set's shards either way.
         """
+        # Rows of `done` are only added: those up to this rowid are the ones done before.
+        before = self._db.execute("SELECT coalesce(max(rowid), 0) FROM done").fetchone()[0]
         if self.kind == "shards":
+            done = {
+                r[0] for r in self._db.execute("SELECT item FROM done WHERE rowid <= ?", (before,))
+            }  # as many as the shards at most
             for shard in self.shards:
-                if not todo or shard.name not in self.done:
+                if not todo or shard.name not in done:
                     yield shard
             return
         joined = self._joiner()
         where = " AND copy = 0" if images else ""
         if todo:
-            where += " AND NOT EXISTS (SELECT 1 FROM done WHERE done.item = files.name)"
+            where += (
+                " AND NOT EXISTS (SELECT 1 FROM done WHERE done.item = files.name "
+                "AND done.rowid <= :before)"
+            )
         query = (
             "SELECT seq, name, src, plain, copy, out FROM files "
-            f"WHERE seq > ?{where} ORDER BY seq LIMIT ?"
+            f"WHERE seq > :last{where} ORDER BY seq LIMIT :chunk"
         )
         last = 0
         while True:
-            rows = self._db.execute(query, (last, chunk)).fetchall()
+            values = {"last": last, "chunk": chunk, "before": before}
+            rows = self._db.execute(query, values).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
