@@ -238,6 +238,7 @@ else:
     from colorquant.dataset.sources import plan_job
     start = time.perf_counter()
     plan = plan_job(listing, dst)
+    # (plan.items: the plan held in Python, before the plan on disk, to measure the two)
     count = sum(1 for _ in (plan.iter_items() if hasattr(plan, "iter_items") else plan.items))
 seconds = time.perf_counter() - start
 status = open("/proc/self/status").read()  # VmHWM: this process's peak
