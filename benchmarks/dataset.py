@@ -29,6 +29,10 @@ reached through RAY_ADDRESS) local -> local and S3 -> S3; then the driver's plan
 file of 10,000 to ``--list-items`` lines (time and peak resident memory of the process).
 
     .venv/bin/python benchmarks/dataset.py --stores --count 200 --list-items 1000000
+
+``--planning-only`` (report ``benchmarks/dataset_plan.md``): just that planning.
+
+    .venv/bin/python benchmarks/dataset.py --planning-only --list-items 1000000
 """
 
 from __future__ import annotations
@@ -206,6 +210,71 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "colorquant.cli", "dataset", *args]
 
 
+_PLAN_CODE = """\
+import json, re, sys, time
+from pathlib import Path
+listing, dst, resume = sys.argv[1], sys.argv[2], sys.argv[3] == "resume"
+if resume:  # every line done by an earlier run: its manifest is replayed, nothing is left
+    from colorquant.quantize import DATASET_SPEED
+    from colorquant.dataset import quantize_dataset
+    from colorquant.dataset.work import Settings
+    from colorquant.options import FitOptions
+    fit = FitOptions(speed=DATASET_SPEED)
+    job = {"kind": "list", "source": str(Path(listing).resolve()),
+           **Settings(n_colors=256, fit=fit).recorded(), "shared_palette": False, "sample": None}
+    Path(dst).mkdir()
+    with open(Path(dst) / "colorquant-manifest.jsonl", "w") as fh:
+        fh.write(json.dumps({"colorquant_manifest": 1, "job": job, "palette": None}) + "\\n")
+        for line in open(listing):
+            name = line.strip()
+            out = f"{dst}/{name.rsplit('.', 1)[0]}.png"
+            fh.write(json.dumps({"item": name, "status": "ok", "output": out, "psnr": 30.0,
+                                 "bytes_in": 1, "bytes_out": 1}) + "\\n")
+    start = time.perf_counter()
+    summary = quantize_dataset(listing, dst, 256, workers=1)
+    count = summary.done_before
+    assert summary.processed == 0
+else:
+    from colorquant.dataset.sources import plan_job
+    start = time.perf_counter()
+    plan = plan_job(listing, dst)
+    # (plan.items: the plan held in Python, before the plan on disk, to measure the two)
+    count = sum(1 for _ in (plan.iter_items() if hasattr(plan, "iter_items") else plan.items))
+seconds = time.perf_counter() - start
+status = open("/proc/self/status").read()  # VmHWM: this process's peak
+print(count, seconds, re.search(r"VmHWM:\\s*(\\d+)", status)[1])
+"""
+
+
+def plan_rows(most: int, tmp: Path, resume: bool = False) -> list[list[str]]:
+    """Planning a list file of 10,000, 100,000 ... ``most`` lines (files in folders of 1,000,
+    which need not exist), each in a process of its own: seconds to plan and to read the plan
+    back once (what the job's engine does), and the process's peak resident memory. With
+    ``resume``: a whole ``quantize_dataset`` call on a DST whose manifest records every line as
+    done (the manifest is replayed, outputs named, nothing left to do)."""
+    rows = []
+    for n in sorted({n for n in (10_000, 100_000, most) if n <= most}):
+        listing = tmp / f"list-{n}.txt"
+        with open(listing, "w") as fh:
+            fh.writelines(f"imgs/{i // 1000:04d}/{i:07d}.jpg\n" for i in range(n))
+        dst = tmp / f"planned-{n}-{resume}"
+        argv = [sys.executable, "-c", _PLAN_CODE, str(listing), str(dst), "resume" * resume]
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split()
+        if int(out[0]) != n:
+            raise SystemExit(f"planned {out[0]} items of {n} lines")
+        rows.append([f"{n:,}", f"{float(out[1]):.1f}", f"{int(out[2]) / 1024:.0f}"])
+        print(rows[-1], flush=True)
+        listing.unlink()
+        shutil.rmtree(dst, ignore_errors=True)
+    return rows
+
+
+def planning_table(rows: list[list[str]], resume: bool = False) -> str:
+    """The planning rows as a markdown table."""
+    what = "resume, all done: s" if resume else "planning + one read of the plan, s"
+    return markdown_table(["list lines", what, "peak MiB (driver)"], rows, "rrr")
+
+
 def stores(args: argparse.Namespace) -> str:
     """The ``--stores`` report: throughput by where SRC and DST live, and driver planning."""
     import s3fs
@@ -264,32 +333,13 @@ def stores(args: argparse.Namespace) -> str:
             os.environ.pop("RAY_ADDRESS", None)
             cluster.shutdown()  # type: ignore[no-untyped-call]
             server.stop()
-        planning = []
-        sizes = sorted({n for n in (10_000, 100_000, args.list_items) if n <= args.list_items})
-        for n in sizes:
-            listing = tmp / f"list-{n}.txt"
-            with open(listing, "w") as fh:
-                fh.writelines(f"imgs/{i // 1000:04d}/{i:07d}.jpg\n" for i in range(n))
-            code = (  # VmHWM: this process's peak (ru_maxrss would keep the forking parent's)
-                "import re, time\n"
-                "from colorquant.dataset.sources import plan_job\n"
-                "start = time.perf_counter()\n"
-                f"plan = plan_job({str(listing)!r}, {str(tmp / 'planned')!r})\n"
-                "seconds = time.perf_counter() - start\n"
-                "status = open('/proc/self/status').read()\n"
-                "print(len(plan.items), seconds, re.search(r'VmHWM:\\s*(\\d+)', status)[1])\n"
-            )
-            out = subprocess.run(
-                [sys.executable, "-c", code], capture_output=True, text=True, check=True
-            ).stdout.split()
-            planning.append([f"{n:,}", f"{float(out[1]):.1f}", f"{int(out[2]) / 1024:.0f}"])
-            print(planning[-1], flush=True)
+        planning = plan_rows(args.list_items, tmp)
     throughput = markdown_table(
         ["SRC -> DST (2 workers, or 2 Ray nodes)", "wall s", "images/s", "peak MiB (command)"],
         rows,
         "lrrr",
     )
-    plan_table = markdown_table(["list lines", "planning s", "peak MiB (driver)"], planning, "rrr")
+    plan_table = planning_table(planning)
     title = f"Dataset jobs by where the data lives: {args.count} crops of 256x256 + captions"
     return (
         "\n".join(report_header(title, 2, "cpu", load_at_start))
@@ -317,7 +367,26 @@ def main() -> None:
     )
     parser.add_argument("--stores", action="store_true", help="local, S3 and Ray (see above)")
     parser.add_argument("--list-items", type=int, default=1_000_000)
+    parser.add_argument(
+        "--planning-only", action="store_true", help="only the driver's planning of list files"
+    )
     args = parser.parse_args()
+    if args.planning_only:
+        load_at_start = load_average()
+        with tempfile.TemporaryDirectory() as tmp_name:
+            table = planning_table(plan_rows(args.list_items, Path(tmp_name)))
+            again = planning_table(plan_rows(args.list_items, Path(tmp_name), True), True)
+        title = f"Dataset driver: planning a list file of up to {args.list_items:,} lines"
+        text = (
+            "\n".join(report_header(title, 1, "cpu", load_at_start))
+            + f"\n\nPlanning (the lines name files that need not exist):\n\n{table}\n\n"
+            "Resuming a job whose manifest records every line as done (`quantize_dataset`, "
+            f"one worker: the manifest replayed, the outputs named, nothing to do):\n\n{again}\n"
+        )
+        out = args.out if args.out != BENCH_DIR / "dataset.md" else BENCH_DIR / "dataset_plan.md"
+        out.write_text(text)
+        print(text)
+        return
     if args.stores:
         text = stores(args)
         out = args.out if args.out != BENCH_DIR / "dataset.md" else BENCH_DIR / "dataset_stores.md"

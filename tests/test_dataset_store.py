@@ -6,6 +6,7 @@ Every input is made here; nothing leaves the machine.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import sys
 import tarfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -420,11 +421,13 @@ def test_a_lock_that_cannot_be_renewed_stops_the_job_in_one_line(
     assert len(outputs) < 6
 
 
-def slow_batches(items: list[Any], size: int) -> Iterator[list[Any]]:
-    """The job's batches, each after a pause that lets the lock's thread try its renewal."""
-    for start in range(0, len(items), size):
+def slow_batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """The job's batches, each after a pause that lets the lock's thread try its renewal (the
+    items come from the plan as a stream)."""
+    source = iter(items)
+    while batch := list(itertools.islice(source, size)):
         time.sleep(0.05)
-        yield items[start : start + size]
+        yield batch
 
 
 def test_a_store_error_is_one_line_naming_the_url(monkeypatch: pytest.MonkeyPatch) -> None:

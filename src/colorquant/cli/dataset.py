@@ -283,7 +283,8 @@ def dataset(
             device=device,
             engine=engine,  # type: ignore[arg-type]
             restart=restart,
-            # The bar is drawn on a terminal only: elsewhere, no scan of the shards for a total.
+            # The bar is drawn on a terminal only (a shard set's total is unknown: the driver
+            # opens no shard, each task counts its own members).
             progress=start if sys.stderr.isatty() else None,
             storage_options=storage_options,
             ray_options=RayOptions(cpus_per_task, gpus_per_task or 0.0, concurrency),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
 import math
 import multiprocessing
@@ -48,7 +49,6 @@ from .sources import (
     Plan,
     ShardItem,
     assign_outputs,
-    count_images,
     image_field,
     iter_samples,
     plan_job,
@@ -57,7 +57,6 @@ from .sources import sample_key as _sample_key
 from .storage import (
     StorageOptions,
     check_location,
-    is_url,
     open_read,
     parse_storage_options,
     scheme,
@@ -134,9 +133,10 @@ def _start_method() -> str:
     return "forkserver" if sys.platform == "linux" else "spawn"
 
 
-def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    source = iter(items)
+    while batch := list(itertools.islice(source, size)):
+        yield batch
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
@@ -178,7 +178,7 @@ def _as_records(kind: str, value: Any) -> list[dict[str, Any]]:
 
 def _run_local(
     plan_kind: str,
-    units: list[Any],
+    units: Iterable[Any],
     settings: Settings,
     workers: int,
     on_record: Callable[[dict[str, Any]], None],
@@ -209,18 +209,15 @@ def _run_local(
 def _sample_sources(
     plan: Plan, sample: int, options: StorageOptions
 ) -> Iterator[FileItem | tuple[str, bytes]]:
-    """About ``sample`` images spread over the dataset: evenly spaced files, or the first
-    images of every shard (``ceil(sample / shards)`` each: shards are read from the start; of
-    more shards than ``sample``, the first image of ``sample`` evenly spaced ones, so that the
-    driver never opens every shard of a large set)."""
+    """About ``sample`` images spread over the dataset: evenly spaced files (read from the plan
+    in order, :meth:`Plan.sample_images`), or the first images of every shard
+    (``ceil(sample / shards)`` each: shards are read from the start; of more shards than
+    ``sample``, the first image of ``sample`` evenly spaced ones, so that the driver never opens
+    every shard of a large set)."""
     if plan.kind != "shards":
-        files = [f for f in plan.items if isinstance(f, FileItem) and not f.copy]
-        n = len(files)
-        picks = range(n) if n <= sample else (n * i // sample for i in range(sample))
-        for i in picks:
-            yield files[i]
+        yield from plan.sample_images(sample)
         return
-    shards: list[ShardItem] = plan.items  # type: ignore[assignment]
+    shards: list[ShardItem] = plan.shards
     if len(shards) > sample:  # one image of each of `sample` shards spread over all
         shards = [shards[len(shards) * i // sample] for i in range(sample)]
     quota = math.ceil(sample / max(1, len(shards)))
@@ -401,7 +398,39 @@ def quantize_dataset(
         check_int_range("concurrency", resources.concurrency, 1)
     if engine == "ray" and run_device.startswith("cuda") and not resources.gpus_per_task:
         resources = dataclasses.replace(resources, gpus_per_task=1.0)
-    plan = plan_job(os.fspath(src), os.fspath(dst), options)
+    plan = plan_job(os.fspath(src), os.fspath(dst), options)  # on disk: closed at the end
+    with plan:
+        return _run_job(
+            plan,
+            settings,
+            engine=engine,
+            ray=ray,
+            workers=n_workers,
+            resources=resources,
+            shared_palette=shared_palette,
+            sample=sample,
+            restart=restart,
+            progress=progress,
+            start=start,
+        )
+
+
+def _run_job(
+    plan: Plan,
+    settings: Settings,
+    *,
+    engine: Engine,
+    ray: Any,
+    workers: int,
+    resources: RayOptions,
+    shared_palette: bool,
+    sample: int,
+    restart: bool,
+    progress: Progress | None,
+    start: float,
+) -> DatasetSummary:
+    """The job once planned: the manifest, the shared palette, the engine, the summary."""
+    size, options, n_workers = settings.batch_size, settings.storage_options, workers
     job = {
         "kind": plan.kind,
         "source": plan.source,
@@ -416,7 +445,7 @@ def quantize_dataset(
         else contextlib.nullcontext()
     )
     with session, job_lock(plan.root, options) as lock:
-        manifest = open_manifest(plan.root, job, restart=restart, options=options)
+        manifest = open_manifest(plan.root, job, restart=restart, options=options, plan=plan)
         if manifest.written:  # images done keep the outputs they wrote
             plan = assign_outputs(plan, manifest.written)
         done_before = len(manifest.done)
@@ -434,14 +463,9 @@ def quantize_dataset(
                 if name not in manifest.done:
                     manifest.add({"item": name, "status": "error", "reason": reason})
                     processed += 1
-            todo = [i for i in plan.items if i.name not in manifest.done]
-            if plan.kind == "shards":
-                # Local shards' headers are read for the bar's total; an object store's shard
-                # would be downloaded whole for it, so there the total is left unknown.
-                local = progress is not None and not any(is_url(i.src) for i in todo)
-                total = sum(count_images(i.src, options) for i in todo) if local else 0
-            else:  # the bar counts images (and bad ones), not the files copied
-                total = sum(1 for i in todo if isinstance(i, FileItem) and not i.copy)
+            # The bar counts images (and bad ones), not the files copied; a shard set's total is
+            # unknown (the driver opens no shard to count its members: each task reports them).
+            total = plan.count_todo_images() if progress is not None else 0
             advance = progress(total) if progress is not None else None
 
             def on_record(record: dict[str, Any]) -> None:
@@ -461,10 +485,11 @@ def quantize_dataset(
                     )
                     advance(count)
 
-            units: list[Any] = todo if plan.kind == "shards" else list(_batches(todo, size))
+            todo = plan.iter_items(todo=True)  # read from the plan a chunk at a time
             if engine == "ray":
-                run_ray(ray, plan, units, settings, size, resources, on_record)
+                run_ray(ray, plan, todo, settings, size, resources, on_record)
             else:
+                units = todo if plan.kind == "shards" else _batches(todo, size)
                 _run_local(plan.kind, units, settings, n_workers, on_record)
         finally:
             manifest.close()
@@ -475,7 +500,7 @@ def quantize_dataset(
         kind=plan.kind,
         source=plan.source,
         destination=str(plan.root),
-        items=len(plan.items) + len(plan.refused),
+        items=plan.count + len(plan.refused),
         done_before=done_before,
         processed=processed,
         images=totals.images,

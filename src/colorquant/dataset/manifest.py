@@ -20,13 +20,14 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from .._checks import InputError
 from ..io import WriteError
+from .plan import DoneItems, Plan, WrittenOutputs
 from .sources import ERRORS_NAME, MANIFEST_NAME
 
 __all__ = ["Manifest", "SettingsMismatchError", "Totals"]
@@ -113,6 +114,8 @@ class Manifest:
         root: DST's folder (created if missing).
         job: what decides the outputs: compared with a manifest already there.
         restart: forget a manifest already there (its outputs are overwritten as the job goes).
+        plan: the job's plan, whose database then holds the finished items and the outputs
+            written (:attr:`done`, :attr:`written`) instead of Python's memory.
 
     Raises:
         SettingsMismatchError: ``root`` holds a manifest of another job (without ``restart``).
@@ -121,11 +124,13 @@ class Manifest:
         WriteError: ``root`` cannot be created or written.
     """
 
-    def __init__(self, root: Path, job: dict[str, Any], *, restart: bool = False) -> None:
+    def __init__(
+        self, root: Path, job: dict[str, Any], *, restart: bool = False, plan: Plan | None = None
+    ) -> None:
         self.root = root
         self.path = root / MANIFEST_NAME
         self.errors_path = root / ERRORS_NAME
-        self._init_state(job)
+        self._init_state(job, plan)
         if root.exists() and not root.is_dir():
             raise InputError(f"DST {str(root)!r}: exists and is not a folder")
         if restart:
@@ -144,10 +149,10 @@ class Manifest:
                 "dataset output); choose a new or empty folder, or pass --restart to write into it"
             )
 
-    def _init_state(self, job: dict[str, Any]) -> None:
+    def _init_state(self, job: dict[str, Any], plan: Plan | None = None) -> None:
         self.job = job
-        self.done: set[str] = set()
-        self.written: dict[str, str] = {}
+        self.done: set[str] | DoneItems = plan.done if plan is not None else set()
+        self.written: dict[str, str] | WrittenOutputs = plan.written if plan is not None else {}
         """Output names (relative to ``root``, posix) of the images done, with their items."""
         self.totals = Totals()
         self.palette: list[list[int]] | None = None
@@ -156,19 +161,34 @@ class Manifest:
         self._errors: list[dict[str, Any]] = []
 
     def _load(self) -> None:
+        """Read the manifest line by line (a million records are never held at once)."""
+        complete = 0  # bytes of whole lines
+
+        def whole_lines(fh: IO[bytes]) -> Iterator[bytes]:
+            nonlocal complete
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    return
+                complete += len(line)
+                yield line
+
         try:
-            raw = self.path.read_bytes()
+            with open(self.path, "rb") as fh:
+                header = fh.readline()
+                self._header(header.rstrip(b"\n"))
+                if header.endswith(b"\n"):
+                    complete = len(header)
+                    # Only the text after the last newline can be cut by a kill; every line
+                    # before it is whole, and one that does not read back means the file was
+                    # damaged.
+                    self._replay(whole_lines(fh), str(self.path))
+                size = os.fstat(fh.fileno()).st_size
         except OSError as err:
             raise InputError(f"{self.path}: cannot read: {err.strerror or err}") from None
-        complete = raw.rfind(b"\n") + 1
-        self._header(raw.split(b"\n", 1)[0])
-        # Only the text after the last newline can be cut by a kill; every line before it is
-        # whole, and one that does not read back means the file was damaged.
-        self._replay(raw[:complete].split(b"\n")[1:], str(self.path))
-        if complete < len(raw):
+        if complete < size:
             # A line cut by a kill: the item is simply done again.
-            with open(self.path, "r+b") as fh:
-                fh.truncate(complete)
+            with open(self.path, "r+b") as cut:
+                cut.truncate(complete)
 
     def _header(self, line: bytes) -> None:
         """Check the first line's job against this one's; take its shared palette."""
@@ -185,7 +205,7 @@ class Manifest:
             )
         self.palette = header.get("palette")
 
-    def _replay(self, lines: list[bytes], where: str, first: int = 2) -> None:
+    def _replay(self, lines: Iterable[bytes], where: str, first: int = 2) -> None:
         """Count the records ``lines`` (from line ``first`` of ``where``) as done work."""
         for number, line in enumerate(lines, start=first):
             if not line.strip():

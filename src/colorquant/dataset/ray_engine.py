@@ -20,13 +20,14 @@ A cluster differs from one machine in ways that must not fail silently, so befor
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
 import socket
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,12 +195,6 @@ def probe(src: str | None, token_path: str, token: str, options: StorageOptions)
     return answer
 
 
-def _first_source(plan: Plan) -> str | None:
-    for item in plan.items:
-        return item.src
-    return None
-
-
 def check_nodes(ray: Any, plan: Plan, options: StorageOptions) -> int:
     """Probe every alive node (:func:`probe`); refuse the job, naming the node and the path,
     if one cannot run it. Returns the number of nodes.
@@ -225,7 +220,7 @@ def check_nodes(ray: Any, plan: Plan, options: StorageOptions) -> int:
                 num_cpus=0,
                 max_retries=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
-            ).remote(_first_source(plan), token_path, token, options)
+            ).remote(plan.first_source(), token_path, token, options)
             for n in nodes
         }
         for node in nodes:
@@ -375,30 +370,33 @@ def ray_session(
 def run_ray(
     ray: Any,
     plan: Plan,
-    units: list[Any],
+    items: Iterable[Any],
     settings: Settings,
     batch_size: int,
     resources: RayOptions,
     on_record: Callable[[dict[str, Any]], None],
 ) -> None:
-    """Run ``units`` (batches of files, or shards) on Ray Data, within :func:`ray_session`;
-    ``on_record`` gets each record after its output was checked at DST (:func:`check_output`)."""
+    """Run ``items`` (files, in batches of ``batch_size``, or shards) on Ray Data, within
+    :func:`ray_session`; ``on_record`` gets each record after its output was checked at DST
+    (:func:`check_output`)."""
     context = ray.data.DataContext.get_current()
     for flag in ("enable_progress_bars", "enable_operator_progress_bars"):
         if hasattr(context, flag):
             setattr(context, flag, False)
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    items = [u for batch in units for u in batch] if plan.kind != "shards" else units
     function: Any = ray_batch  # Ray's stubs want a one-argument function
     extra: dict[str, Any] = {}
     if resources.gpus_per_task:
         extra["num_gpus"] = resources.gpus_per_task
-    # Rows go to Ray CHUNK_ROWS at a time: the driver never builds them all at once.
-    for start in range(0, len(items), CHUNK_ROWS):
+    # Rows go to Ray CHUNK_ROWS at a time, read from the plan as they go: the driver never
+    # holds them all.
+    source = iter(items)
+    while chunk := list(itertools.islice(source, CHUNK_ROWS)):
         rows = [
             {"name": i.name, "src": i.src, "dst": i.dst, "copy": getattr(i, "copy", False)}
-            for i in items[start : start + CHUNK_ROWS]
+            for i in chunk
         ]
+        del chunk
         dataset = ray.data.from_items(rows).map_batches(
             function,
             batch_size=1 if plan.kind == "shards" else batch_size,

@@ -20,14 +20,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import time
 import uuid
-from typing import Any
+from typing import IO, Any
 
 from .._checks import InputError
 from ..io import WriteError
 from .manifest import VERSION, Manifest
+from .plan import Plan
 from .sources import ERRORS_NAME, MANIFEST_NAME
 from .storage import (
     StorageOptions,
@@ -37,6 +39,7 @@ from .storage import (
     join,
     kind_of,
     list_files,
+    open_read,
     put_file,
     read_bytes,
     write_bytes,
@@ -69,13 +72,14 @@ class StoreManifest(Manifest):
         *,
         restart: bool = False,
         options: StorageOptions | None = None,
+        plan: Plan | None = None,
     ) -> None:
         self.root = root  # type: ignore[assignment]
         self.path = join(root, MANIFEST_NAME)  # type: ignore[assignment]
         self.errors_path = join(root, ERRORS_NAME)  # type: ignore[assignment]
         self._parts = join(root, RECORDS_FOLDER)
         self._options = dict(options or {})
-        self._init_state(job)
+        self._init_state(job, plan)
         self._pending: list[str] = []
         self._flushed = time.monotonic()
         self._errors_dirty = False
@@ -113,15 +117,15 @@ class StoreManifest(Manifest):
         return [n for n in list_files(self._parts, self._options) if n.endswith(".jsonl")]
 
     def _load(self) -> None:
+        """Read the manifest streamed, line by line, then the record objects."""
         try:
-            raw = read_bytes(str(self.path), self._options)
+            with open_read(str(self.path), self._options) as fh:
+                self._header(fh.readline().rstrip(b"\n"))
+                self._replay(fh, str(self.path))
         except StoreError:
             raise
         except OSError as err:
             raise InputError(f"{self.path}: cannot read: {err}") from None
-        lines = raw.split(b"\n")
-        self._header(lines[0])
-        self._replay(lines[1:], str(self.path))
         for part in self._part_names():
             where = join(self._parts, part)
             try:
@@ -195,7 +199,10 @@ class StoreManifest(Manifest):
             if not parts:
                 return
             with tempfile.NamedTemporaryFile(prefix=".colorquant-", suffix=".jsonl") as tmp:
-                tmp.write(read_bytes(str(self.path), self._options).rstrip(b"\n") + b"\n")
+                with open_read(str(self.path), self._options) as fh:  # streamed
+                    shutil.copyfileobj(fh, tmp)
+                if tmp.tell() and _last_byte(tmp) != b"\n":
+                    tmp.write(b"\n")
                 for part in parts:
                     data = read_bytes(join(self._parts, part), self._options)
                     tmp.write(data if data.endswith(b"\n") or not data else data + b"\n")
@@ -208,17 +215,26 @@ class StoreManifest(Manifest):
                 delete(join(self._parts, part), self._options)
 
 
+def _last_byte(fh: IO[bytes]) -> bytes:
+    fh.seek(-1, os.SEEK_END)
+    last = fh.read(1)
+    fh.seek(0, os.SEEK_END)
+    return last
+
+
 def open_manifest(
     root: str,
     job: dict[str, Any],
     *,
     restart: bool = False,
     options: StorageOptions | None = None,
+    plan: Plan | None = None,
 ) -> Manifest:
     """The manifest of the job writing under ``root``: a local folder's (appended, fsynced) or
-    an object store's (:class:`StoreManifest`)."""
+    an object store's (:class:`StoreManifest`); with ``plan``, its finished items are kept in
+    the plan's database."""
     if is_url(root):
-        return StoreManifest(root, job, restart=restart, options=options)
+        return StoreManifest(root, job, restart=restart, options=options, plan=plan)
     from pathlib import Path
 
-    return Manifest(Path(os.fspath(root)), job, restart=restart)
+    return Manifest(Path(os.fspath(root)), job, restart=restart, plan=plan)

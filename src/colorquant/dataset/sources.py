@@ -33,29 +33,36 @@ manifest records as written, so reruns and resumes give every file the same outp
 
 from __future__ import annotations
 
-import dataclasses
+import io
 import itertools
 import os
 import posixpath
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Literal
+from typing import IO
 
 from .._checks import InputError
+from .plan import (
+    IMAGE_EXTENSIONS,
+    FileItem,
+    Plan,
+    ShardItem,
+    assign_outputs,
+    is_image_name,
+)
 from .storage import (
     StorageOptions,
     is_url,
     join,
     kind_of,
-    list_files,
     normalize,
     open_read,
     parent,
-    read_bytes,
     scheme,
+    walk_files,
 )
 
 __all__ = [
@@ -75,10 +82,6 @@ __all__ = [
     "sample_key",
 ]
 
-#: Member and file suffixes (lower case, no dot) taken as images in shards.
-IMAGE_EXTENSIONS = frozenset(
-    {"png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif", "ppm", "pgm", "pbm", "pnm"}
-)
 MANIFEST_NAME = "colorquant-manifest.jsonl"
 ERRORS_NAME = "colorquant-errors.jsonl"
 #: The lock file of a running job, in DST (hidden: a folder job skips hidden names).
@@ -86,8 +89,6 @@ LOCK_NAME = ".colorquant.lock"
 _SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 _BRACE = re.compile(r"\{([^{}]*)\}")
 _RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
-
-Kind = Literal["folder", "list", "shards"]
 
 
 def expand_braces(pattern: str) -> list[str]:
@@ -142,144 +143,8 @@ def image_field(field: str) -> bool:
     return field.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS
 
 
-def is_image_name(name: str) -> bool:
-    """Whether a file name's suffix is one of :data:`IMAGE_EXTENSIONS` (``"a/b.JPG"``: yes)."""
-    base = name.rpartition("/")[2]
-    dot = base.rfind(".")
-    return 0 < dot < len(base) - 1 and base[dot + 1 :].lower() in IMAGE_EXTENSIONS
-
-
-@dataclass(frozen=True, slots=True)
-class FileItem:
-    """One file: ``name`` (its key in the manifest), ``src`` and ``dst`` paths; ``copy``: not
-    an image, copied unchanged."""
-
-    name: str
-    src: str
-    dst: str
-    copy: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ShardItem:
-    """One WebDataset shard: ``name`` (its key in the manifest), ``src`` and ``dst`` paths."""
-
-    name: str
-    src: str
-    dst: str
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A job's items, where the manifest goes, and items refused before any work.
-
-    Attributes:
-        kind: ``"folder"``, ``"list"`` or ``"shards"``.
-        source: SRC as given, resolved (recorded in the manifest).
-        root: the folder (absolute) or URL that holds the manifest and the errors file.
-        items: the work, in a fixed order.
-        refused: ``(name, reason)`` of items refused before any work: recorded as errors
-            like unreadable images.
-        files: a folder's or list's ``(relative name, source path)`` pairs, what
-            :func:`assign_outputs` names the outputs from.
-        repeated: lines of a list file that name a file an earlier line named.
-        renamed: images whose output is not their name with ``.png`` (a name collision).
-    """
-
-    kind: Kind
-    source: str
-    root: str
-    items: list[FileItem] | list[ShardItem]
-    refused: list[tuple[str, str]]
-    files: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    repeated: int = 0
-    renamed: int = 0
-
-
 def _is_shard_name(text: str) -> bool:
     return text.lower().endswith(_SHARD_SUFFIXES)
-
-
-def _png_name(relative: str) -> str:
-    """``a/b.jpg`` -> ``a/b.png`` (string work: a million names are planned at once)."""
-    head, slash, base = relative.rpartition("/")
-    dot = base.rfind(".")
-    return f"{head}{slash}{base[:dot] if 0 < dot < len(base) - 1 else base}.png"
-
-
-def _claim(out: str, claimed: set[str]) -> str:
-    """``out``, or the first of ``<base>.2.png``, ``<base>.3.png``, ... not yet claimed."""
-    base, number = out[: -len(".png")], 2
-    while out in claimed:
-        out = f"{base}.{number}.png"
-        number += 1
-    claimed.add(out)
-    return out
-
-
-def _output_names(images: list[str], taken: dict[str, str]) -> dict[str, str]:
-    """The images whose output is not their plain name (``a.jpg`` -> ``a.png``), with their
-    outputs (relative, posix), by the rule of the module docstring; every other image writes
-    its plain name. Only names that collide are held twice: a million images are planned in
-    one pass.
-
-    ``taken``: output name -> the item that wrote it in an earlier run (it keeps it).
-    """
-    wanted: dict[str, str | list[str]] = {}  # output -> the image, or the images, wanting it
-    for name in images:
-        out = _png_name(name)
-        have = wanted.setdefault(out, name)
-        if have is not name:
-            if isinstance(have, list):
-                have.append(name)
-            else:
-                wanted[out] = [have, name]
-    kept = {item: out for out, item in taken.items()}  # an item keeps what it wrote
-    claimed = set(taken)
-    special = {name: out for name, out in kept.items() if out != _png_name(name)}
-    # First the names that want no change (a single claim, or a PNG keeping its own name),
-    # then the others, so that a file never loses its natural name to another's fallback.
-    later: list[str] = []
-    for out, names in wanted.items():
-        for name in [names] if isinstance(names, str) else names:
-            if name in kept:
-                continue
-            if isinstance(names, str) or name == out:
-                final = _claim(out, claimed)
-                if final != out:
-                    special[name] = final
-            else:
-                later.append(name)
-    for name in later:
-        special[name] = _claim(f"{name}.png", claimed)
-    return special
-
-
-def assign_outputs(plan: Plan, taken: dict[str, str] | None = None) -> Plan:
-    """The plan with its files' output paths, images named by the rule of the module docstring.
-
-    Args:
-        plan: a folder or list plan (a shard plan comes back as it is).
-        taken: output names (relative to DST, posix) that an earlier run of the job wrote,
-            with the item that wrote each: those items keep them, and no other gets them.
-    """
-    if plan.kind == "shards":
-        return plan
-    images = [name for name, _ in plan.files if is_image_name(name)]
-    special = _output_names(images, taken or {})
-    del images
-    root = normalize(os.fspath(plan.root))
-    items: list[FileItem] = []
-    renamed = 0
-    for name, source in plan.files:
-        if is_image_name(name):
-            plain = _png_name(name)
-            out = special.get(name, plain)
-            renamed += out != plain
-            items.append(FileItem(name, source, join(root, out)))
-        else:
-            items.append(FileItem(name, source, join(root, name), copy=True))
-    return dataclasses.replace(plan, items=items, renamed=renamed)
 
 
 def _inside(inner: str, outer: str) -> bool:
@@ -298,13 +163,15 @@ def _hidden_or_record(relative: str) -> bool:
     return any(p.startswith(".") for p in parts) or relative in (MANIFEST_NAME, ERRORS_NAME)
 
 
-def _walk(root: str, options: StorageOptions | None) -> list[tuple[str, str]]:
-    """Every regular, non-hidden file under ``root``: (relative posix name, location), sorted;
-    not the records of a job whose DST ``root`` was."""
+def _walk(root: str, options: StorageOptions | None) -> Iterator[tuple[str, str]]:
+    """Every regular, non-hidden file under ``root``: (relative posix name, location), streamed
+    in sorted order (a local folder: each folder's files, then its subfolders; a URL: the
+    names sorted whole); not the records of a job whose DST ``root`` was."""
     if is_url(root):
-        names = list_files(root, options)
-        return [(n, join(root, n)) for n in names if not _hidden_or_record(n)]
-    found: list[tuple[str, str]] = []
+        for name in walk_files(root, options):
+            if not _hidden_or_record(name):
+                yield name, join(root, name)
+        return
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
@@ -314,32 +181,32 @@ def _walk(root: str, options: StorageOptions | None) -> list[tuple[str, str]]:
                 continue
             path = Path(folder) / name
             if path.is_file():
-                found.append((path.relative_to(root).as_posix(), str(path)))
-    return found
+                yield path.relative_to(root).as_posix(), str(path)
 
 
-def _list_entries(list_file: str, options: StorageOptions | None) -> list[str]:
+def _binary_list(list_file: str) -> InputError:
+    return InputError(
+        f"SRC {str(list_file)!r}: a binary file, not a list of paths (a folder, a text file "
+        "of paths or a .tar shard; one image: colorquant quantize)"
+    )
+
+
+def _list_entries(list_file: str, options: StorageOptions | None) -> Iterator[str]:
+    """The paths a list file names, read line by line (blank lines and comments skipped)."""
     try:
-        data = read_bytes(list_file, options) if is_url(list_file) else Path(list_file).read_bytes()
+        with open_read(list_file, options) as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline=None)
+            for chunk in text:
+                if "\x00" in chunk:
+                    raise _binary_list(list_file)
+                for line in chunk.splitlines():
+                    line = line.strip()
+                    if line and not line.startswith("#"):
+                        yield line
+    except UnicodeDecodeError:
+        raise _binary_list(list_file) from None
     except OSError as err:
         raise InputError(f"{list_file}: cannot read the list file: {err.strerror or err}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = "\x00"
-    if "\x00" in text:
-        raise InputError(
-            f"SRC {str(list_file)!r}: a binary file, not a list of paths (a folder, a text file "
-            "of paths or a .tar shard; one image: colorquant quantize)"
-        )
-    entries = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            entries.append(line)
-    if not entries:
-        raise InputError(f"{list_file}: the list file names no images or shards")
-    return entries
 
 
 class _Folders:
@@ -354,7 +221,32 @@ class _Folders:
         found = self.cache.get(folder)
         if found is None:
             found = self.cache[folder] = str(Path(folder).resolve())
-        return os.path.join(found, name)
+        return _child(found, name)
+
+
+def _child(folder: str, name: str) -> str:
+    """``os.path.join(folder, name)`` for a name without separators, as a string: a million
+    paths are planned at once."""
+    if not name or os.sep != "/":
+        return os.path.join(folder, name)
+    return f"{folder.rstrip('/')}/{name}"
+
+
+def _entries(base: str, resolve: _Folders) -> Callable[[str], tuple[str, str]]:
+    """:func:`_entry` of the list folder ``base``, with what every line shares computed once."""
+    if is_url(base):
+        return lambda line: _entry(base, line, resolve)
+    prefix = base.rstrip(os.sep) + os.sep
+
+    def entry(line: str) -> tuple[str, str]:
+        if "://" in line:  # a URL, or a file:// path
+            return _entry(base, line, resolve)
+        location = resolve(os.path.join(base, line))
+        if location.startswith(prefix):
+            return location[len(prefix) :].replace(os.sep, "/"), location
+        return Path(location).relative_to("/").as_posix(), location
+
+    return entry
 
 
 def _entry(base: str, entry: str, resolve: _Folders) -> tuple[str, str]:
@@ -429,7 +321,7 @@ def _shard_plan(sources: list[str], dst: str, given: str, options: StorageOption
     items = [ShardItem(_base_name(s), s, p) for s, p in zip(sources, paths, strict=True)]
     if len({i.name for i in items}) != len(items):
         items = [ShardItem(i.src, i.src, i.dst) for i in items]  # full paths as names
-    return Plan("shards", normalize(given), root, items, [])
+    return Plan.of_shards(normalize(given), root, items)
 
 
 def _base_name(location: str) -> str:
@@ -440,7 +332,9 @@ def plan_job(src: str, dst: str, options: StorageOptions | None = None) -> Plan:
     """Read what SRC holds and where each item goes under DST.
 
     Local paths are made absolute (relative to this process's folder) so that every worker,
-    wherever it runs, reads and writes the same files; URLs are kept (:mod:`.storage`).
+    wherever it runs, reads and writes the same files; URLs are kept (:mod:`.storage`). A
+    folder's or a list's files are streamed into the plan's database (:mod:`.plan`): the plan
+    is open until closed (a context manager), and the caller closes it.
 
     Raises:
         InputError: SRC does not exist or is none of the kinds; DST overlaps SRC (an input could
@@ -460,35 +354,74 @@ def plan_job(src: str, dst: str, options: StorageOptions | None = None) -> Plan:
             )
         # Recorded resolved; walked as given (absolute): a worker resolves links itself.
         resolved = source if is_url(source) else str(Path(source).resolve())
-        return assign_outputs(Plan("folder", resolved, root, [], [], _walk(source, options)))
+        return Plan.of_files("folder", resolved, root, _walk(source, options))
     if _exists(source, options):
-        entries = _list_entries(source, options)
-        resolve = _Folders()
-        base = parent(source) if is_url(source) else str(Path(source).resolve().parent)
-        if all(_is_shard_name(e) for e in entries):
-            return _shard_plan([_entry(base, e, resolve)[1] for e in entries], dst, src, options)
-        pairs = []
-        seen: set[str] = set()
-        for line in entries:
-            name, location = _entry(base, line, resolve)
-            if location in seen:  # named twice: done once
-                continue
-            seen.add(location)
-            pairs.append((name, location))
-        repeated = len(entries) - len(pairs)
-        del entries  # a million lines: not kept beside the plan
-        listed = source if is_url(source) else str(Path(source).resolve())
-        plan = assign_outputs(Plan("list", listed, root, [], [], pairs, repeated))
-        seen.add(listed)  # the inputs: no output may be one of them
-        for item in plan.items:
-            target = item.dst if is_url(item.dst) else resolve(item.dst)
-            if target in seen:
-                raise InputError(f"{item.dst}: is an input; an input is never overwritten")
-        return plan
+        return _list_plan(source, root, src, dst, options)
     raise InputError(
         f"SRC {src!r}: no such folder, list file or shard (a folder, a text file of paths, "
         "a .tar or a pattern like data-{000000..000099}.tar)"
     )
+
+
+def _list_plan(source: str, root: str, src: str, dst: str, options: StorageOptions | None) -> Plan:
+    """A list file's plan: its lines streamed into the plan (a list of shards: a shard plan)."""
+    resolve = _Folders()
+    base = parent(source) if is_url(source) else str(Path(source).resolve().parent)
+    shards: list[str] | None = []  # the lines while every one names a shard
+    lines = 0
+
+    entry = _entries(base, resolve)
+
+    def pairs() -> Iterator[tuple[str, str]]:
+        nonlocal shards, lines
+        for line in _list_entries(source, options):
+            lines += 1
+            pair = entry(line)
+            if shards is not None:
+                if _is_shard_name(line):
+                    shards.append(pair[1])
+                else:
+                    shards = None
+            yield pair
+
+    listed = source if is_url(source) else str(Path(source).resolve())
+    plan = Plan("list", listed, root)
+    targets = _Targets(root)
+    try:
+        plan.add_files(pairs(), unique=True, target=targets)
+        if not lines:
+            raise InputError(f"{source}: the list file names no images or shards")
+        if shards is not None:
+            plan.close()
+            return _shard_plan(shards, dst, src, options)
+        assign_outputs(plan)
+        written = plan.first_input_written(targets, listed)  # no output may be an input
+        if written is not None:
+            raise InputError(f"{written}: is an input; an input is never overwritten")
+    except BaseException:
+        plan.close()
+        raise
+    return plan
+
+
+class _Targets:
+    """Where an output name (relative, posix) is written, with its folder's links resolved
+    (each folder once) as a list's sources are: what :meth:`Plan.first_input_written` compares."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.url = is_url(root)
+        self.cache: dict[str, str] = {}
+
+    def __call__(self, out: str) -> str:
+        if self.url:
+            return join(self.root, out)
+        folder, _, name = out.rpartition("/")
+        found = self.cache.get(folder)
+        if found is None:
+            path = os.path.normpath(join(self.root, out))
+            found = self.cache[folder] = str(Path(os.path.dirname(path)).resolve())
+        return _child(found, name)
 
 
 @dataclass
@@ -523,13 +456,3 @@ def iter_samples(
             current.append(Member(info, data))
         if current:
             yield current
-
-
-def count_images(path: str, options: StorageOptions | None = None) -> int:
-    """Image members in a shard (headers only; an object store's shard is streamed); 0 for a
-    shard that cannot be read."""
-    try:
-        with open_read(path, options) as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
-            return sum(1 for m in tar if m.isfile() and image_field(sample_key(m.name)[1]))
-    except (OSError, tarfile.TarError, EOFError):
-        return 0

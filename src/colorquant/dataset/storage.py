@@ -45,6 +45,7 @@ __all__ = [
     "size_of",
     "source_of",
     "upload_written",
+    "walk_files",
     "write_bytes",
 ]
 
@@ -344,6 +345,38 @@ def list_files(root: str, options: StorageOptions | None = None) -> list[str]:
         if not relative.startswith(".."):
             names.append(relative)
     return sorted(names)
+
+
+def walk_files(root: str, options: StorageOptions | None = None) -> Iterator[str]:
+    """Every object under the URL ``root``: relative posix names, streamed in the order of
+    :func:`list_files` (the names sorted whole), one folder listed at a time."""
+    fs, path = filesystem(root, options)
+    base = path.rstrip("/")
+
+    def visit(folder: str, prefix: str) -> Iterator[str]:
+        with store_errors(root):
+            fs.invalidate_cache(folder)
+            try:
+                entries = fs.ls(folder, detail=True)
+            except FileNotFoundError:
+                return
+        # "a/" sorts among names as everything under a/ does: the names sorted whole.
+        keyed = []
+        for entry in entries:
+            full = str(entry["name"]).rstrip("/")
+            if full == folder.rstrip("/"):
+                continue
+            name = posixpath.basename(full)
+            folder_like = entry.get("type") == "directory"
+            keyed.append((name + "/" if folder_like else name, name, folder_like))
+        del entries
+        for _, name, folder_like in sorted(keyed):
+            if folder_like:
+                yield from visit(f"{folder.rstrip('/')}/{name}", f"{prefix}{name}/")
+            else:
+                yield prefix + name
+
+    yield from visit(base, "")
 
 
 def kind_of(url: str, options: StorageOptions | None = None) -> str | None:
