@@ -27,7 +27,6 @@ CROPS = {  # photo -> (top, bottom, left, right) of the crop
     "chelsea": (60, 200, 100, 330),
     "astronaut": (20, 240, 120, 380),
     "kodim23": (40, 260, 180, 520),
-    "kodim03": (200, 420, 0, 300),
 }
 FIG_DIR = BENCH_DIR / "figures" / "lowk"
 
