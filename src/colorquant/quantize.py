@@ -444,6 +444,8 @@ def quantize(
     device = resolve_device(device, like=image)
     if palette is not None and fixed_colors is not None:
         raise InputError("give palette (map to it) or fixed_colors (fit around them), not both")
+    if not isinstance(keep_hues, bool):
+        raise InputError(f"keep_hues must be True or False, got {keep_hues!r}")
     if palette is not None and keep_hues:
         raise InputError("keep_hues fits a palette: give palette (map to it) or keep_hues")
     keywords: dict[str, Any] = {

@@ -165,9 +165,6 @@ def _fit_each(options: QuantizeOptions, library: dict[str, Any]) -> Fitter:
     def frames(all_frames: list[np.ndarray]) -> list[QuantizeResult]:
         from ..animation import quantize_animation  # only animations need it
 
-        if options.keep_hues:
-            raise InputError("--keep-hues works on still images, not animations")
-
         k_frames = k
         if quality is not None:
             # The frames stacked have the frames' merged histogram: the fewest colors that

@@ -35,7 +35,7 @@ from ..metrics import mean_delta_e, psnr_from_mse
 from ..quantize import QualityTooLowError, QuantizeResult, quality_of
 from .fit import Fitter, pixels_for
 from .options import not_a_folder, refuse_input
-from .report import STDIO, json_number, stdout_closed, warn
+from .report import STDIO, json_number, shown, stdout_closed, warn
 
 if TYPE_CHECKING:
     from .quantize import QuantizeOptions
@@ -271,9 +271,17 @@ def quantize_one(job: Job, options: QuantizeOptions, fitter: Fitter) -> tuple[di
             check_output_path(path, force=force)
     data = sys.stdin.buffer.read() if job.source == STDIO else None
     if is_animated(job.source if data is None else data):
+        if options.keep_hues:
+            what = "works on still images, not animations"
+            raise InputError(f"{shown(job.source)}: --keep-hues {what}")
         return _quantize_animation(job, data, options, fitter, start)
     loaded = load_image_bytes(data) if data is not None else load_image(job.source)
-    result: QuantizeResult = fitter.image(pixels_for(loaded.pixels, fmt))
+    pixels = pixels_for(loaded.pixels, fmt)
+    if options.keep_hues and pixels.shape[-1] == 4:
+        raise InputError(
+            f"{shown(job.source)}: --keep-hues works on opaque images; this one has transparency"
+        )
+    result: QuantizeResult = fitter.image(pixels)
     error, delta_e = result.mse, result.delta_e
     cut = _alpha_cut(loaded.path, [loaded.pixels], fmt)
     if cut:

@@ -81,9 +81,8 @@ __all__ = [
 ]
 
 DEFAULT_DITHER: Dither = "fs"
-"""The command's default dither, as pngquant's (the library's is ``"none"``): on Kodak it lowers
-the mean ΔE00 after a blur (the eye's low-pass) by 15% at K = 16, 64 and 256, at 0.9-1.2 dB
-less PSNR and 10-34% more bytes (BENCHMARKS.md, "Which dither by default")."""
+"""The command's default dither, as pngquant's (the library's is ``"none"``): Floyd-Steinberg,
+against banding in gradients, at :data:`DEFAULT_FS_STRENGTH`."""
 
 DEFAULT_FS_STRENGTH = 0.4
 """The command's Floyd-Steinberg strength unless ``--dither-strength`` says otherwise (the
@@ -91,7 +90,8 @@ library's is 1.0): 40% of the error diffused. Against ``pngquant K`` on Kodak's 
 K = 16, 64 and 256 it writes 0.85-0.93x pngquant's bytes and is better than pngquant's on most
 photos by each of five measures (blurred ΔE00 at two viewing distances, its 99th percentile, SSIM,
 PSNR); at 1.0 the files are 2-3% smaller than pngquant's and the blurred ΔE00 lower still, but the
-SSIM is lower than pngquant's on every photo (dither noise) (BENCHMARKS.md, "Low-K dithering")."""
+SSIM is lower than pngquant's on every photo (dither noise) (BENCHMARKS.md, "Against pngquant:
+issue 18's cells, re-measured")."""
 
 
 @dataclass(frozen=True)
@@ -212,9 +212,9 @@ class QuantizeOptions:
     "--dither",
     type=click.Choice(DITHERS),
     default=None,
-    help="fs: Floyd-Steinberg error diffusion (less at edges; the default, as pngquant's: "
-    "15% lower blurred dE00 on Kodak at every K, see BENCHMARKS.md); ordered: 8x8 Bayer "
-    "pattern; none: each pixel its nearest color (smallest files, best PSNR).  [default: fs]",
+    help="fs: Floyd-Steinberg error diffusion at --dither-strength (less at edges; the default, "
+    "as pngquant's, against banding in gradients); ordered: 8x8 Bayer pattern; none: each "
+    "pixel its nearest color (smallest files, best PSNR).  [default: fs]",
 )
 @click.option(
     "--nofs",

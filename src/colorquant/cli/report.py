@@ -229,6 +229,7 @@ _CLI_NAMES = (
     ("n_colors", "-k/--colors"),
     ("dither_strength", "--dither-strength"),
     ("keep_transparent_rgb", "--keep-transparent-rgb"),
+    ("keep_hues", "--keep-hues"),
     ("posterize", "--posterize"),
     ("method='kmeans'", "--method kmeans"),
     ("method='adam'", "--method adam"),
