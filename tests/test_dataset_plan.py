@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -236,3 +237,35 @@ def test_a_store_folder_is_walked_in_the_sorted_order_of_its_names() -> None:
         fs.pipe_file(f"{root}/{name}", b"x")
     walked = list(walk_files(f"memory://{root}"))
     assert walked == list_files(f"memory://{root}") == sorted(names)
+
+
+def test_a_full_temporary_folder_is_one_line_and_leaves_no_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The plan's SQLite file stops growing (a full disk, as SQLite reports it: it ends the
+    # transaction itself): the command says so in one line, exit 1, and removes the plan.
+    from click.testing import CliRunner
+
+    from colorquant.cli import main
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    connect = sqlite3.connect
+
+    def small_disk(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db = connect(*args, **kwargs)
+        db.execute("PRAGMA max_page_count = 16")
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", small_disk)
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"folder/image-{i:06d}.png\n" for i in range(20_000)))
+    result = CliRunner().invoke(main, ["dataset", str(listing), str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"colorquant: error: the job's plan in {scratch}: database or disk is full; set TMPDIR "
+        "to a folder with room (about 200 bytes an item) and rerun the same command\n"
+    )
+    assert _plan_folders(scratch) == []
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

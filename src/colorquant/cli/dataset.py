@@ -13,7 +13,9 @@ torch (but for a GPU) nor Ray (but for --engine ray).
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -293,6 +295,11 @@ def dataset(
         raise fail("interrupted; rerun the same command to resume", EXIT_INTERRUPTED) from None
     except (InputError, WriteError, OSError, ValueError, MemoryError) as error:
         raise fail(_message(error)) from None
+    except sqlite3.Error as error:  # the driver's plan, a file in the temporary folder
+        raise fail(
+            f"the job's plan in {tempfile.gettempdir()}: {plain_message(error)}; set TMPDIR to a "
+            "folder with room (about 200 bytes an item) and rerun the same command"
+        ) from None
     finally:
         for bar in bars:
             bar.close()

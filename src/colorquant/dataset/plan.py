@@ -289,7 +289,8 @@ class Plan:
             )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite ends the transaction itself on some errors (disk full)
+                db.execute("ROLLBACK")
             raise
         db.execute("CREATE INDEX IF NOT EXISTS files_plain ON files (plain) WHERE copy = 0")
         self.count = int(db.execute("SELECT count(*) FROM files").fetchone()[0])
