@@ -554,6 +554,9 @@ def test_dither_strength_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
     src = write_png(tmp_path / "in.png")
     result = run("quantize", src, "-o", tmp_path / "o.png", "--dither-strength", "1.5")
     assert result.exit_code == 2 and "--dither-strength" in result.output
+    result = run("quantize", src, "-o", tmp_path / "o.png", "--dither-strength", "nan")
+    assert result.exit_code == 2 and not (tmp_path / "o.png").exists()
+    assert "--dither-strength: nan is not a number in 0..1" in result.stderr
     result = run("quantize", src, "-o", tmp_path / "o.png", "--palette", src, "--shared-palette")
     assert result.exit_code == 2 and "--palette maps to given colors" in result.output
 

@@ -33,6 +33,7 @@ __all__ = [
     "check_device",
     "check_ext",
     "check_fixed_colors",
+    "check_strength",
     "device_option",
     "dither_strength_option",
     "figure_option",
@@ -118,9 +119,19 @@ figure_option = click.option(
     required=True,
     help="Figure file (.png, .pdf, .svg).",
 )
+
+
+def check_strength(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """``--dither-strength``: a number in 0..1 (click's range lets ``nan`` through)."""
+    if value is not None and math.isnan(value):
+        raise click.BadParameter("nan is not a number in 0..1", ctx, param)
+    return value
+
+
 dither_strength_option = click.option(
     "--dither-strength",
     type=click.FloatRange(0.0, 1.0),
+    callback=check_strength,
     default=1.0,
     show_default=True,
     help="How much of the dither, 0..1.",

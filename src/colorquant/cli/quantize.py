@@ -43,6 +43,7 @@ from .options import (
     check_colors,
     check_ext,
     check_fixed_colors,
+    check_strength,
     device_option,
     force_option,
     init_option,
@@ -224,6 +225,7 @@ class QuantizeOptions:
 @click.option(
     "--dither-strength",
     type=click.FloatRange(0.0, 1.0),
+    callback=check_strength,
     default=None,
     help="How much of the dither, 0..1 (fs at 0.4: smaller files than at 1.0, and less noise "
     "than pngquant's, see BENCHMARKS.md).  [default: 0.4 for fs, 1.0 for ordered]",
