@@ -557,6 +557,10 @@ def test_dither_strength_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
     result = run("quantize", src, "-o", tmp_path / "o.png", "--dither-strength", "nan")
     assert result.exit_code == 2 and not (tmp_path / "o.png").exists()
     assert "--dither-strength: nan is not a number in 0..1" in result.stderr
+    for off in (["--nofs"], ["--dither", "none"]):
+        result = run("quantize", src, "-o", tmp_path / "o.png", *off, "--dither-strength", "0.5")
+        assert result.exit_code == 2 and not (tmp_path / "o.png").exists()
+        assert f"--dither-strength scales a dither: not with {' '.join(off)}" in result.stderr
     result = run("quantize", src, "-o", tmp_path / "o.png", "--palette", src, "--shared-palette")
     assert result.exit_code == 2 and "--palette maps to given colors" in result.output
 

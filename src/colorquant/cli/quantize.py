@@ -370,6 +370,9 @@ def check_flags(options: QuantizeOptions) -> QuantizeOptions:
     if nofs and dither not in (None, "none"):
         raise click.UsageError(f"--nofs and --dither {dither} contradict each other")
     dither = "none" if nofs else dither or DEFAULT_DITHER
+    if dither == "none" and options.dither_strength is not None:
+        flag = "--nofs" if nofs else "--dither none"
+        raise click.UsageError(f"--dither-strength scales a dither: not with {flag}")
     if STDIO in inputs and len(inputs) > 1:
         raise click.UsageError("- (standard input) must be the only input")
     if STDIO in inputs and outdir is not None:
