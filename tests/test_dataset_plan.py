@@ -99,6 +99,15 @@ def test_output_names_follow_the_rule_on_random_names(tmp_path: Path, seed: int)
     assert renamed_total > 30  # the names did collide
 
 
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private temporary folder for the plans of the test (``tempfile.gettempdir()``)."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
 def _plan_folders(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.name.startswith(PLAN_PREFIX))
 
@@ -121,11 +130,8 @@ def test_planning_a_large_list_keeps_the_python_heap_bounded(tmp_path: Path) -> 
 
 
 def test_the_plan_folder_is_removed_after_success_and_after_an_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, scratch: Path
 ) -> None:
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     src, dst = tmp_path / "src", tmp_path / "dst"
     make_folder(src, 3)
     during: list[list[str]] = []
@@ -150,11 +156,8 @@ def test_the_plan_folder_is_removed_after_success_and_after_an_error(
 
 
 def test_a_killed_jobs_plan_folder_is_removed_by_the_next_plan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, scratch: Path
 ) -> None:
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
                           capture_output=True, check=True)  # fmt: skip
     with Plan.of_files("folder", "/src", str(tmp_path / "dst"), []) as plan:
@@ -240,7 +243,7 @@ def test_a_store_folder_is_walked_in_the_sorted_order_of_its_names() -> None:
 
 
 def test_a_full_temporary_folder_is_one_line_and_leaves_no_plan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, scratch: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The plan's SQLite file stops growing (a full disk, as SQLite reports it: it ends the
     # transaction itself): the command says so in one line, exit 1, and removes the plan.
@@ -248,9 +251,6 @@ def test_a_full_temporary_folder_is_one_line_and_leaves_no_plan(
 
     from colorquant.cli import main
 
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     connect = sqlite3.connect
 
     def small_disk(*args: Any, **kwargs: Any) -> sqlite3.Connection:
