@@ -18,6 +18,7 @@ from ..color import ColorSpace
 from ..histogram import color_histogram
 from ..init import InitMethod
 from ..io import check_output_path, load_image
+from ..options import FitOptions
 from ..quantize import MAX_COLORS, Method
 from ..quantize import quantize as quantize_image
 from ..viz import cloud_figure, elbow_figure, figure_suffix, save_figure
@@ -44,6 +45,23 @@ __all__ = ["ELBOW_TITLE", "PLOT_COLORS", "elbow", "plot"]
 
 PLOT_COLORS = 16
 """``colorquant plot``'s K: the palette centers drawn among the colors (256 would hide them)."""
+
+
+def _figure_source(
+    command: str, source: Path, output: Path, device: str, force: bool
+) -> tuple[np.ndarray, str]:
+    """What a figure command does before its work: the extra it needs, the device, ``output``
+    checked (no input, no existing file without --force), ``source`` decoded. Its ``(H, W, 3)``
+    uint8 colors (alpha dropped, with a warning) and the device."""
+    needs_extra(f"colorquant {command}", "matplotlib")
+    run_device = resolve_device(device)
+    refuse_input(output, [source])
+    check_output_path(output, force=force)
+    loaded = load_image(source)
+    if loaded.has_alpha:
+        warn(f"{source}: alpha channel ignored (this figure shows colors)")
+    return loaded.pixels[..., :3], run_device
+
 
 # -- elbow ------------------------------------------------------------------------------------
 
@@ -93,29 +111,15 @@ def elbow(
     with named_option("-o/--output"):
         figure_suffix(output)
     with fatal_errors():
-        needs_extra("colorquant elbow", "matplotlib")
-        run_device = resolve_device(device)
-        refuse_input(output, [source])
-        check_output_path(output, force=force)
-        loaded = load_image(source)
-        if loaded.has_alpha:
-            warn(f"{source}: alpha channel ignored (this figure shows colors)")
+        pixels, run_device = _figure_source("elbow", source, output, device, force)
+        fit = FitOptions(color_space=color_space, method=method, init=init, speed=speed, seed=seed)
         ks = _elbow_ks(max_k)
         if not as_json:
             echo(f"{source}: {ELBOW_TITLE}")
         mses: list[float] = []
         for k in progress(ks, "K"):
             start = time.perf_counter()
-            result = quantize_image(
-                loaded.pixels[..., :3],
-                k,
-                color_space=color_space,
-                method=method,
-                init=init,
-                speed=speed,
-                seed=seed,
-                device=run_device,
-            )
+            result = quantize_image(pixels, k, options=fit, device=run_device)
             seconds = time.perf_counter() - start
             mses.append(result.mse)
             record = {
@@ -189,24 +193,10 @@ def plot(
     with named_option("-o/--output"):
         figure_suffix(output)
     with fatal_errors():
-        needs_extra("colorquant plot", "matplotlib")
-        run_device = resolve_device(device)
-        refuse_input(output, [source])
-        check_output_path(output, force=force)
-        loaded = load_image(source)
-        if loaded.has_alpha:
-            warn(f"{source}: alpha channel ignored (this figure shows colors)")
-        result = quantize_image(
-            loaded.pixels[..., :3],
-            n_colors,
-            color_space=color_space,
-            method=method,
-            init=init,
-            speed=speed,
-            seed=seed,
-            device=run_device,
-        )
-        hist = color_histogram(np.ascontiguousarray(loaded.pixels[..., :3]).reshape(-1, 3))
+        pixels, run_device = _figure_source("plot", source, output, device, force)
+        fit = FitOptions(color_space=color_space, method=method, init=init, speed=speed, seed=seed)
+        result = quantize_image(pixels, n_colors, options=fit, device=run_device)
+        hist = color_histogram(np.ascontiguousarray(pixels).reshape(-1, 3))
         colors, counts = np.asarray(hist.colors), np.asarray(hist.counts)
         cloud_figure(
             colors,
