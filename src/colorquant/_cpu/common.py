@@ -13,7 +13,16 @@ import numpy as np
 
 from colorquant.threads import get_num_threads
 
-__all__ = ["MAX_CHANNELS", "as_integer", "as_points", "as_weights", "describe", "threads"]
+__all__ = [
+    "MAX_CHANNELS",
+    "as_integer",
+    "as_points",
+    "as_weights",
+    "check_array",
+    "check_max_error",
+    "describe",
+    "threads",
+]
 
 MAX_CHANNELS = 8
 """Channels of a point the kernels take at most (``MAX_DIMS`` in common.h)."""
@@ -29,6 +38,20 @@ def describe(a: Any) -> str:
     if isinstance(a, np.ndarray):
         return f"{a.dtype} array of shape {a.shape}"
     return type(a).__name__
+
+
+def check_array(name: str, a: Any, shape: tuple[int, ...], dtype: type[np.generic]) -> None:
+    """Raise unless ``a`` is an ndarray of exactly ``shape`` and ``dtype`` (one line naming it)."""
+    if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != dtype:
+        raise ValueError(
+            f"{name} must be a {np.dtype(dtype).name} array of shape {shape}, got {describe(a)}"
+        )
+
+
+def check_max_error(max_error: float) -> None:
+    """Raise unless the diffusion's error cap is a finite number ``>= 0``."""
+    if not (np.isfinite(max_error) and max_error >= 0):
+        raise ValueError(f"max_error must be a finite number >= 0, got {max_error!r}")
 
 
 def as_points(name: str, a: Any, channels: int | None = None) -> np.ndarray:

@@ -7,7 +7,15 @@ import numpy as np
 
 from colorquant import _cpu
 
-from .common import as_image8, as_integer, as_points, describe, threads
+from .common import (
+    as_image8,
+    as_integer,
+    as_points,
+    check_array,
+    check_max_error,
+    describe,
+    threads,
+)
 
 __all__ = ["dither_fs", "dither_fs_groups"]
 
@@ -54,16 +62,8 @@ def dither_fs(
     pixels = as_image8(pixels)
     h, w, c = pixels.shape
     pal = as_points("palette", palette, channels=c)
-    if (
-        not isinstance(strength, np.ndarray)
-        or strength.shape != (h, w)
-        or strength.dtype != np.float32
-    ):
-        raise ValueError(
-            f"strength must be a float32 array of shape ({h}, {w}), got {describe(strength)}"
-        )
-    if not (np.isfinite(max_error) and max_error >= 0):
-        raise ValueError(f"max_error must be a finite number >= 0, got {max_error!r}")
+    check_array("strength", strength, (h, w), np.float32)
+    check_max_error(max_error)
     index = np.empty((h, w), np.int32)
     _cpu._kernels.dither_fs(
         pixels,
@@ -126,20 +126,12 @@ def dither_fs_groups(
     if pal.ndim != 2 or pal.shape[1] != c or pal.shape[0] < 1:
         raise ValueError(f"palette must be (K, {c}) with K >= 1, got {describe(palette)}")
     k = pal.shape[0]
-    checks = (
-        ("weight", weight, (c,), np.float64),
-        ("pixel_group", pixel_group, (h, w), np.int8),
-        ("entry_group", entry_group, (k,), np.int8),
-        ("fixed", fixed, (h, w), np.int32),
-        ("strength", strength, (h, w), np.float32),
-    )
-    for name, a, shape, dtype in checks:
-        if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != dtype:
-            raise ValueError(
-                f"{name} must be a {np.dtype(dtype).name} array of shape {shape}, got {describe(a)}"
-            )
-    if not (np.isfinite(max_error) and max_error >= 0):
-        raise ValueError(f"max_error must be a finite number >= 0, got {max_error!r}")
+    check_array("weight", weight, (c,), np.float64)
+    check_array("pixel_group", pixel_group, (h, w), np.int8)
+    check_array("entry_group", entry_group, (k,), np.int8)
+    check_array("fixed", fixed, (h, w), np.int32)
+    check_array("strength", strength, (h, w), np.float32)
+    check_max_error(max_error)
     index = np.empty((h, w), np.int32)
     _cpu._kernels.dither_fs_groups(
         np.ascontiguousarray(pixels),

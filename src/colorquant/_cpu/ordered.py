@@ -7,7 +7,7 @@ import numpy as np
 
 from colorquant import _cpu
 
-from .common import as_image8, as_points, describe, threads
+from .common import as_image8, as_points, check_array, threads
 
 __all__ = ["ORDERED_PARAMS", "dither_ordered"]
 
@@ -52,25 +52,11 @@ def dither_ordered(
         ValueError: a shape, dtype or value is out of range (the message names the argument).
     """
     pixels = as_image8(pixels, channels=3)
-    for name, table in (("rgb_table", rgb_table), ("lin_table", lin_table)):
-        if (
-            not isinstance(table, np.ndarray)
-            or table.dtype != np.float64
-            or table.shape != (64, 256)
-        ):
-            raise ValueError(
-                f"{name} must be a float64 array of shape (64, 256), got {describe(table)}"
-            )
+    check_array("rgb_table", rgb_table, (64, 256), np.float64)
+    check_array("lin_table", lin_table, (64, 256), np.float64)
     if isinstance(space, bool) or not isinstance(space, (int, np.integer)) or not 0 <= space < 5:
         raise ValueError(f"space must be an integer in 0..4, got {space!r}")
-    if (
-        not isinstance(params, np.ndarray)
-        or params.dtype != np.float64
-        or params.shape != (ORDERED_PARAMS,)
-    ):
-        raise ValueError(
-            f"params must be a float64 array of shape ({ORDERED_PARAMS},), got {describe(params)}"
-        )
+    check_array("params", params, (ORDERED_PARAMS,), np.float64)
     pal = as_points("palette", palette, channels=6 if space == 4 else 3)
     h, w = pixels.shape[:2]
     index = np.empty((h, w), np.int32)
