@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ._array import to_numpy
-from .color import ColorSpace, rgb_to_lab
+from .color import rgb_to_lab
 from .fit import Fit, encode_points, fit_histogram, nearest_rows
 from .histogram import ColorHistogram
 from .init import kmeans_plusplus
@@ -121,7 +121,6 @@ def keep_lost_hue(
     options: FitOptions,
     device: Any,
     points: Any,
-    space: ColorSpace,
 ) -> Fit:
     """``fit``, or the palette fitted again with the lost region's color kept (see the module).
 
@@ -131,13 +130,13 @@ def keep_lost_hue(
         k: the palette size.
         options: the fit's settings; the kept color joins their fixed colors.
         device: where the fit runs.
-        points: ``hist.colors`` encoded in ``space``.
-        space: the fit's color space.
+        points: ``hist.colors`` encoded in the fit's color space.
     """
     if k < MIN_COLORS or k - len(options.fixed) < 2:
         return fit  # too few entries to spend one
     palette = fit.palette
-    index = to_numpy(nearest_rows(hist.colors, points, palette, encode_points(palette, space)))
+    palette_points = encode_points(palette, options.color_space)
+    index = to_numpy(nearest_rows(hist.colors, points, palette, palette_points))
     colors = to_numpy(hist.colors)
     color = lost_hue(colors, to_numpy(hist.counts), to_numpy(palette)[index], k, options.seed)
     if color is None:

@@ -487,7 +487,7 @@ def quantize(
 
     def fitted(n: int) -> Fit:
         fit = fit_histogram(hist, n, opts, device, points)
-        return keep_lost_hue(fit, hist, n, opts, device, points, space) if keep_hues else fit
+        return keep_lost_hue(fit, hist, n, opts, device, points) if keep_hues else fit
 
     def plain(fit: Fit) -> QuantizeResult:
         return apply_histogram(fit, hist, shape, space, start, points)
