@@ -469,6 +469,8 @@ def quantize(
     else:
         k = check_int_range("n_colors", n_colors, 1, MAX_COLORS)
         opts = resolve_options(options, k, fixed_colors, **keywords)
+    if keep_hues and opts.method != "kmeans":
+        raise InputError(f"keep_hues works with method='kmeans', got {opts.method!r}")
     check_choice("dither", dither, DITHERS)
     strength = check_strength(dither_strength)
     target = None if quality is None else check_quality(quality)
@@ -479,11 +481,8 @@ def quantize(
     hist, shape = image_histogram(pixels, device)
     space = opts.color_space
     points = encode_points(hist.colors, space)  # once, for every fit and map
-    if keep_hues and given is None:
-        if hist.colors.shape[1] == 4:
-            raise InputError("keep_hues works on opaque images; this one has transparency")
-        if opts.method != "kmeans":
-            raise InputError(f"keep_hues works with method='kmeans', got {opts.method!r}")
+    if keep_hues and hist.colors.shape[1] == 4:  # (keep_hues means no palette was given)
+        raise InputError("keep_hues works on opaque images; this one has transparency")
 
     def fitted(n: int) -> Fit:
         fit = fit_histogram(hist, n, opts, device, points)
