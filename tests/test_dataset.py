@@ -1275,3 +1275,20 @@ def test_a_bad_item_is_tried_again_by_the_rerun(tmp_path: Path) -> None:
     check_palette_png(dst / "late.png", photo(7), k=8)
     third = quantize_dataset(src, dst, 8, workers=1)
     assert third.done_before == 3 and third.processed == 0 and third.images == 3
+
+
+def test_dataset_dither_fs_diffuses_the_whole_error_as_the_library(tmp_path: Path) -> None:
+    # The README: the dataset command's --dither fs is the library's (strength 1 unless
+    # --dither-strength says less), not quantize's 0.4.
+    import colorquant as cq
+    from colorquant.quantize import DATASET_SPEED
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    pixels = make_folder(src, 2)
+    summary_of(run(src, dst, "-k", 8, "--dither", "fs", "--workers", 1, "--json"))
+    for rel, original in pixels.items():
+        out = np.asarray(Image.open(dst / Path(rel).with_suffix(".png")).convert("RGB"))
+        full = cq.quantize(original, 8, dither="fs", speed=DATASET_SPEED).to_numpy()
+        part = cq.quantize(original, 8, dither="fs", dither_strength=0.4, speed=DATASET_SPEED)
+        np.testing.assert_array_equal(out, full)
+        assert not np.array_equal(out, part.to_numpy())
