@@ -111,6 +111,17 @@ static int check_threads(int nt)
     return 0;
 }
 
+/* n points (or pixels) of C channels against K palette rows: n >= 0, 1 <= C <= MAX_DIMS, K >= 1. */
+static int check_sizes(Py_ssize_t n, int C, int K)
+{
+    if (n < 0 || C < 1 || C > MAX_DIMS || K < 1) {
+        PyErr_Format(PyExc_ValueError, "expected n >= 0, 1 <= c <= %d, k >= 1, got %zd %d %d",
+                     MAX_DIMS, n, C, K);
+        return -1;
+    }
+    return 0;
+}
+
 /* Hot functions take the channel count as a parameter and are always inlined, so that each is
    compiled for C = 3 (rgb and the perceptual spaces) and C = 6 (hybrid) with unrolled loops,
    and once for any C. BY_CHANNELS(C, f, args...) calls f(args..., C) with C a constant. */

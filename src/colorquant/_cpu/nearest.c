@@ -103,11 +103,8 @@ static PyObject *py_nearest(PyObject *self, PyObject *args)
     memset(&s, 0, sizeof s);
     if (check_threads(nt) < 0)
         goto done;
-    if (n < 0 || C < 1 || C > MAX_DIMS || K < 1) {
-        PyErr_Format(PyExc_ValueError, "expected n >= 0, 1 <= c <= %d, k >= 1, got %zd %d %d",
-                     MAX_DIMS, n, C, K);
+    if (check_sizes(n, C, K) < 0)
         goto done;
-    }
     if (check_len(&pb, 8 * n * C, "points") < 0 ||
         check_len(&cb, 8 * (Py_ssize_t)K * C, "palette") < 0 ||
         check_len(&ib, 4 * n, "index") < 0 || check_len(&db, 8 * n, "dist2") < 0)
